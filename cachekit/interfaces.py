@@ -1,0 +1,345 @@
+"""The cache contract every provider implements and every adapter maps onto.
+
+Written once, the way Django's ``BaseCache`` is: providers implement the primitives
+(``get``, ``set``, ``add``, ``delete``, ``touch``, ``ttl``, ``incr``, ``clear``,
+``get_stats``, ``close``), and inherit the composite operations, which they override only
+where their backend can do better (one ``MGET``, a pipeline). Every method has an ``a``-prefixed
+async twin; the defaults here call the sync code, which is right for in-process providers that
+never block on I/O, and network providers override them with real async I/O.
+
+Semantics shared by all providers (and tested by :mod:`cachekit.testing`):
+
+* keys are non-empty ``str``; anything else raises :class:`~cachekit.errors.InvalidKey`;
+* a miss is detected with :data:`~cachekit.MISSING`, so ``None`` is a cacheable value;
+* ``ttl=DEFAULT`` is the cache's ``default_ttl``; ``None`` never expires; ``<= 0`` does not
+  store and removes any existing value (``add`` still reports whether the key was absent);
+* ``incr``/``decr`` are atomic; a missing key starts from 0 with the default TTL (Redis
+  semantics), a non-integer value raises :class:`~cachekit.errors.NotAnInteger`;
+* ``ttl(key)`` is the remaining lifetime in seconds, ``None`` for a key that never expires and
+  ``0.0`` for a missing key (django-redis semantics).
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from functools import partial
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidKey
+from .sentinels import DEFAULT, MISSING
+from .singleflight import AsyncSingleFlight, SingleFlight
+from .stats import CacheStats
+from .ttl import TTLArg
+
+__all__ = ["Cache", "DistributedCache", "check_key"]
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a non-empty ``str``, else raise :class:`InvalidKey`."""
+    if type(key) is not str or not key:
+        if isinstance(key, str) and key:
+            return str(key)  # a str subclass: normalise to a plain str
+        raise InvalidKey(f"cache keys must be non-empty str, got {key!r}")
+    return key
+
+
+class Cache(abc.ABC):
+    """Base class of every provider; see the module docstring for the shared semantics."""
+
+    #: Registry name of the provider (``"memory"``, ``"redis"``...).
+    provider_name: str = ""
+
+    def __init__(self, *, name: str = "default") -> None:
+        self.name = name
+        self._single_flight = SingleFlight()
+        self._async_single_flight = AsyncSingleFlight()
+
+    # -- primitives -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the cached value, or ``default`` on a miss."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        """Store ``value`` under ``key``, replacing any existing value."""
+
+    @abc.abstractmethod
+    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` is absent; return whether it was absent."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was present."""
+
+    @abc.abstractmethod
+    def touch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
+        """Give an existing key a new TTL; return whether it existed."""
+
+    @abc.abstractmethod
+    def ttl(self, key: str) -> float | None:
+        """Remaining lifetime in seconds; ``None`` if it never expires, ``0.0`` if missing."""
+
+    @abc.abstractmethod
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add ``delta`` and return the new value."""
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Remove every key of this cache (only its own namespace on shared servers)."""
+
+    @abc.abstractmethod
+    def get_stats(self) -> CacheStats:
+        """A snapshot of this cache's counters."""
+
+    def close(self) -> None:
+        """Release connections and background resources; the cache may be reopened lazily."""
+
+    # -- composites ---------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a live value (does not count as a hit or a miss where possible)."""
+        return self.get(key, MISSING) is not MISSING
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """Atomically subtract ``delta`` and return the new value."""
+        return self.incr(key, -delta)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the present keys only, mapped to their values."""
+        found: dict[str, Any] = {}
+        for key in keys:
+            value = self.get(key, MISSING)
+            if value is not MISSING:
+                found[key] = value
+        return found
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
+        """Store every item; return the keys that could not be stored."""
+        for key, value in mapping.items():
+            self.set(key, value, ttl)
+        return []
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove the keys; return how many were present."""
+        return sum(1 for key in keys if self.delete(key))
+
+    def get_or_set(self, key: str, default_or_factory: Any, ttl: TTLArg = DEFAULT) -> Any:
+        """Return the cached value, storing ``default_or_factory`` (or its result) on a miss.
+
+        With a callable, concurrent callers for the same missing key in this process run it once
+        and all receive its result (single-flight); a plain value is stored with ``add`` so that a
+        concurrent ``set`` wins.
+        """
+        return self._get_or_set(
+            key, default_or_factory, partial(self.set, ttl=ttl), partial(self.add, ttl=ttl)
+        )
+
+    def _get_or_set(
+        self,
+        key: str,
+        default_or_factory: Any,
+        store: Callable[[str, Any], object],
+        add: Callable[[str, Any], object],
+    ) -> Any:
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        if not callable(default_or_factory):
+            add(key, default_or_factory)
+            return self.get(key, default_or_factory)
+        factory: Callable[[], Any] = default_or_factory
+
+        def compute() -> Any:
+            # Re-check inside the flight: a previous leader may have just stored it.
+            current = self.get(key, MISSING)
+            if current is not MISSING:
+                return current
+            result = factory()
+            store(key, result)
+            return result
+
+        return self._single_flight.do(key, compute)
+
+    # -- async twins ----------------------------------------------------------------------------
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.get(key, default)
+
+    async def aset(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        self.set(key, value, ttl)
+
+    async def aadd(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        return self.add(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aexists(self, key: str) -> bool:
+        return self.exists(key)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+    async def atouch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
+        return self.touch(key, ttl)
+
+    async def attl(self, key: str) -> float | None:
+        return self.ttl(key)
+
+    async def aincr(self, key: str, delta: int = 1) -> int:
+        return self.incr(key, delta)
+
+    async def adecr(self, key: str, delta: int = 1) -> int:
+        return self.decr(key, delta)
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self.get_many(keys)
+
+    async def aset_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
+        return self.set_many(mapping, ttl)
+
+    async def adelete_many(self, keys: Iterable[str]) -> int:
+        return self.delete_many(keys)
+
+    async def aget_stats(self) -> CacheStats:
+        return self.get_stats()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def aget_or_set(self, key: str, default_or_factory: Any, ttl: TTLArg = DEFAULT) -> Any:
+        """Async :meth:`get_or_set`; the factory may be a plain or a coroutine function."""
+        return await self._aget_or_set(
+            key, default_or_factory, partial(self.aset, ttl=ttl), partial(self.aadd, ttl=ttl)
+        )
+
+    async def _aget_or_set(
+        self,
+        key: str,
+        default_or_factory: Any,
+        store: Callable[[str, Any], Awaitable[object]],
+        add: Callable[[str, Any], Awaitable[object]],
+    ) -> Any:
+        value = await self.aget(key, MISSING)
+        if value is not MISSING:
+            return value
+        if not callable(default_or_factory):
+            await add(key, default_or_factory)
+            return await self.aget(key, default_or_factory)
+        factory: Callable[[], Any] = default_or_factory
+
+        async def compute() -> Any:
+            current = await self.aget(key, MISSING)
+            if current is not MISSING:
+                return current
+            result = factory()
+            if inspect.isawaitable(result):
+                result = await result
+            await store(key, result)
+            return result
+
+        return await self._async_single_flight.do(key, compute)
+
+    # -- conveniences -----------------------------------------------------------------------------
+
+    def __contains__(self, key: str) -> bool:
+        return self.exists(key)
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class DistributedCache(Cache):
+    """A cache that can also invalidate by glob pattern and by tag.
+
+    ``set``/``add``/``set_many``/``get_or_set`` take ``tags``; ``invalidate_tags`` removes every
+    live key carrying any of the tags and returns how many it removed.
+    """
+
+    @abc.abstractmethod
+    def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
+        """Store ``value``; ``tags`` name groups it can later be invalidated with."""
+
+    @abc.abstractmethod
+    def add(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        """Store only if absent; see :meth:`Cache.add`."""
+
+    @abc.abstractmethod
+    def delete_pattern(self, pattern: str) -> int:
+        """Remove the keys matching a glob pattern (``*``, ``?``, ``[...]``); return the count."""
+
+    @abc.abstractmethod
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Remove every key carrying any of ``tags``; return the count."""
+
+    def set_many(
+        self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> list[str]:
+        tags = tuple(tags)
+        for key, value in mapping.items():
+            self.set(key, value, ttl, tags=tags)
+        return []
+
+    def get_or_set(
+        self,
+        key: str,
+        default_or_factory: Any,
+        ttl: TTLArg = DEFAULT,
+        *,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        tags = tuple(tags)
+        return self._get_or_set(
+            key,
+            default_or_factory,
+            partial(self.set, ttl=ttl, tags=tags),
+            partial(self.add, ttl=ttl, tags=tags),
+        )
+
+    async def aset(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> None:
+        self.set(key, value, ttl, tags=tags)
+
+    async def aadd(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        return self.add(key, value, ttl, tags=tags)
+
+    async def aset_many(
+        self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> list[str]:
+        return self.set_many(mapping, ttl, tags=tags)
+
+    async def adelete_pattern(self, pattern: str) -> int:
+        return self.delete_pattern(pattern)
+
+    async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
+        return self.invalidate_tags(tags)
+
+    async def aget_or_set(
+        self,
+        key: str,
+        default_or_factory: Any,
+        ttl: TTLArg = DEFAULT,
+        *,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        tags = tuple(tags)
+        return await self._aget_or_set(
+            key,
+            default_or_factory,
+            partial(self.aset, ttl=ttl, tags=tags),
+            partial(self.aadd, ttl=ttl, tags=tags),
+        )

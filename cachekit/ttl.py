@@ -1,0 +1,59 @@
+"""TTL normalisation shared by every provider.
+
+The contract: ``DEFAULT`` means the cache's ``default_ttl``; ``None`` means never expire;
+``0`` or a negative number means "do not store / expire now"; ints, floats and ``timedelta``
+are accepted. Providers call :func:`resolve_ttl` once per write and then only deal with
+``None`` (forever) or a float number of seconds (``<= 0`` meaning expire now).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeAlias
+
+from .errors import ConfigurationError
+from .sentinels import DEFAULT, DefaultType
+
+__all__ = ["TTL", "TTLArg", "resolve_ttl", "to_seconds"]
+
+#: A TTL as a user may pass it.
+TTL: TypeAlias = float | int | timedelta | None
+#: A TTL argument of the contract's methods.
+TTLArg: TypeAlias = TTL | DefaultType
+
+
+def to_seconds(ttl: TTL) -> float | None:
+    """Convert a TTL value to seconds, rejecting types that would silently mean something else."""
+    if ttl is None:
+        return None
+    tp = type(ttl)
+    if tp is int or tp is float:
+        return float(ttl)  # type: ignore[arg-type]
+    if isinstance(ttl, timedelta):
+        return ttl.total_seconds()
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        return float(ttl)
+    raise TypeError(
+        f"ttl must be a number of seconds, a timedelta, None or DEFAULT, not {type(ttl).__name__}"
+    )
+
+
+def resolve_ttl(ttl: TTLArg, default_ttl: float | None) -> float | None:
+    """Return the effective TTL in seconds (``None`` = forever, ``<= 0`` = expire now)."""
+    if ttl is DEFAULT:
+        return default_ttl
+    return to_seconds(ttl)
+
+
+def check_default_ttl(value: TTL, *, key: str = "default_ttl") -> float | None:
+    """Validate a configured default TTL: a default of 0 would silently cache nothing."""
+    try:
+        seconds = to_seconds(value)
+    except TypeError as exc:
+        raise ConfigurationError(f"{key}: {exc}", key=key) from None
+    if seconds is not None and seconds <= 0:
+        raise ConfigurationError(
+            f"{key} must be a positive number of seconds or None (never expire), got {value!r}",
+            key=key,
+        )
+    return seconds
