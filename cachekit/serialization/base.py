@@ -1,0 +1,153 @@
+"""The serializer contract, and the one implementation every built-in codec shares.
+
+Providers depend only on :class:`Serializer` (``dumps``/``loads``/``name``). The built-in codecs
+subclass :class:`CodecSerializer`, which owns what must be identical for all of them: the
+header-less integer rule, raw ``bytes``/``str``, compression, signing, and reading (any codec's
+output, under the :class:`~cachekit.serialization.reader.Reader` trust rules). A codec only
+supplies ``_encode`` (value -> body) and, if it needs its own, a decoder.
+
+``dumps``/``loads`` run on every network cache operation, so headers are precomputed bytes and the
+common paths are a few type checks, one concatenation and, when signing, one HMAC.
+"""
+
+from __future__ import annotations
+
+import abc
+import sys
+from collections.abc import Callable
+from typing import Any, ClassVar, TypedDict
+
+from cachekit.errors import ConfigurationError, SerializationError
+
+from .compression import MAX_DECOMPRESSED_SIZE, make_compressor
+from .header import Codec, Compression, pack_header
+from .reader import Reader
+
+__all__ = ["CodecSerializer", "Serializer", "SerializerOptions"]
+
+
+class Serializer(abc.ABC):
+    """Turns cache values into bytes and back; what providers and the registry depend on."""
+
+    #: Registry name (``"json"``, ``"pickle"``...).
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value``; an unencodable value raises SerializationError."""
+
+    @abc.abstractmethod
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes from :meth:`dumps`; bad or untrusted bytes raise SerializationError."""
+
+
+class SerializerOptions(TypedDict, total=False):
+    """The options every built-in serializer accepts (those of ``make_serializer``)."""
+
+    compression: str
+    compress_threshold: int
+    compress_level: int | None
+    secret: bytes | str | None
+    max_decompressed_size: int
+
+
+class CodecSerializer(Reader, Serializer):
+    """Writes the cachekit envelope around one codec's body; reads any codec's."""
+
+    #: Header codec id of the values this serializer encodes itself.
+    codec_id: ClassVar[Codec]
+    #: Only the pickle serializer reads pickle; see the reader's trust rules.
+    reads_pickle: ClassVar[bool] = False
+
+    # Set by each codec's __init__: value -> body, and the exceptions of _encode that mean
+    # "this value cannot be encoded" (re-raised as SerializationError). An attribute, not a
+    # method, so that it can be a C function or partial with no Python frame of its own.
+    _encode: Callable[[Any], bytes]
+    _encode_errors: tuple[type[BaseException], ...]
+
+    def __init__(
+        self,
+        *,
+        compression: str = "auto",
+        compress_threshold: int = 1024,
+        compress_level: int | None = None,
+        secret: bytes | str | None = None,
+        max_decompressed_size: int = MAX_DECOMPRESSED_SIZE,
+    ) -> None:
+        if type(compress_threshold) is not int or compress_threshold < 0:
+            raise ConfigurationError(
+                f"compress_threshold must be an int >= 0, got {compress_threshold!r}",
+                key="compress_threshold",
+            )
+        compressor = make_compressor(compression, compress_level)
+        super().__init__(
+            secret=secret,
+            allow_pickle=self.reads_pickle,
+            max_decompressed_size=max_decompressed_size,
+        )
+        self.compression = "none" if compressor is None else compressor.name
+        self.compress_threshold = compress_threshold
+        self.compress_level = None if compressor is None else compressor.level
+        method = Compression.NONE if compressor is None else compressor.method
+        # Without a compressor the threshold is unreachable, so _seal needs no second test.
+        self._threshold = sys.maxsize if compressor is None else compress_threshold
+        self._compress = _never if compressor is None else compressor.compress
+        self._raw_headers = self._headers(Codec.RAW, method)
+        self._str_headers = self._headers(Codec.STR, method)
+        self._codec_headers = self._headers(self.codec_id, method)
+        self._compression_method = method
+
+    def _headers(self, codec: int, method: int, extras: bytes | None = None) -> tuple[bytes, bytes]:
+        """The (uncompressed, compressed) headers of one codec, computed once."""
+        signed = self._mac is not None
+        return (
+            pack_header(codec, Compression.NONE, signed=signed, extras=extras),
+            pack_header(codec, method, signed=signed, extras=extras),
+        )
+
+    def dumps(self, value: Any) -> bytes:
+        tp = type(value)
+        if tp is int:  # exactly int: bool and IntEnum keep their types through the codec
+            try:
+                return b"%d" % value
+            except ValueError as exc:  # beyond sys.get_int_max_str_digits()
+                raise SerializationError(f"integer too large to store: {exc}") from exc
+        if tp is str:
+            try:
+                text = value.encode("utf-8")
+            except UnicodeEncodeError:
+                pass  # lone surrogates are not UTF-8: let the codec decide (pickle can)
+            else:
+                return self._seal(self._str_headers, text)
+        elif tp is bytes:
+            return self._seal(self._raw_headers, value)
+        try:
+            body = self._encode(value)
+        except self._encode_errors as exc:
+            raise SerializationError(
+                f"the {self.name} serializer cannot encode {tp.__name__}: {exc}"
+            ) from exc
+        return self._seal(self._codec_headers, body)
+
+    def _seal(self, headers: tuple[bytes, bytes], body: bytes) -> bytes:
+        if len(body) >= self._threshold:
+            packed = self._compress(body)
+            out = headers[1] + packed if len(packed) < len(body) else headers[0] + body
+        else:
+            out = headers[0] + body
+        mac = self._mac
+        if mac is None:
+            return out
+        mac = mac.copy()
+        mac.update(out)
+        return out + mac.digest()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} compression={self.compression!r} "
+            f"threshold={self.compress_threshold} signed={self.signed}>"
+        )
+
+
+def _never(data: bytes) -> bytes:  # pragma: no cover - unreachable: the threshold is sys.maxsize
+    raise AssertionError("compression is disabled")

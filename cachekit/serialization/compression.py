@@ -1,0 +1,144 @@
+"""Body compression: zlib always, Zstandard when the ``fast`` extra is installed.
+
+Compression is worth its CPU only for large bodies and only when it wins, so the serializer
+calls a compressor above a size threshold and keeps the result only if it is smaller. Reading is
+the dangerous side: a small payload from a shared cache can inflate to gigabytes, so every
+decompression is bounded by ``limit`` and refuses trailing or missing data.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cachekit.errors import ConfigurationError, SerializationError
+
+from . import _optional
+from .header import Compression
+
+__all__ = [
+    "CHOICES",
+    "MAX_DECOMPRESSED_SIZE",
+    "Compressor",
+    "decompress",
+    "make_compressor",
+]
+
+#: Accepted values of the ``compression`` option.
+CHOICES: Final = ("auto", "zlib", "zstd", "none")
+#: Default bound on a decompressed body (Redis itself caps a value at 512 MiB).
+MAX_DECOMPRESSED_SIZE: Final = 128 * 1024 * 1024
+
+# Accepted levels (the defaults are each library's: zlib 6, zstd 3). "auto" accepts only levels
+# valid for both, so that one setting works whether or not zstandard is installed on a machine.
+_LEVELS: Final = {"zlib": (0, 9), "zstd": (1, 22), "auto": (1, 9)}
+
+
+@dataclass(frozen=True, slots=True)
+class Compressor:
+    """A chosen algorithm and level; ``compress`` is safe to call from any thread."""
+
+    method: Compression
+    level: int
+    compress: Callable[[bytes], bytes]
+
+    @property
+    def name(self) -> str:
+        return self.method.name.lower()
+
+
+class _ZstdCompress:
+    """One ``ZstdCompressor`` per thread: zstandard's contexts must not be shared."""
+
+    def __init__(self, zstd: Any, level: int) -> None:
+        self._zstd = zstd
+        self._level = level
+        self._local = threading.local()
+
+    def __call__(self, data: bytes) -> bytes:
+        try:
+            cctx = self._local.cctx
+        except AttributeError:
+            cctx = self._local.cctx = self._zstd.ZstdCompressor(
+                level=self._level, write_checksum=True, write_content_size=True
+            )
+        return cctx.compress(data)  # type: ignore[no-any-return]
+
+
+def make_compressor(compression: object, level: int | None = None) -> Compressor | None:
+    """Validate the ``compression``/``compress_level`` options; ``None`` means "never"."""
+    if not isinstance(compression, str) or compression not in CHOICES:
+        raise ConfigurationError(
+            f"compression must be one of {', '.join(map(repr, CHOICES))}, got {compression!r}",
+            key="compression",
+        )
+    if compression == "none":
+        if level is not None:
+            raise ConfigurationError(
+                "compress_level has no effect with compression='none'", key="compress_level"
+            )
+        return None
+    low, high = _LEVELS[compression]
+    if level is not None and (type(level) is not int or not low <= level <= high):
+        raise ConfigurationError(
+            f"compress_level for compression={compression!r} must be an int from {low} to "
+            f"{high} (or None for the default), got {level!r}",
+            key="compress_level",
+        )
+    zstd = _optional.load("zstandard") if compression == "auto" else None
+    if compression == "zstd":
+        zstd = _optional.require("zstandard", key="compression", what="compression='zstd'")
+    if zstd is not None:
+        chosen = 3 if level is None else level
+        return Compressor(Compression.ZSTD, chosen, _ZstdCompress(zstd, chosen))
+    chosen = 6 if level is None else level
+    return Compressor(Compression.ZLIB, chosen, functools.partial(zlib.compress, level=chosen))
+
+
+def decompress(method: int, data: bytes, limit: int = MAX_DECOMPRESSED_SIZE) -> bytes:
+    """Inflate a body, refusing output beyond ``limit`` bytes and corrupt or truncated input."""
+    if method == Compression.ZLIB:
+        return _inflate_zlib(data, limit)
+    if method == Compression.ZSTD:
+        return _inflate_zstd(data, limit)
+    raise SerializationError(f"unknown compression method {method}")
+
+
+def _inflate_zlib(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise SerializationError(f"corrupt zlib body: {exc}") from exc
+    if not inflater.eof:
+        # Stopped at the limit with input or output still pending, or ran out of input.
+        if inflater.unconsumed_tail or inflater.decompress(b"", 1):
+            raise SerializationError(f"zlib body inflates beyond the {limit}-byte limit")
+        raise SerializationError("truncated zlib body")
+    if inflater.unused_data:
+        raise SerializationError("trailing bytes after the zlib body")
+    return out
+
+
+_zstd_local = threading.local()
+
+
+def _inflate_zstd(data: bytes, limit: int) -> bytes:
+    zstd = _optional.load("zstandard")
+    if zstd is None:
+        raise _optional.missing("zstandard", "zstd-compressed")
+    try:
+        size = zstd.frame_content_size(data)
+        if not 0 <= size <= limit:  # -1: unknown size, which cachekit never writes
+            raise SerializationError(f"zstd body declares {size} bytes; the limit is {limit}")
+        try:
+            dctx = _zstd_local.dctx
+        except AttributeError:
+            dctx = _zstd_local.dctx = zstd.ZstdDecompressor()
+        return dctx.decompress(data, allow_extra_data=False)  # type: ignore[no-any-return]
+    except zstd.ZstdError as exc:
+        raise SerializationError(f"corrupt zstd body: {exc}") from exc

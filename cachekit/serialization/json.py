@@ -1,0 +1,153 @@
+"""The JSON codec: orjson when installed, the standard library otherwise, with one semantics.
+
+Values written on one machine are read on others that may lack the ``fast`` extra (and, later,
+in other languages), so both paths must accept the same values and decode them to the same
+values and types; only the spelling of a float may differ (orjson writes ``1e-05`` as
+``0.00001``). The stdlib encoder, configured as compact UTF-8 without NaN, is the reference.
+orjson is only an accelerator: it runs without the options that widen what it accepts
+(datetimes and dataclasses are passed through, to be refused), and whatever it refuses --
+integers beyond 64 bits, non-``str`` keys, ``tuple`` and ``float`` subclasses, nesting beyond
+255 levels -- goes to the reference encoder. The reference in turn adopts orjson's extensions
+(enums as their value, UUIDs as strings) and its rule for non-finite floats (``null``, as
+JavaScript's ``JSON.stringify``). Both then refuse integers outside [-2**63, 2**64 - 1], which
+orjson's reader and most other languages cannot represent exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import uuid
+from functools import partial
+from types import ModuleType
+from typing import Any, ClassVar, Final, Unpack
+
+from cachekit.errors import ConfigurationError, SerializationError
+
+from . import _optional
+from .base import CodecSerializer, SerializerOptions
+from .header import Codec
+from .reader import Decoder
+
+__all__ = ["JsonSerializer", "make_decoder", "stdlib_dumps"]
+
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+# An out-of-range integer prints as at least 19 digits; only then is the value walked.
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+
+
+def _default(obj: object) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
+)
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _portable(value: Any, active: set[int]) -> Any:
+    """A copy with non-finite floats as None; raises for out-of-range integers and cycles."""
+    if isinstance(value, enum.Enum):
+        return _portable(value.value, active)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise TypeError("Integer exceeds 64-bit range")
+        return value
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if id(value) in active:
+        raise ValueError("Circular reference detected")
+    active.add(id(value))
+    if isinstance(value, dict):
+        copy: Any = {key: _portable(item, active) for key, item in value.items()}
+    else:
+        copy = [_portable(item, active) for item in value]
+    active.discard(id(value))
+    return copy
+
+
+def stdlib_dumps(value: Any) -> bytes:
+    """The reference encoding (see the module docstring)."""
+    try:
+        text = _ENCODER.encode(value)
+    except ValueError:
+        text = _ENCODER.encode(_portable(value, set()))  # NaN/Infinity -> null, like orjson
+    body = text.encode("utf-8")
+    if _LONG_DIGITS.search(body) is not None:
+        _portable(value, set())
+    return body
+
+
+def _orjson_dumps(orjson_dumps: Any, option: int, value: Any) -> bytes:
+    try:
+        return orjson_dumps(value, None, option)  # type: ignore[no-any-return]
+    except TypeError:  # orjson.JSONEncodeError included: let the reference decide
+        return stdlib_dumps(value)
+
+
+def _stdlib_loads(body: bytes) -> Any:
+    return _DECODER.decode(body.decode("utf-8"))
+
+
+def _load_orjson(use_orjson: bool | None) -> ModuleType | None:
+    if use_orjson is None:
+        return _optional.load("orjson")
+    if type(use_orjson) is not bool:
+        raise ConfigurationError(
+            f"use_orjson must be True, False or None, got {use_orjson!r}", key="use_orjson"
+        )
+    if use_orjson:
+        return _optional.require("orjson", key="use_orjson", what="use_orjson=True")
+    return None
+
+
+def make_decoder(use_orjson: bool | None = None) -> Decoder:
+    """A JSON decoder using orjson (``None``: when installed) or the standard library."""
+    orjson = _load_orjson(use_orjson)
+    loads = _stdlib_loads if orjson is None else orjson.loads
+
+    def decode_json(body: bytes, extras: bytes) -> Any:
+        try:
+            return loads(body)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise SerializationError(f"corrupt JSON payload: {exc}") from exc
+
+    return decode_json
+
+
+class JsonSerializer(CodecSerializer):
+    """JSON-native values: None, bool, int, float, str, list/tuple (read back as list), dict.
+
+    ``use_orjson``: ``None`` uses orjson when installed, ``False`` never, ``True`` requires it.
+    """
+
+    name: ClassVar[str] = "json"
+    codec_id: ClassVar[Codec] = Codec.JSON
+
+    def __init__(
+        self, *, use_orjson: bool | None = None, **options: Unpack[SerializerOptions]
+    ) -> None:
+        super().__init__(**options)
+        orjson = _load_orjson(use_orjson)
+        self.uses_orjson = orjson is not None
+        if orjson is None:
+            self._encode = stdlib_dumps
+        else:
+            option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+            self._encode = partial(_orjson_dumps, orjson.dumps, option)
+        self._encode_errors = (TypeError, ValueError, RecursionError)
+        self._decoders[Codec.JSON] = make_decoder(self.uses_orjson)

@@ -1,0 +1,93 @@
+"""Shared fixtures of the cachekit test suite.
+
+Real servers come from :mod:`cachekit.testing.servers`: a missing ``redis-server``/``memcached``
+skips the tests that need it (and says so loudly at the end of the run), or fails them when
+``CACHEKIT_REQUIRE_SERVERS=1``, as CI sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cachekit.testing.servers import (
+    MISSING_SERVER_MARK,
+    MemcachedServer,
+    RedisServer,
+    require_binary,
+)
+
+# -- real servers ---------------------------------------------------------------------------------
+
+_SERVER_FIXTURES = frozenset(
+    {
+        "redis_binary",
+        "memcached_binary",
+        "redis_server",
+        "memcached_server",
+        "fresh_redis_server",
+        "fresh_memcached_server",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """Path of ``redis-server``, for tests that build a :class:`RedisServer` of their own."""
+    return require_binary("redis-server")
+
+
+@pytest.fixture(scope="session")
+def memcached_binary() -> str:
+    """Path of ``memcached``, for tests that build a :class:`MemcachedServer` of their own."""
+    return require_binary("memcached")
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """One ``redis-server`` for the whole session; tests must not stop or kill it."""
+    with RedisServer(binary=redis_binary) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def memcached_server(memcached_binary: str) -> Iterator[MemcachedServer]:
+    """One ``memcached`` for the whole session; tests must not stop or kill it."""
+    with MemcachedServer(binary=memcached_binary) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, free to be killed and restarted."""
+    with RedisServer(binary=redis_binary) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_memcached_server(memcached_binary: str) -> Iterator[MemcachedServer]:
+    """A ``memcached`` of the test's own, free to be killed and restarted."""
+    with MemcachedServer(binary=memcached_binary) as server:
+        yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Mark server-backed tests automatically so `-m "not servers"` deselects them.
+    for item in items:
+        if _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # A skip for a missing server is easy to miss among the dots: repeat it in its own section.
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and MISSING_SERVER_MARK in str(longrepr[2]):
+            reason = str(longrepr[2]).removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("cachekit: server tests skipped", sep="!", yellow=True, bold=True)
+        for reason, count in reasons.items():
+            terminalreporter.write_line(f"{count} test(s) skipped: {reason}", yellow=True)
