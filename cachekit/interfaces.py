@@ -25,7 +25,7 @@ import abc
 import inspect
 from functools import partial
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import InvalidKey
 from .sentinels import DEFAULT, MISSING
@@ -49,7 +49,11 @@ class Cache(abc.ABC):
     """Base class of every provider; see the module docstring for the shared semantics."""
 
     #: Registry name of the provider (``"memory"``, ``"redis"``...).
-    provider_name: str = ""
+    provider_name: ClassVar[str] = ""
+
+    # Slots keep attribute access on the hot path specialised by CPython (an instance dict with
+    # over ~30 keys loses that); subclasses without __slots__ still get a __dict__.
+    __slots__ = ("__weakref__", "_async_single_flight", "_single_flight", "name")
 
     def __init__(self, *, name: str = "default") -> None:
         self.name = name
@@ -264,6 +268,8 @@ class DistributedCache(Cache):
     ``set``/``add``/``set_many``/``get_or_set`` take ``tags``; ``invalidate_tags`` removes every
     live key carrying any of the tags and returns how many it removed.
     """
+
+    __slots__ = ()
 
     @abc.abstractmethod
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:

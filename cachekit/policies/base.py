@@ -26,6 +26,10 @@ class EvictionPolicy(abc.ABC):
 
     #: Registry name (``"lru"``...).
     name: ClassVar[str] = ""
+    #: True when an overwrite or touch means exactly what a read means to this policy (LRU):
+    #: the provider then calls ``on_hit(key)`` instead of ``on_update(key, expires_at)``, which
+    #: lets a policy keep ``on_update`` out of the hot path.
+    update_is_access: ClassVar[bool] = False
 
     def __init__(self, capacity: int | None) -> None:
         self.capacity = capacity

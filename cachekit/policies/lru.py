@@ -17,13 +17,16 @@ class LRUPolicy(EvictionPolicy):
     """
 
     name = "lru"
+    update_is_access = True
 
     def __init__(self, capacity: int | None) -> None:
         super().__init__(capacity)
-        order: OrderedDict[str, None] = OrderedDict()
+        order: OrderedDict[str, float | None] = OrderedDict()
         self._order = order
         self.on_hit = order.move_to_end  # type: ignore[method-assign]
         self.on_remove = order.__delitem__  # type: ignore[method-assign]
+        # key -> expires_at: the value is unused, but it lets insertion be a C call too.
+        self.on_insert = order.__setitem__  # type: ignore[method-assign,assignment]
 
     def on_insert(self, key: str, expires_at: float | None) -> None:
         self._order[key] = None

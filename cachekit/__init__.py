@@ -1,0 +1,48 @@
+"""cachekit: one cache contract, many providers, for Python web projects.
+
+>>> import cachekit
+>>> cache = cachekit.create_cache("memory://?max_entries=1000&policy=adaptive")
+>>> cache.set("answer", 42)
+>>> cache.get("answer")
+42
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .errors import (
+    BackendUnavailable,
+    CacheError,
+    ConfigurationError,
+    InvalidKey,
+    NotAnInteger,
+    SerializationError,
+    ValueTooLarge,
+)
+from .factory import create_cache
+from .interfaces import Cache, DistributedCache
+from .registry import policies, providers, serializers
+from .sentinels import DEFAULT, MISSING
+from .stats import CacheStats
+
+__all__ = [
+    "DEFAULT",
+    "MISSING",
+    "BackendUnavailable",
+    "Cache",
+    "CacheError",
+    "CacheStats",
+    "ConfigurationError",
+    "DistributedCache",
+    "InvalidKey",
+    "NotAnInteger",
+    "SerializationError",
+    "ValueTooLarge",
+    "create_cache",
+    "errors",
+    "policies",
+    "providers",
+    "serializers",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,257 @@
+"""Configuration: URLs and small dicts, validated up front with errors that name the key.
+
+A provider declares its options as a ``{name: Option}`` table; :func:`parse_options` checks a
+user's mapping against it, so a misspelled option or a bad value fails at start-up with a
+:class:`~cachekit.errors.ConfigurationError` naming the key and what it accepts, never with a
+silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "Option",
+    "ParsedURL",
+    "bool_option",
+    "choice_option",
+    "int_option",
+    "parse_options",
+    "parse_url",
+    "seconds_option",
+    "size_option",
+]
+
+_NONE_WORDS = frozenset({"none", "null", "unbounded", "forever"})
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One accepted option: how to parse it and what to say when it is wrong."""
+
+    parse: Callable[[Any], Any]
+    accepts: str
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedURL:
+    """A cache URL split into parts, with its query string as options."""
+
+    scheme: str
+    hosts: tuple[tuple[str, int | None], ...]
+    path: str
+    username: str | None
+    password: str | None
+    options: dict[str, str] = field(default_factory=dict)
+    raw: str = ""
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Split a cache URL; comma-separated hosts are kept apart (``memcached://a:1,b:2``)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"a cache URL looks like 'memory://?max_entries=1000', got {url!r}", key="url"
+        )
+    scheme, _, rest = url.partition("://")
+    netloc, sep, tail = rest.partition("/")
+    if not sep:
+        netloc, _, query = rest.partition("?")
+        path = ""
+    else:
+        split = urlsplit("x://h/" + tail)
+        path, query = split.path[1:], split.query
+    username = password = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, has_pw, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if has_pw else None
+    hosts: list[tuple[str, int | None]] = []
+    for part in filter(None, netloc.split(",")):
+        host, port = _split_host(part)
+        hosts.append((host, port))
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name in options:
+            raise ConfigurationError(f"option {name!r} is given twice in {url!r}", key=name)
+        options[name] = value
+    return ParsedURL(scheme.lower(), tuple(hosts), unquote(path), username, password, options, url)
+
+
+def _split_host(part: str) -> tuple[str, int | None]:
+    if part.startswith("["):  # [::1]:6379
+        host, _, port_part = part[1:].partition("]")
+        port_text = port_part.lstrip(":")
+    else:
+        host, _, port_text = part.partition(":")
+    if not port_text:
+        return host, None
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigurationError(f"bad port {port_text!r} in host {part!r}", key="url") from None
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"port {port} out of range in host {part!r}", key="url")
+    return host, port
+
+
+def parse_options(
+    where: str, raw: Mapping[str, Any], table: Mapping[str, Option]
+) -> dict[str, Any]:
+    """Validate ``raw`` against ``table``; ``where`` names the provider in error messages."""
+    parsed: dict[str, Any] = {}
+    for key, value in raw.items():
+        option = table.get(key)
+        if option is None:
+            raise ConfigurationError(
+                f"unknown option {key!r} for {where}; accepted options: {', '.join(sorted(table))}",
+                key=key,
+            )
+        try:
+            parsed[key] = option.parse(value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: option {key!r}: {exc}", key=key) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"{where}: option {key!r} accepts {option.accepts}, got {value!r} ({exc})", key=key
+            ) from None
+    return parsed
+
+
+def _is_none_word(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
+
+
+def int_option(
+    *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> Option:
+    """An integer (from an int or a decimal string), optionally bounded, optionally ``None``."""
+
+    def parse(value: Any) -> int | None:
+        if allow_none and _is_none_word(value):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError(f"expected an integer, not {type(value).__name__}")
+        number = int(value)
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be >= {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be <= {maximum}")
+        return number
+
+    bounds = f" >= {minimum}" if minimum is not None else ""
+    return Option(parse, f"an integer{bounds}" + (" or 'none'" if allow_none else ""))
+
+
+def size_option(*, allow_none: bool = False) -> Option:
+    """A byte size: an int, or a string with a unit (``64MB``, ``512k``, ``1GiB``)."""
+
+    def parse(value: Any) -> int | None:
+        if allow_none and _is_none_word(value):
+            return None
+        if isinstance(value, bool):
+            raise TypeError("expected a size, not a bool")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            match = _SIZE_RE.match(value)
+            unit = match.group(2).lower() if match else None
+            if match is None or unit not in _SIZE_UNITS:
+                raise ValueError("expected a size such as 1048576, '64MB' or '512KiB'")
+            number = int(float(match.group(1)) * _SIZE_UNITS[unit])
+        else:
+            raise TypeError(f"expected a size, not {type(value).__name__}")
+        if number <= 0:
+            raise ValueError("must be positive")
+        return number
+
+    return Option(parse, "a byte size such as 1048576 or '64MB'" + (" or 'none'" if allow_none else ""))
+
+
+def seconds_option(*, allow_none: bool = True, positive: bool = True) -> Option:
+    """A duration: seconds as a number or numeric string, or a ``timedelta``; ``none`` = forever."""
+
+    def parse(value: Any) -> float | None:
+        if allow_none and _is_none_word(value):
+            return None
+        if isinstance(value, bool):
+            raise TypeError("expected seconds, not a bool")
+        if isinstance(value, timedelta):
+            seconds = value.total_seconds()
+        elif isinstance(value, (int, float, str)):
+            seconds = float(value)
+        else:
+            raise TypeError(f"expected seconds, not {type(value).__name__}")
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            raise ValueError("must be finite")
+        if positive and seconds <= 0:
+            raise ValueError("must be positive (use 'none' for never)")
+        return seconds
+
+    return Option(parse, "a number of seconds" + (" or 'none'" if allow_none else ""))
+
+
+def bool_option() -> Option:
+    """A boolean: a bool or one of ``1/0, true/false, yes/no, on/off``."""
+
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+        raise ValueError("expected true or false")
+
+    return Option(parse, "true or false")
+
+
+def choice_option(choices: Callable[[], Iterable[str]] | Iterable[str]) -> Option:
+    """One of a set of names; ``choices`` may be a callable so registries stay lazy."""
+
+    def names() -> list[str]:
+        return sorted(choices() if callable(choices) else choices)
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value not in names():
+            raise ConfigurationError(f"accepted values: {', '.join(names())}; got {value!r}")
+        return value
+
+    return Option(parse, "one of the registered names")
+
+
+def object_option(kind: str, check: Callable[[Any], bool] = callable) -> Option:
+    """A Python object (dict configuration only), e.g. a clock or a listener callable."""
+
+    def parse(value: Any) -> Any:
+        if not check(value):
+            raise TypeError(f"expected {kind}")
+        return value
+
+    return Option(parse, kind)
