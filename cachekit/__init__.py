@@ -21,7 +21,7 @@ from .errors import (
 )
 from .factory import create_cache
 from .interfaces import Cache, DistributedCache
-from .registry import policies, providers, serializers
+from .registry import policy_registry, provider_registry, serializer_registry
 from .sentinels import DEFAULT, MISSING
 from .stats import CacheStats
 
@@ -40,9 +40,9 @@ __all__ = [
     "ValueTooLarge",
     "create_cache",
     "errors",
-    "policies",
-    "providers",
-    "serializers",
+    "policy_registry",
+    "provider_registry",
+    "serializer_registry",
 ]
 
 __version__ = "0.1.0"

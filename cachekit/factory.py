@@ -8,7 +8,7 @@ from typing import Any
 from .config import parse_url
 from .errors import ConfigurationError
 from .interfaces import Cache
-from .registry import providers
+from .registry import provider_registry
 
 __all__ = ["DEFAULT_URL", "create_cache"]
 
@@ -39,6 +39,6 @@ def create_cache(url_or_config: str | Mapping[str, Any] | None = None, **options
             key="url",
         )
     parsed = parse_url(url)
-    provider = providers.get(parsed.scheme, key="url")
+    provider = provider_registry.get(parsed.scheme, key="url")
     cache: Cache = provider.from_url(parsed, {**extra, **options})
     return cache

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigurationError
 
-__all__ = ["Registry", "policies", "providers", "serializers"]
+__all__ = ["Registry", "policy_registry", "provider_registry", "serializer_registry"]
 
 T = TypeVar("T")
 
@@ -107,11 +107,11 @@ _EXTRA_HINTS = {
 }
 
 #: URL scheme -> provider class.
-providers: Registry[Any] = Registry(
+provider_registry: Registry[Any] = Registry(
     "provider", "cachekit.providers", {"memory": "cachekit.providers.memory:MemoryCache"}
 )
 #: Eviction policy name -> policy class (memory provider).
-policies: Registry[Any] = Registry(
+policy_registry: Registry[Any] = Registry(
     "policy",
     "cachekit.policies",
     {
@@ -122,7 +122,7 @@ policies: Registry[Any] = Registry(
     },
 )
 #: Serializer name -> serializer class.
-serializers: Registry[Any] = Registry(
+serializer_registry: Registry[Any] = Registry(
     "serializer",
     "cachekit.serializers",
     {

@@ -17,9 +17,10 @@ __all__ = ["AsyncSingleFlight", "SingleFlight"]
 
 
 class _Call:
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "value", "waiters")
 
     def __init__(self) -> None:
+        self.waiters = 0
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -41,6 +42,8 @@ class SingleFlight:
             leader = call is None
             if call is None:
                 call = self._calls[key] = _Call()
+            else:
+                call.waiters += 1
         if not leader:
             call.done.wait()
             if call.error is not None:
@@ -60,6 +63,12 @@ class SingleFlight:
     def in_flight(self) -> int:
         """Number of keys being computed right now (for tests and stats)."""
         return len(self._calls)
+
+    def waiters(self, key: str) -> int:
+        """Callers waiting on the computation of ``key`` (0 when none is in flight)."""
+        with self._lock:
+            call = self._calls.get(key)
+            return call.waiters if call is not None else 0
 
 
 class AsyncSingleFlight:

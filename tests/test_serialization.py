@@ -964,7 +964,7 @@ def test_interface_uniformity() -> None:
 
 
 def test_lead_registry_paths_resolve() -> None:
-    from cachekit.registry import serializers
+    from cachekit.registry import serializer_registry as serializers
 
     for name in NAMES:
         assert serializers.get(name) is SERIALIZERS[name]

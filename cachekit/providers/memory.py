@@ -57,7 +57,7 @@ from ..errors import ConfigurationError, InvalidKey, NotAnInteger, ValueTooLarge
 from ..interfaces import DistributedCache, check_key
 from ..metrics.latency import LatencySampler
 from ..policies.base import EvictionPolicy
-from ..registry import policies, serializers
+from ..registry import policy_registry, serializer_registry
 from ..sentinels import DEFAULT, MISSING, DefaultType
 from ..sizing import SIZERS, Sizer, shallow_sizer
 from ..stats import CacheStats
@@ -111,9 +111,9 @@ class MemoryCache(DistributedCache):
         "name": Option(str, "a name for stats and metrics"),
         "max_entries": int_option(minimum=1, allow_none=True),
         "max_memory_bytes": size_option(allow_none=True),
-        "policy": choice_option(policies.names),
+        "policy": choice_option(policy_registry.names),
         "default_ttl": seconds_option(),
-        "serializer": choice_option(serializers.names),
+        "serializer": choice_option(serializer_registry.names),
         "sizer": choice_option(SIZERS),
         "stats_sample_every": int_option(minimum=1),
         "eviction_listener": object_option("a callable (key, value, cause)"),
@@ -156,14 +156,14 @@ class MemoryCache(DistributedCache):
         self._memory_limit = sys.maxsize if max_memory_bytes is None else max_memory_bytes
         self.default_ttl: float | None = check_default_ttl(default_ttl)
         if isinstance(policy, str):
-            policy = policies.get(policy, key="policy")(max_entries)
+            policy = policy_registry.get(policy, key="policy")(max_entries)
         if not isinstance(policy, EvictionPolicy):
             raise ConfigurationError(
                 f"policy must be a name or an EvictionPolicy, got {policy!r}", key="policy"
             )
         self._policy = policy
         if isinstance(serializer, str):
-            serializer = serializers.get(serializer, key="serializer")()
+            serializer = serializer_registry.get(serializer, key="serializer")()
         self._serializer = serializer
         self._dumps: Callable[[Any], bytes] | None = serializer.dumps if serializer else None
         self._loads: Callable[[bytes], Any] | None = serializer.loads if serializer else None
@@ -195,7 +195,10 @@ class MemoryCache(DistributedCache):
         self._on_insert = policy.on_insert
         self._on_update = policy.on_update
         self._update_is_hit = policy.update_is_access
-        self._sampler = LatencySampler(sample_every=stats_sample_every)
+        try:
+            self._sampler = LatencySampler(sample_every=stats_sample_every)
+        except ConfigurationError as exc:
+            raise ConfigurationError(str(exc), key="stats_sample_every") from None
         self._sample_mask = self._sampler.mask
         self._ticker = itertools.count(1)
         self._reads: list[str] = []

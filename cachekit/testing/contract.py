@@ -1,0 +1,539 @@
+"""The cache behaviour contract, written once and run over every provider and adapter.
+
+A provider's test module subclasses :class:`CacheContract` (or
+:class:`DistributedCacheContract`) and supplies two fixtures::
+
+    class TestMyCache(CacheContract):
+        @pytest.fixture
+        def make_cache(self, clock):           # returns a factory of fresh, empty caches
+            return lambda **options: MyCache(clock=clock, **options)
+
+        @pytest.fixture
+        def advance(self, clock):              # moves the provider's notion of time forward
+            return clock.advance
+
+``make_cache(**options)`` must accept at least ``default_ttl``. Providers whose time cannot be
+faked (network servers) implement ``advance`` by waiting; keep their TTLs short via
+:attr:`CacheContract.ttl_unit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ..errors import InvalidKey, NotAnInteger
+from ..interfaces import Cache, DistributedCache
+from ..sentinels import MISSING
+from .clock import FakeClock
+
+__all__ = ["CacheContract", "DistributedCacheContract", "MakeCache"]
+
+MakeCache = Callable[..., Cache]
+
+#: Values every provider must round-trip exactly (by equality and type).
+ROUND_TRIP_VALUES: list[Any] = [
+    "text",
+    "ünïcødé ✓",
+    "",
+    0,
+    -17,
+    2**62,
+    3.5,
+    True,
+    False,
+    None,
+    b"\x00\xffbytes",
+    [1, "two", 3.0, None],
+    {"nested": {"list": [1, 2], "flag": True}},
+]
+
+BAD_KEYS: list[Any] = ["", None, 42, b"bytes", ("tuple",)]
+
+
+class CacheContract:
+    """Behaviour every :class:`~cachekit.Cache` provider must show."""
+
+    #: Seconds that count as "a TTL" in these tests; network providers may need a larger unit.
+    ttl_unit: float = 10.0
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def make_cache(self) -> MakeCache:  # pragma: no cover - always overridden
+        raise NotImplementedError("a provider's test class supplies make_cache")
+
+    @pytest.fixture
+    def advance(self) -> Callable[[float], None]:  # pragma: no cover - always overridden
+        raise NotImplementedError("a provider's test class supplies advance")
+
+    @pytest.fixture
+    def cache(self, make_cache: MakeCache) -> Iterator[Cache]:
+        cache = make_cache()
+        yield cache
+        cache.clear()
+        cache.close()
+
+    # -- get / set -------------------------------------------------------------------------
+
+    def test_missing_key_returns_default(self, cache: Cache) -> None:
+        assert cache.get("absent") is None
+        assert cache.get("absent", "fallback") == "fallback"
+        assert cache.get("absent", MISSING) is MISSING
+
+    @pytest.mark.parametrize("value", ROUND_TRIP_VALUES, ids=repr)
+    def test_round_trip(self, cache: Cache, value: Any) -> None:
+        cache.set("k", value)
+        got = cache.get("k", MISSING)
+        assert got == value
+        assert type(got) is type(value)
+
+    def test_none_is_cacheable(self, cache: Cache) -> None:
+        cache.set("none", None)
+        assert cache.get("none", MISSING) is None
+        assert cache.exists("none")
+
+    def test_overwrite(self, cache: Cache) -> None:
+        cache.set("k", 1)
+        cache.set("k", 2)
+        assert cache.get("k") == 2
+
+    def test_keys_are_distinct(self, cache: Cache) -> None:
+        cache.set("a", 1)
+        cache.set("A", 2)
+        cache.set("a ", 3)
+        assert [cache.get("a"), cache.get("A"), cache.get("a ")] == [1, 2, 3]
+
+    @pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+    def test_invalid_keys_are_rejected(self, cache: Cache, key: Any) -> None:
+        for call in (
+            lambda: cache.get(key),
+            lambda: cache.set(key, 1),
+            lambda: cache.add(key, 1),
+            lambda: cache.delete(key),
+            lambda: cache.exists(key),
+            lambda: cache.touch(key),
+            lambda: cache.ttl(key),
+            lambda: cache.incr(key),
+            lambda: cache.get_many([key]),
+            lambda: cache.set_many({key: 1}),
+            lambda: cache.delete_many([key]),
+        ):
+            with pytest.raises(InvalidKey):
+                call()
+
+    # -- add / delete / exists / clear ---------------------------------------------------------
+
+    def test_add_only_when_absent(self, cache: Cache) -> None:
+        assert cache.add("k", 1) is True
+        assert cache.add("k", 2) is False
+        assert cache.get("k") == 1
+
+    def test_add_after_expiry(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        assert cache.add("k", 1, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 1.5)
+        assert cache.add("k", 2) is True
+        assert cache.get("k") == 2
+
+    def test_delete(self, cache: Cache) -> None:
+        cache.set("k", 1)
+        assert cache.delete("k") is True
+        assert cache.delete("k") is False
+        assert cache.get("k") is None
+
+    def test_exists(self, cache: Cache) -> None:
+        assert not cache.exists("k")
+        cache.set("k", 0)
+        assert cache.exists("k")
+        assert "k" in cache
+        cache.delete("k")
+        assert not cache.exists("k")
+
+    def test_clear(self, cache: Cache) -> None:
+        cache.set_many({"a": 1, "b": 2})
+        cache.clear()
+        assert cache.get_many(["a", "b"]) == {}
+
+    def test_close_then_reuse(self, cache: Cache) -> None:
+        cache.set("k", 1)
+        cache.close()
+        cache.set("k2", 2)
+        assert cache.get("k2") == 2
+
+    # -- TTL semantics -------------------------------------------------------------------------
+
+    def test_default_ttl_applies(
+        self, make_cache: MakeCache, advance: Callable[[float], None]
+    ) -> None:
+        cache = make_cache(default_ttl=self.ttl_unit)
+        cache.set("k", 1)
+        remaining = cache.ttl("k")
+        assert remaining is not None
+        assert 0 < remaining <= self.ttl_unit
+        advance(self.ttl_unit * 0.5)
+        assert cache.get("k") == 1
+        advance(self.ttl_unit)
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_none_ttl_never_expires(
+        self, make_cache: MakeCache, advance: Callable[[float], None]
+    ) -> None:
+        cache = make_cache(default_ttl=self.ttl_unit)
+        cache.set("k", 1, ttl=None)
+        advance(self.ttl_unit * 2)
+        assert cache.get("k") == 1
+        assert cache.ttl("k") is None
+
+    @pytest.mark.parametrize("ttl", [0, -1, -0.5, timedelta(seconds=-3)], ids=repr)
+    def test_non_positive_ttl_does_not_store(self, cache: Cache, ttl: Any) -> None:
+        cache.set("k", "old")
+        cache.set("k", "new", ttl=ttl)
+        assert cache.get("k", MISSING) is MISSING
+        cache.set_many({"a": 1}, ttl=ttl)
+        assert cache.get("a", MISSING) is MISSING
+
+    def test_add_with_non_positive_ttl_reports_absence_without_storing(self, cache: Cache) -> None:
+        assert cache.add("k", 1, ttl=0) is True
+        assert cache.get("k", MISSING) is MISSING
+        cache.set("present", 1)
+        assert cache.add("present", 2, ttl=0) is False
+        assert cache.get("present") == 1
+
+    @pytest.mark.parametrize("kind", ["int", "float", "timedelta"])
+    def test_ttl_types(
+        self, cache: Cache, advance: Callable[[float], None], kind: str
+    ) -> None:
+        unit = self.ttl_unit
+        ttl: Any = {"int": int(unit), "float": unit + 0.5, "timedelta": timedelta(seconds=unit)}[
+            kind
+        ]
+        cache.set("k", 1, ttl=ttl)
+        remaining = cache.ttl("k")
+        assert remaining is not None
+        assert 0 < remaining <= unit + 0.5
+        advance(unit + 1)
+        assert cache.get("k", MISSING) is MISSING
+
+    @pytest.mark.parametrize("ttl", ["10", [10], object()], ids=repr)
+    def test_bad_ttl_type_is_rejected(self, cache: Cache, ttl: Any) -> None:
+        with pytest.raises(TypeError):
+            cache.set("k", 1, ttl=ttl)
+
+    def test_ttl_of_missing_and_persistent_keys(self, cache: Cache) -> None:
+        assert cache.ttl("absent") == 0.0
+        cache.set("forever", 1, ttl=None)
+        assert cache.ttl("forever") is None
+
+    def test_ttl_counts_down(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        cache.set("k", 1, ttl=self.ttl_unit * 3)
+        first = cache.ttl("k")
+        advance(self.ttl_unit)
+        second = cache.ttl("k")
+        assert first is not None
+        assert second is not None
+        assert second < first
+
+    def test_touch(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        assert cache.touch("absent", ttl=self.ttl_unit) is False
+        cache.set("k", 1, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 0.5)
+        assert cache.touch("k", ttl=self.ttl_unit * 3) is True
+        advance(self.ttl_unit * 2)
+        assert cache.get("k") == 1
+        assert cache.touch("k", ttl=None) is True
+        assert cache.ttl("k") is None
+        assert cache.touch("k", ttl=0) is True
+        assert cache.get("k", MISSING) is MISSING
+
+    def test_expired_entries_are_gone_everywhere(
+        self, cache: Cache, advance: Callable[[float], None]
+    ) -> None:
+        cache.set("k", 1, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 1.5)
+        assert not cache.exists("k")
+        assert cache.get_many(["k"]) == {}
+        assert cache.touch("k") is False
+        assert cache.ttl("k") == 0.0
+        assert cache.delete("k") is False
+
+    # -- counters --------------------------------------------------------------------------------
+
+    def test_incr_decr(self, cache: Cache) -> None:
+        assert cache.incr("n") == 1
+        assert cache.incr("n", 10) == 11
+        assert cache.decr("n") == 10
+        assert cache.decr("n", 15) == -5
+        assert cache.get("n") == -5
+        assert type(cache.get("n")) is int
+
+    def test_incr_of_a_set_integer(self, cache: Cache) -> None:
+        cache.set("n", 41)
+        assert cache.incr("n") == 42
+        assert cache.get("n") == 42
+
+    def test_incr_keeps_ttl(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        cache.set("n", 1, ttl=self.ttl_unit)
+        cache.incr("n")
+        remaining = cache.ttl("n")
+        assert remaining is not None
+        assert remaining <= self.ttl_unit
+
+    @pytest.mark.parametrize("value", ["1", 1.5, True, [1], None], ids=repr)
+    def test_incr_of_a_non_integer(self, cache: Cache, value: Any) -> None:
+        cache.set("k", value)
+        with pytest.raises(NotAnInteger):
+            cache.incr("k")
+        assert cache.get("k") == value
+
+    def test_incr_is_atomic_across_threads(self, cache: Cache) -> None:
+        threads, per_thread = 8, 200
+        start = threading.Barrier(threads)
+
+        def work() -> None:
+            start.wait()
+            for _ in range(per_thread):
+                cache.incr("n")
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert cache.get("n") == threads * per_thread
+
+    # -- many ------------------------------------------------------------------------------------
+
+    def test_get_many(self, cache: Cache) -> None:
+        cache.set_many({"a": 1, "b": None, "c": 3})
+        assert cache.get_many(["a", "b", "x"]) == {"a": 1, "b": None}
+        assert cache.get_many([]) == {}
+
+    def test_set_many_returns_failed_keys(self, cache: Cache) -> None:
+        assert cache.set_many({"a": 1, "b": 2}) == []
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+
+    def test_set_many_with_ttl(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        cache.set_many({"a": 1, "b": 2}, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 1.5)
+        assert cache.get_many(["a", "b"]) == {}
+
+    def test_delete_many_counts_present_keys(self, cache: Cache) -> None:
+        cache.set_many({"a": 1, "b": 2})
+        assert cache.delete_many(["a", "b", "c"]) == 2
+        assert cache.delete_many([]) == 0
+
+    # -- get_or_set --------------------------------------------------------------------------------
+
+    def test_get_or_set_value(self, cache: Cache) -> None:
+        assert cache.get_or_set("k", 1) == 1
+        assert cache.get_or_set("k", 2) == 1
+
+    def test_get_or_set_factory_runs_only_on_miss(self, cache: Cache) -> None:
+        calls: list[int] = []
+
+        def factory() -> int:
+            calls.append(1)
+            return 7
+
+        assert cache.get_or_set("k", factory) == 7
+        assert cache.get_or_set("k", factory) == 7
+        assert calls == [1]
+
+    def test_get_or_set_caches_none(self, cache: Cache) -> None:
+        calls: list[int] = []
+
+        def factory() -> None:
+            calls.append(1)
+
+        assert cache.get_or_set("k", factory) is None
+        assert cache.get_or_set("k", factory) is None
+        assert calls == [1]
+
+    def test_get_or_set_with_ttl(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        cache.get_or_set("k", lambda: 1, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 1.5)
+        assert cache.get_or_set("k", lambda: 2) == 2
+
+    def test_get_or_set_is_single_flight(self, cache: Cache) -> None:
+        threads = 8
+        release = threading.Event()
+        entered = threading.Barrier(threads + 1)
+        calls: list[int] = []
+        results: list[Any] = []
+
+        def factory() -> str:
+            calls.append(1)
+            release.wait(10)
+            return "computed"
+
+        def work() -> None:
+            entered.wait()
+            results.append(cache.get_or_set("hot", factory))
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        entered.wait()
+        # Hold the leader until every other thread waits on its flight (bounded: 10 s).
+        pause = threading.Event()
+        for _ in range(10_000):
+            if cache._single_flight.waiters("hot") == threads - 1:
+                break
+            pause.wait(0.001)
+        release.set()
+        for t in pool:
+            t.join()
+        assert calls == [1]
+        assert results == ["computed"] * threads
+
+    def test_get_or_set_factory_error_propagates_and_stores_nothing(self, cache: Cache) -> None:
+        def factory() -> int:
+            raise LookupError("boom")
+
+        with pytest.raises(LookupError):
+            cache.get_or_set("k", factory)
+        assert not cache.exists("k")
+
+    # -- stats ---------------------------------------------------------------------------------------
+
+    def test_stats_count_operations(self, cache: Cache) -> None:
+        before = cache.get_stats()
+        cache.set("a", 1)
+        cache.get("a")
+        cache.get("a")
+        cache.get("missing")
+        cache.delete("a")
+        stats = cache.get_stats()
+        assert stats.hits - before.hits == 2
+        assert stats.misses - before.misses == 1
+        assert stats.sets - before.sets == 1
+        assert stats.deletes - before.deletes == 1
+        assert stats.hit_ratio == pytest.approx(stats.hits / (stats.hits + stats.misses))
+        assert stats.uptime >= 0
+        assert stats.provider == cache.provider_name
+
+    def test_stats_items(self, cache: Cache) -> None:
+        cache.set_many({f"k{i}": i for i in range(5)})
+        assert cache.get_stats().items == 5
+
+    # -- async twins -----------------------------------------------------------------------------------
+
+    def test_async_twins(self, cache: Cache) -> None:
+        async def scenario() -> None:
+            assert await cache.aget("k") is None
+            await cache.aset("k", 1)
+            assert await cache.aget("k") == 1
+            assert await cache.aadd("k", 2) is False
+            assert await cache.aexists("k")
+            assert await cache.atouch("k", ttl=None)
+            assert await cache.attl("k") is None
+            assert await cache.aincr("n", 5) == 5
+            assert await cache.adecr("n", 2) == 3
+            assert await cache.aset_many({"a": 1, "b": 2}) == []
+            assert await cache.aget_many(["a", "b", "z"]) == {"a": 1, "b": 2}
+            assert await cache.adelete_many(["a", "b"]) == 2
+            assert await cache.adelete("k") is True
+            assert (await cache.aget_stats()).sets >= 1
+            await cache.aclear()
+            assert await cache.aget("n") is None
+            await cache.aclose()
+
+        asyncio.run(scenario())
+
+    def test_async_get_or_set_accepts_coroutine_factories_and_is_single_flight(
+        self, cache: Cache
+    ) -> None:
+        calls: list[int] = []
+
+        async def factory() -> str:
+            calls.append(1)
+            await asyncio.sleep(0)
+            return "v"
+
+        async def scenario() -> list[Any]:
+            return list(await asyncio.gather(*(cache.aget_or_set("k", factory) for _ in range(5))))
+
+        assert asyncio.run(scenario()) == ["v"] * 5
+        assert calls == [1]
+        assert asyncio.run(cache.aget_or_set("k2", lambda: 3)) == 3
+        assert asyncio.run(cache.aget_or_set("k3", 4)) == 4
+
+
+class DistributedCacheContract(CacheContract):
+    """Pattern deletion and tag invalidation, on top of :class:`CacheContract`."""
+
+    @pytest.fixture
+    def cache(self, make_cache: MakeCache) -> Iterator[DistributedCache]:
+        cache = make_cache()
+        assert isinstance(cache, DistributedCache)
+        yield cache
+        cache.clear()
+        cache.close()
+
+    def test_delete_pattern(self, cache: DistributedCache) -> None:
+        cache.set_many({"user:1": 1, "user:2": 2, "user:10": 10, "post:1": 1, "userx": 0})
+        assert cache.delete_pattern("user:?") == 2
+        assert cache.get_many(["user:1", "user:2", "user:10"]) == {"user:10": 10}
+        assert cache.delete_pattern("user*") == 2
+        assert cache.delete_pattern("[p]ost:*") == 1
+        assert cache.delete_pattern("nothing*") == 0
+
+    def test_delete_pattern_rejects_empty(self, cache: DistributedCache) -> None:
+        with pytest.raises(InvalidKey):
+            cache.delete_pattern("")
+
+    def test_invalidate_tags(self, cache: DistributedCache) -> None:
+        cache.set("a", 1, tags=["t1"])
+        cache.set("b", 2, tags=["t1", "t2"])
+        cache.set("c", 3, tags=["t2"])
+        cache.set("d", 4)
+        assert cache.invalidate_tags(["t1"]) == 2
+        assert cache.get_many(["a", "b", "c", "d"]) == {"c": 3, "d": 4}
+        assert cache.invalidate_tags(["t2", "unknown"]) == 1
+        assert cache.invalidate_tags(["t1"]) == 0
+
+    def test_overwrite_replaces_tags(self, cache: DistributedCache) -> None:
+        cache.set("a", 1, tags=["old"])
+        cache.set("a", 2, tags=["new"])
+        assert cache.invalidate_tags(["old"]) == 0
+        assert cache.get("a") == 2
+        cache.set("a", 3)
+        assert cache.invalidate_tags(["new"]) == 0
+        assert cache.get("a") == 3
+
+    def test_tags_on_add_set_many_and_get_or_set(self, cache: DistributedCache) -> None:
+        assert cache.add("a", 1, tags=["t"])
+        cache.set_many({"b": 2, "c": 3}, tags=["t"])
+        assert cache.get_or_set("d", lambda: 4, tags=["t"]) == 4
+        assert cache.get_or_set("e", 5, tags=["t"]) == 5
+        assert cache.invalidate_tags(["t"]) == 5
+
+    def test_expired_tagged_keys_are_not_counted(
+        self, cache: DistributedCache, advance: Callable[[float], None]
+    ) -> None:
+        cache.set("a", 1, ttl=self.ttl_unit, tags=["t"])
+        cache.set("b", 2, tags=["t"])
+        advance(self.ttl_unit * 1.5)
+        assert cache.invalidate_tags(["t"]) == 1
+
+    def test_invalidate_tags_rejects_a_bare_string(self, cache: DistributedCache) -> None:
+        with pytest.raises(TypeError):
+            cache.invalidate_tags("t")  # type: ignore[arg-type]
+
+    def test_async_pattern_and_tags(self, cache: DistributedCache) -> None:
+        async def scenario() -> tuple[int, int]:
+            await cache.aset("a:1", 1, tags=["t"])
+            await cache.aset_many({"a:2": 2}, tags=["t"])
+            await cache.aadd("b:1", 1, tags=["u"])
+            got = await cache.aget_or_set("c", lambda: 1, tags=["u"])
+            assert got == 1
+            return await cache.adelete_pattern("a:*"), await cache.ainvalidate_tags(["u"])
+
+        assert asyncio.run(scenario()) == (2, 2)
