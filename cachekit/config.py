@@ -8,6 +8,7 @@ silent default.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -189,7 +190,9 @@ def size_option(*, allow_none: bool = False) -> Option:
             raise ValueError("must be positive")
         return number
 
-    return Option(parse, "a byte size such as 1048576 or '64MB'" + (" or 'none'" if allow_none else ""))
+    return Option(
+        parse, "a byte size such as 1048576 or '64MB'" + (" or 'none'" if allow_none else "")
+    )
 
 
 def seconds_option(*, allow_none: bool = True, positive: bool = True) -> Option:
@@ -206,7 +209,7 @@ def seconds_option(*, allow_none: bool = True, positive: bool = True) -> Option:
             seconds = float(value)
         else:
             raise TypeError(f"expected seconds, not {type(value).__name__}")
-        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        if not math.isfinite(seconds):
             raise ValueError("must be finite")
         if positive and seconds <= 0:
             raise ValueError("must be positive (use 'none' for never)")

@@ -24,6 +24,7 @@ def create_cache(url_or_config: str | Mapping[str, Any] | None = None, **options
     scheme or option, or a bad value, raises :class:`~cachekit.errors.ConfigurationError` naming
     the key and what it accepts.
     """
+    extra: dict[str, Any]
     if url_or_config is None:
         url, extra = DEFAULT_URL, {}
     elif isinstance(url_or_config, str):

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import abc
 import inspect
-from functools import partial
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 from .errors import InvalidKey
@@ -98,7 +98,7 @@ class Cache(abc.ABC):
     def get_stats(self) -> CacheStats:
         """A snapshot of this cache's counters."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: nothing to release by default
         """Release connections and background resources; the cache may be reopened lazily."""
 
     # -- composites ---------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class Cache(abc.ABC):
 
         def compute() -> Any:
             # Re-check inside the flight: a previous leader may have just stored it.
-            current = self.get(key, MISSING)
+            current = self._peek(key)
             if current is not MISSING:
                 return current
             result = factory()
@@ -166,6 +166,10 @@ class Cache(abc.ABC):
             return result
 
         return self._single_flight.do(key, compute)
+
+    def _peek(self, key: str) -> Any:
+        """Read for ``get_or_set``'s re-check; providers that can, skip counting it as a lookup."""
+        return self.get(key, MISSING)
 
     # -- async twins ----------------------------------------------------------------------------
 
@@ -276,9 +280,7 @@ class DistributedCache(Cache):
         """Store ``value``; ``tags`` name groups it can later be invalidated with."""
 
     @abc.abstractmethod
-    def add(
-        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
-    ) -> bool:
+    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
         """Store only if absent; see :meth:`Cache.add`."""
 
     @abc.abstractmethod

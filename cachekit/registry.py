@@ -47,7 +47,7 @@ class Registry(Generic[T]):
                 self._loaded[name] = target
 
     def get(self, name: str, *, key: str | None = None) -> T:
-        """Resolve ``name``; an unknown name raises ``ConfigurationError`` listing the known ones."""
+        """Resolve ``name``; an unknown name raises ``ConfigurationError`` listing known ones."""
         found = self._loaded.get(name)
         if found is not None:
             return found

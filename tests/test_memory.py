@@ -178,9 +178,7 @@ def test_expiry_heap_is_rebuilt_when_stale_nodes_pile_up() -> None:
 def test_eviction_listener_receives_evictions_and_expirations() -> None:
     clock = FakeClock()
     events: list[tuple[str, Any, RemovalCause]] = []
-    cache = MemoryCache(
-        max_entries=2, clock=clock, eviction_listener=lambda *e: events.append(e)
-    )
+    cache = MemoryCache(max_entries=2, clock=clock, eviction_listener=lambda *e: events.append(e))
     cache.set("a", 1)
     cache.set("b", 2, ttl=1)
     cache.set("c", 3)

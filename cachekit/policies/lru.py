@@ -24,7 +24,7 @@ class LRUPolicy(EvictionPolicy):
         order: OrderedDict[str, float | None] = OrderedDict()
         self._order = order
         self.on_hit = order.move_to_end  # type: ignore[method-assign]
-        self.on_remove = order.__delitem__  # type: ignore[method-assign]
+        self.on_remove = order.__delitem__  # type: ignore[method-assign,assignment]
         # key -> expires_at: the value is unused, but it lets insertion be a C call too.
         self.on_insert = order.__setitem__  # type: ignore[method-assign,assignment]
 

@@ -30,17 +30,17 @@ Design, in the order the hot path meets it:
 from __future__ import annotations
 
 import enum
-import itertools
 import fnmatch
 import heapq
+import itertools
 import logging
 import re
 import sys
 import threading
 import time
 from collections import deque as _consume
-from heapq import heappush
 from collections.abc import Callable, Iterable, Mapping
+from heapq import heappush
 from typing import Any, ClassVar, TypeAlias
 
 from ..config import (
@@ -97,12 +97,42 @@ class MemoryCache(DistributedCache):
     provider_name = "memory"
 
     __slots__ = (
-        "_clock", "_data", "_deletes", "_dumps", "_entry_limit", "_evictions", "_expirations",
-        "_expiry_heap", "_hits", "_key_tags", "_listener", "_loads", "_lock", "_memory",
-        "_memory_limit", "_misses", "_missed", "_on_hit", "_on_insert", "_on_miss", "_on_update",
-        "_plain", "_update_is_hit",
-        "_policy", "_reads", "_sample_mask", "_sampler", "_serializer", "_sets", "_sizer",
-        "_started", "_started_wall", "_tag_keys", "_ticker", "default_ttl", "max_entries",
+        "_clock",
+        "_data",
+        "_deletes",
+        "_dumps",
+        "_entry_limit",
+        "_evictions",
+        "_expirations",
+        "_expiry_heap",
+        "_hits",
+        "_key_tags",
+        "_listener",
+        "_loads",
+        "_lock",
+        "_memory",
+        "_memory_limit",
+        "_missed",
+        "_misses",
+        "_on_hit",
+        "_on_insert",
+        "_on_miss",
+        "_on_update",
+        "_plain",
+        "_policy",
+        "_reads",
+        "_sample_mask",
+        "_sampler",
+        "_serializer",
+        "_sets",
+        "_sizer",
+        "_started",
+        "_started_wall",
+        "_tag_keys",
+        "_ticker",
+        "_update_is_hit",
+        "default_ttl",
+        "max_entries",
         "max_memory_bytes",
     )  # fmt: skip
 
@@ -124,7 +154,7 @@ class MemoryCache(DistributedCache):
         self,
         *,
         name: str = "default",
-        max_entries: int | None | DefaultType = DEFAULT,
+        max_entries: int | DefaultType | None = DEFAULT,
         max_memory_bytes: int | None = None,
         policy: str | EvictionPolicy = "lru",
         default_ttl: TTL = None,
@@ -167,17 +197,19 @@ class MemoryCache(DistributedCache):
         self._serializer = serializer
         self._dumps: Callable[[Any], bytes] | None = serializer.dumps if serializer else None
         self._loads: Callable[[bytes], Any] | None = serializer.loads if serializer else None
+        self._sizer: Sizer | None
         if sizer is DEFAULT:
             # Sizing costs a third of a write; without a memory bound nothing depends on it,
             # so stats then estimate memory from a sample instead (see get_stats).
-            sizer = shallow_sizer if max_memory_bytes is not None else None
+            self._sizer = shallow_sizer if max_memory_bytes is not None else None
         elif isinstance(sizer, str):
             if sizer not in SIZERS:
                 raise ConfigurationError(
                     f"unknown sizer {sizer!r}; accepted: {', '.join(SIZERS)}", key="sizer"
                 )
-            sizer = SIZERS[sizer]
-        self._sizer: Sizer | None = sizer
+            self._sizer = SIZERS[sizer]
+        else:
+            self._sizer = sizer
         self._listener = eviction_listener
         self._clock = clock
         self._lock = threading.Lock()
@@ -189,9 +221,7 @@ class MemoryCache(DistributedCache):
         # Bound once: the hot path calls these without attribute lookups on the policy.
         self._on_hit = policy.on_hit
         # Policies that ignore misses (LRU, TTL) keep the base no-op: skip calling it at all.
-        self._on_miss = (
-            None if type(policy).on_miss is EvictionPolicy.on_miss else policy.on_miss
-        )
+        self._on_miss = None if type(policy).on_miss is EvictionPolicy.on_miss else policy.on_miss
         self._on_insert = policy.on_insert
         self._on_update = policy.on_update
         self._update_is_hit = policy.update_is_access
@@ -298,6 +328,13 @@ class MemoryCache(DistributedCache):
         self._notify(removed)
         return found
 
+    def _peek(self, key: str) -> Any:
+        """A live value or MISSING, without counting a lookup or touching the policy."""
+        entry = self._data.get(key)
+        if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
+            return MISSING
+        return entry[0] if self._loads is None else self._loads(entry[0])
+
     def exists(self, key: str) -> bool:
         """Whether ``key`` is live; not counted as a hit or a miss, not an access for the policy."""
         key = check_key(key)
@@ -374,9 +411,7 @@ class MemoryCache(DistributedCache):
             removed = self._store(key, value, expires_at, size, frozenset(tags) if tags else None)
         self._notify(removed)
 
-    def add(
-        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
-    ) -> bool:
+    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
         key = check_key(key)
         seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
         tagset = frozenset(tags) if tags else None
@@ -406,8 +441,8 @@ class MemoryCache(DistributedCache):
         tagset = frozenset(tags) if tags else None
         dumps, sizer, limit = self._dumps, self._sizer, self._memory_limit
         prepared: list[tuple[str, Any, int]] = []
-        for key, value in mapping.items():
-            key = check_key(key)
+        for raw_key, value in mapping.items():
+            key = check_key(raw_key)
             stored = dumps(value) if dumps is not None else value
             size = sizer(key, stored) if sizer is not None else 0
             if size > limit:
@@ -455,8 +490,9 @@ class MemoryCache(DistributedCache):
             now = self._clock()
             entry = self._data.get(key)
             if entry is None or (entry[1] is not None and entry[1] <= now):
-                current, expires_at = 0, (
-                    None if self.default_ttl is None else now + self.default_ttl
+                current, expires_at = (
+                    0,
+                    (None if self.default_ttl is None else now + self.default_ttl),
                 )
             else:
                 current = loads(entry[0]) if loads is not None else entry[0]

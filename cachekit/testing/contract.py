@@ -207,9 +207,7 @@ class CacheContract:
         assert cache.get("present") == 1
 
     @pytest.mark.parametrize("kind", ["int", "float", "timedelta"])
-    def test_ttl_types(
-        self, cache: Cache, advance: Callable[[float], None], kind: str
-    ) -> None:
+    def test_ttl_types(self, cache: Cache, advance: Callable[[float], None], kind: str) -> None:
         unit = self.ttl_unit
         ttl: Any = {"int": int(unit), "float": unit + 0.5, "timedelta": timedelta(seconds=unit)}[
             kind
@@ -263,7 +261,7 @@ class CacheContract:
         assert cache.ttl("k") == 0.0
         assert cache.delete("k") is False
 
-    # -- counters --------------------------------------------------------------------------------
+    # -- counters -----------------------------------------------------------------------------
 
     def test_incr_decr(self, cache: Cache) -> None:
         assert cache.incr("n") == 1
@@ -308,7 +306,7 @@ class CacheContract:
             t.join()
         assert cache.get("n") == threads * per_thread
 
-    # -- many ------------------------------------------------------------------------------------
+    # -- many ---------------------------------------------------------------------------------
 
     def test_get_many(self, cache: Cache) -> None:
         cache.set_many({"a": 1, "b": None, "c": 3})
@@ -401,7 +399,7 @@ class CacheContract:
             cache.get_or_set("k", factory)
         assert not cache.exists("k")
 
-    # -- stats ---------------------------------------------------------------------------------------
+    # -- stats --------------------------------------------------------------------------------
 
     def test_stats_count_operations(self, cache: Cache) -> None:
         before = cache.get_stats()
@@ -423,7 +421,7 @@ class CacheContract:
         cache.set_many({f"k{i}": i for i in range(5)})
         assert cache.get_stats().items == 5
 
-    # -- async twins -----------------------------------------------------------------------------------
+    # -- async twins --------------------------------------------------------------------------
 
     def test_async_twins(self, cache: Cache) -> None:
         async def scenario() -> None:
@@ -525,7 +523,7 @@ class DistributedCacheContract(CacheContract):
 
     def test_invalidate_tags_rejects_a_bare_string(self, cache: DistributedCache) -> None:
         with pytest.raises(TypeError):
-            cache.invalidate_tags("t")  # type: ignore[arg-type]
+            cache.invalidate_tags("t")
 
     def test_async_pattern_and_tags(self, cache: DistributedCache) -> None:
         async def scenario() -> tuple[int, int]:
