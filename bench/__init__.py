@@ -1,0 +1,1 @@
+"""Benchmarks of cachekit (run from the repository root, e.g. ``python -m bench.hit_ratio``)."""
