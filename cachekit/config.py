@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from .errors import ConfigurationError
 
@@ -78,13 +78,9 @@ def parse_url(url: str) -> ParsedURL:
             f"a cache URL looks like 'memory://?max_entries=1000', got {url!r}", key="url"
         )
     scheme, _, rest = url.partition("://")
-    netloc, sep, tail = rest.partition("/")
-    if not sep:
-        netloc, _, query = rest.partition("?")
-        path = ""
-    else:
-        split = urlsplit("x://h/" + tail)
-        path, query = split.path[1:], split.query
+    rest, _, _fragment = rest.partition("#")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
     username = password = None
     if "@" in netloc:
         userinfo, _, netloc = netloc.rpartition("@")

@@ -27,13 +27,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-from .errors import InvalidKey
+from .errors import InvalidKey, NotAnInteger
 from .sentinels import DEFAULT, MISSING
 from .singleflight import AsyncSingleFlight, SingleFlight
 from .stats import CacheStats
-from .ttl import TTLArg
+from .ttl import TTLArg, to_seconds
 
-__all__ = ["Cache", "DistributedCache", "check_key"]
+__all__ = ["Cache", "DistributedCache", "check_key", "check_tags"]
+
+
+def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
+    """Tags as a frozenset (``None`` for none); a bare ``str`` would be split into letters."""
+    if not tags:
+        return None
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be an iterable of str such as [{tags!r}], not a bare str")
+    tagset = frozenset(tags)
+    for tag in tagset:
+        if type(tag) is not str or not tag:
+            raise TypeError(f"tags must be non-empty str, got {tag!r}")
+    return tagset
 
 
 def check_key(key: object) -> str:
@@ -109,6 +122,8 @@ class Cache(abc.ABC):
 
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta`` and return the new value."""
+        if type(delta) is not int:
+            raise NotAnInteger(f"delta must be an int, got {delta!r}")
         return self.incr(key, -delta)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -134,26 +149,22 @@ class Cache(abc.ABC):
         """Return the cached value, storing ``default_or_factory`` (or its result) on a miss.
 
         With a callable, concurrent callers for the same missing key in this process run it once
-        and all receive its result (single-flight); a plain value is stored with ``add`` so that a
-        concurrent ``set`` wins.
+        and all receive its result (single-flight). The result is stored with ``add``: a value
+        someone else wrote meanwhile (a write-through ``set`` while a slow factory ran) is newer
+        than the factory's, so it wins and is what every caller gets.
         """
-        return self._get_or_set(
-            key, default_or_factory, partial(self.set, ttl=ttl), partial(self.add, ttl=ttl)
-        )
+        return self._get_or_set(key, default_or_factory, ttl, partial(self.add, ttl=ttl))
 
     def _get_or_set(
-        self,
-        key: str,
-        default_or_factory: Any,
-        store: Callable[[str, Any], object],
-        add: Callable[[str, Any], object],
+        self, key: str, default_or_factory: Any, ttl: TTLArg, add: Callable[[str, Any], bool]
     ) -> Any:
+        if ttl is not DEFAULT:
+            to_seconds(ttl)  # a bad TTL fails before any lookup or factory runs
         value = self.get(key, MISSING)
         if value is not MISSING:
             return value
         if not callable(default_or_factory):
-            add(key, default_or_factory)
-            return self.get(key, default_or_factory)
+            return self._add_or_current(key, default_or_factory, add)
         factory: Callable[[], Any] = default_or_factory
 
         def compute() -> Any:
@@ -161,15 +172,22 @@ class Cache(abc.ABC):
             current = self._peek(key)
             if current is not MISSING:
                 return current
-            result = factory()
-            store(key, result)
-            return result
+            return self._add_or_current(key, factory(), add)
 
         return self._single_flight.do(key, compute)
 
+    def _add_or_current(self, key: str, value: Any, add: Callable[[str, Any], bool]) -> Any:
+        if add(key, value):
+            return value
+        current = self._peek(key)
+        return value if current is MISSING else current
+
     def _peek(self, key: str) -> Any:
-        """Read for ``get_or_set``'s re-check; providers that can, skip counting it as a lookup."""
+        """A read that providers which can do so keep out of the hit/miss counts."""
         return self.get(key, MISSING)
+
+    async def _apeek(self, key: str) -> Any:
+        return await self.aget(key, MISSING)
 
     # -- async twins ----------------------------------------------------------------------------
 
@@ -220,36 +238,47 @@ class Cache(abc.ABC):
 
     async def aget_or_set(self, key: str, default_or_factory: Any, ttl: TTLArg = DEFAULT) -> Any:
         """Async :meth:`get_or_set`; the factory may be a plain or a coroutine function."""
-        return await self._aget_or_set(
-            key, default_or_factory, partial(self.aset, ttl=ttl), partial(self.aadd, ttl=ttl)
-        )
+        return await self._aget_or_set(key, default_or_factory, ttl, partial(self.aadd, ttl=ttl))
 
     async def _aget_or_set(
         self,
         key: str,
         default_or_factory: Any,
-        store: Callable[[str, Any], Awaitable[object]],
-        add: Callable[[str, Any], Awaitable[object]],
+        ttl: TTLArg,
+        add: Callable[[str, Any], Awaitable[bool]],
     ) -> Any:
+        if inspect.isawaitable(default_or_factory):
+            raise TypeError(
+                "aget_or_set takes a value or a (coroutine) function, not an awaitable: "
+                "pass the function itself so it runs only on a miss"
+            )
+        if ttl is not DEFAULT:
+            to_seconds(ttl)
         value = await self.aget(key, MISSING)
         if value is not MISSING:
             return value
         if not callable(default_or_factory):
-            await add(key, default_or_factory)
-            return await self.aget(key, default_or_factory)
+            return await self._aadd_or_current(key, default_or_factory, add)
         factory: Callable[[], Any] = default_or_factory
 
         async def compute() -> Any:
-            current = await self.aget(key, MISSING)
+            current = await self._apeek(key)
             if current is not MISSING:
                 return current
             result = factory()
             if inspect.isawaitable(result):
                 result = await result
-            await store(key, result)
-            return result
+            return await self._aadd_or_current(key, result, add)
 
         return await self._async_single_flight.do(key, compute)
+
+    async def _aadd_or_current(
+        self, key: str, value: Any, add: Callable[[str, Any], Awaitable[bool]]
+    ) -> Any:
+        if await add(key, value):
+            return value
+        current = await self._apeek(key)
+        return value if current is MISSING else current
 
     # -- conveniences -----------------------------------------------------------------------------
 
@@ -294,7 +323,7 @@ class DistributedCache(Cache):
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:
-        tags = tuple(tags)
+        tags = check_tags(tags) or ()
         for key, value in mapping.items():
             self.set(key, value, ttl, tags=tags)
         return []
@@ -307,13 +336,8 @@ class DistributedCache(Cache):
         *,
         tags: Iterable[str] = (),
     ) -> Any:
-        tags = tuple(tags)
-        return self._get_or_set(
-            key,
-            default_or_factory,
-            partial(self.set, ttl=ttl, tags=tags),
-            partial(self.add, ttl=ttl, tags=tags),
-        )
+        add = partial(self.add, ttl=ttl, tags=check_tags(tags) or ())
+        return self._get_or_set(key, default_or_factory, ttl, add)
 
     async def aset(
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
@@ -344,10 +368,5 @@ class DistributedCache(Cache):
         *,
         tags: Iterable[str] = (),
     ) -> Any:
-        tags = tuple(tags)
-        return await self._aget_or_set(
-            key,
-            default_or_factory,
-            partial(self.aset, ttl=ttl, tags=tags),
-            partial(self.aadd, ttl=ttl, tags=tags),
-        )
+        add = partial(self.aadd, ttl=ttl, tags=check_tags(tags) or ())
+        return await self._aget_or_set(key, default_or_factory, ttl, add)

@@ -8,6 +8,7 @@ every waiter, because a waiter that silently recomputed would defeat the purpose
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,7 @@ class SingleFlight:
         if not leader:
             call.done.wait()
             if call.error is not None:
-                raise call.error
+                raise _own_copy(call.error)
             return call.value
         try:
             call.value = fn()
@@ -82,28 +83,44 @@ class AsyncSingleFlight:
         ] = weakref.WeakKeyDictionary()
 
     async def do(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``fn()`` once for all concurrent callers of ``key`` on this loop.
+
+        The computation runs in a task of its own and every caller, the first included, awaits
+        it through ``shield``: cancelling any caller (a client that went away) cancels only that
+        caller, never the computation the others are waiting for.
+        """
         loop = asyncio.get_running_loop()
         table = self._tables.get(loop)
         if table is None:
             table = self._tables[loop] = {}
-        pending = table.get(key)
-        if pending is not None:
-            # shield: a cancelled waiter must not cancel the leader's computation.
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[Any] = loop.create_future()
-        table[key] = fut
-        try:
-            value = await fn()
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            # Mark retrieved: with no waiter, an unretrieved exception would be logged at GC.
-            fut.exception()
-            raise
-        else:
-            fut.set_result(value)
-            return value
-        finally:
-            del table[key]
+        task = table.get(key)
+        if task is None:
+            task = table[key] = loop.create_task(_run(fn))
+            task.add_done_callback(lambda done: _forget(table, key, done))
+        return await asyncio.shield(task)
+
+    def in_flight(self) -> int:
+        """Keys being computed on the running loop."""
+        return len(self._tables.get(asyncio.get_running_loop(), ()))
+
+
+async def _run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return await fn()
+
+
+def _forget(table: dict[str, asyncio.Future[Any]], key: str, done: asyncio.Future[Any]) -> None:
+    if table.get(key) is done:
+        del table[key]
+    if not done.cancelled():
+        done.exception()  # retrieved: a failure nobody awaited any more is not logged at GC
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """A per-waiter copy of the leader's exception, so threads never share one traceback."""
+    try:
+        clone = copy.copy(error)
+    except Exception:
+        return error
+    clone.__cause__ = error.__cause__
+    clone.__suppress_context__ = True
+    return clone.with_traceback(error.__traceback__)

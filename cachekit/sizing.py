@@ -10,6 +10,7 @@ for the payload.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
@@ -41,7 +42,7 @@ def deep_sizer(key: str, value: Any) -> int:
             continue
         seen.add(id(obj))
         total += _getsizeof(obj)
-        if isinstance(obj, (str, bytes, bytearray, int, float, bool)) or obj is None:
+        if isinstance(obj, _LEAVES) or obj is None:
             continue
         if isinstance(obj, Mapping):
             stack.extend(obj.keys())
@@ -52,5 +53,12 @@ def deep_sizer(key: str, value: Any) -> int:
             stack.append(vars(obj))
     return total
 
+
+#: Objects counted for themselves but not walked into: scalars, and shared program objects
+#: (modules, classes, functions) that a value merely refers to and does not own.
+_LEAVES = (
+    str, bytes, bytearray, int, float, bool, complex, types.ModuleType, type,
+    types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+)  # fmt: skip
 
 SIZERS: dict[str, Sizer] = {"shallow": shallow_sizer, "deep": deep_sizer}

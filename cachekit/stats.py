@@ -13,10 +13,11 @@ __all__ = ["CacheStats"]
 class CacheStats:
     """A point-in-time, immutable snapshot of one cache's counters.
 
-    Counters are cumulative since ``started_at`` (or the last ``clear()`` of the counters, never
-    of the data). ``memory_bytes`` is the provider's own accounting (see the sizer it was built
-    with), not a measurement of the process. ``avg_get_seconds`` is averaged over a sample of
-    ``get`` calls, so reading it costs nothing on the hot path.
+    Counters are cumulative since ``started_at`` (which a provider's ``reset_stats()``, where it
+    has one, restarts; ``clear()`` empties the data, never the counters). ``memory_bytes`` is
+    the provider's own accounting (see the sizer it was built with), not a measurement of the
+    process. ``avg_get_seconds`` is averaged over a sample of ``get`` calls, so reading it costs
+    nothing on the hot path.
     """
 
     name: str

@@ -14,7 +14,9 @@ from typing import TypeAlias
 from .errors import ConfigurationError
 from .sentinels import DEFAULT, DefaultType
 
-__all__ = ["TTL", "TTLArg", "resolve_ttl", "to_seconds"]
+__all__ = ["TTL", "TTLArg", "check_default_ttl", "resolve_ttl", "to_seconds"]
+
+_INF = float("inf")
 
 #: A TTL as a user may pass it.
 TTL: TypeAlias = float | int | timedelta | None
@@ -23,19 +25,30 @@ TTLArg: TypeAlias = TTL | DefaultType
 
 
 def to_seconds(ttl: TTL) -> float | None:
-    """Convert a TTL value to seconds, rejecting types that would silently mean something else."""
+    """Convert a TTL value to seconds, rejecting values that would silently mean something else.
+
+    ``inf`` is another spelling of "never" and becomes ``None``; NaN is refused, since it
+    compares false with every time and would make an entry neither live nor expired.
+    """
     if ttl is None:
         return None
     tp = type(ttl)
-    if tp is int or tp is float:
+    if tp is int:
         return float(ttl)  # type: ignore[arg-type]
-    if isinstance(ttl, timedelta):
-        return ttl.total_seconds()
-    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        return float(ttl)
-    raise TypeError(
-        f"ttl must be a number of seconds, a timedelta, None or DEFAULT, not {type(ttl).__name__}"
-    )
+    if tp is float or (isinstance(ttl, (int, float)) and not isinstance(ttl, bool)):
+        seconds = float(ttl)  # type: ignore[arg-type]
+    elif isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    else:
+        raise TypeError(
+            f"ttl must be a number of seconds, a timedelta, None or DEFAULT, "
+            f"not {type(ttl).__name__}"
+        )
+    if seconds == _INF:
+        return None
+    if seconds != seconds:  # noqa: PLR0124 - the NaN test
+        raise ValueError("ttl must not be NaN")
+    return seconds
 
 
 def resolve_ttl(ttl: TTLArg, default_ttl: float | None) -> float | None:
@@ -49,7 +62,7 @@ def check_default_ttl(value: TTL, *, key: str = "default_ttl") -> float | None:
     """Validate a configured default TTL: a default of 0 would silently cache nothing."""
     try:
         seconds = to_seconds(value)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{key}: {exc}", key=key) from None
     if seconds is not None and seconds <= 0:
         raise ConfigurationError(
