@@ -13,19 +13,21 @@ class TagIndex:
     Not thread-safe: the owning cache calls it under its lock.
     """
 
-    __slots__ = ("_key_tags", "_tag_keys")
+    __slots__ = ("_tag_keys", "key_tags")
 
     def __init__(self) -> None:
-        self._key_tags: dict[str, frozenset[str]] = {}
+        #: key -> its tags. Never rebound, so a cache may hold it and test its emptiness with
+        #: no Python call on its write path (``__bool__`` costs one per write).
+        self.key_tags: dict[str, frozenset[str]] = {}
         self._tag_keys: dict[str, set[str]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._key_tags)
+        return bool(self.key_tags)
 
     def tag(self, key: str, tags: frozenset[str]) -> None:
         """Give ``key`` exactly ``tags`` (replacing what it had)."""
         self.untag(key)
-        self._key_tags[key] = tags
+        self.key_tags[key] = tags
         for tag in tags:
             members = self._tag_keys.get(tag)
             if members is None:
@@ -34,7 +36,7 @@ class TagIndex:
                 members.add(key)
 
     def untag(self, key: str) -> None:
-        tags = self._key_tags.pop(key, None)
+        tags = self.key_tags.pop(key, None)
         if tags:
             for tag in tags:
                 members = self._tag_keys[tag]
@@ -43,7 +45,7 @@ class TagIndex:
                     del self._tag_keys[tag]
 
     def tags_of(self, key: str) -> frozenset[str] | None:
-        return self._key_tags.get(key)
+        return self.key_tags.get(key)
 
     def keys_for(self, tags: Iterable[str]) -> set[str]:
         """Keys carrying any of ``tags``."""
@@ -53,5 +55,5 @@ class TagIndex:
         return found
 
     def clear(self) -> None:
-        self._key_tags.clear()
+        self.key_tags.clear()
         self._tag_keys.clear()

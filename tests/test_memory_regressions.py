@@ -35,15 +35,30 @@ class HookLock:
         self.hook: Callable[[], None] | None = hook
         self.countdown = nth
 
-    def __enter__(self) -> Any:
+    def _fire(self) -> None:
         self.countdown -= 1
         if self.countdown == 0 and self.hook is not None:
             hook, self.hook = self.hook, None
             hook()
+
+    def __enter__(self) -> Any:
+        self._fire()
         return self.real.__enter__()
 
     def __exit__(self, *exc: object) -> Any:
         return self.real.__exit__(*exc)
+
+    # The write path takes the lock inline (acquire/release) rather than with ``with``.
+    def acquire(self, blocking: bool = True) -> bool:
+        self._fire()
+        return bool(self.real.acquire(blocking))
+
+    def release(self) -> None:
+        self.real.release()
+
+    @property
+    def lock(self) -> Any:
+        return self.real.lock
 
 
 # -- 1. tag index drift: the plain write path decides "no tags anywhere" before the lock ---------

@@ -30,6 +30,10 @@ class EvictionPolicy(abc.ABC):
     #: the provider then calls ``on_hit(key)`` instead of ``on_update(key, expires_at)``, which
     #: lets a policy keep ``on_update`` out of the hot path.
     update_is_access: ClassVar[bool] = False
+    #: True when ``on_hit`` is one C call, atomic under the GIL, that raises ``KeyError`` for a
+    #: key the policy no longer holds (LRU's ``OrderedDict.move_to_end``): the provider then
+    #: applies a hit in its lock-free read instead of logging it for a replay under the lock.
+    hit_is_atomic: ClassVar[bool] = False
 
     def __init__(self, capacity: int | None) -> None:
         self.capacity = capacity

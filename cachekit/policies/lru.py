@@ -18,6 +18,7 @@ class LRUPolicy(EvictionPolicy):
 
     name = "lru"
     update_is_access = True
+    hit_is_atomic = True  # on_hit is OrderedDict.move_to_end
 
     def __init__(self, capacity: int | None) -> None:
         super().__init__(capacity)

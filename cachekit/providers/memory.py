@@ -2,7 +2,12 @@
 
 Design, in the order the hot path meets it:
 
-* One ``dict`` of ``key -> (value, expires_at, size)`` tuples and one non-reentrant lock.
+* One ``dict`` of ``key -> (value, expires_at, size)`` tuples and one non-reentrant lock,
+  which a thread never sleeps on while it may be the GIL's next holder: a busy lock is retried
+  after yielding the GIL (:func:`_acquire`). Sleeping on it forms a lock convoy on a multi-core
+  machine - the woken waiter owns the lock while it waits for the GIL, so the thread holding
+  the GIL blocks at its next write, and so on: every write then costs two context switches
+  (bench/throughput.py, 4 threads on 2 CPUs: ~0.3 switches per operation, 4x the CPU time).
   Tuples are immutable, so a reader never sees a half-written entry and a write is one dict
   store. Recency/frequency bookkeeping belongs to the :mod:`eviction policy
   <cachekit.policies>`, whose hooks are bound once and called under the lock.
@@ -11,7 +16,9 @@ Design, in the order the hot path meets it:
   counters under the lock at the start of every write, stats read and sampled ``get``, so the
   policy sees each access before any later write and eviction acts on it (hits are replayed in
   the order they happened; a batch's misses, which only frequency sketches use, before its
-  hits). Under a lock per read, threads queue for every lookup; here only writers do.
+  hits). Under a lock per read, threads queue for every lookup; here only writers do. A policy
+  whose hit hook is one GIL-atomic C call (LRU's ``move_to_end``) has it applied by the read
+  itself instead, and its read log only counts: a replay costs more than the hook.
 * TTLs use an injectable monotonic clock, read only for entries that have an expiry. Expiry is
   lazy on access, plus amortised sweeping: TTL'd entries are pushed on a min-heap of
   ``(expires_at, key)`` and each write pops up to :data:`_SWEEP_BATCH` expired heads, so an
@@ -44,6 +51,7 @@ import time
 from collections import deque as _consume
 from collections.abc import Callable, Iterable, Mapping
 from heapq import heappush
+from time import sleep as _yield_gil
 from typing import Any, ClassVar, TypeAlias
 
 from ..config import (
@@ -83,6 +91,11 @@ _MEMORY_SAMPLE = 1024
 #: Largest ``stats_sample_every``: sampled gets also drain the lock-free logs, so this bounds
 #: how long the logs grow during a read-only phase.
 _MAX_SAMPLE_EVERY = 1024
+#: GIL-yielding retries of a busy lock before sleeping on it; measured contention clears in
+#: under 10, the bound only stops a long holder (clear(), delete_pattern()) being polled.
+_SPIN_TRIES = 100
+#: Whether this interpreter has a GIL (3.13+ may run without): direct hits depend on it.
+_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 _Entry: TypeAlias = tuple[Any, float | None, int]
 
@@ -97,6 +110,33 @@ class RemovalCause(enum.Enum):
 #: ``listener(key, value, cause)``; value is the stored value (encoded if a serializer is set).
 EvictionListener: TypeAlias = Callable[[str, Any, RemovalCause], object]
 _Removed: TypeAlias = list[tuple[str, Any, RemovalCause]]
+
+
+def _acquire(lock: threading.Lock) -> None:
+    """Take a busy ``lock`` by retrying after yielding the GIL (see the module docstring)."""
+    for _ in range(_SPIN_TRIES):
+        _yield_gil(0)
+        if lock.acquire(False):
+            return
+    lock.acquire()
+
+
+class _Lock:
+    """A ``threading.Lock`` taken with :func:`_acquire`; hot paths inline ``__enter__``."""
+
+    __slots__ = ("acquire", "lock", "release")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.acquire = self.lock.acquire
+        self.release = self.lock.release
+
+    def __enter__(self) -> None:
+        if not self.acquire(False):
+            _acquire(self.lock)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def _sizer_option(value: Any) -> Sizer:
@@ -116,12 +156,12 @@ class MemoryCache(DistributedCache):
     provider_name = "memory"
 
     __slots__ = (
-        "_clock", "_data", "_deletes", "_dumps", "_entry_limit", "_evictions", "_expirations",
-        "_expiry_heap", "_hits", "_listener", "_loads", "_lock", "_memory", "_memory_limit",
-        "_missed", "_misses", "_on_hit", "_on_insert", "_on_miss", "_on_update", "_policy",
-        "_reads", "_sample_mask", "_sampler", "_serializer", "_sets", "_sizer", "_started",
-        "_started_wall", "_tags", "_ticker", "_update_is_hit", "default_ttl", "max_entries",
-        "max_memory_bytes",
+        "_clock", "_data", "_deletes", "_dumps", "_entry_limit", "_evict_one", "_evictions",
+        "_expirations", "_expiry_heap", "_hit_direct", "_hits", "_key_tags", "_listener", "_loads",
+        "_lock", "_memory", "_memory_limit", "_missed", "_misses", "_on_hit", "_on_insert",
+        "_on_miss", "_on_update", "_policy", "_reads", "_sample_mask", "_sampler", "_serializer",
+        "_sets", "_sizer", "_started", "_started_wall", "_tags", "_ticker", "_update_is_hit",
+        "default_ttl", "max_entries", "max_memory_bytes",
     )  # fmt: skip
 
     #: Options accepted in ``memory://?...`` URLs and config dicts.
@@ -197,16 +237,19 @@ class MemoryCache(DistributedCache):
             raise ConfigurationError(str(exc), key="stats_sample_every") from None
         self._listener = eviction_listener
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = _Lock()
         self._data: dict[str, _Entry] = {}
         self._expiry_heap: list[tuple[float, str]] = []
         self._tags = TagIndex()
+        self._key_tags = self._tags.key_tags  # its emptiness, tested without a Python call
         self._memory = 0
         # Bound once: the hot path calls these without attribute lookups on the policy.
         self._on_hit = policy.on_hit
         # Policies that ignore misses (LRU, TTL) keep the base no-op: skip calling it at all.
         self._on_miss = None if type(policy).on_miss is EvictionPolicy.on_miss else policy.on_miss
         self._on_insert = policy.on_insert
+        self._evict_one = policy.evict
+        self._hit_direct = policy.hit_is_atomic and _GIL
         self._on_update = policy.on_update
         self._update_is_hit = policy.update_is_access
         self._sample_mask = self._sampler.mask
@@ -252,6 +295,12 @@ class MemoryCache(DistributedCache):
                 self._missed.append(key)
                 return default
             if entry[1] is None or entry[1] > self._clock():
+                if self._hit_direct:
+                    # Not contextlib.suppress: two more Python calls per hit.
+                    try:  # noqa: SIM105
+                        self._on_hit(key)
+                    except KeyError:  # removed since the lookup: nothing to reorder
+                        pass
                 self._reads.append(key)
                 return entry[0] if self._loads is None else self._loads(entry[0])
             return self._locked_get(key, default, 0.0)
@@ -347,7 +396,10 @@ class MemoryCache(DistributedCache):
         # general case. Most of a write's cost is interpreter dispatch, hence no helper calls.
         removed: _Removed | None = None
         data = self._data
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            _acquire(lock.lock)
+        try:
             if self._reads or self._missed:
                 self._drain_logs()
             old = data.get(key)
@@ -367,13 +419,20 @@ class MemoryCache(DistributedCache):
             else:
                 self._on_update(key, expires_at)
             self._sets += 1
-            if self._tags:
+            if self._key_tags:
                 self._tags.untag(key)
             heap = self._expiry_heap
             if heap and heap[0][0] <= self._clock():
                 removed = self._sweep(removed)
             if len(data) > self._entry_limit:
-                removed = self._evict(removed)
+                if removed is None and self._listener is None and not self._key_tags:
+                    # The steady state of a full cache: one victim, nothing to report or untag.
+                    del data[self._evict_one()]
+                    self._evictions += 1
+                else:
+                    removed = self._evict(removed)
+        finally:
+            lock.release()
         if removed:
             self._notify(removed)
 
@@ -584,7 +643,8 @@ class MemoryCache(DistributedCache):
         if reads:
             n = len(reads)
             try:
-                _consume(map(self._on_hit, filter(self._data.__contains__, reads[:n])), 0)
+                if not self._hit_direct:
+                    _consume(map(self._on_hit, filter(self._data.__contains__, reads[:n])), 0)
             finally:
                 del reads[:n]
                 self._hits += n
@@ -647,7 +707,7 @@ class MemoryCache(DistributedCache):
             self._refresh(key, expires_at)
         if tags:
             self._tags.tag(key, tags)
-        elif self._tags:
+        elif self._key_tags:
             self._tags.untag(key)
         if expires_at is not None:
             self._push_expiry(expires_at, key)
@@ -682,7 +742,7 @@ class MemoryCache(DistributedCache):
             entry = pop(victim)
             self._memory -= entry[2]
             self._evictions += 1
-            if self._tags:
+            if self._key_tags:
                 self._tags.untag(victim)
             if listening:
                 if removed is None:
@@ -709,7 +769,7 @@ class MemoryCache(DistributedCache):
         self._memory -= entry[2]
         self._expirations += 1
         self._policy.on_remove(key)
-        if self._tags:
+        if self._key_tags:
             self._tags.untag(key)
         return entry
 
@@ -718,7 +778,7 @@ class MemoryCache(DistributedCache):
         if entry is not None:
             self._memory -= entry[2]
             self._policy.on_remove(key)
-            if self._tags:
+            if self._key_tags:
                 self._tags.untag(key)
 
     def _estimate_memory(self) -> int:
