@@ -108,7 +108,15 @@ _EXTRA_HINTS = {
 
 #: URL scheme -> provider class.
 provider_registry: Registry[Any] = Registry(
-    "provider", "cachekit.providers", {"memory": "cachekit.providers.memory:MemoryCache"}
+    "provider",
+    "cachekit.providers",
+    {
+        "memory": "cachekit.providers.memory:MemoryCache",
+        "redis": "cachekit.providers.redis:RedisCache",
+        "rediss": "cachekit.providers.redis:RedisCache",
+        "unix": "cachekit.providers.redis:RedisCache",
+        "redis+sentinel": "cachekit.providers.redis:RedisCache",
+    },
 )
 #: Eviction policy name -> policy class (memory provider).
 policy_registry: Registry[Any] = Registry(

@@ -14,7 +14,9 @@ import pytest
 from cachekit.testing.servers import (
     MISSING_SERVER_MARK,
     MemcachedServer,
+    RedisSentinel,
     RedisServer,
+    TLSRedisServer,
     require_binary,
 )
 
@@ -91,3 +93,40 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("cachekit: server tests skipped", sep="!", yellow=True, bold=True)
         for reason, count in reasons.items():
             terminalreporter.write_line(f"{count} test(s) skipped: {reason}", yellow=True)
+
+
+# -- Redis over a unix socket, TLS and Sentinel (tests/test_redis*.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_unix_server(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis-server`` listening on a unix socket too; yields its ``unix://`` URL."""
+    sock = tmp_path_factory.mktemp("redis-sock") / "redis.sock"
+    config = {"unixsocket": str(sock), "unixsocketperm": "700"}
+    with RedisServer(config, binary=redis_binary):
+        yield f"unix://{sock}?db=0"
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(redis_binary: str) -> Iterator[TLSRedisServer]:
+    """A ``redis-server`` with TLS on a self-signed certificate (``.url`` is ``rediss://``)."""
+    import os
+    import shutil
+
+    if shutil.which("openssl") is None:  # pragma: no cover - a certificate needs the CLI
+        message = f"{MISSING_SERVER_MARK}: openssl (to make the TLS server's certificate)"
+        if os.environ.get("CACHEKIT_REQUIRE_SERVERS", "") not in ("", "0"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with TLSRedisServer(binary=redis_binary) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(redis_binary: str) -> Iterator[RedisSentinel]:
+    """A master ``redis-server`` and one Sentinel monitoring it as ``mymaster``."""
+    with (
+        RedisServer(binary=redis_binary) as master,
+        RedisSentinel(master, binary=redis_binary) as sentinel,
+    ):
+        yield sentinel

@@ -518,3 +518,111 @@ class MemcachedServer(ServerProcess):
             if line.startswith("STAT pid "):
                 return int(line.split()[2])
         return None
+
+
+# -- TLS and Sentinel (the Redis provider's rediss:// and redis+sentinel:// tests) ----------------
+
+
+def make_self_signed_cert(directory: Path, *, openssl: str | None = None) -> tuple[Path, Path]:
+    """A throw-away certificate and key for 127.0.0.1/localhost, made with the ``openssl`` CLI.
+
+    The certificate is its own CA (``req -x509`` marks it ``CA:TRUE``), so clients verify the
+    server by passing it as ``ssl_ca_certs``. Raises :class:`BinaryNotFound` without ``openssl``.
+    """
+    openssl = openssl or shutil.which("openssl")
+    if openssl is None:
+        raise BinaryNotFound(f"{MISSING_SERVER_MARK}: openssl (needed to make a TLS certificate)")
+    cert, key = directory / "tls-cert.pem", directory / "tls-key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class TLSRedisServer(RedisServer):
+    """A ``redis-server`` that also listens with TLS (``--tls-port``) on a second free port.
+
+    The plain port stays open for the readiness probe; :attr:`url` is the ``rediss://`` one and
+    :attr:`ca_certs` the self-signed certificate clients must trust. Needs a redis-server built
+    with TLS (Debian's is) and the ``openssl`` CLI.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, str | int | None] | None = None,
+        *,
+        binary: str | None = None,
+        port: int | None = None,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(config, binary=binary, port=port, startup_timeout=startup_timeout)
+        self.tls_port: int | None = None
+        self.ca_certs: Path | None = None
+
+    def _argv(self, port: int, data_dir: Path) -> list[str]:
+        if self.ca_certs is None:
+            self.ca_certs, self._key = make_self_signed_cert(data_dir)
+        if self.tls_port is None:
+            self.tls_port = free_port()
+        return [
+            *super()._argv(port, data_dir),
+            "--tls-port", str(self.tls_port),
+            "--tls-cert-file", str(self.ca_certs),
+            "--tls-key-file", str(self._key),
+            "--tls-ca-cert-file", str(self.ca_certs),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        """``rediss://127.0.0.1:TLS_PORT/0`` (pass :attr:`ca_certs` as ``ssl_ca_certs``)."""
+        return f"rediss://{self.host}:{self.tls_port}/0"
+
+    def close(self) -> None:
+        super().close()
+        self.tls_port = None
+        self.ca_certs = None
+
+
+class RedisSentinel(RedisServer):
+    """A Redis Sentinel (``redis-server <conf> --sentinel``) monitoring one master.
+
+    ``master`` is the :class:`RedisServer` to monitor under the name ``service``; quorum 1 and
+    short down/failover timeouts, so a failover test takes a few seconds.
+    """
+
+    DEFAULTS: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        master: RedisServer,
+        service: str = "mymaster",
+        *,
+        binary: str | None = None,
+        port: int | None = None,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(binary=binary, port=port, startup_timeout=startup_timeout)
+        self.master = master
+        self.service = service
+
+    def _argv(self, port: int, data_dir: Path) -> list[str]:
+        conf = data_dir / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind {self.host}\ndir {data_dir}\n"
+            f"sentinel monitor {self.service} {self.master.host} {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 3000\n"
+        )
+        return [self.binary, str(conf), "--sentinel"]
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:PORT/SERVICE/0``."""
+        return f"redis+sentinel://{self.host}:{self.port}/{self.service}/0"

@@ -1,0 +1,164 @@
+"""Lua scripts of the Redis provider: the writes that must update a value and its tags atomically.
+
+Key layout (``P`` is the cache's prefix, ``M`` its meta namespace: ``P`` with its last character
+replaced, so that no data key ``P + key`` can ever equal a meta key - see ``docs/redis.md``)::
+
+    P + key          the value (bare ASCII decimal for ints, so INCRBY works)
+    M + "k:" + key   SET of the key's tags        (only for tagged keys; same TTL as the value)
+    M + "t:" + tag   SET of the keys with the tag (TTL >= the longest-lived member's)
+    M + "s:" + key   stampede lock of get_or_set  (a random token, short TTL)
+    M + "l:" + name  cache.lock(name)
+
+Every write of a value also drops the key from the tag sets of its previous tags and deletes
+its side key, so an overwrite replaces the tags (an untagged overwrite removes them). Scripts run
+atomically and see a frozen clock, so a value and its side key, set with the same ``PX``, expire
+together. Tag sets are cleaned up as their members expire by their own TTL; members that expired
+earlier are skipped (their side key is gone) and dropped when the tag is invalidated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import redis.exceptions
+
+__all__ = ["DELETE", "INCR", "INVALIDATE", "RELEASE", "STORE", "TOUCH", "Script"]
+
+
+class Script:
+    """A Lua script run by SHA (``EVALSHA``), loaded on the first ``NOSCRIPT`` reply."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # Redis's script id
+
+    def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+    async def acall(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+#: KEYS: data1, side1, data2, side2...  ARGV: px (0 = no expiry), nx ('1'/'0'), tag-set prefix,
+#: prefix length, number of tags, the tags..., then one value per key. Returns how many stored.
+STORE: Final = Script("""
+local px = tonumber(ARGV[1])
+local nx = ARGV[2] == '1'
+local tprefix = ARGV[3]
+local plen = tonumber(ARGV[4])
+local ntags = tonumber(ARGV[5])
+local stored = 0
+for i = 1, #KEYS, 2 do
+  local data, side = KEYS[i], KEYS[i + 1]
+  local value = ARGV[5 + ntags + (i + 1) / 2]
+  local ok
+  if nx then
+    if px > 0 then ok = redis.call('SET', data, value, 'NX', 'PX', px)
+    else ok = redis.call('SET', data, value, 'NX') end
+  elseif px > 0 then ok = redis.call('SET', data, value, 'PX', px)
+  else ok = redis.call('SET', data, value) end
+  if ok then
+    stored = stored + 1
+    local member = string.sub(data, plen + 1)
+    local old = redis.call('SMEMBERS', side)
+    if #old > 0 then
+      for _, tag in ipairs(old) do redis.call('SREM', tprefix .. tag, member) end
+      redis.call('DEL', side)
+    end
+    if ntags > 0 then
+      for t = 6, 5 + ntags do
+        local tkey = tprefix .. ARGV[t]
+        local fresh = redis.call('EXISTS', tkey) == 0
+        redis.call('SADD', tkey, member)
+        if px <= 0 then redis.call('PERSIST', tkey)
+        elseif fresh then redis.call('PEXPIRE', tkey, px)
+        else redis.call('PEXPIRE', tkey, px, 'GT') end
+      end
+      redis.call('SADD', side, unpack(ARGV, 6, 5 + ntags))
+      if px > 0 then redis.call('PEXPIRE', side, px) end
+    end
+  end
+end
+return stored
+""")
+
+#: KEYS: data1, side1, ...  ARGV: tag-set prefix, prefix length. Returns how many values existed.
+DELETE: Final = Script("""
+local plen = tonumber(ARGV[2])
+local n = 0
+for i = 1, #KEYS, 2 do
+  n = n + redis.call('UNLINK', KEYS[i])
+  local tags = redis.call('SMEMBERS', KEYS[i + 1])
+  if #tags > 0 then
+    local member = string.sub(KEYS[i], plen + 1)
+    for _, tag in ipairs(tags) do redis.call('SREM', ARGV[1] .. tag, member) end
+    redis.call('DEL', KEYS[i + 1])
+  end
+end
+return n
+""")
+
+#: ARGV: tag-set prefix, side-key prefix, data prefix, the tags... Returns how many live values
+#: it removed. A member counts only if its side key still lists the tag (it was not overwritten
+#: without it and has not expired).
+INVALIDATE: Final = Script("""
+local n = 0
+for t = 4, #ARGV do
+  local tag = ARGV[t]
+  local tkey = ARGV[1] .. tag
+  for _, member in ipairs(redis.call('SMEMBERS', tkey)) do
+    local side = ARGV[2] .. member
+    if redis.call('SISMEMBER', side, tag) == 1 then
+      n = n + redis.call('UNLINK', ARGV[3] .. member)
+      for _, other in ipairs(redis.call('SMEMBERS', side)) do
+        if other ~= tag then redis.call('SREM', ARGV[1] .. other, member) end
+      end
+      redis.call('DEL', side)
+    end
+  end
+  redis.call('UNLINK', tkey)
+end
+return n
+""")
+
+#: KEYS: data, side.  ARGV: px (0 = persist), tag-set prefix. Returns 1 if the key existed.
+TOUCH: Final = Script("""
+local px = tonumber(ARGV[1])
+local ok
+if px > 0 then ok = redis.call('PEXPIRE', KEYS[1], px)
+else ok = redis.call('EXISTS', KEYS[1]); if ok == 1 then redis.call('PERSIST', KEYS[1]) end end
+if ok == 0 then return 0 end
+local tags = redis.call('SMEMBERS', KEYS[2])
+if #tags > 0 then
+  if px > 0 then redis.call('PEXPIRE', KEYS[2], px) else redis.call('PERSIST', KEYS[2]) end
+  for _, tag in ipairs(tags) do
+    if px > 0 then redis.call('PEXPIRE', ARGV[2] .. tag, px, 'GT')
+    else redis.call('PERSIST', ARGV[2] .. tag) end
+  end
+end
+return 1
+""")
+
+#: KEYS: data.  ARGV: delta, px for a new key (0 = none). INCRBY keeps an existing key's TTL;
+#: a key it creates gets the default TTL in the same atomic step.
+INCR: Final = Script("""
+local existed = redis.call('EXISTS', KEYS[1])
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+""")
+
+#: KEYS: lock.  ARGV: token. Deletes the lock only if we still own it.
+RELEASE: Final = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")

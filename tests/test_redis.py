@@ -1,0 +1,304 @@
+"""Redis provider specifics on a real server: configuration, command use, namespaces, tags,
+locks and stampede protection (the shared contract is in test_redis_contract.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from cachekit import create_cache
+from cachekit.errors import BackendUnavailable, ConfigurationError, NotAnInteger
+from cachekit.providers.redis import RedisCache
+from cachekit.providers.redis_lock import LockError, LockNotOwned
+from cachekit.testing.servers import RedisServer
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make(redis_server: RedisServer) -> Iterator[Any]:
+    made: list[RedisCache] = []
+    prefix = f"t{next(_names)}:"
+
+    def make(**options: Any) -> RedisCache:
+        options.setdefault("prefix", prefix)
+        cache = RedisCache(redis_server.url, **options)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.clear()
+        cache.close()
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_import_cachekit_does_not_import_redis() -> None:
+    code = "import sys, cachekit; cachekit.create_cache('memory://'); print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_construction_does_not_connect() -> None:
+    # Nothing listens on port 1; building (and validating) must still succeed.
+    cache = create_cache("redis://127.0.0.1:1/0?socket_connect_timeout=0.2&retries=0")
+    assert isinstance(cache, RedisCache)
+    with pytest.raises(BackendUnavailable) as info:
+        cache.get("k")
+    assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "key"),
+    [
+        ("redis://localhost/0?bogus=1", {}, "bogus"),
+        ("redis://localhost/0", {"max_connections": 0}, "max_connections"),
+        ("redis://localhost/0", {"fail_open": "perhaps"}, "fail_open"),
+        ("redis://localhost/0", {"ssl_ca_certs": "/ca.pem"}, "ssl_ca_certs"),
+        ("redis://localhost/0", {"prefix": ""}, "prefix"),
+        ("redis://localhost/x", {}, "url"),
+        ("redis://a:1,b:2/0", {}, "url"),
+        ("redis+sentinel://a:1/", {}, "url"),
+        ("unix://", {}, "url"),
+        ("redis://localhost/0", {"db": 2}, "db"),
+        ("rediss://localhost/0", {"ssl_cert_reqs": "sometimes"}, "ssl_cert_reqs"),
+    ],
+)
+def test_bad_configuration_names_the_key(url: str, options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_cache(url, **options)
+    assert info.value.key == key
+
+
+def test_url_forms() -> None:
+    assert "unix:///tmp/r.sock?db=3" in repr(create_cache("unix:///tmp/r.sock?db=3"))
+    sentinel = create_cache("redis+sentinel://h1,h2:26380/mymaster/2")
+    assert "redis+sentinel://h1:26379,h2:26380/mymaster/2" in repr(sentinel)
+    tls = create_cache("rediss://u:p@h:6380/1?ssl_cert_reqs=none")
+    assert "rediss://h:6380/1" in repr(tls)  # no credentials in reprs
+    named = create_cache("redis://h/0", name="sessions")
+    assert isinstance(named, RedisCache)
+    assert named.prefix == "cachekit:sessions:"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _calls(raw: redis.Redis, command: str) -> int:
+    stats = raw.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_get_many_is_one_mget(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    cache.set_many({f"k{i}": i for i in range(50)})
+    before = _calls(raw, "mget"), _calls(raw, "get")
+    assert cache.get_many([f"k{i}" for i in range(60)]) == {f"k{i}": i for i in range(50)}
+    assert (_calls(raw, "mget"), _calls(raw, "get")) == (before[0] + 1, before[1])
+
+
+def test_set_many_is_one_round_trip(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    before = _calls(raw, "evalsha") + _calls(raw, "eval")
+    cache.set_many({f"k{i}": i for i in range(100)}, ttl=30)
+    assert _calls(raw, "evalsha") + _calls(raw, "eval") == before + 1
+    assert 29 < cache.ttl("k99") <= 30
+
+
+def test_values_are_stored_for_incrby(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    cache.set("n", 41)
+    assert raw.get(cache.prefix + "n") == b"41"
+    assert raw.incrby(cache.prefix + "n", 1) == 42
+    assert cache.get("n") == 42
+
+
+def test_incr_of_a_missing_key_gets_the_default_ttl(make: Any) -> None:
+    cache = make(default_ttl=30)
+    assert cache.incr("n") == 1
+    assert 29 < cache.ttl("n") <= 30
+    cache.set("forever", 1, ttl=None)
+    cache.incr("forever")
+    assert cache.ttl("forever") is None
+    cache.set("s", "text")
+    with pytest.raises(NotAnInteger):
+        cache.incr("s")
+
+
+def test_clear_and_delete_pattern_stay_in_the_prefix(make: Any, raw: redis.Redis) -> None:
+    cache = make(prefix="we*ird[1]:")
+    raw.set("weXird1:k", "outside")  # matches the prefix if its glob characters were not escaped
+    raw.set("other:k", "outside")
+    cache.set_many({"a": 1, "b": 2})
+    cache.set("t", 1, tags=["x"])
+    assert cache.delete_pattern("*") == 3
+    cache.set("a", 1, tags=["x"])
+    cache.clear()
+    assert raw.get("weXird1:k") == b"outside"
+    assert raw.get("other:k") == b"outside"
+    assert [k for k in raw.scan_iter("we*") if not k.startswith(b"weX")] == []
+    raw.delete("weXird1:k", "other:k")
+
+
+def test_clear_never_flushes_unless_asked(make: Any, raw: redis.Redis) -> None:
+    before = _calls(raw, "flushdb") + _calls(raw, "keys")
+    make().clear()
+    assert _calls(raw, "flushdb") + _calls(raw, "keys") == before
+
+
+def test_stats(make: Any) -> None:
+    cache = make()
+    cache.set("a", 1, tags=["t"])
+    cache.get("a")
+    stats = cache.get_stats()
+    assert stats.items == 1  # the tag bookkeeping keys are not items
+    assert stats.memory_bytes > 0
+    assert stats.extra["breaker_state"] == 0
+    assert stats.extra["db_keys"] >= 1
+
+
+# -- tags -------------------------------------------------------------------------------------
+
+
+def test_tag_sets_expire_with_their_members(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    cache.set("short", 1, ttl=5, tags=["t"])
+    cache.set("long", 1, ttl=50, tags=["t"])
+    tag_key = cache._tag_prefix + "t"
+    assert 49 < raw.pttl(tag_key) / 1000 <= 50  # at least the longest member's TTL
+    cache.set("forever", 1, ttl=None, tags=["t"])
+    assert raw.pttl(tag_key) == -1
+    assert cache.invalidate_tags(["t"]) == 3
+    assert list(raw.scan_iter(cache._meta + "*")) == []  # nothing left behind
+
+
+def test_overwrite_and_delete_clean_tag_bookkeeping(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    cache.set("a", 1, tags=["t1", "t2"])
+    cache.set("a", 2)
+    assert list(raw.scan_iter(cache._meta + "*")) == []
+    cache.set("b", 1, tags=["t1"])
+    cache.delete("b")
+    assert list(raw.scan_iter(cache._meta + "*")) == []
+
+
+def test_touch_extends_the_tag_set(make: Any, raw: redis.Redis) -> None:
+    cache = make()
+    cache.set("a", 1, ttl=5, tags=["t"])
+    assert cache.touch("a", ttl=100)
+    assert raw.pttl(cache._tag_prefix + "t") / 1000 > 99
+    assert raw.pttl(cache._side_prefix + "a") / 1000 > 99
+
+
+# -- locks and stampede protection -----------------------------------------------------------
+
+
+def test_lock_excludes_other_clients_and_releases_safely(make: Any) -> None:
+    one, two = make(), make()
+    with one.lock("job", timeout=5):
+        assert two.lock("job", blocking_timeout=0.1).acquire() is False
+        with pytest.raises(LockError), two.lock("job", blocking_timeout=0.1):
+            pass  # pragma: no cover
+        with pytest.raises(LockNotOwned):
+            two.lock("job").release()  # a non-owner cannot release it
+    assert two.lock("job", blocking_timeout=0.1).acquire() is True
+
+
+def test_an_expired_lock_cannot_be_released_by_its_old_holder(make: Any) -> None:
+    one, two = make(), make()
+    mine = one.lock("job", timeout=0.1)
+    assert mine.acquire()
+    time.sleep(0.2)
+    theirs = two.lock("job", timeout=5)
+    assert theirs.acquire(blocking_timeout=0.5)
+    with pytest.raises(LockNotOwned):
+        mine.release()
+    assert theirs.owned()
+    theirs.release()
+
+
+def test_stampede_protection_across_clients(make: Any) -> None:
+    caches = [make() for _ in range(4)]  # separate pools: the in-process single-flight can't help
+    calls: list[int] = []
+    start = threading.Barrier(len(caches))
+    results: list[Any] = []
+
+    def factory() -> str:
+        calls.append(1)
+        time.sleep(0.3)
+        return "value"
+
+    def work(cache: RedisCache) -> None:
+        start.wait()
+        results.append(cache.get_or_set("hot", factory, ttl=30))
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in caches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["value"] * len(caches)
+    assert calls == [1]
+
+
+def test_stampede_falls_back_when_the_lock_holder_dies(make: Any, raw: redis.Redis) -> None:
+    cache = make(stampede_timeout=0.3)
+    # A holder that died: its lock stays until it expires.
+    raw.set(cache._meta + "s:hot", "dead-holder", px=300)
+    t0 = time.monotonic()
+    assert cache.get_or_set("hot", lambda: "mine") == "mine"
+    assert time.monotonic() - t0 < 5  # bounded: not stuck behind the dead holder
+
+
+def test_async_twins_on_a_real_server(make: Any) -> None:
+    one, two = make(), make()
+    calls: list[int] = []
+
+    async def factory() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.2)
+        return 7
+
+    async def scenario() -> None:
+        await one.aset_many({"a:1": 1, "a:2": 2, "b": 3}, tags=["t"])
+        assert await one.aget_many(["a:1", "a:2", "b", "c"]) == {"a:1": 1, "a:2": 2, "b": 3}
+        assert await one.adelete_pattern("a:*") == 2
+        assert await one.ainvalidate_tags(["t"]) == 1
+        got = await asyncio.gather(one.aget_or_set("hot", factory), two.aget_or_set("hot", factory))
+        assert got == [7, 7]
+        async with one.alock("job", timeout=5):
+            assert await two.alock("job", blocking_timeout=0.05).acquire() is False
+        await one.aclose()
+        await two.aclose()
+
+    asyncio.run(scenario())
+    assert calls == [1]
+
+
+def test_fail_open_add_and_incr_do_not_pretend() -> None:
+    cache = RedisCache(
+        "redis://127.0.0.1:1/0", fail_open=True, retries=0, socket_connect_timeout=0.2
+    )
+    assert cache.get("k", "miss") == "miss"
+    assert cache.add("k", 1) is False  # not stored: never reported as stored
+    with pytest.raises(BackendUnavailable):
+        cache.incr("n")  # there is no honest number to return
+    assert cache.set_many({"a": 1}) == ["a"]  # the keys that were not stored

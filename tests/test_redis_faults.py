@@ -1,0 +1,146 @@
+"""Outages on a real redis-server: kill it, restart it, and check what callers see."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from cachekit.errors import BackendUnavailable
+from cachekit.providers.redis import RedisCache
+from cachekit.resilience import BreakerState
+from cachekit.testing.servers import RedisServer
+
+FAST = {"retries": 0, "socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+
+
+@pytest.fixture
+def make(fresh_redis_server: RedisServer) -> Iterator[Any]:
+    made: list[RedisCache] = []
+
+    def make(**options: Any) -> RedisCache:
+        cache = RedisCache(fresh_redis_server.url, **{**FAST, **options})
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
+
+
+def test_fail_closed_raises_with_the_cause_chained(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    cache = make()
+    cache.set("k", 1)
+    fresh_redis_server.kill()
+    for call in (lambda: cache.get("k"), lambda: cache.set("k", 2), lambda: cache.delete("k")):
+        with pytest.raises(BackendUnavailable) as info:
+            call()
+        assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+
+
+def test_fail_open_lets_nothing_escape_and_counts(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    cache = make(fail_open=True, breaker_failures=100)
+    cache.set("k", 1)
+    fresh_redis_server.kill()
+    assert cache.get("k", "miss") == "miss"
+    assert cache.get_many(["k"]) == {}
+    cache.set("k", 2)
+    assert cache.set_many({"a": 1}) == ["a"]
+    assert cache.delete("k") is False
+    assert cache.exists("k") is False
+    assert cache.ttl("k") == 0.0
+    assert cache.touch("k") is False
+    assert cache.add("k", 1) is False
+    assert cache.delete_pattern("*") == 0
+    assert cache.invalidate_tags(["t"]) == 0
+    cache.clear()
+    assert cache.get_or_set("g", lambda: 5) == 5
+    stats = cache.get_stats()
+    assert stats.extra["fail_open_errors_total"] >= 13
+    assert stats.extra["fail_open_get_errors_total"] >= 2
+    assert stats.misses >= 2
+    with pytest.raises(BackendUnavailable):
+        cache.incr("n")
+
+
+def _commands(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_commands_processed"])
+
+
+def test_breaker_opens_then_fails_fast_without_contacting_the_server(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    cache = make(breaker_failures=3, breaker_recovery=60)
+    cache.set("k", 1)
+    fresh_redis_server.kill()
+    for _ in range(3):
+        with pytest.raises(BackendUnavailable):
+            cache.get("k")
+    assert cache.breaker.state is BreakerState.OPEN
+    fresh_redis_server.start()  # back, but the breaker waits for its recovery timeout
+    observer = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    before = _commands(observer)
+    for _ in range(50):
+        with pytest.raises(BackendUnavailable, match="circuit breaker open"):
+            cache.get("k")
+    # Our own INFO is the one command between the two reads: the cache sent nothing.
+    assert _commands(observer) == before + 1
+    observer.close()
+    stats = cache.get_stats()
+    assert stats.extra["breaker_state"] == int(BreakerState.OPEN)
+    assert stats.extra["breaker_rejected_total"] >= 50
+
+
+def test_recovery_after_restart(make: Any, fresh_redis_server: RedisServer) -> None:
+    cache = make(breaker_failures=2, breaker_recovery=0.3, fail_open=True)
+    cache.set("k", 1)
+    fresh_redis_server.kill()
+    cache.get("k")
+    cache.get("k")
+    assert cache.breaker.state is BreakerState.OPEN
+    fresh_redis_server.start()
+    time.sleep(0.35)
+    assert cache.breaker.state is BreakerState.HALF_OPEN
+    cache.set("k", 2)  # the half-open probe succeeds (the pool reconnects)
+    assert cache.breaker.state is BreakerState.CLOSED
+    assert cache.get("k") == 2
+
+
+def test_async_fail_open_and_fail_closed(make: Any, fresh_redis_server: RedisServer) -> None:
+    import asyncio
+
+    closed, open_ = make(), make(fail_open=True)
+
+    async def scenario() -> None:
+        await closed.aset("k", 1)
+        fresh_redis_server.kill()
+        with pytest.raises(BackendUnavailable):
+            await closed.aget("k")
+        assert await open_.aget("k", "miss") == "miss"
+        assert await open_.aset_many({"a": 1}) == ["a"]
+        await closed.aclose()
+        await open_.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_data_persisted_before_the_outage_survives_kill_9(redis_binary: str) -> None:
+    config = {"appendonly": "yes", "appendfsync": "always"}
+    with RedisServer(config, binary=redis_binary) as server:
+        cache = RedisCache(server.url, **FAST)
+        cache.set_many({f"k{i}": i for i in range(100)}, ttl=None)
+        cache.set("tagged", "v", tags=["t"])
+        server.kill()  # SIGKILL: nothing is flushed on the way down
+        server.start()
+        try:
+            assert cache.get_many([f"k{i}" for i in range(100)]) == {f"k{i}": i for i in range(100)}
+            assert cache.invalidate_tags(["t"]) == 1
+        finally:
+            cache.close()
