@@ -116,6 +116,7 @@ provider_registry: Registry[Any] = Registry(
         "rediss": "cachekit.providers.redis:RedisCache",
         "unix": "cachekit.providers.redis:RedisCache",
         "redis+sentinel": "cachekit.providers.redis:RedisCache",
+        "memcached": "cachekit.providers.memcached:MemcachedCache",
     },
 )
 #: Eviction policy name -> policy class (memory provider).

@@ -130,3 +130,19 @@ def redis_sentinel(redis_binary: str) -> Iterator[RedisSentinel]:
         RedisSentinel(master, binary=redis_binary) as sentinel,
     ):
         yield sentinel
+
+
+# -- memcached pools (the memcached provider's tests) ----------------------------------------------
+
+
+@pytest.fixture
+def memcached_cluster(memcached_binary: str) -> Iterator[list[MemcachedServer]]:
+    """Three ``memcached`` servers of the test's own, for consistent hashing and failover."""
+    servers = [MemcachedServer(binary=memcached_binary) for _ in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.close()

@@ -1,0 +1,1035 @@
+"""The memcached provider: a consistent-hash pool of servers, spoken to with pymemcache.
+
+Design (``docs/memcached.md`` is the user-facing account):
+
+* **Placement.** Keys are spread by a ketama ring (:mod:`cachekit.providers.hashring`) over one
+  pymemcache ``PooledClient`` per server (``no_delay=True``; values pass through as bytes,
+  cachekit serializes). Each server has its own :class:`CircuitBreaker`: a server whose
+  breaker is open is skipped and its keys go to the next server on the ring until the breaker
+  lets a probe through (libmemcached's "auto eject"). Multi-key operations are grouped per
+  server, one round trip each.
+* **Keys.** A stored key is ``{prefix}{ns_version}:{key}``. Keys memcached would refuse (over
+  250 bytes once prefixed, whitespace or control characters) are replaced by
+  ``{prefix}{ns_version}#{sha256(key)}`` (``key_policy="hash"``) or refused with
+  :class:`InvalidKey` (``key_policy="reject"``). ``:`` and ``#`` after the digits of the version
+  keep the two forms apart, so a client cannot forge a hashed key.
+* **clear().** memcached cannot list keys, so ``clear()`` is the classic namespace trick: the
+  version lives under ``{prefix}!ns`` and ``clear()`` increments it, orphaning every key of the
+  old version (memcached's LRU reclaims them). Each client caches the version for
+  ``namespace_refresh`` seconds, which bounds how long another process keeps using the old
+  namespace. A missing version key is created from the wall clock in microseconds (a clear()
+  takes longer than one), so a key lost to eviction never brings an old namespace back.
+  ``flush_on_clear=True`` instead runs ``flush_all`` on every server (everything on them, not
+  just this cache).
+* **TTLs.** memcached counts whole seconds: a TTL is rounded *up* to whole seconds (0 would
+  mean "never"); over 30 days it must be sent as an absolute unix time, which is done here.
+  ``ttl()`` asks the server with the meta command ``mg <key> t``; since memcached's clock
+  ticks once a second, a reported ``r`` means between ``r - 1`` and ``r`` seconds are left, and
+  ``ttl()`` returns ``r - 0.5``.
+* **Counters.** Integers are stored as bare decimals (see :mod:`cachekit.serialization`), so
+  ``incr`` with a non-negative delta is memcached's atomic ``incr``. memcached cannot go below
+  zero (``decr`` floors at 0) nor increment a negative number, so negative deltas, and values
+  memcached calls non-numeric, take an optimistic compare-and-swap loop over the meta commands
+  (``mg v t c`` then ``ms C<cas> T<remaining ttl>``), which keeps the TTL. A missing key starts
+  at 0 with the default TTL, created with ``add``.
+* **Large values.** A value whose item would exceed ``max_item_size`` (memcached's ``-I``)
+  raises :class:`ValueTooLarge`, or with ``large_values="chunk"`` is split into chunks stored
+  under their own keys, with a manifest (client flag 1) under the key itself listing them and
+  the SHA-256 of the whole; ``get`` reassembles and verifies, and a missing or altered chunk is
+  a miss.
+* **Failures.** Socket and protocol errors become :class:`BackendUnavailable` with the cause
+  chained, after ``retry_attempts`` reconnects for idempotent operations; with
+  ``fail_open=True`` reads miss and writes are dropped, counted and logged at a rate-limited
+  warning by :class:`FailOpen`. ``add`` then returns False (nothing was stored) and
+  ``incr``/``decr`` always raise: neither pretends to have succeeded.
+* **Async.** The async twins are the base class's, calling the sync code: pymemcache has no
+  asyncio client and native async memcached I/O is not written yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from operator import methodcaller
+from typing import Any, ClassVar, Final, TypeVar
+
+from ..config import (
+    Option,
+    ParsedURL,
+    bool_option,
+    choice_option,
+    int_option,
+    parse_options,
+    seconds_option,
+    size_option,
+)
+from ..errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidKey,
+    NotAnInteger,
+    SerializationError,
+    ValueTooLarge,
+)
+from ..interfaces import Cache, check_key
+from ..resilience import BreakerState, CircuitBreaker, FailOpen
+from ..sentinels import DEFAULT, MISSING
+from ..serialization import SERIALIZERS, Serializer, make_serializer
+from ..serialization.header import parse_decimal
+from ..stats import CacheStats
+from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
+from .hashring import KetamaRing
+
+__all__ = ["MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: memcached refuses keys longer than this (bytes).
+MAX_KEY_LENGTH: Final = 250
+#: memcached reads an exptime above this as an absolute unix time, not a duration.
+THIRTY_DAYS: Final = 2_592_000
+_DEFAULT_PORT: Final = 11211
+#: Bytes an item costs beyond its key and value (item header, CAS, flags, ``\r\n``), rounded
+#: up from memcached 1.6's ~56, so an item we accept is never refused by the server.
+_ITEM_OVERHEAD: Final = 96
+#: Room kept in every chunk for its key and the item header.
+_CHUNK_HEADROOM: Final = 512
+#: Client flags: 0 a plain value, 1 a chunk manifest.
+_FLAG_CHUNKED: Final = 1
+_MANIFEST_MAGIC: Final = b"CKCHUNK1"
+_BAD_KEY_BYTES: Final = re.compile(rb"[\x00-\x20\x7f]")
+#: Compare-and-swap rounds of the slow ``incr`` path before giving up on a very hot key.
+_CAS_ATTEMPTS: Final = 100
+
+# Filled in by _driver() the first time a client is built: the module never imports pymemcache
+# at import time (the ``memcached`` extra is optional).
+_NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+_SERVER_ERROR: type[BaseException] = OSError
+_CLIENT_ERROR: type[BaseException] = OSError
+_driver_lock = threading.Lock()
+_driver_module: Any = None
+
+
+def _driver() -> Any:
+    """Import pymemcache on first use, naming the extra to install if it is missing."""
+    global _driver_module, _NETWORK_ERRORS, _SERVER_ERROR, _CLIENT_ERROR  # noqa: PLW0603
+    if _driver_module is not None:
+        return _driver_module
+    with _driver_lock:
+        try:
+            from pymemcache.client import base
+            from pymemcache.exceptions import (
+                MemcacheClientError,
+                MemcacheServerError,
+                MemcacheUnexpectedCloseError,
+            )
+        except ImportError as exc:  # pragma: no cover - the extra is installed in CI
+            raise ConfigurationError(
+                "the memcached provider needs pymemcache: pip install 'cachekit[memcached]'",
+                key="url",
+            ) from exc
+        _NETWORK_ERRORS = (OSError, MemcacheUnexpectedCloseError)
+        _SERVER_ERROR = MemcacheServerError
+        _CLIENT_ERROR = MemcacheClientError
+        _driver_module = base
+    return base
+
+
+class _Manifest(bytes):
+    """A stored value with the chunked flag: the manifest of a value stored in chunks."""
+
+    __slots__ = ()
+
+
+class _BytesSerde:
+    """pymemcache serde: values are already bytes; the chunk flag marks manifests on the way out."""
+
+    __slots__ = ()
+
+    def serialize(self, key: bytes, value: bytes) -> tuple[bytes, int]:
+        return value, 0
+
+    def deserialize(self, key: bytes, value: bytes, flags: int) -> bytes:
+        return _Manifest(value) if flags & _FLAG_CHUNKED else value
+
+
+# -- raw protocol (meta commands and pipelines pymemcache does not offer) -------------------------
+
+
+def _raw(pooled: Any, *, payload: bytes, read: Callable[[Any, socket.socket, bytes], T]) -> T:
+    """Send ``payload`` on a pooled connection and parse the reply with ``read``.
+
+    ``read`` must consume the reply exactly; any error closes the connection so a half-read
+    reply can never be mistaken for the next command's.
+    """
+    with pooled.client_pool.get_and_release(destroy_on_fail=True) as client:
+        if client.sock is None:
+            client._connect()
+        try:
+            client.sock.sendall(payload)
+            return read(_driver(), client.sock, b"")
+        except BaseException:
+            client.close()
+            raise
+
+
+def _check_line(line: bytes) -> bytes:
+    if line.startswith(b"SERVER_ERROR"):
+        raise _SERVER_ERROR(line[13:].decode(errors="replace"))
+    if line.startswith((b"CLIENT_ERROR", b"ERROR")):
+        raise _CLIENT_ERROR(line.decode(errors="replace"))
+    return line
+
+
+def _read_meta(base: Any, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes | None]:
+    """One meta reply: its status line, and its value for a ``VA`` reply."""
+    buf, line = base._readline(sock, buf)
+    _check_line(line)
+    if line.startswith(b"VA "):
+        size = int(line.split(maxsplit=2)[1])
+        buf, value = base._readvalue(sock, buf, size)
+        return line, value
+    return line, None
+
+
+def _meta(command: bytes) -> Callable[[Any], tuple[bytes, bytes | None]]:
+    """A call sending one meta command (with its ``\\r\\n``) and reading its reply."""
+    return partial(_raw, payload=command, read=_read_meta)
+
+
+def _meta_flags(line: bytes) -> dict[str, bytes]:
+    """``b"HD t12 c5"`` -> ``{"t": b"12", "c": b"5"}`` (the value size of ``VA`` is skipped)."""
+    parts = line.split()
+    start = 2 if parts[0] == b"VA" else 1
+    return {chr(part[0]): part[1:] for part in parts[start:]}
+
+
+def _reader_of_lines(count: int) -> Callable[[Any, socket.socket, bytes], list[bytes]]:
+    def read(base: Any, sock: socket.socket, buf: bytes) -> list[bytes]:
+        lines = []
+        for _ in range(count):
+            buf, line = base._readline(sock, buf)
+            lines.append(_check_line(line))
+        return lines
+
+    return read
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+def _prefix_option(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a str")
+    raw = value.encode()
+    if _BAD_KEY_BYTES.search(raw) or len(raw) > 128:
+        raise ValueError("must be at most 128 bytes without whitespace or control characters")
+    return value
+
+
+def _secret_option(value: Any) -> str | bytes:
+    if not isinstance(value, (str, bytes)) or not value:
+        raise TypeError("expected a non-empty str or bytes")
+    return value
+
+
+class _Node:
+    """One server: its address, its breaker and its lazily built connection pool."""
+
+    __slots__ = ("_client", "_factory", "_lock", "address", "breaker", "host", "port")
+
+    def __init__(
+        self, host: str, port: int, breaker: CircuitBreaker, factory: Callable[[_Node], Any]
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.breaker = breaker
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory(self)
+                client = self._client
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class MemcachedCache(Cache):
+    """A cache over one or more memcached servers; see the module docstring for the design."""
+
+    provider_name = "memcached"
+
+    #: Options accepted in ``memcached://host:port,...?option=value`` URLs and config dicts.
+    options: ClassVar[dict[str, Option]] = {
+        "name": Option(str, "a name for stats and metrics"),
+        "prefix": Option(_prefix_option, "a key prefix without spaces or control characters"),
+        "default_ttl": seconds_option(),
+        "serializer": choice_option(SERIALIZERS),
+        "compression": Option(str, "auto, zlib, zstd or none"),
+        "compress_threshold": int_option(minimum=0),
+        "secret": Option(_secret_option, "an HMAC key (str or bytes)"),
+        "connect_timeout": seconds_option(allow_none=False),
+        "timeout": seconds_option(allow_none=False),
+        "max_pool_size": int_option(minimum=1, allow_none=True),
+        "retry_attempts": int_option(minimum=0, maximum=10),
+        "dead_retry": seconds_option(allow_none=False),
+        "fail_open": bool_option(),
+        "breaker_failures": int_option(minimum=1),
+        "breaker_recovery": seconds_option(allow_none=False),
+        "key_policy": choice_option(("hash", "reject")),
+        "max_item_size": size_option(),
+        "large_values": choice_option(("reject", "chunk")),
+        "flush_on_clear": bool_option(),
+        "namespace_refresh": seconds_option(allow_none=False, positive=False),
+    }
+
+    def __init__(
+        self,
+        servers: Iterable[str | tuple[str, int]] = (("127.0.0.1", _DEFAULT_PORT),),
+        *,
+        name: str = "default",
+        prefix: str = "",
+        default_ttl: TTL = None,
+        serializer: str | Serializer = "pickle",
+        compression: str = "auto",
+        compress_threshold: int = 1024,
+        secret: str | bytes | None = None,
+        connect_timeout: float = 1.0,
+        timeout: float = 1.0,
+        max_pool_size: int | None = None,
+        retry_attempts: int = 1,
+        dead_retry: float | None = None,
+        fail_open: bool = False,
+        breaker_failures: int = 5,
+        breaker_recovery: float | None = None,
+        key_policy: str = "hash",
+        max_item_size: int = 1024 * 1024,
+        large_values: str = "reject",
+        flush_on_clear: bool = False,
+        namespace_refresh: float = 1.0,
+    ) -> None:
+        super().__init__(name=name)
+        self.default_ttl = check_default_ttl(default_ttl)
+        self._serializer = (
+            serializer
+            if isinstance(serializer, Serializer)
+            else make_serializer(
+                serializer,
+                compression=compression,
+                compress_threshold=compress_threshold,
+                secret=secret,
+            )
+        )
+        self._dumps = self._serializer.dumps
+        self._loads = self._serializer.loads
+        if key_policy not in ("hash", "reject"):
+            raise ConfigurationError(f"key_policy must be hash or reject, got {key_policy!r}")
+        if large_values not in ("reject", "chunk"):
+            raise ConfigurationError(
+                f"large_values must be reject or chunk, got {large_values!r}", key="large_values"
+            )
+        if max_item_size < 4 * _CHUNK_HEADROOM:
+            raise ConfigurationError(
+                f"max_item_size must be at least {4 * _CHUNK_HEADROOM} bytes", key="max_item_size"
+            )
+        if namespace_refresh < 0:
+            raise ConfigurationError("namespace_refresh must be >= 0", key="namespace_refresh")
+        if (
+            dead_retry is not None
+            and breaker_recovery is not None
+            and (dead_retry != breaker_recovery)
+        ):
+            raise ConfigurationError(
+                "dead_retry and breaker_recovery are the same setting; give one of them",
+                key="dead_retry",
+            )
+        recovery = dead_retry if dead_retry is not None else breaker_recovery
+        self.key_policy = key_policy
+        self.large_values = large_values
+        self.max_item_size = max_item_size
+        self.flush_on_clear = flush_on_clear
+        self.namespace_refresh = namespace_refresh
+        self._prefix = _prefix_option(prefix).encode()
+        self._ns_key = self._prefix + b"!ns"
+        self._ns_version = 0
+        self._ns_bytes = b""
+        self._ns_fresh_until = float("-inf")
+        self._ns_lock = threading.Lock()
+        self._retry_attempts = retry_attempts
+        self._pool_options = {
+            "connect_timeout": connect_timeout,
+            "timeout": timeout,
+            "max_pool_size": max_pool_size,
+        }
+        self._failure = FailOpen(fail_open, name=name)
+        self.fail_open = fail_open
+        nodes: list[_Node] = []
+        for server in servers:
+            host, port = _parse_server(server)
+            breaker = CircuitBreaker(
+                failure_threshold=breaker_failures,
+                recovery_timeout=5.0 if recovery is None else recovery,
+                name=f"{name}@{host}:{port}",
+            )
+            nodes.append(_Node(host, port, breaker, self._make_client))
+        if not nodes:
+            raise ConfigurationError("give at least one memcached server", key="url")
+        self._nodes = {node.address: node for node in nodes}
+        if len(self._nodes) != len(nodes):
+            raise ConfigurationError("a memcached server is listed twice", key="url")
+        self._ring = KetamaRing(self._nodes)
+        self._single = nodes[0] if len(nodes) == 1 else None
+        self._hits = self._misses = self._sets = self._deletes = 0
+        self._started_wall = time.time()
+        self._started = time.monotonic()
+
+    @classmethod
+    def from_url(cls, url: ParsedURL, options: Mapping[str, Any]) -> MemcachedCache:
+        """Build from ``memcached://host:port[,host2:port2...]?option=value``."""
+        if url.path or url.username is not None or url.password is not None or not url.hosts:
+            raise ConfigurationError(
+                "memcached:// takes servers only (memcached://host:port,host2:port2?option=v); "
+                f"got {url.raw!r}",
+                key="url",
+            )
+        merged: dict[str, Any] = {**url.options, **options}
+        parsed = parse_options("memcached://", merged, cls.options)
+        servers = [(host, _DEFAULT_PORT if port is None else port) for host, port in url.hosts]
+        return cls(servers, **parsed)
+
+    def _make_client(self, node: _Node) -> Any:
+        base = _driver()
+        return base.PooledClient(
+            (node.host, node.port),
+            serde=_BytesSerde(),
+            no_delay=True,
+            default_noreply=False,
+            allow_unicode_keys=True,
+            **self._pool_options,
+        )
+
+    # -- keys, routing and calls -------------------------------------------------------------------
+
+    def _namespace(self) -> bytes:
+        """``{prefix}{version}``, re-read from the server every ``namespace_refresh`` seconds."""
+        if time.monotonic() < self._ns_fresh_until:
+            return self._ns_bytes
+        with self._ns_lock:
+            if time.monotonic() >= self._ns_fresh_until:
+                self._refresh_namespace()
+            return self._ns_bytes
+
+    def _refresh_namespace(self, bump: bool = False) -> None:
+        key = self._ns_key
+        node = self._route(key)
+
+        def read_or_create(client: Any) -> int:
+            if bump:
+                value = client.incr(key, 1, noreply=False)
+                if value is not None:
+                    return int(value)
+            raw = client.get(key)
+            if raw is not None:
+                try:
+                    return parse_decimal(bytes(raw))
+                except SerializationError:
+                    pass  # not ours: overwrite it below
+            # Missing (never created, evicted, or on a failover node): a fresh version from the
+            # clock is above any earlier one, so an evicted version never revives old keys.
+            fresh = max(time.time_ns() // 1_000, self._ns_version + 1)
+            if raw is None and client.add(key, b"%d" % fresh, 0, noreply=False):
+                return fresh
+            raw = client.get(key)
+            return parse_decimal(bytes(raw)) if raw is not None else fresh
+
+        version = self._call(node, read_or_create, retry=not bump)
+        # Never step back: a version lower than ours means the key was lost and re-created by
+        # a client that had not seen our clear().
+        if version < self._ns_version or (bump and version == self._ns_version):
+            version = self._ns_version + (1 if bump else 0)
+            self._call(node, lambda c: c.set(key, b"%d" % version, 0, noreply=False))
+        self._ns_version = version
+        self._ns_bytes = self._prefix + b"%d" % version
+        self._ns_fresh_until = time.monotonic() + self.namespace_refresh
+
+    def _key(self, key: str) -> bytes:
+        """The stored form of a checked user key, under the current namespace."""
+        try:
+            raw = key.encode()
+        except UnicodeEncodeError:
+            raw = key.encode("utf-8", "surrogatepass")
+            bad = True
+        else:
+            bad = _BAD_KEY_BYTES.search(raw) is not None
+        namespace = self._namespace()
+        stored = namespace + b":" + raw
+        if bad or len(stored) > MAX_KEY_LENGTH:
+            if self.key_policy == "reject":
+                raise InvalidKey(
+                    f"memcached cannot store key {key[:60]!r}: over {MAX_KEY_LENGTH} bytes with "
+                    "its prefix, or has whitespace or control characters (key_policy=reject)"
+                )
+            stored = namespace + b"#" + hashlib.sha256(raw).hexdigest().encode()
+        return stored
+
+    def _route(self, stored: bytes) -> _Node:
+        """The node for a stored key: its ring owner, or the next one whose breaker allows."""
+        single = self._single
+        if single is not None:
+            if single.breaker.allow():
+                return single
+            raise BackendUnavailable(
+                f"memcached {single.address} is unavailable (circuit open, retry in "
+                f"{single.breaker.retry_in():.1f}s)"
+            )
+        owner = self._nodes[self._ring.get_node(stored)]
+        if owner.breaker.allow():
+            return owner
+        for address in self._ring.iter_nodes(stored):
+            node = self._nodes[address]
+            if node is not owner and node.breaker.allow():
+                return node
+        raise BackendUnavailable("every memcached server is unavailable (circuits open)")
+
+    def _call(
+        self,
+        node: _Node,
+        fn: Callable[[Any], T],
+        *,
+        retry: bool = True,
+        client_errors: bool = False,
+    ) -> T:
+        """Run ``fn(client)`` against ``node``, translating errors and feeding its breaker.
+
+        Network errors are retried ``retry_attempts`` times on a fresh connection (a server
+        restart leaves every pooled connection broken) when ``retry`` says the operation is
+        idempotent; ``incr`` and ``add`` are not retried, since their first attempt may have
+        been applied before the reply was lost. A ``CLIENT_ERROR`` reply is re-raised as it is
+        when ``client_errors`` is set (``incr`` on a non-numeric value), else translated.
+        """
+        attempts = 1 + (self._retry_attempts if retry else 0)
+        error: BaseException | None = None
+        for _ in range(attempts):
+            try:
+                client = node.client()
+                result = fn(client)
+            except _NETWORK_ERRORS as exc:
+                error = exc
+                continue
+            except _SERVER_ERROR as exc:
+                node.breaker.success()  # it answered: the server is up
+                if "too large" in str(exc):
+                    raise ValueTooLarge(
+                        f"memcached {node.address} refused an item as too large ({exc}); "
+                        "is max_item_size above the server's -I?"
+                    ) from exc
+                raise BackendUnavailable(f"memcached {node.address}: {exc}") from exc
+            except _CLIENT_ERROR as exc:
+                node.breaker.success()
+                if client_errors:
+                    raise
+                raise BackendUnavailable(
+                    f"memcached {node.address} refused a command: {exc}"
+                ) from exc
+            node.breaker.success()
+            return result
+        node.breaker.failure()
+        raise BackendUnavailable(f"memcached {node.address}: {error}") from error
+
+    def _group(self, stored_keys: Iterable[bytes]) -> dict[_Node, list[bytes]]:
+        groups: dict[_Node, list[bytes]] = {}
+        for stored in stored_keys:
+            groups.setdefault(self._route(stored), []).append(stored)
+        return groups
+
+    def _exptime(self, seconds: float | None) -> int:
+        """memcached's exptime for a positive TTL (see the module docstring)."""
+        if seconds is None:
+            return 0
+        whole = math.ceil(seconds)
+        if whole > THIRTY_DAYS:
+            return math.ceil(time.time() + seconds)
+        return whole
+
+    def _failed(self, operation: str, error: BackendUnavailable) -> None:
+        """Raise (fail-closed) or count and log (fail-open)."""
+        self._failure.handle(operation, error)
+
+    # -- values -----------------------------------------------------------------------------------
+
+    def _encode(self, stored: bytes, value: Any, exptime: int) -> tuple[bytes, int]:
+        """``(payload, flags)`` for one key, writing chunks first when the value is chunked."""
+        data = self._dumps(value)
+        if len(data) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
+            return data, 0
+        if self.large_values == "reject":
+            raise ValueTooLarge(
+                f"value of {len(data)} bytes exceeds memcached's item size limit "
+                f"(max_item_size={self.max_item_size}); large_values=chunk would split it"
+            )
+        return self._write_chunks(data, exptime), _FLAG_CHUNKED
+
+    def _write_chunks(self, data: bytes, exptime: int) -> bytes:
+        size = self.max_item_size - _CHUNK_HEADROOM
+        base = self._namespace() + b"~" + os.urandom(8).hex().encode() + b":"
+        chunks = {
+            base + b"%d" % i: data[offset : offset + size]
+            for i, offset in enumerate(range(0, len(data), size))
+        }
+        for node, keys in self._group(chunks).items():
+            batch = {key: chunks[key] for key in keys}
+            failed = self._call(node, methodcaller("set_many", batch, exptime, noreply=False))
+            if failed:
+                raise BackendUnavailable(f"memcached {node.address}: chunks not stored")
+        digest = hashlib.sha256(data).hexdigest().encode()
+        return b" ".join((_MANIFEST_MAGIC, b"%d" % len(chunks), b"%d" % len(data), digest, base))
+
+    def _decode(self, raw: bytes) -> Any:
+        """A stored payload as a value (``MISSING`` for a chunked value that cannot be rebuilt)."""
+        if type(raw) is _Manifest:
+            data = self._assemble(raw)
+            if data is None:
+                return MISSING
+            raw = data
+        return self._loads(raw)
+
+    def _assemble(self, manifest: bytes) -> bytes | None:
+        try:
+            magic, count, length, digest, base = manifest.split(b" ")
+            if magic != _MANIFEST_MAGIC:
+                raise ValueError(magic)
+            keys = [base + b"%d" % i for i in range(int(count))]
+        except ValueError:
+            log.warning("cache %r: ignoring a malformed chunk manifest", self.name)
+            return None
+        found: dict[bytes, bytes] = {}
+        for node, group in self._group(keys).items():
+            found.update(self._call(node, methodcaller("get_many", group)))
+        if len(found) != len(keys):
+            return None  # a chunk was evicted or expired: the value is gone
+        data = b"".join(bytes(found[key]) for key in keys)
+        if len(data) != int(length) or hashlib.sha256(data).hexdigest().encode() != digest:
+            log.warning("cache %r: chunked value failed verification; treated as a miss", self.name)
+            return None
+        return data
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _read(self, key: str) -> Any:
+        key = check_key(key)
+        try:
+            stored = self._key(key)
+            node = self._route(stored)
+            raw = self._call(node, lambda c: c.get(stored))
+            return MISSING if raw is None else self._decode(raw)
+        except BackendUnavailable as exc:
+            self._failed("get", exc)
+            return MISSING
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._read(key)
+        if value is MISSING:
+            self._misses += 1
+            return default
+        self._hits += 1
+        return value
+
+    def _peek(self, key: str) -> Any:
+        return self._read(key)
+
+    def exists(self, key: str) -> bool:
+        key = check_key(key)
+        try:
+            stored = self._key(key)
+            node = self._route(stored)
+            line, _ = self._call(node, _meta(b"mg " + stored + b"\r\n"))
+        except BackendUnavailable as exc:
+            self._failed("exists", exc)
+            return False
+        return line.startswith(b"HD")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        wanted: dict[bytes, str] = {}
+        checked = [check_key(key) for key in keys]
+        if not checked:
+            return {}
+        found: dict[str, Any] = {}
+        try:
+            for key in checked:
+                wanted[self._key(key)] = key
+            groups = self._group(wanted)
+        except BackendUnavailable as exc:
+            self._failed("get_many", exc)
+            self._misses += len(checked)
+            return found
+        for node, group in groups.items():
+            try:
+                raw = self._call(node, methodcaller("get_many", group))
+                for stored, payload in raw.items():
+                    value = self._decode(payload)
+                    if value is not MISSING:
+                        found[wanted[stored]] = value
+            except BackendUnavailable as exc:
+                self._failed("get_many", exc)
+        self._hits += len(found)
+        self._misses += len(wanted) - len(found)
+        return found
+
+    def ttl(self, key: str) -> float | None:
+        key = check_key(key)
+        try:
+            stored = self._key(key)
+            node = self._route(stored)
+            line, _ = self._call(node, _meta(b"mg " + stored + b" t\r\n"))
+        except BackendUnavailable as exc:
+            self._failed("ttl", exc)
+            return 0.0
+        if not line.startswith(b"HD"):
+            return 0.0
+        remaining = int(_meta_flags(line)["t"])
+        if remaining < 0:
+            return None
+        # memcached's clock ticks once a second, so an item it reports as having r seconds
+        # left has between r - 1 and r: report the middle, never 0 for a live key.
+        return max(remaining - 0.5, 0.5)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        key = check_key(key)
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        if seconds is not None and seconds <= 0:
+            self.delete(key)
+            return
+        exptime = self._exptime(seconds)
+        try:
+            stored = self._key(key)
+            data, flags = self._encode(stored, value, exptime)
+            node = self._route(stored)
+            self._call(node, lambda c: c.set(stored, data, exptime, noreply=False, flags=flags))
+        except BackendUnavailable as exc:
+            self._failed("set", exc)
+            return
+        self._sets += 1
+
+    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        key = check_key(key)
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        if seconds is not None and seconds <= 0:
+            return not self.exists(key)
+        exptime = self._exptime(seconds)
+        try:
+            stored = self._key(key)
+            data, flags = self._encode(stored, value, exptime)
+            node = self._route(stored)
+            added = self._call(
+                node,
+                lambda c: c.add(stored, data, exptime, noreply=False, flags=flags),
+                retry=False,
+            )
+        except BackendUnavailable as exc:
+            self._failed("add", exc)
+            return False  # nothing was stored: never claim the key
+        if added:
+            self._sets += 1
+        return bool(added)
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
+        """Store every item, one ``set_many`` round trip per server; returns the keys not stored
+        (values over the item size limit, and, when failing open, keys of unreachable servers)."""
+        items = [(check_key(key), value) for key, value in mapping.items()]
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        if seconds is not None and seconds <= 0:
+            self.delete_many(key for key, _ in items)
+            return []
+        exptime = self._exptime(seconds)
+        failed: list[str] = []
+        by_stored: dict[bytes, str] = {}
+        payloads: dict[int, dict[bytes, bytes]] = {0: {}, _FLAG_CHUNKED: {}}
+        try:
+            for key, value in items:
+                stored = self._key(key)
+                try:
+                    data, flags = self._encode(stored, value, exptime)
+                except ValueTooLarge:
+                    failed.append(key)
+                    continue
+                by_stored[stored] = key
+                payloads[0 if flags == 0 else _FLAG_CHUNKED][stored] = data
+        except BackendUnavailable as exc:
+            self._failed("set_many", exc)
+            return [key for key, _ in items]
+        for flags, batch in payloads.items():
+            if not batch:
+                continue
+            try:
+                groups = self._group(batch)
+            except BackendUnavailable as exc:
+                self._failed("set_many", exc)
+                failed.extend(by_stored[stored] for stored in batch)
+                continue
+            for node, group in groups.items():
+                values = {stored: batch[stored] for stored in group}
+                try:
+                    refused = self._call(
+                        node,
+                        methodcaller("set_many", values, exptime, noreply=False, flags=flags),
+                    )
+                except BackendUnavailable as exc:
+                    self._failed("set_many", exc)
+                    failed.extend(by_stored[stored] for stored in group)
+                    continue
+                failed.extend(by_stored[stored] for stored in refused)
+                self._sets += len(group) - len(refused)
+        return failed
+
+    def delete(self, key: str) -> bool:
+        key = check_key(key)
+        try:
+            stored = self._key(key)
+            node = self._route(stored)
+            deleted = bool(self._call(node, lambda c: c.delete(stored, noreply=False)))
+        except BackendUnavailable as exc:
+            self._failed("delete", exc)
+            return False
+        if deleted:
+            self._deletes += 1
+        return deleted
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove the keys with one pipelined round trip per server; return how many existed."""
+        checked = [check_key(key) for key in keys]
+        if not checked:
+            return 0
+        count = 0
+        try:
+            groups = self._group(dict.fromkeys(self._key(key) for key in checked))
+        except BackendUnavailable as exc:
+            self._failed("delete_many", exc)
+            return 0
+        for node, group in groups.items():
+            payload = b"".join(b"delete " + stored + b"\r\n" for stored in group)
+            try:
+                lines = self._call(
+                    node, partial(_raw, payload=payload, read=_reader_of_lines(len(group)))
+                )
+            except BackendUnavailable as exc:
+                self._failed("delete_many", exc)
+                continue
+            count += sum(1 for line in lines if line == b"DELETED")
+        self._deletes += count
+        return count
+
+    def touch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
+        key = check_key(key)
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        if seconds is not None and seconds <= 0:
+            return self.delete(key)
+        exptime = self._exptime(seconds)
+        try:
+            stored = self._key(key)
+            node = self._route(stored)
+            # Meta get with T: sets the TTL and returns the client flags, in one round trip.
+            command = b"mg %s T%d f\r\n" % (stored, exptime)
+            line, _ = self._call(node, _meta(command))
+            if not line.startswith(b"HD"):
+                return False
+            if int(_meta_flags(line).get("f", b"0")) & _FLAG_CHUNKED:
+                self._touch_chunks(node, stored, exptime)
+        except BackendUnavailable as exc:
+            self._failed("touch", exc)
+            return False
+        return True
+
+    def _touch_chunks(self, node: _Node, stored: bytes, exptime: int) -> None:
+        manifest = self._call(node, lambda c: c.get(stored))
+        if manifest is None:
+            return
+        parts = bytes(manifest).split(b" ")
+        if len(parts) != 5 or parts[0] != _MANIFEST_MAGIC:
+            return
+        base, count = parts[4], int(parts[1])
+        for i in range(count):
+            chunk = base + b"%d" % i
+            self._call(self._route(chunk), methodcaller("touch", chunk, exptime, noreply=False))
+
+    # -- counters ---------------------------------------------------------------------------------
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomic on the server; see the module docstring for how negatives are handled."""
+        key = check_key(key)
+        if type(delta) is not int:
+            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+        try:
+            return self._incr(key, delta)
+        except BackendUnavailable as exc:
+            # Not even fail-open invents a counter value: record the failure, then raise.
+            if self.fail_open:
+                self._failure.handle("incr", exc)
+            raise
+
+    def _incr(self, key: str, delta: int) -> int:
+        stored = self._key(key)
+        node = self._route(stored)
+        for _ in range(_CAS_ATTEMPTS):
+            result: int | None
+            if 0 <= delta < 2**64:
+                try:
+                    reply: Any = self._call(
+                        node,
+                        lambda c: c.incr(stored, delta, noreply=False),
+                        retry=False,
+                        client_errors=True,
+                    )
+                except _CLIENT_ERROR:
+                    result = self._incr_cas(node, stored, delta)  # non-numeric for memcached
+                else:
+                    if reply is None:
+                        result = self._start_counter(node, stored, delta)
+                    else:
+                        result = int(reply)
+            else:
+                result = self._incr_cas(node, stored, delta)
+            if result is not None:
+                return result
+        raise BackendUnavailable(f"incr of {key!r} lost {_CAS_ATTEMPTS} races in a row")
+
+    def _start_counter(self, node: _Node, stored: bytes, delta: int) -> int | None:
+        """Create a missing counter at ``delta``; ``None`` if someone created it first."""
+        exptime = self._exptime(self.default_ttl)
+        added = self._call(
+            node, lambda c: c.add(stored, b"%d" % delta, exptime, noreply=False), retry=False
+        )
+        return delta if added else None
+
+    def _incr_cas(self, node: _Node, stored: bytes, delta: int) -> int | None:
+        """One compare-and-swap round; ``None`` when it lost a race and must be retried."""
+        line, raw = self._call(node, _meta(b"mg " + stored + b" v t c f\r\n"))
+        if raw is None:
+            return self._start_counter(node, stored, delta)
+        flags = _meta_flags(line)
+        if int(flags.get("f", b"0")) & _FLAG_CHUNKED or raw[:1] == b"\xc1":
+            raise NotAnInteger("the value is not an integer")
+        try:
+            current = parse_decimal(raw)
+        except SerializationError:
+            raise NotAnInteger("the stored value is not an integer") from None
+        new = current + delta
+        remaining = int(flags["t"])
+        # The remaining TTL, so that incr keeps the expiry (0 = never); it is already whole
+        # seconds, and a key about to expire gets at least 1.
+        exptime = 0 if remaining < 0 else self._exptime(max(remaining, 1))
+        data = b"%d" % new
+        command = b"ms %s %d C%s T%d F0\r\n%s\r\n" % (stored, len(data), flags["c"], exptime, data)
+        reply, _ = self._call(node, _meta(command), retry=False)
+        return new if reply.startswith(b"HD") else None
+
+    # -- whole cache ------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Start a new namespace (or ``flush_all`` every server with ``flush_on_clear``)."""
+        try:
+            if self.flush_on_clear:
+                for node in self._nodes.values():
+                    self._call(node, lambda c: c.flush_all(noreply=False))
+            else:
+                with self._ns_lock:
+                    self._refresh_namespace(bump=True)
+        except BackendUnavailable as exc:
+            self._failed("clear", exc)
+
+    def get_stats(self) -> CacheStats:
+        """Client-side counters; items, memory and evictions are server-wide, summed over nodes.
+
+        ``items`` leaves out this cache's namespace-version key.
+        """
+        totals = {b"curr_items": 0, b"bytes": 0, b"evictions": 0, b"limit_maxbytes": 0}
+        nodes: dict[str, Any] = {}
+        for node in self._nodes.values():
+            entry: dict[str, Any] = {"up": False}
+            if node.breaker.state is not BreakerState.OPEN:
+                try:
+                    stats = self._call(node, lambda c: c.stats(), retry=False)
+                except BackendUnavailable:
+                    pass
+                else:
+                    entry["up"] = True
+                    for name in totals:
+                        totals[name] += int(stats.get(name, 0))
+            entry.update(node.breaker.snapshot())
+            nodes[node.address] = entry
+        if self._ns_version and not self.flush_on_clear:
+            try:
+                ns_node = self._route(self._ns_key)
+                line, _ = self._call(ns_node, _meta(b"mg " + self._ns_key + b"\r\n"))
+                if line.startswith(b"HD"):
+                    totals[b"curr_items"] -= 1
+            except BackendUnavailable:
+                pass
+        return CacheStats(
+            name=self.name,
+            provider=self.provider_name,
+            items=max(totals[b"curr_items"], 0),
+            hits=self._hits,
+            misses=self._misses,
+            sets=self._sets,
+            deletes=self._deletes,
+            evictions=totals[b"evictions"],
+            expirations=0,
+            memory_bytes=totals[b"bytes"],
+            memory_limit=totals[b"limit_maxbytes"] or None,
+            max_entries=None,
+            avg_get_seconds=None,
+            started_at=self._started_wall,
+            uptime=time.monotonic() - self._started,
+            extra={
+                "nodes": nodes,
+                "nodes_up": sum(1 for entry in nodes.values() if entry["up"]),
+                "namespace_version": self._ns_version,
+                **self._failure.snapshot(),
+            },
+        )
+
+    def close(self) -> None:
+        for node in self._nodes.values():
+            node.close()
+
+    def __repr__(self) -> str:
+        return f"<MemcachedCache name={self.name!r} servers={list(self._nodes)!r}>"
+
+
+def _parse_server(server: str | tuple[str, int]) -> tuple[str, int]:
+    if isinstance(server, tuple):
+        host, port = server
+    else:
+        host, _, port_text = server.rpartition(":")
+        if not host:
+            host, port_text = port_text, str(_DEFAULT_PORT)
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ConfigurationError(f"bad memcached server {server!r}", key="url") from None
+    if not host or type(port) is not int or not 0 < port < 65536:
+        raise ConfigurationError(f"bad memcached server {server!r}", key="url")
+    return host, port

@@ -1,0 +1,338 @@
+"""The memcached provider beyond the contract: configuration, key policy, large values, TTL
+conversion, namespaces and placement, all against real ``memcached`` processes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cachekit import create_cache
+from cachekit.errors import ConfigurationError, InvalidKey, ValueTooLarge
+from cachekit.providers.memcached import MAX_KEY_LENGTH, MemcachedCache
+from cachekit.sentinels import MISSING
+from cachekit.testing.servers import MemcachedServer
+
+
+def raw(server: MemcachedServer, command: bytes, until: bytes = b"\r\n") -> bytes:
+    """One text-protocol exchange with the server, bypassing cachekit."""
+    with socket.create_connection((server.host, server.port), timeout=2) as sock:
+        sock.sendall(command)
+        data = b""
+        while not data.endswith(until):
+            data += sock.recv(65536)
+        return data
+
+
+def manifest_base(server: MemcachedServer, cache: MemcachedCache, key: str) -> bytes:
+    """The chunk-key base named by the manifest stored under ``key``."""
+    reply = raw(server, b"get " + cache._key(key) + b"\r\n", until=b"END\r\n")
+    header, manifest = reply.split(b"\r\n")[:2]
+    assert header.split()[2] == b"1"  # client flags: a chunk manifest
+    return manifest.split(b" ")[4]
+
+
+@pytest.fixture
+def make(memcached_server: MemcachedServer) -> Iterator[Any]:
+    made: list[MemcachedCache] = []
+
+    def build(**options: Any) -> MemcachedCache:
+        cache = create_cache(memcached_server.url, **options)
+        assert isinstance(cache, MemcachedCache)
+        made.append(cache)
+        return cache
+
+    yield build
+    for cache in made:
+        cache.clear()
+        cache.close()
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_url_with_several_servers_and_options() -> None:
+    cache = create_cache(
+        "memcached://127.0.0.1:1,127.0.0.1:2,localhost?prefix=app:&default_ttl=60&timeout=0.5"
+        "&key_policy=reject&large_values=chunk&max_item_size=2MB&fail_open=true",
+        name="c",
+    )
+    assert isinstance(cache, MemcachedCache)
+    assert list(cache._nodes) == ["127.0.0.1:1", "127.0.0.1:2", "localhost:11211"]
+    assert (cache.default_ttl, cache.key_policy, cache.large_values) == (60.0, "reject", "chunk")
+    assert cache.max_item_size == 2 * 1024 * 1024
+    assert cache.fail_open is True
+    cache.close()  # never connected: construction does not touch the network
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("memcached://h:1?nope=1", "nope"),
+        ("memcached://h:1?key_policy=truncate", "key_policy"),
+        ("memcached://h:1?large_values=drop", "large_values"),
+        ("memcached://h:1?max_item_size=-1", "max_item_size"),
+        ("memcached://h:1?prefix=has%20space", "prefix"),
+        ("memcached://h:1?retry_attempts=x", "retry_attempts"),
+        ("memcached://h:1?serializer=yaml", "serializer"),
+        ("memcached://h:1?dead_retry=1&breaker_recovery=2", "dead_retry"),
+        ("memcached://h:1?max_item_size=100", "max_item_size"),
+        ("memcached://", "url"),
+        ("memcached://user:pw@h:1", "url"),
+        ("memcached://h:1/0", "url"),
+    ],
+)
+def test_bad_configuration_names_the_key(url: str, key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_cache(url)
+    assert info.value.key == key
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+ODD_KEYS = ["with space", "tab\there", "new\nline", "ctl\x01", "del\x7f", "x" * 300, "é" * 200]
+
+
+@pytest.mark.parametrize("key", ODD_KEYS, ids=repr)
+def test_keys_memcached_refuses_are_hashed(make: Any, key: str) -> None:
+    cache = make(prefix="policy:")
+    cache.set(key, "v")
+    assert cache.get(key) == "v"
+    stored = cache._key(key)
+    assert len(stored) <= MAX_KEY_LENGTH
+    assert b"#" in stored
+    assert cache.delete(key)
+
+
+@pytest.mark.parametrize("key", ODD_KEYS, ids=repr)
+def test_keys_memcached_refuses_are_rejected_by_option(make: Any, key: str) -> None:
+    cache = make(prefix="policy:", key_policy="reject")
+    with pytest.raises(InvalidKey):
+        cache.set(key, "v")
+    with pytest.raises(InvalidKey):
+        cache.get(key)
+
+
+def test_longest_plain_key_is_stored_as_is(make: Any) -> None:
+    cache = make(prefix="p:", key_policy="reject")
+    namespace = cache._key("k")[:-1]
+    key = "k" * (MAX_KEY_LENGTH - len(namespace))
+    cache.set(key, 1)
+    assert cache._key(key) == namespace + key.encode()
+    assert cache.get(key) == 1
+    with pytest.raises(InvalidKey):
+        cache.set(key + "k", 1)
+
+
+def test_a_forged_hashed_key_is_another_key(make: Any) -> None:
+    cache = make(prefix="forge:")
+    long_key = "x" * 300
+    cache.set(long_key, "real")
+    digest = cache._key(long_key).rpartition(b"#")[2].decode()
+    cache.set("#" + digest, "forged")
+    cache.set(digest, "forged")
+    assert cache.get(long_key) == "real"
+
+
+# -- large values ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_items(memcached_binary: str) -> Iterator[MemcachedServer]:
+    """A memcached whose item size limit is 64 KiB (``-I 64k``)."""
+    with MemcachedServer(
+        {"-I": "64k", "-o": "slab_chunk_max=32768"}, binary=memcached_binary
+    ) as server:
+        yield server
+
+
+def test_value_too_large_is_refused(small_items: MemcachedServer) -> None:
+    with MemcachedCache(
+        [(small_items.host, small_items.port)], max_item_size=64 * 1024, compression="none"
+    ) as cache:
+        fits = b"x" * (60 * 1024)
+        cache.set("fits", fits)
+        assert cache.get("fits") == fits
+        with pytest.raises(ValueTooLarge):
+            cache.set("big", b"x" * (64 * 1024))
+        with pytest.raises(ValueTooLarge):
+            cache.add("big", b"x" * (64 * 1024))
+        assert cache.set_many({"big": b"x" * 70_000, "ok": 1}) == ["big"]
+        assert cache.get_many(["big", "ok"]) == {"ok": 1}
+
+
+def test_item_limit_above_the_servers_is_reported_as_too_large(
+    small_items: MemcachedServer,
+) -> None:
+    # max_item_size says 1 MiB but the server was started with -I 64k: its refusal is typed.
+    with MemcachedCache([(small_items.host, small_items.port)], compression="none") as cache:
+        with pytest.raises(ValueTooLarge, match="too large"):
+            cache.set("big", b"x" * 200_000)
+        cache.set("after", 1)  # the connection is still usable
+        assert cache.get("after") == 1
+
+
+def test_chunked_values_round_trip(small_items: MemcachedServer) -> None:
+    with MemcachedCache(
+        [(small_items.host, small_items.port)],
+        max_item_size=64 * 1024,
+        large_values="chunk",
+        compression="none",
+    ) as cache:
+        big = bytes(range(256)) * 2000  # 512 000 bytes, 9 chunks
+        cache.set("big", big, ttl=60)
+        assert cache.get("big") == big
+        assert cache.get_many(["big", "none"]) == {"big": big}
+        assert cache.set_many({"m": big, "s": 1}) == []
+        assert cache.get_many(["m", "s"]) == {"m": big, "s": 1}
+        assert cache.add("big", b"other") is False
+        assert cache.touch("big", ttl=None)
+        assert cache.get("big") == big
+        assert cache.ttl("big") is None
+
+
+def test_a_lost_or_altered_chunk_is_a_miss(small_items: MemcachedServer) -> None:
+    with MemcachedCache(
+        [(small_items.host, small_items.port)],
+        max_item_size=64 * 1024,
+        large_values="chunk",
+        compression="none",
+    ) as cache:
+        big = b"y" * 300_000
+        cache.set("big", big)
+        base = manifest_base(small_items, cache, "big")
+        assert raw(small_items, b"delete " + base + b"1\r\n") == b"DELETED\r\n"
+        assert cache.get("big", MISSING) is MISSING
+
+        cache.set("big", big)
+        base = manifest_base(small_items, cache, "big")
+        chunk = b"z" * 10
+        reply = raw(small_items, b"set %s0 0 0 %d\r\n%s\r\n" % (base, len(chunk), chunk))
+        assert reply == b"STORED\r\n"
+        assert cache.get("big", MISSING) is MISSING
+
+
+# -- TTLs ---------------------------------------------------------------------------------------
+
+
+def test_ttl_over_thirty_days_is_sent_as_a_unix_time(
+    make: Any, memcached_server: MemcachedServer
+) -> None:
+    # Sent as a relative 40 days, memcached would read it as a date in 1970: gone at once.
+    cache = make(prefix="ttl40:")
+    forty_days = 40 * 86400
+    cache.set("k", 1, ttl=forty_days)
+    assert cache.get("k") == 1
+    remaining = cache.ttl("k")
+    assert remaining is not None
+    assert forty_days - 5 <= remaining <= forty_days + 2
+    cache.set_many({"m": 2}, ttl=forty_days)
+    assert cache.get("m") == 2
+    assert cache.add("a", 3, ttl=forty_days)
+    assert cache.get("a") == 3
+    assert cache.touch("m", ttl=forty_days)
+    assert cache.get("m") == 2
+    assert cache.incr("m", -5) == -3  # the compare-and-swap path keeps a long TTL too
+    remaining = cache.ttl("m")
+    assert remaining is not None
+    assert remaining > 30 * 86400
+
+
+def test_sub_second_ttl_rounds_up(make: Any) -> None:
+    cache = make(prefix="subsec:")
+    cache.set("k", 1, ttl=0.01)  # memcached's 0 would mean "never": 1 s it is
+    assert cache.get("k") == 1
+    remaining = cache.ttl("k")
+    assert remaining is not None
+    assert 0 < remaining <= 1
+
+
+# -- counters --------------------------------------------------------------------------------------
+
+
+def test_counters_go_negative_and_back(make: Any) -> None:
+    cache = make(prefix="ctr:")
+    assert cache.decr("c", 3) == -3
+    assert cache.incr("c", 1) == -2  # memcached cannot incr "-3": the CAS path does
+    assert cache.incr("c", 5) == 3
+    assert cache.decr("c", 3) == 0
+    assert cache.decr("c", 1) == -1
+    cache.set("big", 2**70)
+    assert cache.incr("big") == 2**70 + 1
+
+
+# -- namespaces ------------------------------------------------------------------------------------
+
+
+def test_clear_leaves_other_caches_alone(make: Any) -> None:
+    a, b = make(prefix="a:"), make(prefix="b:")
+    a.set("k", "a")
+    b.set("k", "b")
+    a.clear()
+    assert a.get("k") is None
+    assert b.get("k") == "b"
+
+
+def test_clear_is_seen_by_another_client_within_the_refresh(make: Any) -> None:
+    first = make(prefix="shared:", namespace_refresh=0)
+    second = make(prefix="shared:", namespace_refresh=0)
+    first.set("k", 1)
+    assert second.get("k") == 1
+    second.clear()
+    assert first.get("k") is None
+
+
+def test_an_evicted_namespace_key_never_revives_old_keys(
+    make: Any, memcached_server: MemcachedServer
+) -> None:
+    cache = make(prefix="evict:", namespace_refresh=0)
+    cache.set("k", "before")
+    cache.clear()
+    assert raw(memcached_server, b"delete evict:!ns\r\n") == b"DELETED\r\n"
+    fresh = make(prefix="evict:", namespace_refresh=0)
+    assert fresh.get("k") is None
+    assert cache.get("k") is None
+
+
+def test_flush_on_clear(fresh_memcached_server: MemcachedServer) -> None:
+    url = fresh_memcached_server.url
+    with create_cache(url, prefix="x:") as other, create_cache(url, flush_on_clear=True) as cache:
+        other.set("k", 1)
+        cache.set("k", 2)
+        cache.clear()
+        assert other.get("k") is None  # flush_all empties the whole server
+        assert cache.get("k") is None
+
+
+# -- placement ----------------------------------------------------------------------------------
+
+
+def test_keys_are_spread_over_the_pool(memcached_cluster: list[MemcachedServer]) -> None:
+    servers = [(s.host, s.port) for s in memcached_cluster]
+    with MemcachedCache(servers, prefix="spread:") as cache:
+        cache.set_many({f"k{i}": i for i in range(300)})
+        counts = []
+        for server in memcached_cluster:
+            stats = raw(server, b"stats\r\n", until=b"END\r\n")
+            line = next(ln for ln in stats.split(b"\r\n") if ln.startswith(b"STAT curr_items "))
+            counts.append(int(line.split()[2]))
+        assert sum(counts) >= 300
+        assert all(count > 50 for count in counts), counts
+        assert cache.get_many([f"k{i}" for i in range(300)]) == {f"k{i}": i for i in range(300)}
+        assert cache.delete_many([f"k{i}" for i in range(300)] + ["absent"]) == 300
+        assert cache.get_stats().extra["nodes_up"] == 3
+
+
+def test_stats_are_server_wide_and_include_breakers(make: Any) -> None:
+    cache = make(prefix="stats:")
+    cache.set("k", 1)
+    stats = cache.get_stats()
+    assert stats.items >= 1
+    assert stats.memory_bytes > 0
+    assert stats.memory_limit
+    (node,) = stats.extra["nodes"].values()
+    assert node["up"] is True
+    assert node["breaker_state"] == 0
+    assert stats.extra["fail_open_errors_total"] == 0
