@@ -13,6 +13,8 @@ __all__ = [
     "CacheError",
     "ConfigurationError",
     "InvalidKey",
+    "LockError",
+    "LockNotOwned",
     "NotAnInteger",
     "SerializationError",
     "ValueTooLarge",
@@ -49,3 +51,11 @@ class InvalidKey(CacheError, ValueError):
 
 class NotAnInteger(CacheError, TypeError):
     """``incr``/``decr`` was asked of a value that is not an integer."""
+
+
+class LockError(CacheError):
+    """A lock could not be acquired within ``blocking_timeout``, or was misused."""
+
+
+class LockNotOwned(LockError):
+    """Release or extend of a lock this holder does not own (never taken, expired, or stolen)."""

@@ -116,6 +116,7 @@ provider_registry: Registry[Any] = Registry(
         "rediss": "cachekit.providers.redis:RedisCache",
         "unix": "cachekit.providers.redis:RedisCache",
         "redis+sentinel": "cachekit.providers.redis:RedisCache",
+        "redis+cluster": "cachekit.providers.redis_cluster:RedisClusterCache",
         "memcached": "cachekit.providers.memcached:MemcachedCache",
     },
 )

@@ -14,6 +14,7 @@ import pytest
 from cachekit.testing.servers import (
     MISSING_SERVER_MARK,
     MemcachedServer,
+    RedisCluster,
     RedisSentinel,
     RedisServer,
     TLSRedisServer,
@@ -146,3 +147,20 @@ def memcached_cluster(memcached_binary: str) -> Iterator[list[MemcachedServer]]:
     finally:
         for server in servers:
             server.close()
+
+
+# -- Redis Cluster (tests/test_redis_cluster.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
+    """A local Redis Cluster (3 primaries + 3 replicas) for the session; never killed."""
+    with RedisCluster(binary=redis_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fresh_redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
+    """A Redis Cluster of the test's own, free to lose a primary."""
+    with RedisCluster(binary=redis_binary) as cluster:
+        yield cluster

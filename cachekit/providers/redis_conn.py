@@ -1,5 +1,9 @@
 """Connections of the Redis provider: URL -> settings -> lazily built sync and async clients.
 
+``redis+cluster://h1:7000,h2:7001`` builds redis-py's ``RedisCluster`` (and its asyncio twin)
+from the listed startup nodes; the slot map is discovered on first use and refreshed by
+redis-py on ``MOVED`` and on connection errors (after a failover).
+
 Kept apart from the cache semantics (as Django's ``RedisCacheClient`` is): :class:`RedisClients`
 owns the connection pools and builds them on first use, never in the constructor, so building
 a cache never connects.
@@ -28,13 +32,28 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 
-from ..config import ParsedURL
+from ..config import Option, ParsedURL, bool_option, int_option, seconds_option
 from ..errors import ConfigurationError
+from ..serialization import SERIALIZERS, Serializer
 
-__all__ = ["ConnectionSettings", "RedisClients", "settings_from_url"]
+__all__ = ["OPTIONS", "UNAVAILABLE", "ConnectionSettings", "RedisClients", "settings_from_url"]
 
 #: URL schemes this module understands.
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+#: Errors meaning the server cannot be used now: they feed the breaker and fail-open. The
+#: cluster ones: slots not served during a failover (``CLUSTERDOWN``, ``TRYAGAIN``), redis-py's
+#: retries exhausted (``ClusterError``) and "no reachable node" (``RedisClusterException``,
+#: which is not a ``RedisError``).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
 _CERT_REQS = ("required", "optional", "none")
 
 
@@ -116,6 +135,14 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
     default_port = 26379 if scheme == "redis+sentinel" else 6379
     hosts = tuple((host or "127.0.0.1", port or default_port) for host, port in url.hosts)
     parts = [part for part in url.path.split("/") if part]
+    if scheme == "redis+cluster":
+        if not hosts or parts not in ([], ["0"]):
+            raise ConfigurationError(
+                "a cluster URL looks like redis+cluster://[user:pass@]h1:7000,h2:7001 "
+                f"(a cluster has database 0 only), got {url.raw!r}",
+                key="url",
+            )
+        return ConnectionSettings(scheme, hosts, 0, **auth, **common)
     if scheme == "redis+sentinel":
         if not hosts or not parts or len(parts) > 2:
             raise ConfigurationError(
@@ -140,6 +167,46 @@ def cert_reqs_option(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in _CERT_REQS:
         raise ValueError(f"expected one of {', '.join(_CERT_REQS)}")
     return value.lower()
+
+
+def _str_option(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _serializer_option(value: Any) -> Any:
+    if isinstance(value, Serializer) or (isinstance(value, str) and value in SERIALIZERS):
+        return value
+    raise ValueError(f"expected one of {', '.join(sorted(SERIALIZERS))} or a Serializer")
+
+
+#: Options of the Redis provider, in the URL's query string or a config dict (validated up front).
+OPTIONS: dict[str, Option] = {
+    "name": Option(_str_option, "a name for stats, metrics and the default prefix"),
+    "prefix": Option(_str_option, "a non-empty key prefix (namespace)"),
+    "default_ttl": seconds_option(),
+    "serializer": Option(_serializer_option, "a serializer name or a Serializer"),
+    "compression": Option(_str_option, "auto, none, zlib, zstd..."),
+    "compress_threshold": int_option(minimum=0),
+    "secret": Option(_str_option, "an HMAC key signing stored values"),
+    "max_connections": int_option(minimum=1, allow_none=True),
+    "socket_timeout": seconds_option(),
+    "socket_connect_timeout": seconds_option(),
+    "retries": int_option(minimum=0, maximum=10),
+    "health_check_interval": seconds_option(allow_none=False, positive=False),
+    "fail_open": bool_option(),
+    "breaker_failures": int_option(minimum=1),
+    "breaker_recovery": seconds_option(allow_none=False),
+    "flushdb_on_clear": bool_option(),
+    "stampede_timeout": seconds_option(),
+    "db": int_option(minimum=0),
+    "ssl_ca_certs": Option(_str_option, "a CA bundle path"),
+    "ssl_certfile": Option(_str_option, "a client certificate path"),
+    "ssl_keyfile": Option(_str_option, "a client key path"),
+    "ssl_cert_reqs": Option(cert_reqs_option, "required, optional or none"),
+    "ssl_check_hostname": bool_option(),
+}
 
 
 class RedisClients:
@@ -201,6 +268,10 @@ class RedisClients:
         s = self.settings
         kwargs = self._connection_kwargs()
         kwargs["retry"] = self._retry(False)
+        if s.scheme == "redis+cluster":
+            # A RedisCluster: not a redis.Redis, but the same command API for our uses.
+            cluster: redis.Redis = self._build_cluster(kwargs)
+            return cluster
         if s.scheme == "redis+sentinel":
             assert s.service is not None
             sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -229,6 +300,16 @@ class RedisClients:
             connection_class=connection_class, max_connections=s.max_connections, **kwargs
         )
         return redis.Redis(connection_pool=pool)
+
+    def _build_cluster(self, kwargs: dict[str, Any]) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        s = self.settings
+        del kwargs["db"]
+        if s.max_connections is not None:
+            kwargs["max_connections"] = s.max_connections
+        nodes = [ClusterNode(host, port) for host, port in s.hosts]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=nodes, **kwargs)
 
     # -- async ---------------------------------------------------------------------------------
 
@@ -259,7 +340,10 @@ class RedisClients:
                 entry = self._async.get(id(loop))
                 if entry is not None and entry[1] is client:
                     del self._async[id(loop)]
-            await client.aclose(close_connection_pool=True)
+            if self.settings.scheme == "redis+cluster":
+                await client.aclose()
+            else:
+                await client.aclose(close_connection_pool=True)
             # A Sentinel-managed client also holds clients of the sentinels themselves.
             for sentinel_client in getattr(client, "cachekit_sentinels", ()):
                 await sentinel_client.aclose(close_connection_pool=True)
@@ -268,6 +352,14 @@ class RedisClients:
         s = self.settings
         kwargs = self._connection_kwargs()
         kwargs["retry"] = self._retry(True)
+        if s.scheme == "redis+cluster":
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            del kwargs["db"]
+            if s.max_connections is not None:
+                kwargs["max_connections"] = s.max_connections
+            nodes = [ClusterNode(host, port) for host, port in s.hosts]
+            return RedisCluster(startup_nodes=nodes, **kwargs)
         if s.scheme == "redis+sentinel":
             assert s.service is not None
             sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -304,7 +396,8 @@ class RedisClients:
         with self._lock:
             client, self._sync = self._sync, None
         if client is not None:
-            client.connection_pool.disconnect()
+            if self.settings.scheme != "redis+cluster":  # a cluster client closes its nodes
+                client.connection_pool.disconnect()
             client.close()
             for sentinel_client in getattr(client, "cachekit_sentinels", ()):
                 sentinel_client.close()

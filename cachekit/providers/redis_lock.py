@@ -14,19 +14,12 @@ from typing import Any
 
 import redis.exceptions
 
-from ..errors import BackendUnavailable, CacheError
+from ..errors import BackendUnavailable, CacheError, LockError, LockNotOwned
 
+# LockError and LockNotOwned live in cachekit.errors; re-exported here, where they were first.
 __all__ = ["AsyncCacheLock", "CacheLock", "LockError", "LockNotOwned"]
 
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-class LockError(CacheError):
-    """A lock could not be acquired within ``blocking_timeout``, or was misused."""
-
-
-class LockNotOwned(LockError):
-    """Release or extend of a lock this holder does not own (never taken, expired, or stolen)."""
 
 
 def _translate(exc: Exception, name: str) -> CacheError:

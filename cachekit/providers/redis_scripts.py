@@ -23,7 +23,41 @@ from typing import Any, Final
 
 import redis.exceptions
 
-__all__ = ["DELETE", "INCR", "INVALIDATE", "RELEASE", "STORE", "TOUCH", "Script"]
+__all__ = [
+    "DELETE",
+    "INCR",
+    "INVALIDATE",
+    "INVALIDATE_SLOT",
+    "RELEASE",
+    "SCAN_BATCH",
+    "STORE",
+    "TAG_SET",
+    "TOUCH",
+    "TOUCH_SLOT",
+    "Script",
+    "escape_glob",
+    "meta_prefix",
+    "px",
+]
+
+#: Keys per SCAN page and per UNLINK/DELETE batch in clear() and delete_pattern().
+SCAN_BATCH: Final = 1000
+_GLOB_SPECIALS: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def px(seconds: float) -> int:
+    """Seconds as Redis milliseconds; a positive TTL never rounds down to 0 (= no expiry)."""
+    return max(1, round(seconds * 1000))
+
+
+def escape_glob(text: str) -> str:
+    """``text`` with the glob characters of ``SCAN MATCH`` escaped (it matches only itself)."""
+    return text.translate(_GLOB_SPECIALS)
+
+
+def meta_prefix(prefix: str) -> str:
+    """The prefix's last character replaced: no ``prefix + key`` can start with the result."""
+    return prefix[:-1] + ("#" if prefix[-1] != "#" else "%")
 
 
 class Script:
@@ -50,6 +84,8 @@ class Script:
 
 #: KEYS: data1, side1, data2, side2...  ARGV: px (0 = no expiry), nx ('1'/'0'), tag-set prefix,
 #: prefix length, number of tags, the tags..., then one value per key. Returns how many stored.
+#: An empty tag-set prefix (Redis Cluster, where tag sets live in other slots) leaves the tag
+#: sets alone: only the value and its side key (the key's tags) are written.
 STORE: Final = Script("""
 local px = tonumber(ARGV[1])
 local nx = ARGV[2] == '1'
@@ -71,10 +107,15 @@ for i = 1, #KEYS, 2 do
     local member = string.sub(data, plen + 1)
     local old = redis.call('SMEMBERS', side)
     if #old > 0 then
-      for _, tag in ipairs(old) do redis.call('SREM', tprefix .. tag, member) end
+      if tprefix ~= '' then
+        for _, tag in ipairs(old) do redis.call('SREM', tprefix .. tag, member) end
+      end
       redis.call('DEL', side)
     end
-    if ntags > 0 then
+    if ntags > 0 and tprefix == '' then
+      redis.call('SADD', side, unpack(ARGV, 6, 5 + ntags))
+      if px > 0 then redis.call('PEXPIRE', side, px) end
+    elseif ntags > 0 then
       for t = 6, 5 + ntags do
         local tkey = tprefix .. ARGV[t]
         local fresh = redis.call('EXISTS', tkey) == 0
@@ -92,13 +133,16 @@ return stored
 """)
 
 #: KEYS: data1, side1, ...  ARGV: tag-set prefix, prefix length. Returns how many values existed.
+#: An empty tag-set prefix (Redis Cluster) leaves the tag sets alone.
 DELETE: Final = Script("""
 local plen = tonumber(ARGV[2])
 local n = 0
 for i = 1, #KEYS, 2 do
   n = n + redis.call('UNLINK', KEYS[i])
   local tags = redis.call('SMEMBERS', KEYS[i + 1])
-  if #tags > 0 then
+  if #tags > 0 and ARGV[1] == '' then
+    redis.call('DEL', KEYS[i + 1])
+  elseif #tags > 0 then
     local member = string.sub(KEYS[i], plen + 1)
     for _, tag in ipairs(tags) do redis.call('SREM', ARGV[1] .. tag, member) end
     redis.call('DEL', KEYS[i + 1])
@@ -161,4 +205,49 @@ return value
 RELEASE: Final = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+""")
+
+# -- Redis Cluster: every script touches the keys of one slot only (see redis_cluster.py) ------
+
+#: KEYS: data, side (one slot).  ARGV: px (0 = persist). Like TOUCH without the tag sets, which
+#: live in other slots: returns the key's tags (the caller extends their sets), or 0 if absent.
+TOUCH_SLOT: Final = Script("""
+local px = tonumber(ARGV[1])
+local ok
+if px > 0 then ok = redis.call('PEXPIRE', KEYS[1], px)
+else ok = redis.call('EXISTS', KEYS[1]); if ok == 1 then redis.call('PERSIST', KEYS[1]) end end
+if ok == 0 then return 0 end
+local tags = redis.call('SMEMBERS', KEYS[2])
+if #tags > 0 then
+  if px > 0 then redis.call('PEXPIRE', KEYS[2], px) else redis.call('PERSIST', KEYS[2]) end
+end
+return tags
+""")
+
+#: KEYS: one tag set.  ARGV: px of the members (0 = none), then members to add (maybe none).
+#: Adds the members and keeps the set alive at least as long as them: a new set gets ``px``, an
+#: existing one is only extended (``GT``), a member without TTL makes it persistent. With no
+#: members (touch), an absent set stays absent. Returns 1.
+TAG_SET: Final = Script("""
+local px = tonumber(ARGV[1])
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+if #ARGV > 1 then redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+elseif fresh then return 1 end
+if px <= 0 then redis.call('PERSIST', KEYS[1])
+elseif fresh then redis.call('PEXPIRE', KEYS[1], px)
+else redis.call('PEXPIRE', KEYS[1], px, 'GT') end
+return 1
+""")
+
+#: KEYS: data1, side1, ... (one slot).  ARGV: the tag. Removes each entry whose side key still
+#: lists the tag (not expired, not overwritten without it). Returns how many values it removed.
+INVALIDATE_SLOT: Final = Script("""
+local n = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('SISMEMBER', KEYS[i + 1], ARGV[1]) == 1 then
+    n = n + redis.call('UNLINK', KEYS[i])
+    redis.call('DEL', KEYS[i + 1])
+  end
+end
+return n
 """)

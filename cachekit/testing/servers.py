@@ -38,6 +38,7 @@ __all__ = [
     "MISSING_SERVER_MARK",
     "BinaryNotFound",
     "MemcachedServer",
+    "RedisCluster",
     "RedisServer",
     "ServerProcess",
     "ServerStartError",
@@ -626,3 +627,187 @@ class RedisSentinel(RedisServer):
     def url(self) -> str:
         """``redis+sentinel://127.0.0.1:PORT/SERVICE/0``."""
         return f"redis+sentinel://{self.host}:{self.port}/{self.service}/0"
+
+
+# -- Redis Cluster (the redis+cluster:// provider's tests) ---------------------------------------
+
+
+def _redis_command(host: str, port: int, *parts: str, timeout: float = 1.0) -> str:
+    """One command to a Redis node over a raw socket; its status or bulk reply as text."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(_resp(*parts))
+        head, _, data = _read_until(sock, b"\r\n").partition(b"\r\n")
+        if head.startswith((b"+", b"-", b":")):
+            return head[1:].decode(errors="replace")
+        if not head.startswith(b"$"):
+            raise ConnectionError(f"unexpected reply {head[:40]!r}")
+        size = int(head[1:])
+        while len(data) < size + 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("server closed the connection")
+            data += chunk
+        return data[:size].decode(errors="replace")
+
+
+def _cluster_port() -> int:
+    while True:
+        port = free_port()
+        if port <= 55535:
+            return port
+
+
+def _slot_ranges(fields: list[str]) -> list[tuple[int, int]]:
+    ranges = []
+    for field in fields:
+        if field.startswith("["):  # a slot being migrated
+            continue
+        low, _, high = field.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return ranges
+
+
+class RedisCluster:
+    """A local Redis Cluster: ``primaries`` primaries with ``replicas`` replicas each.
+
+    Each node is a :class:`RedisServer` with ``--cluster-enabled yes`` in its own directory on a
+    free port; :meth:`start` joins them with ``redis-cli --cluster create`` and waits until every
+    node reports ``cluster_state:ok`` and every replica is in sync. ``node_timeout`` (ms) is
+    short so that a killed primary is failed over in a few seconds.
+    """
+
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        *,
+        binary: str | None = None,
+        cli: str | None = None,
+        node_timeout: int = 2000,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if primaries < 3:
+            raise ValueError("redis-cli --cluster create needs at least 3 primaries")
+        config = {
+            "cluster-enabled": "yes",
+            "cluster-config-file": "nodes.conf",
+            "cluster-node-timeout": str(node_timeout),
+            "cluster-replica-validity-factor": "0",  # any replica may take over
+        }
+        # Redis refuses ports above 55535 in cluster mode (the bus port once defaulted to
+        # port + 10000); the bus port is given explicitly, a free one.
+        self.nodes = [
+            RedisServer(
+                {**config, "cluster-port": str(free_port())}, binary=binary, port=_cluster_port()
+            )
+            for _ in range(primaries * (replicas + 1))
+        ]
+        self.replicas = replicas
+        self.host = HOST
+        self.startup_timeout = startup_timeout
+        self.cli = (
+            cli
+            or shutil.which("redis-cli")
+            or str(Path(self.nodes[0].binary).with_name("redis-cli"))
+        )
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:P1,...`` listing every node as a startup node."""
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes)
+
+    def start(self) -> Self:
+        for node in self.nodes:
+            node.start()
+        if not os.path.exists(self.cli):
+            raise BinaryNotFound(f"{MISSING_SERVER_MARK}: redis-cli (to create the cluster)")
+        argv = [self.cli, "--cluster", "create"]
+        argv += [f"{n.host}:{n.port}" for n in self.nodes]
+        argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise ServerStartError(
+                f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}"
+            )
+        self.wait_until_ok(self.nodes, timeout=self.startup_timeout)
+        return self
+
+    def _live(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.running]
+
+    def cluster_nodes(self) -> list[list[str]]:
+        """``CLUSTER NODES`` of a live node, one list of fields per node."""
+        for node in self._live():
+            try:
+                text = _redis_command(node.host, node.port, "CLUSTER", "NODES")
+            except OSError:
+                continue
+            return [line.split() for line in text.splitlines() if line.strip()]
+        raise ServerStartError("no live cluster node answers")
+
+    def primary_for_slot(self, slot: int) -> RedisServer:
+        """The node that serves ``slot`` now (as a live node sees it)."""
+        for fields in self.cluster_nodes():
+            healthy = "master" in fields[2] and "fail" not in fields[2]
+            if healthy and any(low <= slot <= high for low, high in _slot_ranges(fields[8:])):
+                port = int(fields[1].split("@")[0].rpartition(":")[2])
+                return next(n for n in self.nodes if n.port == port)
+        raise ServerStartError(f"no healthy primary serves slot {slot}")
+
+    def kill_primary(self, slot: int = 0) -> RedisServer:
+        """SIGKILL the primary serving ``slot``; returns it (its replica should take over)."""
+        node = self.primary_for_slot(slot)
+        node.kill()
+        return node
+
+    def wait_until_ok(self, nodes: list[RedisServer] | None = None, timeout: float = 20.0) -> None:
+        """Until every live node says ``cluster_state:ok``, every slot is served by a live
+        primary and every live replica's link to its primary is up."""
+        nodes = nodes if nodes is not None else self._live()
+        deadline = time.monotonic() + timeout
+        problem = "not checked yet"
+        while True:
+            try:
+                problem = self._problem(nodes)
+            except OSError as exc:
+                problem = repr(exc)
+            if not problem:
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"cluster not ok after {timeout:.0f}s: {problem}")
+            time.sleep(0.1)
+
+    def _problem(self, nodes: list[RedisServer]) -> str:
+        live_ports = {n.port for n in nodes if n.running}
+        for node in nodes:
+            info = _redis_command(node.host, node.port, "CLUSTER", "INFO")
+            if "cluster_state:ok" not in info:
+                return f"{node.port}: cluster_state not ok"
+            replication = _redis_command(node.host, node.port, "INFO", "replication")
+            if "role:slave" in replication and "master_link_status:up" not in replication:
+                return f"{node.port}: replica not in sync"
+        served = 0
+        for fields in self.cluster_nodes():
+            port = int(fields[1].split("@")[0].rpartition(":")[2])
+            if "master" in fields[2] and "fail" not in fields[2] and port in live_ports:
+                served += sum(high - low + 1 for low, high in _slot_ranges(fields[8:]))
+        return "" if served == 16384 else f"{served} of 16384 slots served by live primaries"
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

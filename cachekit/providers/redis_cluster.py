@@ -1,0 +1,259 @@
+"""Redis Cluster: ``redis+cluster://h1:7000,h2:7001[?options]`` (redis-py's ``RedisCluster``).
+
+Same semantics and options as :class:`~cachekit.providers.redis.RedisCache`; what differs is
+where keys live. A Lua script on a cluster may only touch keys of one hash slot, declared in
+``KEYS``; the standalone scripts touch tag sets of other slots. So (see ``docs/redis.md``):
+
+Key layout. Each user key ``K`` is wrapped in a hash tag, so that everything about one entry
+lives in one slot (``P`` the prefix, ``M`` the meta namespace)::
+
+    P{K}            the value
+    M k:{K}         SET of K's tags            (same PX as the value)
+    M s:{K}         get_or_set stampede lock
+    M t:TAG         SET of the keys with TAG   (anywhere: the tag's own slot)
+    M l:NAME        cache.lock(NAME)
+
+An entry's writes (value + side set) are therefore still one atomic script. Keys whose first
+character is ``}`` are refused (``InvalidKey``): ``P{}...`` would have an empty hash tag and its
+keys would hash apart. A prefix may not contain braces (it would capture the hash tag).
+
+Tags span slots, so tag sets are maintained in two steps, ordered so that no interleaving
+loses a tagged entry:
+
+* a write runs the entry's script first, then ``TAG_SET`` on each tag set (add the key, extend
+  the set's TTL). A write is complete when both are done.
+* ``invalidate_tags`` reads each tag set (``SMEMBERS``), removes exactly the members it read
+  (``SREM``, so a member added meanwhile stays), then deletes, per slot, the entries whose side
+  set still lists the tag (``INVALIDATE_SLOT``). A write racing with it is either deleted or
+  keeps its membership (its ``TAG_SET`` comes after its value).
+
+Tag sets are not cleaned on delete or overwrite (that would race with a concurrent re-tag):
+stale members cost their name until the set expires or the tag is invalidated, and never
+delete anything (the side set is checked).
+
+Multi-key operations go per slot: ``get_many`` is ``MGET`` per slot (redis-py's
+``mget_nonatomic``), ``set_many``/``delete_many`` one script per slot; all through a cluster
+pipeline, which sends one batch per node - round trips are bounded by the number of primaries,
+not of keys. ``clear``/``delete_pattern`` ``SCAN`` every primary.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import redis.exceptions
+from redis.crc import key_slot
+
+from ..config import ParsedURL
+from ..errors import ConfigurationError, InvalidKey
+from ..interfaces import check_key
+from . import redis_scripts as lua
+from .redis import RedisCache
+
+__all__ = ["RedisClusterCache"]
+
+_Call = tuple[lua.Script, list[str], list[Any]]
+
+
+class RedisClusterCache(RedisCache):
+    """A cache on a Redis Cluster; every entry's keys share one hash slot."""
+
+    provider_name = "redis+cluster"
+    schemes: ClassVar[tuple[str, ...]] = ("redis+cluster",)
+    hash_tags: ClassVar[bool] = True
+
+    __slots__ = ()
+
+    def __init__(
+        self, url: str | ParsedURL = "redis+cluster://127.0.0.1:7000", **options: Any
+    ) -> None:
+        super().__init__(url, **options)
+        if "{" in self._prefix or "}" in self._prefix:
+            raise ConfigurationError(
+                f"a cluster cache's prefix may not contain braces (hash tags): {self._prefix!r}",
+                key="prefix",
+            )
+
+    def _check_key(self, key: Any) -> str:
+        checked: str = check_key(key)
+        if checked[0] == "}":
+            raise InvalidKey(f"a Redis Cluster key may not start with '}}': {checked!r}")
+        return checked
+
+    # -- grouping by slot ------------------------------------------------------------------------
+
+    def _slot(self, key: str) -> int:
+        return int(key_slot((self._kopen + key + self._kclose).encode()))
+
+    def _by_slot(self, keys: Iterable[str]) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = defaultdict(list)
+        for key in keys:
+            if type(key) is not str or not key or key[0] == "}":
+                self._check_key(key)  # raises InvalidKey
+            groups[self._slot(key)].append(key)
+        return groups
+
+    def _store_calls(
+        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+    ) -> list[_Call]:
+        calls: list[_Call] = []
+        for group in self._by_slot(mapping).values():
+            sub = {key: mapping[key] for key in group}
+            keys, args = self._store_args(sub, seconds, nx, tags)  # type: ignore[arg-type]
+            calls.append((lua.STORE, keys, args))
+        return calls
+
+    def _tag_calls(self, tags: Iterable[str], ms: int, members: list[str]) -> list[_Call]:
+        return [(lua.TAG_SET, [self._tag_prefix + tag], [ms, *members]) for tag in tags]
+
+    def _delete_calls(self, keys: Iterable[str]) -> list[_Call]:
+        extra: list[Any] = ["", self._prefix_len]  # "": leave the tag sets alone
+        return [
+            (lua.DELETE, self._delete_args(group), extra) for group in self._by_slot(keys).values()
+        ]
+
+    def _invalidate_calls(self, members: dict[str, list[str]]) -> list[_Call]:
+        calls: list[_Call] = []
+        for tag, keys in members.items():
+            for group in self._by_slot(keys).values():
+                calls.append((lua.INVALIDATE_SLOT, self._delete_args(group), [tag]))
+        return calls
+
+    @staticmethod
+    def _members(raw: Iterable[bytes]) -> list[str]:
+        return [m.decode("utf-8", "surrogateescape") for m in raw]
+
+    # -- running scripts: one pipeline, one batch per node -----------------------------------------
+
+    def _run(self, calls: list[_Call]) -> list[Any]:
+        client = self._sync()
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [script(client, keys, args)]
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError):  # first use on that node
+                script, keys, args = calls[i]
+                results[i] = script(client, keys, args)
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    async def _arun(self, calls: list[_Call]) -> list[Any]:
+        client = self._clients.aclient()
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [await script.acall(client, keys, args)]
+        pipe = client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                script, keys, args = calls[i]
+                results[i] = await script.acall(client, keys, args)
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    # -- the multi-key primitives, per slot ------------------------------------------------------
+
+    def _store_raw(
+        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+    ) -> int:
+        stored = sum(self._run(self._store_calls(mapping, seconds, nx, tags)))
+        if tags and stored:  # after the values: see the module docstring
+            ms = 0 if seconds is None else lua.px(seconds)
+            self._run(self._tag_calls(sorted(tags), ms, list(mapping)))
+        return int(stored)
+
+    async def _astore_raw(
+        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+    ) -> int:
+        stored = sum(await self._arun(self._store_calls(mapping, seconds, nx, tags)))
+        if tags and stored:
+            ms = 0 if seconds is None else lua.px(seconds)
+            await self._arun(self._tag_calls(sorted(tags), ms, list(mapping)))
+        return int(stored)
+
+    def _delete_raw(self, keys: Iterable[str]) -> int:
+        calls = self._delete_calls(keys)
+        return sum(self._run(calls)) if calls else 0
+
+    async def _adelete_raw(self, keys: Iterable[str]) -> int:
+        calls = self._delete_calls(keys)
+        return sum(await self._arun(calls)) if calls else 0
+
+    def _touch_raw(self, key: str, px_: int) -> bool:
+        keys = [self._kopen + key + self._kclose, self._side_prefix + key + self._kclose]
+        tags = lua.TOUCH_SLOT(self._sync(), keys, [px_])
+        if tags == 0:
+            return False
+        if tags:
+            self._run(self._tag_calls(self._members(tags), px_, []))
+        return True
+
+    async def _atouch_raw(self, key: str, px_: int) -> bool:
+        keys = [self._kopen + key + self._kclose, self._side_prefix + key + self._kclose]
+        tags = await lua.TOUCH_SLOT.acall(self._clients.aclient(), keys, [px_])
+        if tags == 0:
+            return False
+        if tags:
+            await self._arun(self._tag_calls(self._members(tags), px_, []))
+        return True
+
+    def _invalidate_raw(self, tags: list[str]) -> int:
+        client = self._sync()
+        members: dict[str, list[str]] = {}
+        for tag in tags:
+            tag_key = self._tag_prefix + tag
+            found = self._members(client.smembers(tag_key))
+            if found:
+                client.srem(tag_key, *found)  # exactly what was read (see the docstring)
+                members[tag] = found
+        calls = self._invalidate_calls(members)
+        return sum(self._run(calls)) if calls else 0
+
+    async def _ainvalidate_raw(self, tags: list[str]) -> int:
+        client = self._clients.aclient()
+        members: dict[str, list[str]] = {}
+        for tag in tags:
+            tag_key = self._tag_prefix + tag
+            found = self._members(await client.smembers(tag_key))
+            if found:
+                await client.srem(tag_key, *found)
+                members[tag] = found
+        calls = self._invalidate_calls(members)
+        return sum(await self._arun(calls)) if calls else 0
+
+    def _mget_raw(self, keys: list[str]) -> list[bytes | None]:
+        prefix, close = self._kopen, self._kclose
+        result: list[bytes | None] = self._sync().mget_nonatomic([prefix + k + close for k in keys])
+        return result
+
+    async def _amget_raw(self, keys: list[str]) -> list[bytes | None]:
+        prefix, close = self._kopen, self._kclose
+        client = self._clients.aclient()
+        result: list[bytes | None] = await client.mget_nonatomic([prefix + k + close for k in keys])
+        return result
+
+    # -- stats -------------------------------------------------------------------------------------
+
+    def _server_info(self, client: Any) -> dict[str, Any]:
+        """``INFO all`` of every primary, summed (``redis_version`` of one of them)."""
+        per_node: dict[str, dict[str, Any]] = client.info("all", target_nodes=client.PRIMARIES)
+        total: dict[str, Any] = {"used_memory": 0, "evicted_keys": 0, "expired_keys": 0}
+        keys = 0
+        for info in per_node.values():
+            for name in ("used_memory", "evicted_keys", "expired_keys"):
+                total[name] += int(info.get(name, 0))
+            keys += int(info.get("db0", {}).get("keys", 0))
+            total["redis_version"] = info.get("redis_version", "")
+        total["db0"] = {"keys": keys}
+        total["cluster_primaries"] = len(per_node)
+        return total
