@@ -118,6 +118,7 @@ provider_registry: Registry[Any] = Registry(
         "redis+sentinel": "cachekit.providers.redis:RedisCache",
         "redis+cluster": "cachekit.providers.redis_cluster:RedisClusterCache",
         "memcached": "cachekit.providers.memcached:MemcachedCache",
+        "tiered": "cachekit.providers.tiered:TieredCache",
     },
 )
 #: Eviction policy name -> policy class (memory provider).

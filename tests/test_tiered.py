@@ -1,0 +1,435 @@
+"""The tiered near cache beyond the shared contract: configuration, cross-instance and
+cross-process invalidation, reconnection, the l1_ttl bound and failure behaviour.
+
+Every test runs against real ``redis-server`` processes; waits are bounded polls, not sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+
+from cachekit import MISSING, ConfigurationError, create_cache
+from cachekit.providers.redis import RedisCache
+from cachekit.providers.tiered import TieredCache
+from cachekit.testing.servers import RedisServer
+
+PEER = Path(__file__).with_name("tiered_peer.py")
+ROOT = Path(__file__).resolve().parents[1]
+#: Generous bound for one invalidation to cross (measured p99 is a few ms; CI machines stall).
+BOUND = 5.0
+FAST = {"retries": 0, "socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+_names = itertools.count()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = BOUND) -> float:
+    """Poll ``condition`` until true; return the seconds it took, fail after ``timeout``."""
+    start = time.monotonic()
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"condition not met within {timeout}s")
+        pause.wait(0.002)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def make(redis_server: RedisServer) -> Iterator[Callable[..., TieredCache]]:
+    """Tiered caches sharing one fresh L2 namespace (each with its own L1), subscribed."""
+    made: list[TieredCache] = []
+    prefix = f"tiered{next(_names)}:"
+
+    def make(url: str | None = None, **options: Any) -> TieredCache:
+        l2: dict[str, Any] = {"url": url or redis_server.url, "prefix": prefix}
+        l2.update(options.pop("l2_options", {}))
+        cache = create_cache({"url": "tiered://", "l2": l2, **options})
+        assert isinstance(cache, TieredCache)
+        made.append(cache)
+        assert cache.start(timeout=BOUND)
+        return cache
+
+    yield make
+    for cache in made:
+        with contextlib.suppress(Exception):  # a test may have killed its server
+            cache.clear()
+        cache.close()
+
+
+def l1_holds(cache: TieredCache, key: str) -> bool:
+    return key in cache.l1.keys()
+
+
+def cached(cache: TieredCache, key: str, value: Any) -> None:
+    """Read ``key`` until it is in L1 with ``value`` (a fill is skipped, by design, when an
+    invalidation - e.g. of the write that stored it - arrives during the read)."""
+    wait_for(lambda: cache.get(key) == value and l1_holds(cache, key))
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_url_form_with_encoded_nested_urls(redis_server: RedisServer) -> None:
+    l1 = quote("memory://?max_entries=50", safe="")
+    l2 = quote(f"{redis_server.url}?prefix=urlform:&default_ttl=30", safe="")
+    cache = create_cache(f"tiered://?l1={l1}&l2={l2}&l1_ttl=5&name=pages")
+    try:
+        assert isinstance(cache, TieredCache)
+        assert cache.name == "pages"
+        assert cache.l1.max_entries == 50
+        assert cache.l1_ttl == 5.0
+        assert isinstance(cache.l2, RedisCache)
+        assert cache.channel == "cachekit:invalidate:urlform:"
+        cache.set("k", 1)
+        assert cache.start(timeout=BOUND)
+        cache.set("k", 2)
+        assert cache.get("k") == 2
+        remaining = cache.l1.ttl("k")
+        assert remaining is not None
+        assert 0 < remaining <= 5.0
+    finally:
+        cache.clear()
+        cache.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"l2": "redis://127.0.0.1:1/0", "bogus": 1}, "bogus"),
+        ({}, "l2"),
+        ({"l2": "redis://127.0.0.1:1/0", "l1_ttl": 0}, "l1_ttl"),
+        ({"l2": "redis://127.0.0.1:1/0", "l1_ttl": "none"}, "l1_ttl"),
+        ({"l2": "redis://127.0.0.1:1/0", "invalidation": "tracking"}, "invalidation"),
+        ({"l2": "redis://127.0.0.1:1/0", "l1": "redis://127.0.0.1:1/0"}, "l1"),
+        ({"l2": "memory://"}, "invalidation"),
+        ({"l2": "memory://", "invalidation": "none", "channel": "c"}, "channel"),
+        ({"l2": 42}, "l2"),
+    ],
+)
+def test_options_are_validated_up_front(options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_cache({"url": "tiered://", **options})
+    assert info.value.key == key
+
+
+def test_building_never_connects() -> None:
+    cache = create_cache({"url": "tiered://", "l2": "redis://127.0.0.1:1/0"})
+    assert isinstance(cache, TieredCache)
+    assert not cache.subscriber_connected
+    cache.close()
+
+
+def test_local_only_mode_over_a_non_redis_l2() -> None:
+    cache = create_cache({"url": "tiered://", "l2": "memory://", "invalidation": "none"})
+    assert isinstance(cache, TieredCache)
+    cache.set("k", 1, tags=["t"])
+    assert cache.get("k") == 1
+    assert cache.get_stats().extra["l1_hits"] == 1
+    assert cache.invalidate_tags(["t"]) == 1
+    assert cache.get("k", MISSING) is MISSING
+    cache.close()
+
+
+# -- reads and stats -----------------------------------------------------------------------------
+
+
+def test_reads_fill_l1_capped_by_l2_ttl_and_l1_ttl(make: Callable[..., TieredCache]) -> None:
+    writer, reader = make(), make(l1_ttl=2)
+    writer.set("short", "s", ttl=1)
+    writer.set("long", "l", ttl=100)
+    writer.set("forever", "f", ttl=None)
+    assert reader.get_many(["short", "long", "forever"]) == {
+        "short": "s",
+        "long": "l",
+        "forever": "f",
+    }
+    for key, bound in (("short", 1.0), ("long", 2.0), ("forever", 2.0)):
+        assert reader.get(key) is not None
+        remaining = reader.l1.ttl(key)
+        assert remaining is not None
+        assert 0 < remaining <= bound
+    before = reader.get_stats().extra
+    assert reader.get("long") == "l"
+    assert reader.get_many(["long", "forever", "absent"]) == {"long": "l", "forever": "f"}
+    after = reader.get_stats()
+    assert after.extra["l1_hits"] - before["l1_hits"] == 3
+    assert after.extra["l2_misses"] - before["l2_misses"] == 1
+    assert after.extra["subscriber_connected"] is True
+    assert after.hits == after.extra["l1_hits"] + after.extra["l2_hits"]
+
+
+# -- two instances in one process ----------------------------------------------------------------
+
+
+def test_a_write_in_one_instance_evicts_the_key_from_the_others_l1(
+    make: Callable[..., TieredCache],
+) -> None:
+    a, b = make(), make()
+    a.set("k", "v1")
+    cached(b, "k", "v1")
+    a.set("k", "v2")
+    wait_for(lambda: b.get("k") == "v2")
+    assert b.get_stats().extra["invalidations_received"] >= 1
+    assert a.get_stats().extra["invalidations_sent"] >= 2
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda c: c.delete("k"),
+        lambda c: c.delete_many(["k", "x"]),
+        lambda c: c.incr("n"),
+        lambda c: c.touch("k", 100),
+        lambda c: c.delete_pattern("k*"),
+        lambda c: c.invalidate_tags(["t"]),
+        lambda c: c.clear(),
+        lambda c: c.set_many({"k": 9, "n": 9}),
+        lambda c: asyncio.run(c.aset("k", 9)),
+        lambda c: asyncio.run(c.adelete("k")),
+        lambda c: asyncio.run(c.ainvalidate_tags(["t"])),
+    ],
+    ids=[
+        "delete", "delete_many", "incr", "touch", "delete_pattern", "invalidate_tags", "clear",
+        "set_many", "aset", "adelete", "ainvalidate_tags",
+    ],
+)  # fmt: skip
+def test_every_write_invalidates_the_other_l1(
+    make: Callable[..., TieredCache], write: Callable[[TieredCache], Any]
+) -> None:
+    a, b = make(), make()
+    a.set("k", 1, tags=["t"])
+    a.set("n", 1)
+    cached(b, "k", 1)
+    cached(b, "n", 1)
+    write(a)
+    wait_for(lambda: not (l1_holds(b, "k") and l1_holds(b, "n")))
+
+
+def test_tag_invalidation_evicts_read_filled_copies_whose_tags_l1_cannot_know(
+    make: Callable[..., TieredCache],
+) -> None:
+    a, b = make(), make()
+    a.set("k", 1, tags=["t"])
+    cached(b, "k", 1)  # filled by a read: b's L1 does not know the tag
+    assert b.invalidate_tags(["t"]) == 1
+    assert not l1_holds(b, "k")
+    assert b.get("k", MISSING) is MISSING
+
+
+def test_a_concurrent_invalidation_prevents_a_stale_fill(make: Callable[..., TieredCache]) -> None:
+    """The epoch check: a value read before an invalidation is not put into L1 after it."""
+    a, b = make(), make()
+    a.set("k", "old")
+    epoch = b._epoch  # the reader's lease, taken before its L2 read
+    a.set("k", "new")
+    wait_for(lambda: b._epoch != epoch)
+    b._fill(epoch, "k", "old", 100.0)  # the late fill of the stale read
+    assert not l1_holds(b, "k")
+    assert b.get("k") == "new"
+
+
+# -- a second real process -----------------------------------------------------------------------
+
+
+class Peer:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PEER), url, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.read() == "ready"
+
+    def read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def __call__(self, *command: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(" ".join(command) + "\n")
+        self.proc.stdin.flush()
+        answer = self.read()
+        assert answer.startswith("ok"), answer
+        return answer[3:]
+
+    def close(self) -> None:
+        try:
+            self("quit")
+        finally:
+            assert self.proc.stdin is not None
+            assert self.proc.stdout is not None
+            self.proc.stdin.close()
+            self.proc.wait(10)
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def peer(redis_server: RedisServer) -> Iterator[Callable[[str], Peer]]:
+    peers: list[Peer] = []
+
+    def start(prefix: str) -> Peer:
+        peers.append(Peer(redis_server.url, prefix))
+        return peers[-1]
+
+    yield start
+    for p in peers:
+        p.close()
+
+
+def test_writes_in_another_process_evict_this_processs_l1(
+    make: Callable[..., TieredCache], peer: Callable[[str], Peer]
+) -> None:
+    reader = make()
+    prefix = reader.l2.prefix  # type: ignore[attr-defined]
+    other = peer(prefix)
+    delays = []
+    for i in range(20):
+        other("set", "k", f"v{i}")
+        cached(reader, "k", f"v{i}")  # cached now: the next write must evict it from here
+        start = time.monotonic()
+        other("set", "k", f"v{i}b")
+        delays.append(wait_for(lambda i=i: reader.get("k") == f"v{i}b") + time.monotonic() - start)
+    assert max(delays) < BOUND
+    # and this process's writes reach the other process's L1
+    assert other("get", "k") == "v19b"
+    reader.set("k", "mine")
+    wait_for(lambda: other("get", "k") == "mine")
+    reader.set("t1", "x", tags=["grp"])
+    assert other("get", "t1") == "x"
+    other("tags", "grp")
+    wait_for(lambda: reader.get("t1", MISSING) is MISSING)
+    assert reader.get_stats().extra["invalidations_received"] >= 20
+
+
+# -- lost messages: reconnection and the l1_ttl bound ----------------------------------------------
+
+
+def test_subscriber_reconnects_after_a_server_restart_and_flushes_l1(
+    fresh_redis_server: RedisServer,
+) -> None:
+    cache = create_cache(
+        {"url": "tiered://", "l2": {"url": fresh_redis_server.url, **FAST}, "l1_ttl": 60}
+    )
+    assert isinstance(cache, TieredCache)
+    try:
+        assert cache.start(timeout=BOUND)
+        cache.set("k", "before")
+        cached(cache, "k", "before")
+        fresh_redis_server.kill()
+        wait_for(lambda: not cache.subscriber_connected)
+        assert cache.l1.keys() == []  # flushed: messages are being lost
+        assert cache.get_stats().extra["subscriber_connected"] is False
+        fresh_redis_server.start()  # same port, empty (no persistence): "before" is gone
+        wait_for(lambda: cache.subscriber_connected, timeout=10)
+        assert cache.get_stats().extra["subscriber_reconnects"] >= 1
+        assert cache.get("k", MISSING) is MISSING
+        cache.set("k", "after")
+        assert cache.get("k") == "after"
+    finally:
+        cache.close()
+
+
+def test_a_killed_subscription_flushes_l1_and_resubscribes(
+    make: Callable[..., TieredCache], redis_server: RedisServer
+) -> None:
+    """A message lost while the subscription was down must not leave a stale L1 copy."""
+    cache = make()
+    cache.set("k", "v1")
+    cached(cache, "k", "v1")
+    raw = redis.Redis.from_url(redis_server.url)
+    direct = RedisCache(redis_server.url, prefix=cache.l2.prefix)  # type: ignore[attr-defined]
+    try:
+        raw.client_kill_filter(_type="pubsub")
+        # Written while no one may be listening, bypassing the tiered cache's publish.
+        direct.set("k", "v2")
+        wait_for(lambda: cache.get("k") == "v2")
+        wait_for(lambda: cache.subscriber_connected)
+        assert cache.get_stats().extra["subscriber_reconnects"] >= 1
+    finally:
+        raw.close()
+        direct.close()
+
+
+def test_l1_ttl_bounds_staleness_when_invalidations_are_lost(
+    make: Callable[..., TieredCache], redis_server: RedisServer
+) -> None:
+    cache = make(l1_ttl=0.5)
+    cache.set("k", "v1")
+    assert cache.get("k") == "v1"
+    # A writer that bypasses the tiered cache: no invalidation is ever published.
+    direct = RedisCache(redis_server.url, prefix=cache.l2.prefix)  # type: ignore[attr-defined]
+    try:
+        written = time.monotonic()
+        direct.set("k", "v2")
+        assert cache.get("k") == "v1"  # stale, served from L1...
+        wait_for(lambda: cache.get("k") == "v2", timeout=2)
+        assert time.monotonic() - written <= 0.5 + 0.25  # ...for at most l1_ttl
+    finally:
+        direct.close()
+
+
+def test_fail_open_l2_down_serves_no_stale_l1_values(fresh_redis_server: RedisServer) -> None:
+    cache = create_cache(
+        {
+            "url": "tiered://",
+            "l2": {"url": fresh_redis_server.url, "fail_open": True, **FAST},
+            "l1_ttl": 60,
+        }
+    )
+    assert isinstance(cache, TieredCache)
+    try:
+        assert cache.start(timeout=BOUND)
+        cache.set("k", "v")
+        assert cache.get("k") == "v"
+        fresh_redis_server.kill()
+        wait_for(lambda: cache.get("k", "miss") == "miss")
+        cache.set("k", "dropped")  # fail-open: dropped by L2, so not kept in L1 either
+        assert cache.get("k", "miss") == "miss"
+    finally:
+        cache.close()
+
+
+def test_fail_closed_l2_errors_propagate(fresh_redis_server: RedisServer) -> None:
+    from cachekit import BackendUnavailable
+
+    cache = create_cache({"url": "tiered://", "l2": {"url": fresh_redis_server.url, **FAST}})
+    assert isinstance(cache, TieredCache)
+    try:
+        assert cache.start(timeout=BOUND)
+        cache.set("k", "v")
+        fresh_redis_server.kill()
+        wait_for(lambda: not cache.subscriber_connected)
+        with pytest.raises(BackendUnavailable):
+            cache.get("k")
+        with pytest.raises(BackendUnavailable):
+            cache.set("k", 2)
+    finally:
+        cache.close()
+
+
+# -- life cycle ----------------------------------------------------------------------------------
+
+
+def test_close_stops_the_subscriber_thread(make: Callable[..., TieredCache]) -> None:
+    cache = make()
+    names = lambda: [t.name for t in threading.enumerate() if t.name.startswith("cachekit-inval")]  # noqa: E731
+    assert any(cache.channel in n for n in names())  # type: ignore[operator]
+    cache.close()
+    assert not any(n.endswith(cache.channel) for n in names())  # type: ignore[arg-type]
+    assert not cache.subscriber_connected
+    cache.set("k", 1)  # usable again: restarts lazily
+    assert cache.start(timeout=BOUND)
+    assert cache.get("k") == 1
