@@ -11,9 +11,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cachekit import MISSING, Cache, DistributedCache, NotAnInteger
+from cachekit import MISSING, NotAnInteger
 from cachekit.providers.memory import MemoryCache
-from cachekit.registry import provider_registry
 from cachekit.testing import FakeClock
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
@@ -189,23 +188,3 @@ def test_incr_from_many_threads_is_exact() -> None:
     for t in pool:
         t.join()
     assert cache.get_many(["hits", "misses"]) == {"hits": 6000, "misses": -6000}
-
-
-CONTRACT_METHODS = [
-    name
-    for name in dir(DistributedCache)
-    if not name.startswith("_") and callable(getattr(DistributedCache, name))
-]
-
-
-@pytest.mark.parametrize("scheme", ["memory"])
-def test_interface_uniformity(scheme: str) -> None:
-    """Every provider exposes every public method of the contract, each with an async twin."""
-    provider = provider_registry.get(scheme)
-    assert issubclass(provider, Cache)
-    missing = [name for name in CONTRACT_METHODS if not callable(getattr(provider, name, None))]
-    assert missing == []
-    sync = {name for name in CONTRACT_METHODS if not name.startswith("a") or name == "add"}
-    sync -= {"from_url"}
-    for name in sync:
-        assert callable(getattr(provider, "a" + name, None)), f"{scheme}: no async twin of {name}"
