@@ -41,6 +41,7 @@ from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import Serializer, make_serializer
+from ..serialization.header import Codec, pack_header
 from ..stats import CacheStats
 from ..ttl import TTLArg, check_default_ttl, resolve_ttl, to_seconds
 from . import redis_scripts as lua
@@ -68,10 +69,33 @@ class RedisCache(RedisAsyncOps, DistributedCache):
     options: ClassVar[dict[str, Option]] = OPTIONS
 
     __slots__ = (
-        "_breaker", "_client", "_clients", "_deletes", "_dumps", "_fail_open", "_flushdb",
-        "_hits", "_kclose", "_kopen", "_loads", "_meta", "_misses", "_prefix", "_prefix_len",
-        "_sets", "_side_prefix", "_stamp_prefix", "_stampede_timeout", "_started",
-        "_started_wall", "_stats_lock", "_tag_prefix", "default_ttl", "prefix", "serializer",
+        "_breaker",
+        "_client",
+        "_clients",
+        "_deletes",
+        "_dumps",
+        "_fail_open",
+        "_flushdb",
+        "_hits",
+        "_kclose",
+        "_kopen",
+        "_loads",
+        "_meta",
+        "_misses",
+        "_prefix",
+        "_prefix_len",
+        "_raw_header",
+        "_sets",
+        "_side_prefix",
+        "_stamp_prefix",
+        "_stampede_timeout",
+        "_started",
+        "_started_wall",
+        "_stats_lock",
+        "_tag_prefix",
+        "default_ttl",
+        "prefix",
+        "serializer",
     )  # fmt: skip
 
     def __init__(self, url: str | ParsedURL = "redis://127.0.0.1:6379/0", **options: Any) -> None:
@@ -113,6 +137,10 @@ class RedisCache(RedisAsyncOps, DistributedCache):
         self.serializer: Serializer = serializer
         self._dumps = serializer.dumps
         self._loads = serializer.loads
+        # The header of an unsigned, uncompressed bytes payload: get/get_many slice those.
+        self._raw_header: bytes | None = (
+            None if getattr(serializer, "signed", True) else pack_header(Codec.RAW, 0)
+        )
         self._flushdb: bool = opts.pop("flushdb_on_clear", False)
         self._stampede_timeout: float | None = opts.pop("stampede_timeout", 10.0)
         self._breaker = CircuitBreaker(
@@ -285,7 +313,9 @@ class RedisCache(RedisAsyncOps, DistributedCache):
             key = self._check_key(key)
         raw = self._call("get", None, self._sync().get, self._kopen + key + self._kclose)
         self._count(hits=raw is not None, misses=raw is None)
-        return default if raw is None else self._loads(raw)
+        if raw is None:
+            return default
+        return raw[4:] if raw[:4] == self._raw_header else self._loads(raw)
 
     def _peek(self, key: str) -> Any:
         raw = self._call("get", None, self._sync().get, self._kopen + key + self._kclose)
@@ -303,7 +333,16 @@ class RedisCache(RedisAsyncOps, DistributedCache):
             self._count(misses=len(keys))
             return {}
         loads = self._loads
-        found = {key: loads(raw) for key, raw in zip(keys, raws, strict=True) if raw is not None}
+        raw_header = self._raw_header
+        if raw_header is None:  # signed: every payload must be verified by loads
+            found = {k: loads(raw) for k, raw in zip(keys, raws, strict=True) if raw is not None}
+        else:
+            # Unsigned, uncompressed bytes (the header is exactly RAW/no flags) need no decoder:
+            # slice the body. Anything else, compressed or another codec, goes to loads.
+            found = {}
+            for key, raw in zip(keys, raws, strict=True):
+                if raw is not None:
+                    found[key] = raw[4:] if raw[:4] == raw_header else loads(raw)
         self._count(hits=len(found), misses=len(keys) - len(found))
         return found
 
