@@ -336,3 +336,59 @@ def test_stats_are_server_wide_and_include_breakers(make: Any) -> None:
     assert node["up"] is True
     assert node["breaker_state"] == 0
     assert stats.extra["fail_open_errors_total"] == 0
+
+
+def test_stats_are_exact_under_threads(make: Any) -> None:
+    """Per-thread counters lose no update, and a finished thread's counts are kept."""
+    import threading
+
+    cache = make(name="threads")
+    cache.set("present", b"x")
+    barrier = threading.Barrier(4)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(500):
+            cache.get("present")
+            cache.get("absent")
+        cache.get_many(["present", "absent"])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = cache.get_stats()
+    assert (stats.hits, stats.misses, stats.sets) == (4 * 501, 4 * 501, 1)
+
+
+def test_one_connection_per_thread_closed_with_the_thread(make: Any) -> None:
+    import threading
+
+    cache = make(name="conns")
+    (node,) = cache._nodes.values()
+    cache.set("k", b"v")
+    main_client = node.client()
+    seen: list[Any] = []
+
+    def work() -> None:
+        assert cache.get("k") == b"v"
+        seen.append(node.client())
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen[0] is not main_client
+    assert seen[0].sock is None  # closed when its thread ended
+    assert len(node._slots) == 1
+    assert main_client.sock is not None
+    cache.close()
+    assert main_client.sock is None
+
+
+def test_raw_bytes_read_fast_path(make: Any) -> None:
+    cache = make(compression="none")
+    cache.set("b", b"\xc1\x01\x01\x00body")
+    cache.set("o", {"a": 1})
+    assert cache.get("b") == b"\xc1\x01\x01\x00body"
+    assert cache.get_many(["b", "o"]) == {"b": b"\xc1\x01\x01\x00body", "o": {"a": 1}}

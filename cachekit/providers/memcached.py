@@ -3,8 +3,8 @@
 Design (``docs/memcached.md`` is the user-facing account):
 
 * **Placement.** Keys are spread by a ketama ring (:mod:`cachekit.providers.hashring`) over one
-  pymemcache ``PooledClient`` per server (``no_delay=True``; values pass through as bytes,
-  cachekit serializes). Each server has its own :class:`CircuitBreaker`: a server whose
+  pymemcache ``base.Client`` per server per thread (``no_delay=True``; values pass through as
+  bytes, cachekit serializes). Each server has its own :class:`CircuitBreaker`: a server whose
   breaker is open is skipped and its keys go to the next server on the ring until the breaker
   lets a probe through (libmemcached's "auto eject"). Multi-key operations are grouped per
   server, one round trip each.
@@ -56,6 +56,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from operator import methodcaller
@@ -83,7 +84,7 @@ from ..interfaces import Cache, check_key
 from ..resilience import BreakerState, CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import SERIALIZERS, Serializer, make_serializer
-from ..serialization.header import parse_decimal
+from ..serialization.header import Codec, pack_header, parse_decimal
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .hashring import KetamaRing
@@ -163,24 +164,26 @@ class _BytesSerde:
         return _Manifest(value) if flags & _FLAG_CHUNKED else value
 
 
+_SERDE: Final = _BytesSerde()
+
+
 # -- raw protocol (meta commands and pipelines pymemcache does not offer) -------------------------
 
 
-def _raw(pooled: Any, *, payload: bytes, read: Callable[[Any, socket.socket, bytes], T]) -> T:
-    """Send ``payload`` on a pooled connection and parse the reply with ``read``.
+def _raw(client: Any, *, payload: bytes, read: Callable[[Any, socket.socket, bytes], T]) -> T:
+    """Send ``payload`` on this thread's connection and parse the reply with ``read``.
 
     ``read`` must consume the reply exactly; any error closes the connection so a half-read
     reply can never be mistaken for the next command's.
     """
-    with pooled.client_pool.get_and_release(destroy_on_fail=True) as client:
-        if client.sock is None:
-            client._connect()
-        try:
-            client.sock.sendall(payload)
-            return read(_driver(), client.sock, b"")
-        except BaseException:
-            client.close()
-            raise
+    if client.sock is None:
+        client._connect()
+    try:
+        client.sock.sendall(payload)
+        return read(_driver(), client.sock, b"")
+    except BaseException:
+        client.close()
+        raise
 
 
 def _check_line(line: bytes) -> bytes:
@@ -243,36 +246,87 @@ def _secret_option(value: Any) -> str | bytes:
     return value
 
 
-class _Node:
-    """One server: its address, its breaker and its lazily built connection pool."""
+class _Slot:
+    """One thread's connection to one server, closed when the thread (or the cache) goes away."""
 
-    __slots__ = ("_client", "_factory", "_lock", "address", "breaker", "host", "port")
+    __slots__ = ("__weakref__", "client")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __del__(self) -> None:
+        self.client.close()  # pymemcache's close() never raises
+
+
+class _Counts:
+    """One thread's stats counters ``[hits, misses, sets, deletes]``, updated by that thread only
+    (no lock on the hot path); folded into the cache's retired totals when the thread ends."""
+
+    __slots__ = ("__weakref__", "lock", "n", "retired")
+
+    def __init__(self, retired: list[int], lock: threading.Lock) -> None:
+        self.n = [0, 0, 0, 0]
+        self.retired = retired
+        self.lock = lock
+
+    def __del__(self) -> None:
+        with self.lock:
+            for i, count in enumerate(self.n):
+                self.retired[i] += count
+            self.n[:] = (0, 0, 0, 0)  # a get_stats() racing this must not count them twice
+
+
+class _Node:
+    """One server: its address, its breaker and one pymemcache ``base.Client`` per thread."""
+
+    __slots__ = (
+        "_factory", "_local", "_lock", "_slots", "address", "breaker", "host", "max_clients",
+        "port",
+    )  # fmt: skip
 
     def __init__(
-        self, host: str, port: int, breaker: CircuitBreaker, factory: Callable[[_Node], Any]
+        self,
+        host: str,
+        port: int,
+        breaker: CircuitBreaker,
+        factory: Callable[[_Node], Any],
+        max_clients: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
         self.breaker = breaker
+        self.max_clients = max_clients
         self._factory = factory
-        self._client: Any = None
+        self._local = threading.local()
+        self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def client(self) -> Any:
-        client = self._client
-        if client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._factory(self)
-                client = self._client
-        return client
+        """This thread's client (built, not yet connected, on first use)."""
+        try:
+            return self._local.slot.client
+        except AttributeError:
+            return self._new_client()
+
+    def _new_client(self) -> Any:
+        with self._lock:
+            if self.max_clients is not None and len(self._slots) >= self.max_clients:
+                raise BackendUnavailable(
+                    f"memcached {self.address}: max_pool_size={self.max_clients} connections "
+                    "are held by other threads"
+                )
+            slot = _Slot(self._factory(self))
+            self._slots.add(slot)
+        self._local.slot = slot
+        return slot.client
 
     def close(self) -> None:
+        """Close every thread's connection (a later call from a thread reconnects it)."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            slots = list(self._slots)
+        for slot in slots:
+            slot.client.close()
 
 
 class MemcachedCache(Cache):
@@ -374,14 +428,11 @@ class MemcachedCache(Cache):
         self._ns_key = self._prefix + b"!ns"
         self._ns_version = 0
         self._ns_bytes = b""
+        self._ns_colon = b":"
         self._ns_fresh_until = float("-inf")
         self._ns_lock = threading.Lock()
         self._retry_attempts = retry_attempts
-        self._pool_options = {
-            "connect_timeout": connect_timeout,
-            "timeout": timeout,
-            "max_pool_size": max_pool_size,
-        }
+        self._client_options = {"connect_timeout": connect_timeout, "timeout": timeout}
         self._failure = FailOpen(fail_open, name=name)
         self.fail_open = fail_open
         nodes: list[_Node] = []
@@ -392,7 +443,7 @@ class MemcachedCache(Cache):
                 recovery_timeout=5.0 if recovery is None else recovery,
                 name=f"{name}@{host}:{port}",
             )
-            nodes.append(_Node(host, port, breaker, self._make_client))
+            nodes.append(_Node(host, port, breaker, self._make_client, max_pool_size))
         if not nodes:
             raise ConfigurationError("give at least one memcached server", key="url")
         self._nodes = {node.address: node for node in nodes}
@@ -400,7 +451,13 @@ class MemcachedCache(Cache):
             raise ConfigurationError("a memcached server is listed twice", key="url")
         self._ring = KetamaRing(self._nodes)
         self._single = nodes[0] if len(nodes) == 1 else None
-        self._hits = self._misses = self._sets = self._deletes = 0
+        self._stats_local = threading.local()
+        self._stats_lock = threading.Lock()
+        self._retired = [0, 0, 0, 0]
+        self._all_counts: weakref.WeakSet[_Counts] = weakref.WeakSet()
+        self._raw_header: bytes | None = (
+            None if getattr(self._serializer, "signed", True) else pack_header(Codec.RAW, 0)
+        )
         self._started_wall = time.time()
         self._started = time.monotonic()
 
@@ -420,14 +477,36 @@ class MemcachedCache(Cache):
 
     def _make_client(self, node: _Node) -> Any:
         base = _driver()
-        return base.PooledClient(
+        return base.Client(
             (node.host, node.port),
-            serde=_BytesSerde(),
+            serde=_SERDE,
             no_delay=True,
             default_noreply=False,
             allow_unicode_keys=True,
-            **self._pool_options,
+            **self._client_options,
         )
+
+    # -- stats ------------------------------------------------------------------------------------
+
+    def _counts(self) -> list[int]:
+        """This thread's ``[hits, misses, sets, deletes]``."""
+        try:
+            counts: list[int] = self._stats_local.c.n
+        except AttributeError:
+            owner = _Counts(self._retired, self._stats_lock)
+            with self._stats_lock:
+                self._all_counts.add(owner)
+            self._stats_local.c = owner
+            counts = owner.n
+        return counts
+
+    def _totals(self) -> list[int]:
+        with self._stats_lock:
+            totals = list(self._retired)
+            for owner in list(self._all_counts):
+                for i, count in enumerate(owner.n):
+                    totals[i] += count
+        return totals
 
     # -- keys, routing and calls -------------------------------------------------------------------
 
@@ -471,10 +550,31 @@ class MemcachedCache(Cache):
             self._call(node, lambda c: c.set(key, b"%d" % version, 0, noreply=False))
         self._ns_version = version
         self._ns_bytes = self._prefix + b"%d" % version
+        self._ns_colon = self._ns_bytes + b":"
         self._ns_fresh_until = time.monotonic() + self.namespace_refresh
 
-    def _key(self, key: str) -> bytes:
-        """The stored form of a checked user key, under the current namespace."""
+    def _keyspace(self) -> bytes:
+        """``{prefix}{version}:``, the start of every plain stored key (see :meth:`_namespace`)."""
+        if time.monotonic() < self._ns_fresh_until:
+            return self._ns_colon
+        self._namespace()
+        return self._ns_colon
+
+    def _key(self, key: str, keyspace: bytes | None = None) -> bytes:
+        """The stored form of a checked user key, under the current namespace (``keyspace``,
+        from :meth:`_keyspace`, when the caller already has it)."""
+        if keyspace is None:
+            keyspace = self._keyspace()
+        # Fast path: a printable str without spaces has no byte memcached refuses (anything
+        # below 0x21 or 0x7f comes from an ASCII control character or the space; non-ASCII
+        # characters encode to bytes >= 0x80), so only the length is left to check.
+        if key.isprintable() and " " not in key:
+            stored = keyspace + key.encode()
+            if len(stored) <= MAX_KEY_LENGTH:
+                return stored
+        return self._key_slow(key, keyspace[:-1])
+
+    def _key_slow(self, key: str, namespace: bytes) -> bytes:
         try:
             raw = key.encode()
         except UnicodeEncodeError:
@@ -482,7 +582,6 @@ class MemcachedCache(Cache):
             bad = True
         else:
             bad = _BAD_KEY_BYTES.search(raw) is not None
-        namespace = self._namespace()
         stored = namespace + b":" + raw
         if bad or len(stored) > MAX_KEY_LENGTH:
             if self.key_policy == "reject":
@@ -493,11 +592,15 @@ class MemcachedCache(Cache):
             stored = namespace + b"#" + hashlib.sha256(raw).hexdigest().encode()
         return stored
 
-    def _route(self, stored: bytes) -> _Node:
-        """The node for a stored key: its ring owner, or the next one whose breaker allows."""
+    def _route(self, stored: bytes, checked: _Node | None = None) -> _Node:
+        """The node for a stored key: its ring owner, or the next one whose breaker allows.
+
+        ``checked`` is the single node when the caller has already asked its breaker (and
+        been refused): a half-open breaker lets one probe through, so it is asked once.
+        """
         single = self._single
         if single is not None:
-            if single.breaker.allow():
+            if checked is None and single.breaker.allow():
                 return single
             raise BackendUnavailable(
                 f"memcached {single.address} is unavailable (circuit open, retry in "
@@ -528,36 +631,61 @@ class MemcachedCache(Cache):
         been applied before the reply was lost. A ``CLIENT_ERROR`` reply is re-raised as it is
         when ``client_errors`` is set (``incr`` on a non-numeric value), else translated.
         """
-        attempts = 1 + (self._retry_attempts if retry else 0)
-        error: BaseException | None = None
-        for _ in range(attempts):
-            try:
-                client = node.client()
-                result = fn(client)
-            except _NETWORK_ERRORS as exc:
-                error = exc
-                continue
-            except _SERVER_ERROR as exc:
+        try:
+            result = fn(node.client())
+        except Exception as exc:
+            return self._call_failed(node, fn, exc, retry=retry, client_errors=client_errors)
+        node.breaker.success()
+        return result
+
+    def _call_failed(
+        self,
+        node: _Node,
+        fn: Callable[[Any], T],
+        error: Exception,
+        *,
+        retry: bool = True,
+        client_errors: bool = False,
+    ) -> T:
+        """The rest of :meth:`_call` once its first attempt raised ``error`` (the hot paths
+        make that attempt inline and come here only on an error)."""
+        retries = self._retry_attempts if retry else 0
+        while True:
+            if isinstance(error, _NETWORK_ERRORS):
+                if retries <= 0:
+                    break
+                retries -= 1
+                try:
+                    result = fn(node.client())
+                except Exception as exc:
+                    error = exc
+                    continue
+                node.breaker.success()
+                return result
+            if isinstance(error, _SERVER_ERROR):
                 node.breaker.success()  # it answered: the server is up
-                if "too large" in str(exc):
+                if "too large" in str(error):
                     raise ValueTooLarge(
-                        f"memcached {node.address} refused an item as too large ({exc}); "
+                        f"memcached {node.address} refused an item as too large ({error}); "
                         "is max_item_size above the server's -I?"
-                    ) from exc
-                raise BackendUnavailable(f"memcached {node.address}: {exc}") from exc
-            except _CLIENT_ERROR as exc:
+                    ) from error
+                raise BackendUnavailable(f"memcached {node.address}: {error}") from error
+            if isinstance(error, _CLIENT_ERROR):
                 node.breaker.success()
                 if client_errors:
-                    raise
+                    raise error
                 raise BackendUnavailable(
-                    f"memcached {node.address} refused a command: {exc}"
-                ) from exc
-            node.breaker.success()
-            return result
+                    f"memcached {node.address} refused a command: {error}"
+                ) from error
+            raise error
         node.breaker.failure()
         raise BackendUnavailable(f"memcached {node.address}: {error}") from error
 
     def _group(self, stored_keys: Iterable[bytes]) -> dict[_Node, list[bytes]]:
+        single = self._single
+        if single is not None:  # one server: no per-key routing
+            keys = list(stored_keys)
+            return {self._route(keys[0]): keys} if keys else {}
         groups: dict[_Node, list[bytes]] = {}
         for stored in stored_keys:
             groups.setdefault(self._route(stored), []).append(stored)
@@ -583,6 +711,10 @@ class MemcachedCache(Cache):
         data = self._dumps(value)
         if len(data) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
             return data, 0
+        return self._encode_large(data, exptime)
+
+    def _encode_large(self, data: bytes, exptime: int) -> tuple[bytes, int]:
+        """A payload over the item size limit: refused, or written as chunks (their manifest)."""
         if self.large_values == "reject":
             raise ValueTooLarge(
                 f"value of {len(data)} bytes exceeds memcached's item size limit "
@@ -637,22 +769,40 @@ class MemcachedCache(Cache):
     # -- reads ------------------------------------------------------------------------------------
 
     def _read(self, key: str) -> Any:
-        key = check_key(key)
+        if type(key) is not str or not key:
+            key = check_key(key)
         try:
             stored = self._key(key)
-            node = self._route(stored)
-            raw = self._call(node, lambda c: c.get(stored))
-            return MISSING if raw is None else self._decode(raw)
+            node = self._single
+            if node is None or not node.breaker.allow():
+                node = self._route(stored, checked=node)
+            try:
+                raw = node.client().get(stored)
+            except Exception as exc:
+                raw = self._call_failed(node, methodcaller("get", stored), exc)
+            else:
+                node.breaker.success()
         except BackendUnavailable as exc:
             self._failed("get", exc)
             return MISSING
+        if raw is None:
+            return MISSING
+        # Unsigned, uncompressed bytes (the header is exactly RAW without flags) need no
+        # decoder: slice the body. A chunk manifest starts with its magic, never this header.
+        if raw[:4] == self._raw_header:
+            return raw[4:]
+        return self._decode(raw)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._read(key)
+        try:
+            counts = self._stats_local.c.n
+        except AttributeError:
+            counts = self._counts()
         if value is MISSING:
-            self._misses += 1
+            counts[1] += 1
             return default
-        self._hits += 1
+        counts[0] += 1
         return value
 
     def _peek(self, key: str) -> Any:
@@ -669,31 +819,50 @@ class MemcachedCache(Cache):
             return False
         return line.startswith(b"HD")
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+    def _stored_keys(self, keys: Iterable[str]) -> dict[bytes, str]:
+        """``{stored key: user key}`` for checked keys, under one namespace read."""
+        keyspace = self._keyspace()
+        slow = self._key_slow
         wanted: dict[bytes, str] = {}
-        checked = [check_key(key) for key in keys]
+        for key in keys:
+            if key.isprintable() and " " not in key:  # see _key
+                stored = keyspace + key.encode()
+                if len(stored) > MAX_KEY_LENGTH:
+                    stored = slow(key, keyspace[:-1])
+            else:
+                stored = slow(key, keyspace[:-1])
+            wanted[stored] = key
+        return wanted
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        checked = [key if type(key) is str and key else check_key(key) for key in keys]
         if not checked:
             return {}
         found: dict[str, Any] = {}
         try:
-            for key in checked:
-                wanted[self._key(key)] = key
+            wanted = self._stored_keys(checked)
             groups = self._group(wanted)
         except BackendUnavailable as exc:
             self._failed("get_many", exc)
-            self._misses += len(checked)
+            self._counts()[1] += len(checked)
             return found
+        raw_header = self._raw_header
+        decode = self._decode
         for node, group in groups.items():
             try:
                 raw = self._call(node, methodcaller("get_many", group))
                 for stored, payload in raw.items():
-                    value = self._decode(payload)
+                    if payload[:4] == raw_header:  # see _read
+                        found[wanted[stored]] = payload[4:]
+                        continue
+                    value = decode(payload)
                     if value is not MISSING:
                         found[wanted[stored]] = value
             except BackendUnavailable as exc:
                 self._failed("get_many", exc)
-        self._hits += len(found)
-        self._misses += len(wanted) - len(found)
+        counts = self._counts()
+        counts[0] += len(found)
+        counts[1] += len(wanted) - len(found)
         return found
 
     def ttl(self, key: str) -> float | None:
@@ -725,13 +894,31 @@ class MemcachedCache(Cache):
         exptime = self._exptime(seconds)
         try:
             stored = self._key(key)
-            data, flags = self._encode(stored, value, exptime)
-            node = self._route(stored)
-            self._call(node, lambda c: c.set(stored, data, exptime, noreply=False, flags=flags))
+            data = self._dumps(value)
+            if len(data) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
+                flags = 0
+            else:
+                data, flags = self._encode_large(data, exptime)
+            node = self._single
+            if node is None or not node.breaker.allow():
+                node = self._route(stored, checked=node)
+            try:
+                node.client().set(stored, data, exptime, noreply=False, flags=flags)
+            except Exception as exc:
+                self._call_failed(
+                    node,
+                    methodcaller("set", stored, data, exptime, noreply=False, flags=flags),
+                    exc,
+                )
+            else:
+                node.breaker.success()
         except BackendUnavailable as exc:
             self._failed("set", exc)
             return
-        self._sets += 1
+        try:
+            self._stats_local.c.n[2] += 1
+        except AttributeError:
+            self._counts()[2] += 1
 
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         key = check_key(key)
@@ -752,13 +939,16 @@ class MemcachedCache(Cache):
             self._failed("add", exc)
             return False  # nothing was stored: never claim the key
         if added:
-            self._sets += 1
+            self._counts()[2] += 1
         return bool(added)
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
         """Store every item, one ``set_many`` round trip per server; returns the keys not stored
         (values over the item size limit, and, when failing open, keys of unreachable servers)."""
-        items = [(check_key(key), value) for key, value in mapping.items()]
+        items = [
+            (key if type(key) is str and key else check_key(key), value)
+            for key, value in mapping.items()
+        ]
         seconds = resolve_ttl(ttl, self.default_ttl)
         if seconds is not None and seconds <= 0:
             self.delete_many(key for key, _ in items)
@@ -767,16 +957,23 @@ class MemcachedCache(Cache):
         failed: list[str] = []
         by_stored: dict[bytes, str] = {}
         payloads: dict[int, dict[bytes, bytes]] = {0: {}, _FLAG_CHUNKED: {}}
+        plain = payloads[0]
+        dumps = self._dumps
+        limit = self.max_item_size - _ITEM_OVERHEAD
         try:
-            for key, value in items:
-                stored = self._key(key)
-                try:
-                    data, flags = self._encode(stored, value, exptime)
-                except ValueTooLarge:
-                    failed.append(key)
-                    continue
+            stored_keys = self._stored_keys([key for key, _ in items])
+            for (stored, key), (_, value) in zip(stored_keys.items(), items, strict=True):
+                data = dumps(value)
+                if len(data) + len(stored) <= limit:
+                    plain[stored] = data
+                else:
+                    try:
+                        data, flags = self._encode_large(data, exptime)
+                    except ValueTooLarge:
+                        failed.append(key)
+                        continue
+                    payloads[flags][stored] = data
                 by_stored[stored] = key
-                payloads[0 if flags == 0 else _FLAG_CHUNKED][stored] = data
         except BackendUnavailable as exc:
             self._failed("set_many", exc)
             return [key for key, _ in items]
@@ -790,7 +987,11 @@ class MemcachedCache(Cache):
                 failed.extend(by_stored[stored] for stored in batch)
                 continue
             for node, group in groups.items():
-                values = {stored: batch[stored] for stored in group}
+                values = (
+                    batch
+                    if len(group) == len(batch)
+                    else {stored: batch[stored] for stored in group}
+                )
                 try:
                     refused = self._call(
                         node,
@@ -801,7 +1002,7 @@ class MemcachedCache(Cache):
                     failed.extend(by_stored[stored] for stored in group)
                     continue
                 failed.extend(by_stored[stored] for stored in refused)
-                self._sets += len(group) - len(refused)
+                self._counts()[2] += len(group) - len(refused)
         return failed
 
     def delete(self, key: str) -> bool:
@@ -814,7 +1015,7 @@ class MemcachedCache(Cache):
             self._failed("delete", exc)
             return False
         if deleted:
-            self._deletes += 1
+            self._counts()[3] += 1
         return deleted
 
     def delete_many(self, keys: Iterable[str]) -> int:
@@ -838,7 +1039,7 @@ class MemcachedCache(Cache):
                 self._failed("delete_many", exc)
                 continue
             count += sum(1 for line in lines if line == b"DELETED")
-        self._deletes += count
+        self._counts()[3] += count
         return count
 
     def touch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
@@ -987,14 +1188,15 @@ class MemcachedCache(Cache):
                     totals[b"curr_items"] -= 1
             except BackendUnavailable:
                 pass
+        hits, misses, sets, deletes = self._totals()
         return CacheStats(
             name=self.name,
             provider=self.provider_name,
             items=max(totals[b"curr_items"], 0),
-            hits=self._hits,
-            misses=self._misses,
-            sets=self._sets,
-            deletes=self._deletes,
+            hits=hits,
+            misses=misses,
+            sets=sets,
+            deletes=deletes,
             evictions=totals[b"evictions"],
             expirations=0,
             memory_bytes=totals[b"bytes"],
