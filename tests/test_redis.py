@@ -302,3 +302,41 @@ def test_fail_open_add_and_incr_do_not_pretend() -> None:
     with pytest.raises(BackendUnavailable):
         cache.incr("n")  # there is no honest number to return
     assert cache.set_many({"a": 1}) == ["a"]  # the keys that were not stored
+
+
+# -- the plain write path (large untagged values: MULTI; UNTAG; SET PX; EXEC) ----------------------
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_large_untagged_overwrite_removes_tags(make: Any, raw: redis.Redis, many: bool) -> None:
+    cache = make(compression="none")
+    big = b"x" * (cache.plain_write_min + 10)
+    cache.set_many({"a": 1, "b": 2}, ttl=50, tags=["t1", "t2"])
+    if many:
+        assert cache.set_many({"a": big, "b": big}, ttl=20) == []
+    else:
+        cache.set("a", big, ttl=20)
+        cache.set("b", big, ttl=20)
+    assert list(raw.scan_iter(cache._meta + "*")) == []  # side keys and tag sets gone
+    assert cache.invalidate_tags(["t1"]) == 0
+    assert cache.get_many(["a", "b"]) == {"a": big, "b": big}
+    assert 19 < cache.ttl("a") <= 20
+    cache.set("a", big, ttl=None)
+    assert cache.ttl("a") is None
+    assert cache.get_stats().sets == 5
+
+
+def test_plain_write_reloads_a_flushed_script(make: Any, raw: redis.Redis) -> None:
+    cache = make(compression="none")
+    big = b"y" * (cache.plain_write_min + 1)
+    cache.set("a", 1, tags=["t"])
+    raw.script_flush()
+    cache.set("a", big)
+    assert cache.get("a") == big
+    assert cache.invalidate_tags(["t"]) == 0
+    assert list(raw.scan_iter(cache._meta + "*")) == []
+
+
+def test_set_keeps_rejecting_a_bare_string_of_tags(make: Any) -> None:
+    with pytest.raises(TypeError):
+        make().set("a", 1, tags="t")

@@ -9,8 +9,10 @@ Each contract operation is one round trip with the cheapest correct command (see
 ``PTTL``; writes that must keep tags consistent (``set``, ``add``, ``set_many``, ``delete``,
 ``touch``, ``invalidate_tags``) and ``incr`` (which gives a key it creates the default TTL) are
 single Lua scripts from :mod:`.redis_scripts`, which also documents the key layout and the tag
-design. ``clear`` and ``delete_pattern`` walk only this cache's prefix with ``SCAN MATCH`` and
-remove in batches; never ``KEYS``, and ``FLUSHDB`` only with ``flushdb_on_clear=true``.
+design - except untagged writes of large values, which keep the value out of Lua with
+``MULTI; EVALSHA UNTAG; SET ... PX; EXEC`` (``_set_plain``). ``clear`` and
+``delete_pattern`` walk only this cache's prefix with ``SCAN MATCH`` and remove in batches;
+never ``KEYS``, and ``FLUSHDB`` only with ``flushdb_on_clear=true``.
 
 Failures: every driver error that means "the server is not there" (connection, timeout, a
 read-only replica after a failover) goes through a :class:`~cachekit.resilience.CircuitBreaker`
@@ -64,6 +66,13 @@ class RedisCache(RedisAsyncOps, DistributedCache):
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "redis+sentinel")
     #: Wrap user keys in a ``{...}`` hash tag (Redis Cluster: an entry's keys share a slot).
     hash_tags: ClassVar[bool] = False
+
+    #: Untagged writes of values at least this large (bytes, mean per key) skip the store script:
+    #: ``MULTI; EVALSHA UNTAG; SET ... PX; EXEC`` (values copied into Lua cost the server more
+    #: than the extra commands; see ``docs/redis.md``).
+    plain_write_min: ClassVar[int] = 2048
+    #: Whether untagged writes may use the ``MULTI`` path (the cluster subclass keeps the script).
+    plain_writes: ClassVar[bool] = True
 
     #: Options accepted in the URL's query string and in config dicts (see redis_conn.py).
     options: ClassVar[dict[str, Option]] = OPTIONS
@@ -277,8 +286,90 @@ class RedisCache(RedisAsyncOps, DistributedCache):
     def _store_raw(
         self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
     ) -> int:
+        if not nx and not tags and self.plain_writes and len(mapping) > 1:
+            dumps, check = self._dumps, self._check_key
+            items = [
+                (k if type(k) is str and k and k[0] != "}" else check(k), dumps(v))
+                for k, v in mapping.items()
+            ]
+            if sum(len(blob) for _, blob in items) >= self.plain_write_min * len(items):
+                return self._set_plain(items, 0 if seconds is None else px(seconds))
+            # small values: the script (one command for all keys beats a pipeline of SETs)
+            keys: list[str] = []
+            prefix, side, close = self._kopen, self._side_prefix, self._kclose
+            for key, _ in items:
+                keys.append(prefix + key + close)
+                keys.append(side + key + close)
+            ms = 0 if seconds is None else px(seconds)
+            args = [ms, "0", self._tag_prefix, self._prefix_len, 0, *(b for _, b in items)]
+            return int(lua.STORE(self._sync(), keys, args))
         keys, args = self._store_args(mapping, seconds, nx, tags)  # type: ignore[arg-type]
         return int(lua.STORE(self._sync(), keys, args))
+
+    def _store_one(self, key: str, blob: bytes, ms: int) -> int:
+        """Store one encoded, untagged value (``set``): the script, or MULTI for a large one."""
+        if len(blob) >= self.plain_write_min:
+            return self._set_plain([(key, blob)], ms)
+        data, side = self._kopen + key + self._kclose, self._side_prefix + key + self._kclose
+        tprefix = "" if self.hash_tags else self._tag_prefix
+        args = [ms, "0", tprefix, self._prefix_len, 0, blob]
+        return int(lua.STORE(self._sync(), [data, side], args))
+
+    def _set_plain(self, items: list[tuple[str, bytes]], ms: int) -> int:
+        """Untagged writes without the value in Lua, atomically in one round trip:
+        ``MULTI; EVALSHA UNTAG <side keys>; SET <data> <value> PX ms ...; EXEC``. The untag runs
+        first, inside the transaction, so no tagged write can slip between it and the values."""
+        prefix, side, close = self._kopen, self._side_prefix, self._kclose
+        sides = [side + key + close for key, _ in items]
+        untag = [len(sides), *sides, self._tag_prefix, *(key for key, _ in items)]
+        sets: list[tuple[Any, ...]] = [
+            ("SET", prefix + key + close, blob, "PX", ms)
+            if ms
+            else ("SET", prefix + key + close, blob)
+            for key, blob in items
+        ]
+        for command, body in (("EVALSHA", lua.UNTAG.sha), ("EVAL", lua.UNTAG.source)):
+            results = self._transaction([(command, body, *untag), *sets])
+            first = results[0]
+            if isinstance(first, redis.exceptions.NoScriptError):
+                continue  # the values were written; run it again with the script's source
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return len(items)
+        raise redis.exceptions.NoScriptError("UNTAG script not loaded")  # pragma: no cover
+
+    def _transaction(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``MULTI; commands; EXEC`` on one pooled connection, packed by hand (a redis-py
+        transaction pipeline costs ~10 us of client CPU more); returns EXEC's replies. Retried
+        like any command on a connection error (see the ``retries`` option)."""
+        pool = self._sync().connection_pool
+        conn = pool.get_connection()
+        # pack_commands leaves large values apart and each becomes its own sendall, which reaches
+        # the server as its own segment (a wake-up and a partial parse each): join a small
+        # transaction into one send; a large one is cheaper sent as is than copied.
+        packed = conn.pack_commands([("MULTI",), *commands, ("EXEC",)])
+        if len(packed) > 1 and sum(map(len, packed)) < 65536:
+            packed = [b"".join(packed)]
+
+        def run() -> list[Any]:
+            conn.send_packed_command(packed)
+            error: Exception | None = None
+            for _ in range(len(commands) + 1):  # OK, then QUEUED per command (or an error)
+                try:
+                    conn.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    error = error or exc
+            try:
+                replies: list[Any] = conn.read_response()
+            except redis.exceptions.ResponseError as exc:  # EXECABORT: a command was refused
+                raise error or exc from None
+            return replies
+
+        try:
+            return conn.retry.call_with_retry(run, lambda _: conn.disconnect())  # type: ignore[no-any-return]
+        finally:
+            pool.release(conn)
 
     def _delete_raw(self, keys: Iterable[str]) -> int:
         args = self._delete_args(keys)
@@ -365,7 +456,18 @@ class RedisCache(RedisAsyncOps, DistributedCache):
     # -- writes --------------------------------------------------------------------------------
 
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
-        self.set_many({key: value}, ttl, tags=tags)
+        if tags or isinstance(tags, str) or not self.plain_writes:  # tagged, cluster: generic
+            self.set_many({key: value}, ttl, tags=tags)
+            return
+        if type(key) is not str or not key or key[0] == "}":
+            key = self._check_key(key)
+        seconds = self._ttl(ttl)
+        if seconds is not None and seconds <= 0:
+            self.delete(key)
+            return
+        ms = 0 if seconds is None else px(seconds)
+        if self._call("set", None, self._store_one, key, self._dumps(value), ms) is not None:
+            self._count(sets=1)
 
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()

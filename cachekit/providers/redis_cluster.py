@@ -63,6 +63,7 @@ class RedisClusterCache(RedisCache):
     provider_name = "redis+cluster"
     schemes: ClassVar[tuple[str, ...]] = ("redis+cluster",)
     hash_tags: ClassVar[bool] = True
+    plain_writes: ClassVar[bool] = False  # MULTI spans one node only: keep the per-slot script
 
     __slots__ = ()
 
