@@ -22,7 +22,6 @@ from cachekit import create_cache
 from cachekit.errors import BackendUnavailable, ConfigurationError, InvalidKey
 from cachekit.providers.redis_cluster import RedisClusterCache
 from cachekit.resilience import BreakerState
-from cachekit.testing.contract import MakeCache
 from cachekit.testing.servers import RedisCluster
 
 _names = itertools.count()
@@ -30,25 +29,11 @@ _names = itertools.count()
 
 @_mark_waiting_slow
 class TestRedisClusterContract(_RedisContract):
+    cache_type = RedisClusterCache
+
     @pytest.fixture
     def url(self, redis_cluster: RedisCluster) -> str:
         return redis_cluster.url
-
-    @pytest.fixture
-    def make_cache(self, url: str, url_options: dict[str, Any]) -> Iterator[MakeCache]:
-        made: list[RedisClusterCache] = []
-        prefix = f"ccontract{next(_names)}:"
-
-        def make(**options: Any) -> RedisClusterCache:
-            cache = create_cache(url, prefix=prefix, **url_options, **options)
-            assert isinstance(cache, RedisClusterCache)
-            made.append(cache)
-            return cache
-
-        yield make
-        for cache in made:
-            cache.clear()
-            cache.close()
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ def _sleep(seconds: float) -> None:
 
 
 class _RedisContract(DistributedCacheContract):
+    #: What ``create_cache`` must build from ``url`` (the cluster tests expect their subclass).
+    cache_type: type[RedisCache] = RedisCache
     ttl_unit = 1.0
 
     @pytest.fixture
@@ -45,7 +47,7 @@ class _RedisContract(DistributedCacheContract):
 
         def make(**options: Any) -> RedisCache:
             cache = create_cache(url, prefix=prefix, **url_options, **options)
-            assert isinstance(cache, RedisCache)
+            assert isinstance(cache, self.cache_type)
             made.append(cache)
             return cache
 
