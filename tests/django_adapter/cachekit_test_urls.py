@@ -1,0 +1,11 @@
+"""URLs for the cachekit_django tests."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("cachekit_django.urls")),
+]
