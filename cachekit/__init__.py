@@ -10,15 +10,18 @@
 from __future__ import annotations
 
 from . import errors
+from .entry import EntryInfo
 from .errors import (
     BackendUnavailable,
     CacheError,
     ConfigurationError,
+    InvalidArgument,
     InvalidKey,
     LockError,
     LockNotOwned,
     NotAnInteger,
     SerializationError,
+    UnsupportedOperation,
     ValueTooLarge,
 )
 from .factory import create_cache
@@ -36,11 +39,14 @@ __all__ = [
     "CacheStats",
     "ConfigurationError",
     "DistributedCache",
+    "EntryInfo",
+    "InvalidArgument",
     "InvalidKey",
     "LockError",
     "LockNotOwned",
     "NotAnInteger",
     "SerializationError",
+    "UnsupportedOperation",
     "ValueTooLarge",
     "create_cache",
     "errors",

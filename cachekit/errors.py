@@ -12,11 +12,13 @@ __all__ = [
     "BackendUnavailable",
     "CacheError",
     "ConfigurationError",
+    "InvalidArgument",
     "InvalidKey",
     "LockError",
     "LockNotOwned",
     "NotAnInteger",
     "SerializationError",
+    "UnsupportedOperation",
     "ValueTooLarge",
 ]
 
@@ -59,3 +61,11 @@ class LockError(CacheError):
 
 class LockNotOwned(LockError):
     """Release or extend of a lock this holder does not own (never taken, expired, or stolen)."""
+
+
+class InvalidArgument(CacheError, ValueError):
+    """An argument other than a key or a value is out of range (a page size, a cursor...)."""
+
+
+class UnsupportedOperation(CacheError, NotImplementedError):
+    """The provider cannot do this at all (memcached cannot list its keys), not a failure."""

@@ -27,13 +27,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
-from .errors import InvalidKey, NotAnInteger
+from .entry import EntryInfo
+from .errors import InvalidKey, NotAnInteger, UnsupportedOperation
+from .keyscan import check_scan_args
 from .sentinels import DEFAULT, MISSING
 from .singleflight import AsyncSingleFlight, SingleFlight
 from .stats import CacheStats
 from .ttl import TTLArg, to_seconds
 
-__all__ = ["Cache", "DistributedCache", "check_key", "check_tags"]
+__all__ = ["Cache", "DistributedCache", "EntryInfo", "check_key", "check_tags"]
 
 
 def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
@@ -125,6 +127,26 @@ class Cache(abc.ABC):
         if type(delta) is not int:
             raise NotAnInteger(f"delta must be an int, got {delta!r}")
         return self.incr(key, -delta)
+
+    def scan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        """One page of this cache's keys matching a Redis glob: ``(next_cursor, keys)``.
+
+        Start with ``cursor=""``; ``next_cursor == ""`` means done. A page may hold fewer than
+        ``count`` keys, and (as with Redis ``SCAN``) a key may show up in more than one page.
+        Providers that cannot list keys raise :class:`~cachekit.errors.UnsupportedOperation`.
+        """
+        check_scan_args(pattern, cursor, count)
+        raise UnsupportedOperation(f"{type(self).__name__} cannot list its keys")
+
+    def inspect(self, key: str) -> EntryInfo | None:
+        """What is stored under ``key`` (``None`` if nothing); not counted as a hit or miss."""
+        key = check_key(key)
+        value = self._peek(key)
+        if value is MISSING:
+            return None
+        return EntryInfo(key, self.ttl(key), None, None, None, type(value).__name__)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the present keys only, mapped to their values."""
@@ -229,6 +251,14 @@ class Cache(abc.ABC):
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
         return self.delete_many(keys)
+
+    async def ascan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        return self.scan_keys(pattern, cursor=cursor, count=count)
+
+    async def ainspect(self, key: str) -> EntryInfo | None:
+        return self.inspect(key)
 
     async def aget_stats(self) -> CacheStats:
         return self.get_stats()

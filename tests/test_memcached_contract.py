@@ -24,6 +24,7 @@ _SLACK = 0.05
 
 
 class TestMemcachedContract(CacheContract):
+    lists_keys = False
     ttl_unit = 3.0
 
     @pytest.fixture
@@ -44,6 +45,7 @@ class TestMemcachedContract(CacheContract):
 
 
 class TestMemcachedPoolContract(CacheContract):
+    lists_keys = False
     ttl_unit = 3.0
 
     @pytest.fixture

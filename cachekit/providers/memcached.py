@@ -72,6 +72,7 @@ from ..config import (
     seconds_option,
     size_option,
 )
+from ..entry import EntryInfo, describe_payload
 from ..errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -882,6 +883,24 @@ class MemcachedCache(Cache):
         # memcached's clock ticks once a second, so an item it reports as having r seconds
         # left has between r - 1 and r: report the middle, never 0 for a live key.
         return max(remaining - 0.5, 0.5)
+
+    def inspect(self, key: str) -> EntryInfo | None:
+        """Value bytes and TTL in one meta command; fails closed (a tool must not read "absent")."""
+        key = check_key(key)
+        stored = self._key(key)
+        line, data = self._call(self._route(stored), _meta(b"mg " + stored + b" v t\r\n"))
+        if not line.startswith(b"VA") or data is None:
+            return None
+        value = self._read(key)
+        if value is MISSING:  # expired or evicted between the two reads
+            return None
+        remaining = int(_meta_flags(line)["t"])
+        ttl = None if remaining < 0 else max(remaining - 0.5, 0.5)  # see ttl()
+        if data.startswith(_MANIFEST_MAGIC):  # chunked: the manifest records the whole size
+            size = int(data.split()[2])
+            return EntryInfo(key, ttl, size, "chunked", None, type(value).__name__)
+        serializer, compression = describe_payload(data)
+        return EntryInfo(key, ttl, len(data), serializer, compression, type(value).__name__)
 
     # -- writes -----------------------------------------------------------------------------------
 

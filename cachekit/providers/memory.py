@@ -64,9 +64,11 @@ from ..config import (
     seconds_option,
     size_option,
 )
+from ..entry import EntryInfo, describe_payload
 from ..errors import ConfigurationError, NotAnInteger, ValueTooLarge
 from ..glob import compile_glob
 from ..interfaces import DistributedCache, check_key, check_tags
+from ..keyscan import check_scan_args, sorted_page
 from ..metrics.latency import LatencySampler
 from ..policies.base import EvictionPolicy
 from ..registry import policy_registry, serializer_registry
@@ -372,6 +374,27 @@ class MemoryCache(DistributedCache):
         with self._lock:
             now = self._clock()
             return [k for k, e in self._data.items() if e[1] is None or e[1] > now]
+
+    def scan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        check_scan_args(pattern, cursor, count)
+        matches = compile_glob(pattern)
+        return sorted_page([k for k in self.keys() if matches(k)], cursor, count)
+
+    def inspect(self, key: str) -> EntryInfo | None:
+        key = check_key(key)
+        entry = self._data.get(key)
+        if entry is None or (entry[1] is not None and entry[1] <= self._clock()):
+            return None
+        stored = entry[0]
+        ttl = None if entry[1] is None else max(entry[1] - self._clock(), 0.0)
+        if self._loads is not None and isinstance(stored, bytes):
+            serializer, compression = describe_payload(stored)
+            value_type = type(self._loads(stored)).__name__
+            return EntryInfo(key, ttl, len(stored), serializer, compression, value_type)
+        size = (self._sizer or shallow_sizer)(key, stored)
+        return EntryInfo(key, ttl, size, None, None, type(stored).__name__)
 
     def __len__(self) -> int:
         """Entries held, including expired ones not yet swept (see :meth:`keys`)."""

@@ -49,6 +49,7 @@ from ..ttl import TTLArg, check_default_ttl, resolve_ttl, to_seconds
 from . import redis_scripts as lua
 from .redis_async import RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
+from .redis_inspect import RedisInspectOps
 from .redis_lock import CacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
 
@@ -58,7 +59,7 @@ _UNAVAILABLE = UNAVAILABLE
 _RAISE = RAISE
 
 
-class RedisCache(RedisAsyncOps, DistributedCache):
+class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     """A cache on a Redis server (standalone, TLS, unix socket or behind Sentinel)."""
 
     provider_name = "redis"

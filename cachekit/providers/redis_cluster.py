@@ -64,6 +64,7 @@ class RedisClusterCache(RedisCache):
     schemes: ClassVar[tuple[str, ...]] = ("redis+cluster",)
     hash_tags: ClassVar[bool] = True
     plain_writes: ClassVar[bool] = False  # MULTI spans one node only: keep the per-slot script
+    _native_scan_cursor = False  # one SCAN cursor per primary: page over a sorted snapshot
 
     __slots__ = ()
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import Option, ParsedURL, choice_option, parse_options, parse_url, seconds_option
+from ..entry import EntryInfo
 from ..errors import ConfigurationError, InvalidKey, NotAnInteger
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..sentinels import DEFAULT, MISSING
@@ -359,6 +360,16 @@ class TieredCache(DistributedCache):
 
     def ttl(self, key: str) -> float | None:
         return self._l2.ttl(key)
+
+    def scan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        """L2's keys: L1 holds a subset of them."""
+        return self._l2.scan_keys(pattern, cursor=cursor, count=count)
+
+    def inspect(self, key: str) -> EntryInfo | None:
+        """The entry as L2 stores it (L1 holds decoded copies of it)."""
+        return self._l2.inspect(key)
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ..errors import InvalidKey, NotAnInteger
+from ..errors import InvalidArgument, InvalidKey, NotAnInteger, UnsupportedOperation
 from ..interfaces import Cache, DistributedCache
 from ..sentinels import MISSING
 from .clock import FakeClock
@@ -61,6 +61,8 @@ class CacheContract:
 
     #: Seconds that count as "a TTL" in these tests; network providers may need a larger unit.
     ttl_unit: float = 10.0
+    #: Whether ``scan_keys`` lists keys (memcached cannot: it raises UnsupportedOperation).
+    lists_keys: bool = True
 
     @pytest.fixture
     def clock(self) -> FakeClock:
@@ -463,6 +465,89 @@ class CacheContract:
         assert calls == [1]
         assert asyncio.run(cache.aget_or_set("k2", lambda: 3)) == 3
         assert asyncio.run(cache.aget_or_set("k3", 4)) == 4
+
+    # -- listing and inspecting (tools) --------------------------------------------------------
+
+    def _all_keys(self, cache: Cache, pattern: str, count: int) -> set[str]:
+        seen: set[str] = set()
+        cursor = ""
+        for _ in range(10_000):
+            cursor, keys = cache.scan_keys(pattern, cursor=cursor, count=count)
+            assert all(isinstance(k, str) for k in keys)
+            seen.update(keys)
+            if not cursor:
+                return seen
+        raise AssertionError("scan_keys never finished")
+
+    def test_scan_keys_pages_through_matching_keys(self, cache: Cache) -> None:
+        if not self.lists_keys:
+            with pytest.raises(UnsupportedOperation):
+                cache.scan_keys()
+            return
+        cache.set_many({f"user:{i}": i for i in range(120)} | {"post:1": 1, "user": 0})
+        assert self._all_keys(cache, "user:*", 25) == {f"user:{i}" for i in range(120)}
+        assert self._all_keys(cache, "*", 1000) == {f"user:{i}" for i in range(120)} | {
+            "post:1",
+            "user",
+        }
+        assert self._all_keys(cache, "nothing*", 10) == set()
+
+    def test_scan_keys_async(self, cache: Cache) -> None:
+        if not self.lists_keys:
+            return
+        cache.set_many({"a1": 1, "a2": 2, "b1": 3})
+
+        async def scenario() -> set[str]:
+            seen: set[str] = set()
+            cursor = ""
+            while True:
+                cursor, keys = await cache.ascan_keys("a*", cursor=cursor, count=1)
+                seen.update(keys)
+                if not cursor:
+                    return seen
+
+        assert asyncio.run(scenario()) == {"a1", "a2"}
+
+    @pytest.mark.parametrize(
+        ("pattern", "cursor", "count", "error"),
+        [
+            ("", "", 10, InvalidKey),
+            ("*", None, 10, InvalidArgument),
+            ("*", "", 0, InvalidArgument),
+            ("*", "", 10_001, InvalidArgument),
+            ("*", "", 1.5, InvalidArgument),
+        ],
+    )
+    def test_scan_keys_rejects_bad_arguments(
+        self, cache: Cache, pattern: str, cursor: Any, count: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error):
+            cache.scan_keys(pattern, cursor=cursor, count=count)
+
+    def test_inspect(self, cache: Cache) -> None:
+        cache.set("doc", {"a": [1, 2]}, ttl=self.ttl_unit * 10)
+        cache.set("forever", "text", ttl=None)
+        info = cache.inspect("doc")
+        assert info is not None
+        assert (info.key, info.value_type) == ("doc", "dict")
+        assert info.ttl is not None
+        assert 0 < info.ttl <= self.ttl_unit * 10
+        assert info.size is None or info.size > 0
+        forever = cache.inspect("forever")
+        assert forever is not None
+        assert (forever.ttl, forever.value_type) == (None, "str")
+        assert cache.inspect("absent") is None
+        assert asyncio.run(cache.ainspect("forever")) == forever
+        with pytest.raises(InvalidKey):
+            cache.inspect("")
+
+    def test_inspect_is_not_a_lookup(self, cache: Cache) -> None:
+        cache.set("k", 1)
+        before = cache.get_stats()
+        cache.inspect("k")
+        cache.inspect("absent")
+        after = cache.get_stats()
+        assert (after.hits, after.misses) == (before.hits, before.misses)
 
 
 class DistributedCacheContract(CacheContract):

@@ -1,0 +1,109 @@
+"""Listing and inspecting a Redis cache's entries, for tools rather than hot paths.
+
+A base class of ``RedisCache`` (like :mod:`.redis_async`): ``scan_keys`` pages with Redis's own
+``SCAN`` cursor on a standalone server and over a sorted snapshot on a cluster (whose cursor is
+one per primary); ``inspect`` reads the value and its ``PTTL`` in one round trip. Both fail
+closed: a listing that silently came back empty under fail-open would read as "no keys".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..entry import EntryInfo, describe_payload
+from ..errors import InvalidArgument
+from ..interfaces import DistributedCache
+from ..keyscan import check_scan_args, sorted_page
+from .redis_async import RAISE
+
+if TYPE_CHECKING:
+    from .redis_conn import RedisClients
+
+__all__ = ["RedisInspectOps"]
+
+
+class RedisInspectOps(DistributedCache):
+    """``scan_keys``/``inspect`` and their async twins for the Redis providers."""
+
+    __slots__ = ()
+
+    #: Whether SCAN's cursor can be handed out (one server) or pages come from a snapshot.
+    _native_scan_cursor = True
+
+    if TYPE_CHECKING:  # provided by RedisCache
+        _clients: RedisClients
+        _kopen: str
+        _kclose: str
+        _loads: Callable[[bytes], Any]
+
+        def _sync(self) -> Any: ...
+        def _call(self, op: str, fallback: Any, fn: Callable[..., Any], *args: Any) -> Any: ...
+        async def _acall(
+            self, op: str, fallback: Any, fn: Callable[..., Any], *args: Any
+        ) -> Any: ...
+        def _check_key(self, key: Any) -> str: ...
+        def _user_key(self, raw: bytes) -> str: ...
+        def _match(self, pattern: str) -> str: ...
+        def _scan(self, match: str) -> Iterator[bytes]: ...
+        @staticmethod
+        def _pttl(ms: int) -> float | None: ...
+
+    def _start(self, pattern: str, cursor: str, count: int) -> int:
+        check_scan_args(pattern, cursor, count)
+        if not self._native_scan_cursor:
+            return 0
+        if cursor and not cursor.isdigit():
+            raise InvalidArgument(f"not a cursor this cache handed out: {cursor!r}")
+        return int(cursor or 0)
+
+    def scan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        start = self._start(pattern, cursor, count)
+        if not self._native_scan_cursor:
+            return self._call("scan_keys", RAISE, self._snapshot_page, pattern, cursor, count)  # type: ignore[no-any-return]
+        client = self._sync()
+        nxt, raws = self._call("scan_keys", RAISE, client.scan, start, self._match(pattern), count)
+        return ("" if int(nxt) == 0 else str(nxt)), [self._user_key(r) for r in raws]
+
+    def _snapshot_page(self, pattern: str, cursor: str, count: int) -> tuple[str, list[str]]:
+        keys = [self._user_key(raw) for raw in self._scan(self._match(pattern))]
+        return sorted_page(set(keys), cursor, count)
+
+    async def ascan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        start = self._start(pattern, cursor, count)
+        if not self._native_scan_cursor:  # cluster: the sync client pages over every primary
+            return self.scan_keys(pattern, cursor=cursor, count=count)
+        client = self._clients.aclient()
+        nxt, raws = await self._acall(
+            "scan_keys", RAISE, client.scan, start, self._match(pattern), count
+        )
+        return ("" if int(nxt) == 0 else str(nxt)), [self._user_key(r) for r in raws]
+
+    def inspect(self, key: str) -> EntryInfo | None:
+        key = self._check_key(key)
+        pipe = self._sync().pipeline(transaction=False)
+        data = self._kopen + key + self._kclose
+        pipe.get(data)
+        pipe.pttl(data)
+        raw, ms = self._call("inspect", RAISE, pipe.execute)
+        return self._entry(key, raw, ms)
+
+    async def ainspect(self, key: str) -> EntryInfo | None:
+        key = self._check_key(key)
+        pipe = self._clients.aclient().pipeline(transaction=False)
+        data = self._kopen + key + self._kclose
+        pipe.get(data)
+        pipe.pttl(data)
+        raw, ms = await self._acall("inspect", RAISE, pipe.execute)
+        return self._entry(key, raw, ms)
+
+    def _entry(self, key: str, raw: bytes | None, ms: int) -> EntryInfo | None:
+        if raw is None:
+            return None
+        serializer, compression = describe_payload(raw)
+        value_type = type(self._loads(raw)).__name__
+        return EntryInfo(key, self._pttl(ms), len(raw), serializer, compression, value_type)
