@@ -148,6 +148,18 @@ class Cache(abc.ABC):
             return None
         return EntryInfo(key, self.ttl(key), None, None, None, type(value).__name__)
 
+    def _get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        """``(value or MISSING, remaining seconds)``, counted as one lookup; for near caches.
+
+        Network providers override this to read both in one round trip.
+        """
+        value = self.get(key, MISSING)
+        return value, (0.0 if value is MISSING else self.ttl(key))
+
+    def _get_many_with_ttl(self, keys: list[str]) -> dict[str, tuple[Any, float | None]]:
+        """``{key: (value, remaining seconds)}`` of the present keys; see :meth:`_get_with_ttl`."""
+        return {key: (value, self.ttl(key)) for key, value in self.get_many(keys).items()}
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the present keys only, mapped to their values."""
         found: dict[str, Any] = {}

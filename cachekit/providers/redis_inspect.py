@@ -1,9 +1,12 @@
-"""Listing and inspecting a Redis cache's entries, for tools rather than hot paths.
+"""Listing and inspecting a Redis cache's entries, and reading values with their TTLs.
 
 A base class of ``RedisCache`` (like :mod:`.redis_async`): ``scan_keys`` pages with Redis's own
 ``SCAN`` cursor on a standalone server and over a sorted snapshot on a cluster (whose cursor is
 one per primary); ``inspect`` reads the value and its ``PTTL`` in one round trip. Both fail
 closed: a listing that silently came back empty under fail-open would read as "no keys".
+``_get_with_ttl``/``_get_many_with_ttl`` serve the near cache (:mod:`.tiered`), which must know
+how long an L2 value may live in L1: one pipeline of ``GET``/``PTTL`` pairs instead of two round
+trips per key (on a cluster the pipeline is split per node by redis-py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ..entry import EntryInfo, describe_payload
 from ..errors import InvalidArgument
 from ..interfaces import DistributedCache
 from ..keyscan import check_scan_args, sorted_page
+from ..sentinels import MISSING
 from .redis_async import RAISE
 
 if TYPE_CHECKING:
@@ -46,6 +50,9 @@ class RedisInspectOps(DistributedCache):
         def _user_key(self, raw: bytes) -> str: ...
         def _match(self, pattern: str) -> str: ...
         def _scan(self, match: str) -> Iterator[bytes]: ...
+        def _count(
+            self, hits: int = 0, misses: int = 0, sets: int = 0, deletes: int = 0
+        ) -> None: ...
         @staticmethod
         def _pttl(ms: int) -> float | None: ...
 
@@ -107,3 +114,30 @@ class RedisInspectOps(DistributedCache):
         serializer, compression = describe_payload(raw)
         value_type = type(self._loads(raw)).__name__
         return EntryInfo(key, self._pttl(ms), len(raw), serializer, compression, value_type)
+
+    def _get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        key = self._check_key(key)
+        found = self._get_many_with_ttl([key])
+        return found.get(key, (MISSING, 0.0))
+
+    def _get_many_with_ttl(self, keys: list[str]) -> dict[str, tuple[Any, float | None]]:
+        keys = [self._check_key(k) for k in keys]
+        if not keys:
+            return {}
+        pipe = self._sync().pipeline(transaction=False)
+        prefix, close = self._kopen, self._kclose
+        for key in keys:
+            pipe.get(prefix + key + close)
+            pipe.pttl(prefix + key + close)
+        replies = self._call("get_many", None, pipe.execute)
+        if replies is None:  # failed open: every key missed
+            self._count(misses=len(keys))
+            return {}
+        found: dict[str, tuple[Any, float | None]] = {}
+        loads = self._loads
+        for i, key in enumerate(keys):
+            raw, ms = replies[2 * i], replies[2 * i + 1]
+            if raw is not None and ms != -2:
+                found[key] = (loads(raw), self._pttl(ms))
+        self._count(hits=len(found), misses=len(keys) - len(found))
+        return found

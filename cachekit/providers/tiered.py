@@ -319,13 +319,16 @@ class TieredCache(DistributedCache):
             key = check_key(key)
             self._ensure_subscriber()
         epoch = self._epoch
-        value = self._l2.get(key, MISSING)
+        if not self._live:
+            value = self._l2.get(key, MISSING)
+            self._count(hits=value is not MISSING, misses=value is MISSING)
+            return default if value is MISSING else value
+        value, remaining = self._l2._get_with_ttl(key)
         if value is MISSING:
             self._count(misses=1)
             return default
         self._count(hits=1)
-        if self._live:
-            self._fill(epoch, key, value, self._l2.ttl(key))
+        self._fill(epoch, key, value, remaining)
         return value
 
     def _peek(self, key: str) -> Any:
@@ -336,20 +339,22 @@ class TieredCache(DistributedCache):
         return self._l2._peek(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """L1 first, then one L2 ``get_many`` for the rest; those are not filled into L1
-        (that would cost a TTL round trip per key; ``get`` fills)."""
+        """L1 first, then one L2 read (values with their TTLs) for the rest, filled into L1."""
         keys = [check_key(k) for k in keys]
-        found: dict[str, Any] = {}
-        rest = keys
-        if self._live:
-            found = self._l1.get_many(keys)
-            rest = [k for k in keys if k not in found]
-        else:
+        if not self._live:
             self._ensure_subscriber()
+            found = self._l2.get_many(keys)
+            self._count(hits=len(found), misses=len(keys) - len(found))
+            return found
+        found = self._l1.get_many(keys)
+        rest = [k for k in keys if k not in found]
         if rest:
-            from_l2 = self._l2.get_many(rest)
+            epoch = self._epoch
+            from_l2 = self._l2._get_many_with_ttl(rest)
             self._count(hits=len(from_l2), misses=len(rest) - len(from_l2))
-            found.update(from_l2)
+            for key, (value, remaining) in from_l2.items():
+                found[key] = value
+                self._fill(epoch, key, value, remaining)
         return found
 
     def exists(self, key: str) -> bool:
