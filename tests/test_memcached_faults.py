@@ -148,3 +148,37 @@ def test_keys_written_before_an_outage_of_another_node_survive(
         assert 0 < len(found) < len(keys)
         assert all(found[key] == key for key in found)
         memcached_cluster[1].start()
+
+
+def test_async_twins_never_block_the_event_loop(fresh_memcached_server: MemcachedServer) -> None:
+    """A stalled server (SIGSTOP) holds an ``aget`` for its whole timeout; the loop keeps going."""
+    import asyncio
+    import os
+    import signal
+
+    server = fresh_memcached_server
+    with MemcachedCache([(server.host, server.port)], timeout=0.6, fail_open=True) as cache:
+        asyncio.run(cache.aset("k", 1))
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+
+            async def scenario() -> tuple[object, int]:
+                ticks = 0
+
+                async def ticker() -> None:
+                    nonlocal ticks
+                    while True:
+                        await asyncio.sleep(0.01)
+                        ticks += 1
+
+                task = asyncio.create_task(ticker())
+                value = await cache.aget("k", "fallback")
+                task.cancel()
+                return value, ticks
+
+            value, ticks = asyncio.run(scenario())
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert value == "fallback"  # timed out, failed open
+        assert ticks >= 20  # ~60 ticks in 0.6 s; a blocked loop would count none

@@ -89,6 +89,7 @@ from ..serialization.header import Codec, pack_header, parse_decimal
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .hashring import KetamaRing
+from .memcached_async import MemcachedAsyncOps
 
 __all__ = ["MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
 
@@ -330,7 +331,7 @@ class _Node:
             slot.client.close()
 
 
-class MemcachedCache(Cache):
+class MemcachedCache(MemcachedAsyncOps, Cache):
     """A cache over one or more memcached servers; see the module docstring for the design."""
 
     provider_name = "memcached"
