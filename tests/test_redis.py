@@ -193,11 +193,19 @@ def test_tag_sets_expire_with_their_members(make: Any, raw: redis.Redis) -> None
 def test_overwrite_and_delete_clean_tag_bookkeeping(make: Any, raw: redis.Redis) -> None:
     cache = make()
     cache.set("a", 1, tags=["t1", "t2"])
-    cache.set("a", 2)
-    assert list(raw.scan_iter(cache._meta + "*")) == []
+    cache.set("a", 2)  # untagged: drops the side key, leaves stale members in the tag sets
+    assert raw.exists(cache._side_prefix + "a") == 0
+    assert cache.invalidate_tags(["t1", "t2"]) == 0  # stale members are skipped...
+    assert cache.get("a") == 2
+    assert list(raw.scan_iter(cache._meta + "*")) == []  # ...and dropped with their sets
     cache.set("b", 1, tags=["t1"])
     cache.delete("b")
     assert list(raw.scan_iter(cache._meta + "*")) == []
+    cache.set("big", b"x" * 100_000, tags=["t1"])  # over one send: MULTI/EXEC
+    cache.set("big", b"y" * 100_000)
+    assert raw.exists(cache._side_prefix + "big") == 0
+    assert cache.invalidate_tags(["t1"]) == 0
+    assert cache.get("big") == b"y" * 100_000
 
 
 def test_touch_extends_the_tag_set(make: Any, raw: redis.Redis) -> None:
@@ -317,8 +325,9 @@ def test_large_untagged_overwrite_removes_tags(make: Any, raw: redis.Redis, many
     else:
         cache.set("a", big, ttl=20)
         cache.set("b", big, ttl=20)
-    assert list(raw.scan_iter(cache._meta + "*")) == []  # side keys and tag sets gone
-    assert cache.invalidate_tags(["t1"]) == 0
+    assert raw.exists(cache._side_prefix + "a", cache._side_prefix + "b") == 0  # untagged
+    assert cache.invalidate_tags(["t1", "t2"]) == 0
+    assert list(raw.scan_iter(cache._meta + "*")) == []  # stale members went with their sets
     assert cache.get_many(["a", "b"]) == {"a": big, "b": big}
     assert 19 < cache.ttl("a") <= 20
     cache.set("a", big, ttl=None)
@@ -326,14 +335,16 @@ def test_large_untagged_overwrite_removes_tags(make: Any, raw: redis.Redis, many
     assert cache.get_stats().sets == 5
 
 
-def test_plain_write_reloads_a_flushed_script(make: Any, raw: redis.Redis) -> None:
+def test_writes_reload_a_flushed_script(make: Any, raw: redis.Redis) -> None:
     cache = make(compression="none")
     big = b"y" * (cache.plain_write_min + 1)
     cache.set("a", 1, tags=["t"])
     raw.script_flush()
     cache.set("a", big)
+    cache.set_many({"c": 1, "d": 2}, tags=["u"])  # the store script, reloaded
     assert cache.get("a") == big
     assert cache.invalidate_tags(["t"]) == 0
+    assert cache.invalidate_tags(["u"]) == 2
     assert list(raw.scan_iter(cache._meta + "*")) == []
 
 

@@ -6,11 +6,11 @@ multi-key primitives - the ``_*_raw`` methods - with per-slot ones. The async tw
 
 Each contract operation is one round trip with the cheapest correct command (see the table in
 ``docs/redis.md``): ``get`` is ``GET``, ``get_many`` one ``MGET``, ``exists`` ``EXISTS``, ``ttl``
-``PTTL``; writes that must keep tags consistent (``set``, ``add``, ``set_many``, ``delete``,
-``touch``, ``invalidate_tags``) and ``incr`` (which gives a key it creates the default TTL) are
-single Lua scripts from :mod:`.redis_scripts`, which also documents the key layout and the tag
-design - except untagged writes of large values, which keep the value out of Lua with
-``MULTI; EVALSHA UNTAG; SET ... PX; EXEC`` (``_set_plain``). ``clear`` and
+``PTTL``; writes that must keep tags consistent (tagged ``set``/``set_many``, ``add``,
+``delete``, ``touch``, ``invalidate_tags``) and ``incr`` (which gives a key it creates the
+default TTL) are single Lua scripts from :mod:`.redis_scripts`, which also documents the key
+layout and the tag design. An untagged ``set`` (and ``set_many`` of large values) needs no Lua:
+``DEL <side key>; SET ... PX`` in one send (``_set_plain`` says why that is safe). ``clear`` and
 ``delete_pattern`` walk only this cache's prefix with ``SCAN MATCH`` and remove in batches;
 never ``KEYS``, and ``FLUSHDB`` only with ``flushdb_on_clear=true``.
 
@@ -59,6 +59,10 @@ _UNAVAILABLE = UNAVAILABLE
 _RAISE = RAISE
 
 
+#: Writes up to this many bytes go out in one send (and run back to back on the server).
+_ONE_SEND = 65536
+
+
 class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     """A cache on a Redis server (standalone, TLS, unix socket or behind Sentinel)."""
 
@@ -68,11 +72,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     #: Wrap user keys in a ``{...}`` hash tag (Redis Cluster: an entry's keys share a slot).
     hash_tags: ClassVar[bool] = False
 
-    #: Untagged writes of values at least this large (bytes, mean per key) skip the store script:
-    #: ``MULTI; EVALSHA UNTAG; SET ... PX; EXEC`` (values copied into Lua cost the server more
-    #: than the extra commands; see ``docs/redis.md``).
+    #: ``set_many`` of untagged values at least this large (bytes, mean per key) skips the store
+    #: script for ``DEL``/``SET`` (values copied into Lua cost the server more than the extra
+    #: commands; for small values one script call beats a batch of SETs; ``docs/redis.md``).
     plain_write_min: ClassVar[int] = 2048
-    #: Whether untagged writes may use the ``MULTI`` path (the cluster subclass keeps the script).
+    #: Whether untagged writes may skip the script (the cluster subclass keeps it: per slot).
     plain_writes: ClassVar[bool] = True
 
     #: Options accepted in the URL's query string and in config dicts (see redis_conn.py).
@@ -308,63 +312,64 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         return int(lua.STORE(self._sync(), keys, args))
 
     def _store_one(self, key: str, blob: bytes, ms: int) -> int:
-        """Store one encoded, untagged value (``set``): the script, or MULTI for a large one."""
-        if len(blob) >= self.plain_write_min:
-            return self._set_plain([(key, blob)], ms)
-        data, side = self._kopen + key + self._kclose, self._side_prefix + key + self._kclose
-        tprefix = "" if self.hash_tags else self._tag_prefix
-        args = [ms, "0", tprefix, self._prefix_len, 0, blob]
-        return int(lua.STORE(self._sync(), [data, side], args))
+        """Store one encoded, untagged value (``set``): no Lua, see :meth:`_set_plain`."""
+        return self._set_plain([(key, blob)], ms)
 
     def _set_plain(self, items: list[tuple[str, bytes]], ms: int) -> int:
-        """Untagged writes without the value in Lua, atomically in one round trip:
-        ``MULTI; EVALSHA UNTAG <side keys>; SET <data> <value> PX ms ...; EXEC``. The untag runs
-        first, inside the transaction, so no tagged write can slip between it and the values."""
-        prefix, side, close = self._kopen, self._side_prefix, self._kclose
-        sides = [side + key + close for key, _ in items]
-        untag = [len(sides), *sides, self._tag_prefix, *(key for key, _ in items)]
-        sets: list[tuple[Any, ...]] = [
-            ("SET", prefix + key + close, blob, "PX", ms)
-            if ms
-            else ("SET", prefix + key + close, blob)
-            for key, blob in items
-        ]
-        for command, body in (("EVALSHA", lua.UNTAG.sha), ("EVAL", lua.UNTAG.source)):
-            results = self._transaction([(command, body, *untag), *sets])
-            first = results[0]
-            if isinstance(first, redis.exceptions.NoScriptError):
-                continue  # the values were written; run it again with the script's source
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-            return len(items)
-        raise redis.exceptions.NoScriptError("UNTAG script not loaded")  # pragma: no cover
+        """Untagged writes without Lua in one round trip: ``DEL <side keys>``, then
+        ``SET <data> <value> PX ms`` per item.
 
-    def _transaction(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """``MULTI; commands; EXEC`` on one pooled connection, packed by hand (a redis-py
-        transaction pipeline costs ~10 us of client CPU more); returns EXEC's replies. Retried
-        like any command on a connection error (see the ``retries`` option)."""
+        An untagged write must drop the key's old tags, which its side key lists. The tag sets
+        themselves need no cleanup: INVALIDATE removes a member only while its side key still
+        lists the tag, and drops the whole set (stale members too) once it has run. DEL comes
+        before SET because the other order could strip a concurrent tagged write of its tags
+        (a value that a later invalidation would miss), while this one at worst invalidates a
+        value that was just written untagged. A write that fits one send runs back to back on
+        the server (Redis executes a client's pipelined commands in one go as it reads them);
+        a larger one is wrapped in MULTI/EXEC so that nothing can run between its commands.
+        """
+        prefix, side, close = self._kopen, self._side_prefix, self._kclose
+        commands: list[tuple[Any, ...]] = [("DEL", *(side + key + close for key, _ in items))]
+        for key, blob in items:
+            if ms:
+                commands.append(("SET", prefix + key + close, blob, "PX", ms))
+            else:
+                commands.append(("SET", prefix + key + close, blob))
+        self._send(commands, atomic=sum(len(blob) for _, blob in items) >= _ONE_SEND)
+        return len(items)
+
+    def _send(self, commands: list[tuple[Any, ...]], *, atomic: bool) -> list[Any]:
+        """Commands on one pooled connection, packed by hand (a redis-py pipeline costs ~10 us
+        of client CPU more; a raw ``SET`` through ``execute_command`` costs more than this whole
+        round trip); ``atomic`` wraps them in ``MULTI``/``EXEC``. Returns their replies, raising
+        the first error. Retried like any command on a connection error (``retries`` option)."""
         pool = self._sync().connection_pool
         conn = pool.get_connection()
+        if atomic:
+            commands = [("MULTI",), *commands, ("EXEC",)]
         # pack_commands leaves large values apart and each becomes its own sendall, which reaches
         # the server as its own segment (a wake-up and a partial parse each): join a small
-        # transaction into one send; a large one is cheaper sent as is than copied.
-        packed = conn.pack_commands([("MULTI",), *commands, ("EXEC",)])
-        if len(packed) > 1 and sum(map(len, packed)) < 65536:
+        # batch into one send; a large one is cheaper sent as is than copied.
+        packed = conn.pack_commands(commands)
+        if len(packed) > 1 and sum(map(len, packed)) < _ONE_SEND:
             packed = [b"".join(packed)]
 
         def run() -> list[Any]:
             conn.send_packed_command(packed)
             error: Exception | None = None
-            for _ in range(len(commands) + 1):  # OK, then QUEUED per command (or an error)
+            replies: list[Any] = []
+            for _ in commands:  # with MULTI: OK, QUEUED per command (or an error), then EXEC's
                 try:
-                    conn.read_response()
+                    replies.append(conn.read_response())
                 except redis.exceptions.ResponseError as exc:
                     error = error or exc
-            try:
-                replies: list[Any] = conn.read_response()
-            except redis.exceptions.ResponseError as exc:  # EXECABORT: a command was refused
-                raise error or exc from None
+            if error is not None:  # EXECABORT included: the transaction did not run
+                raise error
+            if atomic:
+                replies = replies[-1]
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
             return replies
 
         try:

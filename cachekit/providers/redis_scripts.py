@@ -34,7 +34,6 @@ __all__ = [
     "TAG_SET",
     "TOUCH",
     "TOUCH_SLOT",
-    "UNTAG",
     "Script",
     "escape_glob",
     "meta_prefix",
@@ -131,24 +130,6 @@ for i = 1, #KEYS, 2 do
   end
 end
 return stored
-""")
-
-#: KEYS: side1, side2...  ARGV: tag-set prefix, then the members (user keys), one per side key.
-#: The tag bookkeeping of an untagged write, without the value: run inside ``MULTI`` before the
-#: plain ``SET ... PX`` of each value (see ``RedisCache._set_plain``), so that large values never
-#: pass through Lua. Drops each member from its old tag sets and deletes its side key.
-UNTAG: Final = Script("""
-local tprefix = ARGV[1]
-for i = 1, #KEYS do
-  local old = redis.call('SMEMBERS', KEYS[i])
-  if #old > 0 then
-    if tprefix ~= '' then
-      for _, tag in ipairs(old) do redis.call('SREM', tprefix .. tag, ARGV[i + 1]) end
-    end
-    redis.call('DEL', KEYS[i])
-  end
-end
-return 0
 """)
 
 #: KEYS: data1, side1, ...  ARGV: tag-set prefix, prefix length. Returns how many values existed.
