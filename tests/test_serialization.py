@@ -1072,3 +1072,19 @@ def test_reader_properties() -> None:
     assert not JsonSerializer().allow_pickle
     assert compression.make_compressor("zlib") is not None
     assert compression.make_compressor("none") is None
+
+
+def test_large_incompressible_bodies_are_probed_not_compressed() -> None:
+    import os
+
+    from cachekit.serialization import make_serializer
+
+    serializer = make_serializer("pickle", compression="zlib")
+    noise = os.urandom(10_000)
+    text = b"<p>the same paragraph again</p>" * 400
+    mixed = text[:600] + noise  # a compressible head decides: the whole body is compressed
+    assert serializer.dumps(noise)[3] & 0x03 == 0  # stored as is
+    assert serializer.dumps(text)[3] & 0x03 == 1  # zlib
+    assert serializer.dumps(mixed)[3] & 0x03 == 1
+    for value in (noise, text, mixed):
+        assert serializer.loads(serializer.dumps(value)) == value
