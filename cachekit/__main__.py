@@ -9,6 +9,7 @@ USAGE = """usage: cachekit COMMAND [options]
 
 commands:
   demo     serve a skewed page-view stream from the embedded memory cache and print its stats
+  serve    serve caches over gRPC (cachekit serve --help)
 """
 
 
@@ -22,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import main as demo_main
 
         return demo_main(rest)
+    if command == "serve":
+        from .grpc.cli import main as serve_main
+
+        return serve_main(rest)
     print(f"cachekit: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -119,6 +119,8 @@ provider_registry: Registry[Any] = Registry(
         "redis+cluster": "cachekit.providers.redis_cluster:RedisClusterCache",
         "memcached": "cachekit.providers.memcached:MemcachedCache",
         "tiered": "cachekit.providers.tiered:TieredCache",
+        "grpc": "cachekit.grpc.client:GrpcCache",
+        "grpcs": "cachekit.grpc.client:GrpcCache",
     },
 )
 #: Eviction policy name -> policy class (memory provider).

@@ -1,0 +1,93 @@
+"""``cachekit serve``: the gRPC server over caches built from provider URLs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import ConfigurationError
+from ..factory import create_cache
+from ..interfaces import Cache
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cachekit serve",
+        description="Serve caches over gRPC (cachekit.v1.CacheService and CacheAdminService).",
+    )
+    parser.add_argument(
+        "--url",
+        default="memory://",
+        help="provider URL of the 'default' namespace (default: memory://)",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another namespace (repeatable)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
+    parser.add_argument("--token", help="bearer token every call must carry")
+    parser.add_argument("--admin-token", help="bearer token of the admin RPCs")
+    parser.add_argument("--tls-cert", help="PEM certificate (enables TLS)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-client-ca", help="PEM CA of client certificates (mutual TLS)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    return parser
+
+
+def build_namespaces(url: str, extra: Sequence[str]) -> dict[str, Cache]:
+    """``{"default": url, NAME: URL...}`` as caches; a bad URL names its option."""
+    specs = {"default": url}
+    for item in extra:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise ConfigurationError(f"--namespace takes NAME=URL, got {item!r}", key="namespace")
+        specs[name] = spec
+    caches: dict[str, Cache] = {}
+    for name, spec in specs.items():
+        options = {"name": name} if spec.startswith("memory:") and "name=" not in spec else {}
+        caches[name] = create_cache(spec, **options)
+    return caches
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    try:
+        from .server import serve
+    except ImportError as exc:
+        print(
+            f"cachekit serve needs the grpc extra ({exc}): pip install 'cachekit[grpc]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        caches = build_namespaces(args.url, args.namespace)
+
+        def ready(port: int) -> None:
+            scheme = "grpcs" if args.tls_cert else "grpc"
+            names = ", ".join(sorted(caches))
+            print(f"cachekit: serving {names} on {scheme}://{args.host}:{port}", flush=True)
+
+        serve(
+            caches,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            admin_token=args.admin_token,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            metrics_port=args.metrics_port,
+            ready=ready,
+        )
+    except (ConfigurationError, OSError) as exc:
+        print(f"cachekit serve: {exc}", file=sys.stderr)
+        return 2
+    print("cachekit: stopped", flush=True)
+    return 0

@@ -1,0 +1,148 @@
+"""Conversions between protobuf messages and the core's values (TTLs, stats, timestamps)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..errors import InvalidArgument, InvalidKey
+from ..glob import compile_glob
+from ..sentinels import DEFAULT, DefaultType
+from ..stats import CacheStats
+from ..v1 import cache_pb2 as pb
+
+__all__ = [
+    "InvalidArgument",
+    "check_pattern",
+    "duration",
+    "request_ttl",
+    "seconds",
+    "stats_message",
+    "timestamp",
+]
+
+_MAX_PATTERN = 1024
+
+
+def seconds(value: Duration) -> float:
+    return value.seconds + value.nanos / 1e9
+
+
+def duration(value: float) -> Duration:
+    whole = int(value)
+    return Duration(seconds=whole, nanos=round((value - whole) * 1e9))
+
+
+def timestamp(epoch: float) -> Timestamp:
+    whole = int(epoch)
+    return Timestamp(seconds=whole, nanos=round((epoch - whole) * 1e9))
+
+
+def request_ttl(
+    message: Any, field: str = "ttl", never: str = "no_expiry"
+) -> float | DefaultType | None:
+    """A request's TTL: DEFAULT (unset), None (``no_expiry``), or seconds (``<= 0``: remove)."""
+    has_ttl = message.HasField(field)
+    if getattr(message, never):
+        if has_ttl:
+            raise InvalidArgument(f"{field} and {never} are mutually exclusive")
+        return None
+    if not has_ttl:
+        return DEFAULT
+    value = seconds(getattr(message, field))
+    if value < 0:
+        raise InvalidArgument(
+            f"{field} must not be negative (zero removes the entry), got {value}s"
+        )
+    return value
+
+
+def check_pattern(pattern: str) -> str:
+    """A glob the memory provider and Redis read alike; unterminated classes are refused."""
+    if len(pattern) > _MAX_PATTERN:
+        raise InvalidKey(f"pattern is longer than {_MAX_PATTERN} characters")
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "\\":
+            if i + 1 == n:
+                raise InvalidKey(f"pattern {pattern!r} ends with a lone backslash")
+            i += 2
+            continue
+        if char == "[":
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in {"]", "^"} else i + 1)
+            if end < 0:
+                raise InvalidKey(f"pattern {pattern!r} has an unterminated [ class")
+            i = end + 1
+            continue
+        i += 1
+    compile_glob(pattern)
+    return pattern
+
+
+def stats_message(stats: CacheStats) -> pb.CacheStats:
+    message = pb.CacheStats(
+        name=stats.name,
+        provider=stats.provider,
+        items=stats.items,
+        hits=stats.hits,
+        misses=stats.misses,
+        sets=stats.sets,
+        deletes=stats.deletes,
+        evictions=stats.evictions,
+        expirations=stats.expirations,
+        memory_bytes=stats.memory_bytes,
+        started_at=timestamp(stats.started_at),
+        uptime=duration(max(stats.uptime, 0.0)),
+        hit_ratio=stats.hit_ratio,
+        get_latency_sum=stats.get_latency_sum,
+        get_latency_count=stats.get_latency_count,
+        extra_json=json.dumps(stats.extra, sort_keys=True, default=str),
+    )
+    if stats.memory_limit is not None:
+        message.memory_limit = stats.memory_limit
+    if stats.max_entries is not None:
+        message.max_entries = stats.max_entries
+    if stats.avg_get_seconds is not None:
+        message.avg_get_seconds = stats.avg_get_seconds
+    if stats.policy is not None:
+        message.policy = stats.policy
+    for bound, count in stats.get_latency_buckets:
+        message.get_latency_buckets.add(upper_bound_seconds=bound, count=count)
+    return message
+
+
+def stats_from_message(message: pb.CacheStats) -> CacheStats:
+    """The inverse of :func:`stats_message` (the client's ``get_stats``)."""
+    return CacheStats(
+        name=message.name,
+        provider=message.provider,
+        items=message.items,
+        hits=message.hits,
+        misses=message.misses,
+        sets=message.sets,
+        deletes=message.deletes,
+        evictions=message.evictions,
+        expirations=message.expirations,
+        memory_bytes=message.memory_bytes,
+        memory_limit=message.memory_limit if message.HasField("memory_limit") else None,
+        max_entries=message.max_entries if message.HasField("max_entries") else None,
+        avg_get_seconds=(message.avg_get_seconds if message.HasField("avg_get_seconds") else None),
+        started_at=message.started_at.seconds + message.started_at.nanos / 1e9,
+        uptime=seconds(message.uptime),
+        policy=message.policy if message.HasField("policy") else None,
+        get_latency_buckets=tuple(
+            (b.upper_bound_seconds, b.count) for b in message.get_latency_buckets
+        ),
+        get_latency_sum=message.get_latency_sum,
+        get_latency_count=message.get_latency_count,
+        extra=json.loads(message.extra_json) if message.extra_json else {},
+    )
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,90 @@
+"""Invalidation events of a namespace, fanned out to ``Watch`` subscribers.
+
+Each subscriber has a bounded queue. Publishing never waits: when a subscriber's queue is full,
+its pending events are dropped and replaced by one ``OVERFLOW`` event, which tells the client
+to drop its whole near cache. A slow subscriber therefore costs bounded memory and never
+silently misses an invalidation (it learns that it missed some).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Event", "EventHub", "EventKind", "Subscription"]
+
+
+class EventKind:
+    """The values of ``cachekit.v1.EventKind`` (kept here so this module needs no protobuf)."""
+
+    SET = 1
+    DELETE = 2
+    TOUCH = 3
+    CLEAR = 4
+    OVERFLOW = 5
+    NAMESPACE_DELETED = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: int
+    key: str = ""
+    pattern: str = ""
+    time: float = field(default_factory=time.time)
+
+
+class Subscription:
+    """One ``Watch`` stream's queue."""
+
+    __slots__ = ("dropped", "queue")
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
+        #: Overflows so far (each one replaced the pending events with an OVERFLOW event).
+        self.dropped = 0
+
+    def offer(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.dropped += 1
+            self.queue.put_nowait(Event(EventKind.OVERFLOW))
+
+    async def next(self) -> Event:
+        return await self.queue.get()
+
+
+class EventHub:
+    """The subscribers of one namespace; used from the server's event loop only."""
+
+    def __init__(self, queue_size: int = 1024) -> None:
+        if queue_size < 2:
+            raise ValueError("a watch queue must hold at least 2 events")
+        self.queue_size = queue_size
+        self._subscribers: set[Subscription] = set()
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self.queue_size)
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, kind: int, key: str = "", pattern: str = "") -> None:
+        if not self._subscribers:
+            return
+        event = Event(kind, key, pattern)
+        for sub in self._subscribers:
+            sub.offer(event)
+
+    def publish_keys(self, kind: int, keys: list[str]) -> None:
+        if self._subscribers:
+            for key in keys:
+                self.publish(kind, key)

@@ -1,0 +1,214 @@
+"""The namespaces a server serves: name -> cache, plus the limits the server applies itself.
+
+A namespace is a core :class:`~cachekit.Cache` built from any provider URL (memory by default),
+handed over at start-up or created at run time by the admin service. The server owns the caches
+it builds (it closes them, and may rebuild a memory cache to change its eviction policy); caches
+handed to it in code stay their owner's, so their eviction settings are not changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import CacheError, ConfigurationError
+from ..factory import create_cache
+from ..interfaces import Cache
+from ..providers.memory import MemoryCache
+from ..sentinels import DEFAULT, DefaultType
+from .events import EventHub
+
+__all__ = ["Namespace", "NamespaceExists", "NamespaceNotFound", "Namespaces", "redact_url"]
+
+#: Namespace names: what a URL path segment can hold without escaping.
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_MAX_NAME = 128
+
+
+class NamespaceNotFound(CacheError, LookupError):
+    """No namespace of that name is served."""
+
+
+class NamespaceExists(CacheError):
+    """CreateNamespace of a name already served."""
+
+
+def check_name(name: str) -> str:
+    if not name or len(name) > _MAX_NAME or not set(name) <= _NAME_CHARS:
+        raise ConfigurationError(
+            f"namespace names are 1-{_MAX_NAME} characters of [A-Za-z0-9._-], got {name!r}",
+            key="namespace",
+        )
+    return name
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (and without any query option named like a secret)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{hosts}" if ":" in userinfo else f"{user}@{hosts}"
+    query = "&".join(
+        f"{k}=***" if any(s in k.lower() for s in ("password", "secret", "token")) else item
+        for item in parts.query.split("&")
+        if item
+        for k in (item.partition("=")[0],)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(slots=True)
+class Namespace:
+    """One served cache and the server-side limits of its TTLs."""
+
+    name: str
+    cache: Cache
+    url: str = ""
+    owned: bool = False
+    #: TTL of writes that give none; ``None``: the provider's own default.
+    default_ttl: float | None = None
+    #: Cap of every TTL ("never" included); ``None``: no cap.
+    max_ttl: float | None = None
+    events: EventHub | None = None
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = EventHub()
+
+    @property
+    def hub(self) -> EventHub:
+        assert self.events is not None
+        return self.events
+
+    def effective_ttl(self, ttl: float | DefaultType | None) -> float | DefaultType | None:
+        """Apply the namespace's default and cap to a request's TTL (seconds, None = never)."""
+        if ttl is DEFAULT:
+            if self.default_ttl is not None:
+                ttl = self.default_ttl
+            elif self.max_ttl is None:
+                return DEFAULT
+            else:
+                ttl = getattr(self.cache, "default_ttl", None)
+        cap = self.max_ttl
+        if cap is not None and (ttl is None or ttl > cap):
+            return cap
+        return ttl
+
+    def policy(self) -> dict[str, Any]:
+        """What the admin service reports as this namespace's policy."""
+        cache = self.cache
+        if isinstance(cache, MemoryCache):
+            stats = cache.get_stats()
+            return {
+                "eviction_policy": stats.policy or "",
+                "max_entries": cache.max_entries,
+                "max_memory_bytes": cache.max_memory_bytes,
+            }
+        return {"eviction_policy": "", "max_entries": None, "max_memory_bytes": None}
+
+    def reconfigure_memory(self, **changes: Any) -> None:
+        """Rebuild an owned memory cache with new bounds or policy, moving its live entries."""
+        old = self.cache
+        if not isinstance(old, MemoryCache) or not self.owned:
+            raise UnsupportedPolicy(
+                f"namespace {self.name!r}: eviction settings can only be changed on memory "
+                "caches the server built (configure other providers on their own servers)"
+            )
+        current = self.policy()
+        options: dict[str, Any] = {
+            "name": old.name,
+            "policy": current["eviction_policy"] or "lru",
+            "max_entries": current["max_entries"],
+            "max_memory_bytes": current["max_memory_bytes"],
+            "default_ttl": old.default_ttl,
+        }
+        options.update(changes)
+        new = create_cache("memory://", **options)
+        for key in old.keys():
+            value = old.get(key, _ABSENT)
+            if value is _ABSENT:
+                continue
+            remaining = old.ttl(key)
+            if remaining == 0.0:
+                continue
+            try:
+                new.set(key, value, ttl=remaining)
+            except CacheError:
+                continue  # over the new memory bound on its own: not kept, as set_many would
+        self.cache = new
+        old.close()
+
+
+class UnsupportedPolicy(CacheError):
+    """ConfigurePolicy asked a namespace for something its provider cannot change."""
+
+
+_ABSENT = object()
+
+
+class Namespaces:
+    """Name -> :class:`Namespace`; mutated only from the server's event loop."""
+
+    def __init__(self, caches: Mapping[str, Cache] = {}, *, queue_size: int = 1024) -> None:
+        self.queue_size = queue_size
+        self._by_name: dict[str, Namespace] = {}
+        for name, cache in caches.items():
+            if not isinstance(cache, Cache):
+                raise ConfigurationError(
+                    f"namespace {name!r}: expected a cachekit.Cache, got {type(cache).__name__}",
+                    key="namespaces",
+                )
+            self._by_name[check_name(name)] = Namespace(name, cache, events=EventHub(queue_size))
+
+    def get(self, name: str) -> Namespace:
+        found = self._by_name.get(name)
+        if found is None:
+            if not name:
+                raise ConfigurationError("namespace is required", key="namespace")
+            raise NamespaceNotFound(f"no namespace {name!r} on this server")
+        return found
+
+    def create(self, name: str, url: str = "") -> Namespace:
+        check_name(name)
+        if name in self._by_name:
+            raise NamespaceExists(f"namespace {name!r} already exists")
+        url = url or "memory://"
+        options = {"name": name} if url.startswith("memory:") and "name=" not in url else {}
+        cache = create_cache(url, **options)
+        ns = Namespace(
+            name, cache, url=redact_url(url), owned=True, events=EventHub(self.queue_size)
+        )
+        self._by_name[name] = ns
+        return ns
+
+    def add(self, name: str, cache: Cache, *, owned: bool = False) -> Namespace:
+        """Serve an existing cache under ``name`` (in code; the admin service uses create)."""
+        check_name(name)
+        if name in self._by_name:
+            raise NamespaceExists(f"namespace {name!r} already exists")
+        ns = Namespace(name, cache, owned=owned, events=EventHub(self.queue_size))
+        self._by_name[name] = ns
+        return ns
+
+    def delete(self, name: str) -> Namespace:
+        ns = self.get(name)
+        del self._by_name[name]
+        if ns.owned:
+            ns.cache.close()
+        return ns
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def __iter__(self) -> Any:
+        return iter([self._by_name[n] for n in self.names()])
+
+    def close(self) -> None:
+        """Close the caches the server built."""
+        for ns in self._by_name.values():
+            if ns.owned:
+                ns.cache.close()

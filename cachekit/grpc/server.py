@@ -1,0 +1,278 @@
+"""``serve()``: the gRPC cache server, wired from servicers, health, reflection and interceptors.
+
+grpcio's asyncio server (``grpc.aio``) runs every RPC on one event loop; the core's async twins
+keep network providers off it. Bound to 127.0.0.1 unless told otherwise; bearer tokens, TLS and
+mutual TLS by option; message size limits; on SIGTERM/SIGINT the server stops taking calls,
+lets running ones finish for a grace period, then returns. See ``docs/grpc.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..errors import ConfigurationError
+from ..interfaces import Cache
+from ..v1 import admin_pb2, admin_pb2_grpc, cache_pb2, cache_pb2_grpc
+from .admin import AdminServicer
+from .interceptors import AuthInterceptor, MetricsInterceptor, StatusInterceptor
+from .metrics import RpcMetrics
+from .namespaces import Namespaces
+from .servicer import DEFAULT_MAX_VALUE_BYTES, CacheServicer
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "CacheServer", "serve"]
+
+log = logging.getLogger("cachekit.grpc")
+
+#: Largest request or response message (gRPC's own default); SetMultiple batches must fit.
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
+#: Seconds running calls get to finish after SIGTERM.
+DEFAULT_GRACE = 5.0
+
+SERVICE_NAMES = (
+    cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["CacheAdminService"].full_name,
+)
+
+
+def _read(path: str | None, option: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{option}: cannot read {path!r}: {exc}", key=option) from None
+
+
+def server_credentials(
+    tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None
+) -> grpc.ServerCredentials | None:
+    """TLS credentials (mutual TLS when a client CA is given), or None for plaintext."""
+    if tls_cert is None and tls_key is None:
+        if tls_client_ca is not None:
+            raise ConfigurationError(
+                "tls_client_ca needs tls_cert and tls_key", key="tls_client_ca"
+            )
+        return None
+    if tls_cert is None or tls_key is None:
+        missing = "tls_key" if tls_key is None else "tls_cert"
+        raise ConfigurationError(
+            f"TLS needs both tls_cert and tls_key; {missing} is missing", key=missing
+        )
+    cert, key = _read(tls_cert, "tls_cert"), _read(tls_key, "tls_key")
+    assert cert is not None
+    assert key is not None
+    client_ca = _read(tls_client_ca, "tls_client_ca")
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+class _ServerCollector:
+    """Prometheus: the RPC metrics, and the stats of whatever namespaces exist at scrape time."""
+
+    def __init__(self, namespaces: Namespaces, metrics: RpcMetrics) -> None:
+        self.namespaces = namespaces
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from ..metrics.prometheus import CacheCollector
+
+        caches = CacheCollector()
+        for ns in self.namespaces:
+            try:
+                caches.add(ns.cache)
+            except ConfigurationError as exc:  # two caches of one name: export the first only
+                log.warning("namespace %r is not exported to Prometheus: %s", ns.name, exc)
+        yield from caches.collect()
+        yield from self.metrics.collect()
+
+
+class CacheServer:
+    """One server: build it, ``await start()`` (returns the port), ``await stop()``."""
+
+    def __init__(
+        self,
+        namespaces: Mapping[str, Cache] | Namespaces,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 50051,
+        token: str | None = None,
+        admin_token: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_client_ca: str | None = None,
+        metrics_port: int | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        watch_queue_size: int = 1024,
+    ) -> None:
+        if type(port) is not int or not 0 <= port <= 65535:
+            raise ConfigurationError(f"port must be 0-65535, got {port!r}", key="port")
+        if metrics_port is not None and (
+            type(metrics_port) is not int or not 0 <= metrics_port <= 65535
+        ):
+            raise ConfigurationError(
+                f"metrics_port must be 0-65535, got {metrics_port!r}", key="metrics_port"
+            )
+        if max_value_bytes < 1 or max_message_bytes < max_value_bytes:
+            raise ConfigurationError(
+                "max_value_bytes must be >= 1 and at most max_message_bytes", key="max_value_bytes"
+            )
+        self.namespaces = (
+            namespaces
+            if isinstance(namespaces, Namespaces)
+            else Namespaces(namespaces, queue_size=watch_queue_size)
+        )
+        self.host, self.port = host, port
+        self.credentials = server_credentials(tls_cert, tls_key, tls_client_ca)
+        self.metrics = RpcMetrics()
+        self.metrics_port = metrics_port
+        self.metrics_server: Any = None
+        self.max_message_bytes = max_message_bytes
+        self.max_value_bytes = max_value_bytes
+        self.interceptors = [
+            MetricsInterceptor(self.metrics),
+            AuthInterceptor(token, admin_token),
+            StatusInterceptor(),
+        ]
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> int:
+        """Bind, start serving, mark every service SERVING; return the bound port."""
+        options = [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(interceptors=self.interceptors, options=options)
+        cache_pb2_grpc.add_CacheServiceServicer_to_server(
+            CacheServicer(self.namespaces, max_value_bytes=self.max_value_bytes), server
+        )
+        admin_pb2_grpc.add_CacheAdminServiceServicer_to_server(
+            AdminServicer(self.namespaces, self.metrics), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        try:
+            if self.credentials is None:
+                bound = server.add_insecure_port(target)
+            else:
+                bound = server.add_secure_port(target, self.credentials)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {target}: {exc}") from None
+        if not bound:
+            raise OSError(f"cannot listen on {target}")
+        self.port = bound
+        await server.start()
+        self._server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics_port is not None:
+            self._start_metrics()
+        log.info("cachekit gRPC server listening on %s", self.address)
+        return bound
+
+    def _start_metrics(self) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from ..metrics.prometheus import start_metrics_server
+
+        registry = CollectorRegistry()
+        registry.register(_ServerCollector(self.namespaces, self.metrics))
+        assert self.metrics_port is not None
+        self.metrics_server, _thread = start_metrics_server(
+            self.metrics_port, addr=self.host, registry=registry
+        )
+        self.metrics_port = self.metrics_server.server_port
+
+    async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
+        """Refuse new calls, let running ones finish within ``grace`` seconds, close caches."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await server.stop(grace)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
+        self.namespaces.close()
+
+
+def serve(
+    namespaces: Mapping[str, Cache],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    token: str | None = None,
+    admin_token: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    metrics_port: int | None = None,
+    ready: Callable[[int], None] | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    grace: float = DEFAULT_GRACE,
+) -> None:
+    """Serve ``namespaces`` until SIGTERM/SIGINT, then shut down gracefully and return.
+
+    ``port=0`` picks a free port; ``ready(port)`` is called once the server is listening.
+    Bad options raise :class:`~cachekit.errors.ConfigurationError` before anything is bound.
+    """
+    server = CacheServer(
+        namespaces,
+        host=host,
+        port=port,
+        token=token,
+        admin_token=admin_token,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        metrics_port=metrics_port,
+        max_message_bytes=max_message_bytes,
+        max_value_bytes=max_value_bytes,
+    )
+    asyncio.run(_run(server, ready, grace))
+
+
+async def _run(server: CacheServer, ready: Callable[[int], None] | None, grace: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    port = await server.start()
+    try:
+        if ready is not None:
+            ready(port)
+        await stop.wait()
+        log.info("cachekit gRPC server shutting down (grace %.1fs)", grace)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await server.stop(grace)

@@ -1,0 +1,251 @@
+"""``CacheService``: converts between ``cachekit.v1`` messages and the core cache contract.
+
+No cache logic lives here. Outcomes are values (``found``, ``stored``); failures are the core's
+exceptions, which :mod:`.interceptors` turns into status codes. Every write that goes through
+the server is published to the namespace's ``Watch`` subscribers after it succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ..errors import UnsupportedOperation, ValueTooLarge
+from ..interfaces import Cache, check_key
+from ..sentinels import DEFAULT, MISSING
+from ..v1 import cache_pb2 as pb
+from ..v1 import cache_pb2_grpc as pb_grpc
+from . import values
+from .convert import (
+    InvalidArgument,
+    check_pattern,
+    duration,
+    request_ttl,
+    stats_message,
+    timestamp,
+)
+from .events import Event, EventKind
+from .namespaces import Namespace, Namespaces
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_PAGE_SIZE", "CacheServicer"]
+
+#: Largest value accepted by default (memcached's default item size).
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+_MAX_KEYS_PER_CALL = 10_000
+
+
+def _value(stored: Any) -> pb.Value:
+    content_type, data = values.to_wire(stored)
+    return pb.Value(data=data, content_type=content_type)
+
+
+class CacheServicer(pb_grpc.CacheServiceServicer):
+    """The data-plane RPCs; ``namespaces`` is shared with the admin service."""
+
+    def __init__(
+        self, namespaces: Namespaces, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    ) -> None:
+        self.namespaces = namespaces
+        self.max_value_bytes = max_value_bytes
+
+    def _stored(self, value: pb.Value) -> int | bytes:
+        if len(value.data) > self.max_value_bytes:
+            raise ValueTooLarge(
+                f"value of {len(value.data)} bytes is over this server's limit of "
+                f"{self.max_value_bytes} bytes"
+            )
+        return values.to_stored(value.content_type, value.data)
+
+    @staticmethod
+    def _keys(keys: Any) -> list[str]:
+        if len(keys) > _MAX_KEYS_PER_CALL:
+            raise InvalidArgument(f"at most {_MAX_KEYS_PER_CALL} keys per call, got {len(keys)}")
+        return [check_key(k) for k in keys]
+
+    # -- single keys -------------------------------------------------------------------------
+
+    async def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
+        ns = self.namespaces.get(request.namespace)
+        key = check_key(request.key)
+        if request.inspect:
+            entry = pb.Entry(key=key)
+            if not await self._metadata(ns.cache, entry):
+                return pb.GetResponse(found=False)
+            stored = await ns.cache._apeek(key)  # the core's uncounted read
+            if stored is MISSING:  # removed in between
+                return pb.GetResponse(found=False)
+            entry.value.CopyFrom(_value(stored))
+            return pb.GetResponse(found=True, entry=entry)
+        stored = await ns.cache.aget(key, MISSING)
+        if stored is MISSING:
+            return pb.GetResponse(found=False)
+        entry = pb.Entry(key=key, value=_value(stored))
+        if request.include_metadata:
+            await self._metadata(ns.cache, entry)
+        return pb.GetResponse(found=True, entry=entry)
+
+    @staticmethod
+    async def _metadata(cache: Cache, entry: pb.Entry) -> bool:
+        info = await cache.ainspect(entry.key)
+        if info is None:
+            return False
+        if info.ttl is not None:
+            entry.ttl.CopyFrom(duration(info.ttl))
+            entry.expires_at.CopyFrom(timestamp(time.time() + info.ttl))
+        if info.size is not None:
+            entry.size = info.size
+        return True
+
+    async def Set(self, request: pb.SetRequest, context: Any) -> pb.SetResponse:
+        ns = self.namespaces.get(request.namespace)
+        key = check_key(request.key)
+        stored = self._stored(request.value)
+        ttl = ns.effective_ttl(request_ttl(request))
+        if request.only_if_absent:
+            added = await ns.cache.aadd(key, stored, ttl)
+            if added:
+                ns.hub.publish(EventKind.SET, key)
+            return pb.SetResponse(stored=added)
+        await ns.cache.aset(key, stored, ttl)
+        ns.hub.publish(EventKind.SET, key)
+        return pb.SetResponse(stored=True)
+
+    async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
+        ns = self.namespaces.get(request.namespace)
+        key = check_key(request.key)
+        deleted = await ns.cache.adelete(key)
+        if deleted:
+            ns.hub.publish(EventKind.DELETE, key)
+        return pb.DeleteResponse(deleted=deleted)
+
+    async def Exists(self, request: pb.ExistsRequest, context: Any) -> pb.ExistsResponse:
+        ns = self.namespaces.get(request.namespace)
+        return pb.ExistsResponse(exists=await ns.cache.aexists(check_key(request.key)))
+
+    async def TouchExpiration(
+        self, request: pb.TouchExpirationRequest, context: Any
+    ) -> pb.TouchExpirationResponse:
+        ns = self.namespaces.get(request.namespace)
+        key = check_key(request.key)
+        ttl = ns.effective_ttl(request_ttl(request))
+        touched = await ns.cache.atouch(key, ttl)
+        if touched:
+            gone = ttl is not DEFAULT and ttl is not None and ttl <= 0
+            ns.hub.publish(EventKind.DELETE if gone else EventKind.TOUCH, key)
+        return pb.TouchExpirationResponse(touched=touched)
+
+    # -- counters -------------------------------------------------------------------------------
+
+    async def _add(self, ns: Namespace, key: str, delta: int) -> int:
+        value = await ns.cache.aincr(key, delta)
+        ns.hub.publish(EventKind.SET, key)
+        return value
+
+    async def Increment(self, request: pb.IncrementRequest, context: Any) -> pb.IncrementResponse:
+        ns = self.namespaces.get(request.namespace)
+        value = await self._add(ns, check_key(request.key), request.delta)
+        return pb.IncrementResponse(value=value)
+
+    async def Decrement(self, request: pb.DecrementRequest, context: Any) -> pb.DecrementResponse:
+        ns = self.namespaces.get(request.namespace)
+        value = await self._add(ns, check_key(request.key), -(request.delta))
+        return pb.DecrementResponse(value=value)
+
+    # -- many keys ------------------------------------------------------------------------------
+
+    async def GetMultiple(
+        self, request: pb.GetMultipleRequest, context: Any
+    ) -> pb.GetMultipleResponse:
+        ns = self.namespaces.get(request.namespace)
+        found = await ns.cache.aget_many(self._keys(request.keys))
+        return pb.GetMultipleResponse(
+            entries=[pb.Entry(key=k, value=_value(v)) for k, v in found.items()]
+        )
+
+    async def SetMultiple(
+        self, request: pb.SetMultipleRequest, context: Any
+    ) -> pb.SetMultipleResponse:
+        ns = self.namespaces.get(request.namespace)
+        mapping = {k: self._stored(v) for k, v in request.values.items()}
+        self._keys(list(mapping))
+        ttl = ns.effective_ttl(request_ttl(request))
+        failed = await ns.cache.aset_many(mapping, ttl)
+        rejected = set(failed)
+        ns.hub.publish_keys(EventKind.SET, [k for k in mapping if k not in rejected])
+        return pb.SetMultipleResponse(failed_keys=failed)
+
+    async def DeleteMultiple(
+        self, request: pb.DeleteMultipleRequest, context: Any
+    ) -> pb.DeleteMultipleResponse:
+        ns = self.namespaces.get(request.namespace)
+        keys = self._keys(request.keys)
+        deleted = await ns.cache.adelete_many(keys)
+        if deleted:
+            ns.hub.publish_keys(EventKind.DELETE, keys)
+        return pb.DeleteMultipleResponse(deleted=deleted)
+
+    # -- the namespace ----------------------------------------------------------------------------
+
+    async def Clear(self, request: pb.ClearRequest, context: Any) -> pb.ClearResponse:
+        ns = self.namespaces.get(request.namespace)
+        if not request.pattern:
+            await ns.cache.aclear()
+            ns.hub.publish(EventKind.CLEAR)
+            return pb.ClearResponse()
+        pattern = check_pattern(request.pattern)
+        delete_pattern = getattr(ns.cache, "adelete_pattern", None)
+        if delete_pattern is None:
+            raise UnsupportedOperation(
+                f"namespace {ns.name!r} ({ns.cache.provider_name}) cannot delete by pattern"
+            )
+        deleted = await delete_pattern(pattern)
+        ns.hub.publish(EventKind.CLEAR, pattern=pattern)
+        return pb.ClearResponse(deleted=deleted)
+
+    async def Keys(self, request: pb.KeysRequest, context: Any) -> pb.KeysResponse:
+        ns = self.namespaces.get(request.namespace)
+        if request.page_size < 0:
+            raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
+        count = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        pattern = check_pattern(request.pattern or "*")
+        cursor, keys = await ns.cache.ascan_keys(pattern, cursor=request.page_token, count=count)
+        return pb.KeysResponse(keys=keys, next_page_token=cursor)
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
+        ns = self.namespaces.get(request.namespace)
+        return pb.GetStatsResponse(stats=stats_message(await ns.cache.aget_stats()))
+
+    async def Flush(self, request: pb.FlushRequest, context: Any) -> pb.FlushResponse:
+        targets = [self.namespaces.get(n) for n in request.namespaces] or list(self.namespaces)
+        for ns in targets:
+            await ns.cache.aclear()
+            ns.hub.publish(EventKind.CLEAR)
+        return pb.FlushResponse(namespaces=[ns.name for ns in targets])
+
+    # -- invalidation stream --------------------------------------------------------------------
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchResponse]:
+        ns = self.namespaces.get(request.namespace)
+        sub = ns.hub.subscribe()
+        try:
+            await context.send_initial_metadata((("cachekit-watch", "subscribed"),))
+            while True:
+                event: Event = await sub.next()
+                yield pb.WatchResponse(
+                    namespace=ns.name,
+                    key=event.key,
+                    kind=event.kind,  # type: ignore[arg-type]
+                    pattern=event.pattern,
+                    time=timestamp(event.time),
+                )
+                if event.kind == EventKind.NAMESPACE_DELETED:
+                    return
+        finally:
+            ns.hub.unsubscribe(sub)
