@@ -392,3 +392,54 @@ def test_raw_bytes_read_fast_path(make: Any) -> None:
     cache.set("o", {"a": 1})
     assert cache.get("b") == b"\xc1\x01\x01\x00body"
     assert cache.get_many(["b", "o"]) == {"b": b"\xc1\x01\x01\x00body", "o": {"a": 1}}
+
+
+# -- the hand-spoken get/set (memcached_wire) ----------------------------------------------------
+
+
+def _wire_client(server: MemcachedServer) -> Any:
+    from pymemcache.client.base import Client
+
+    from cachekit.providers.memcached import _driver
+
+    _driver()  # as the provider does before its first client: binds the driver's error types
+
+    return Client((server.host, server.port), no_delay=True, default_noreply=False)
+
+
+def test_wire_round_trips_awkward_and_large_values(memcached_server: MemcachedServer) -> None:
+    from cachekit.providers.memcached import _check_line
+    from cachekit.providers.memcached_wire import get_one, set_one
+
+    client = _wire_client(memcached_server)
+    flagged: list[int] = []
+
+    def deserialize(key: bytes, value: bytes, flags: int) -> bytes:
+        flagged.append(flags)
+        return value
+
+    values = [b"", b"\r\nEND\r\n", b"VALUE x 0 1\r\n", b"x" * 70_000, bytes(range(256)) * 3000]
+    for i, value in enumerate(values):
+        set_one(client, b"wire:%d" % i, value, 0, 0, check_line=_check_line)
+        assert get_one(client, b"wire:%d" % i, _check_line, deserialize) == value
+        assert client.get(b"wire:%d" % i) == value  # what pymemcache reads back
+    set_one(client, b"wire:f", b"v", 0, 4, check_line=_check_line)
+    assert get_one(client, b"wire:f", _check_line, deserialize) == b"v"
+    assert flagged == [4]
+    assert get_one(client, b"wire:absent", _check_line, deserialize) is None
+    client.close()
+
+
+def test_wire_errors_close_the_connection(memcached_server: MemcachedServer) -> None:
+    from pymemcache.exceptions import MemcacheServerError
+
+    from cachekit.providers.memcached import _check_line
+    from cachekit.providers.memcached_wire import set_one
+
+    client = _wire_client(memcached_server)
+    with pytest.raises(MemcacheServerError):  # over the server's 1 MiB item limit
+        set_one(client, b"wire:big", b"x" * (2 << 20), 0, 0, check_line=_check_line)
+    assert client.sock is None  # closed: no half-read reply can leak into the next command
+    set_one(client, b"wire:after", b"ok", 0, 0, check_line=_check_line)  # reconnects
+    assert client.get(b"wire:after") == b"ok"
+    client.close()

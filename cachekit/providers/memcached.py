@@ -90,6 +90,7 @@ from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .hashring import KetamaRing
 from .memcached_async import MemcachedAsyncOps
+from .memcached_wire import get_one, set_one
 
 __all__ = ["MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
 
@@ -779,9 +780,12 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             if node is None or not node.breaker.allow():
                 node = self._route(stored, checked=node)
             try:
-                raw = node.client().get(stored)
+                raw = get_one(node.client(), stored, _check_line, _SERDE.deserialize)
             except Exception as exc:
-                raw = self._call_failed(node, methodcaller("get", stored), exc)
+                get = partial(
+                    get_one, stored=stored, check_line=_check_line, deserialize=_SERDE.deserialize
+                )
+                raw = self._call_failed(node, get, exc)
             else:
                 node.breaker.success()
         except BackendUnavailable as exc:
@@ -923,13 +927,17 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             if node is None or not node.breaker.allow():
                 node = self._route(stored, checked=node)
             try:
-                node.client().set(stored, data, exptime, noreply=False, flags=flags)
+                set_one(node.client(), stored, data, exptime, flags, check_line=_check_line)
             except Exception as exc:
-                self._call_failed(
-                    node,
-                    methodcaller("set", stored, data, exptime, noreply=False, flags=flags),
-                    exc,
+                put = partial(
+                    set_one,
+                    stored=stored,
+                    data=data,
+                    exptime=exptime,
+                    flags=flags,
+                    check_line=_check_line,
                 )
+                self._call_failed(node, put, exc)
             else:
                 node.breaker.success()
         except BackendUnavailable as exc:
