@@ -47,6 +47,7 @@ from ..serialization.header import Codec, pack_header
 from ..stats import CacheStats
 from ..ttl import TTLArg, check_default_ttl, resolve_ttl, to_seconds
 from . import redis_scripts as lua
+from . import redis_wire as wire
 from .redis_async import RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
 from .redis_inspect import RedisInspectOps
@@ -57,10 +58,6 @@ __all__ = ["SCAN_BATCH", "RedisCache"]
 
 _UNAVAILABLE = UNAVAILABLE
 _RAISE = RAISE
-
-
-#: Writes up to this many bytes go out in one send (and run back to back on the server).
-_ONE_SEND = 65536
 
 
 class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
@@ -96,6 +93,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         "_loads",
         "_meta",
         "_misses",
+        "_pool",
         "_prefix",
         "_prefix_len",
         "_raw_header",
@@ -166,6 +164,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         # What is left are connection options; the URL and them are checked now, used later.
         self._clients = RedisClients(settings_from_url(parsed, opts))
         self._client: Any = None
+        self._pool: Any = None
         self._stats_lock = threading.Lock()
         self._hits = self._misses = self._sets = self._deletes = 0
         self._started_wall = time.time()
@@ -335,47 +334,19 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 commands.append(("SET", prefix + key + close, blob, "PX", ms))
             else:
                 commands.append(("SET", prefix + key + close, blob))
-        self._send(commands, atomic=sum(len(blob) for _, blob in items) >= _ONE_SEND)
+        self._send(commands, atomic=sum(len(blob) for _, blob in items) >= wire.ONE_SEND)
         return len(items)
 
     def _send(self, commands: list[tuple[Any, ...]], *, atomic: bool) -> list[Any]:
-        """Commands on one pooled connection, packed by hand (a redis-py pipeline costs ~10 us
-        of client CPU more; a raw ``SET`` through ``execute_command`` costs more than this whole
-        round trip); ``atomic`` wraps them in ``MULTI``/``EXEC``. Returns their replies, raising
-        the first error. Retried like any command on a connection error (``retries`` option)."""
-        pool = self._sync().connection_pool
-        conn = pool.get_connection()
-        if atomic:
-            commands = [("MULTI",), *commands, ("EXEC",)]
-        # pack_commands leaves large values apart and each becomes its own sendall, which reaches
-        # the server as its own segment (a wake-up and a partial parse each): join a small
-        # batch into one send; a large one is cheaper sent as is than copied.
-        packed = conn.pack_commands(commands)
-        if len(packed) > 1 and sum(map(len, packed)) < _ONE_SEND:
-            packed = [b"".join(packed)]
+        return wire.send(self._sync().connection_pool, commands, atomic=atomic)
 
-        def run() -> list[Any]:
-            conn.send_packed_command(packed)
-            error: Exception | None = None
-            replies: list[Any] = []
-            for _ in commands:  # with MULTI: OK, QUEUED per command (or an error), then EXEC's
-                try:
-                    replies.append(conn.read_response())
-                except redis.exceptions.ResponseError as exc:
-                    error = error or exc
-            if error is not None:  # EXECABORT included: the transaction did not run
-                raise error
-            if atomic:
-                replies = replies[-1]
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
-            return replies
-
-        try:
-            return conn.retry.call_with_retry(run, lambda _: conn.disconnect())  # type: ignore[no-any-return]
-        finally:
-            pool.release(conn)
+    def _execute(self, *args: Any) -> Any:
+        """One hot command, hand-packed (:mod:`.redis_wire`); the cluster sends it through
+        ``RedisCluster``, which routes it by key."""
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = self._sync().connection_pool
+        return wire.execute(pool, args)
 
     def _delete_raw(self, keys: Iterable[str]) -> int:
         args = self._delete_args(keys)
@@ -391,9 +362,12 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         args = [self._tag_prefix, self._side_prefix, self._prefix, *tags]
         return int(lua.INVALIDATE(self._sync(), [], args))
 
-    def _mget_raw(self, keys: list[str]) -> list[bytes | None]:
-        prefix, close = self._kopen, self._kclose
-        result: list[bytes | None] = self._sync().mget([prefix + k + close for k in keys])
+    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> list[bytes | None]:
+        """The stored payloads of ``keys`` (``data``: their wire keys, when already built)."""
+        if data is None:
+            prefix, close = self._kopen, self._kclose
+            data = [prefix + k + close for k in keys]
+        result: list[bytes | None] = self._execute("MGET", *data)
         return result
 
     def _scan(self, match: str) -> Iterator[bytes]:
@@ -408,21 +382,31 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def get(self, key: str, default: Any = None) -> Any:
         if type(key) is not str or not key or key[0] == "}":  # "}": see RedisClusterCache
             key = self._check_key(key)
-        raw = self._call("get", None, self._sync().get, self._kopen + key + self._kclose)
+        raw = self._call("get", None, self._execute, "GET", self._kopen + key + self._kclose)
         self._count(hits=raw is not None, misses=raw is None)
         if raw is None:
             return default
         return raw[4:] if raw[:4] == self._raw_header else self._loads(raw)
 
     def _peek(self, key: str) -> Any:
-        raw = self._call("get", None, self._sync().get, self._kopen + key + self._kclose)
+        raw = self._call("get", None, self._execute, "GET", self._kopen + key + self._kclose)
         return MISSING if raw is None else self._loads(raw)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = [k if type(k) is str and k and k[0] != "}" else self._check_key(k) for k in keys]
+        keys = keys if type(keys) is list else list(keys)
+        prefix, close = self._kopen, self._kclose
+        # One pass builds the wire keys of plain keys; any other key (not a str, empty, or a
+        # "}" the cluster refuses) shortens the list and sends every key through the check.
+        try:
+            data = [prefix + k + close for k in keys if type(k) is str and k and k[0] != "}"]
+        except TypeError:  # pragma: no cover - the type test comes first
+            data = []
+        if len(data) != len(keys):
+            keys = [self._check_key(k) for k in keys]
+            data = [prefix + k + close for k in keys]
         if not keys:
             return {}
-        raws = self._call("get_many", None, self._mget_raw, keys)
+        raws = self._call("get_many", None, self._mget_raw, keys, data)
         return self._found(keys, raws)
 
     def _found(self, keys: list[str], raws: list[bytes | None] | None) -> dict[str, Any]:
@@ -436,22 +420,27 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         else:
             # Unsigned, uncompressed bytes (the header is exactly RAW/no flags) need no decoder:
             # slice the body. Anything else, compressed or another codec, goes to loads.
-            found = {}
-            for key, raw in zip(keys, raws, strict=True):
-                if raw is not None:
-                    found[key] = raw[4:] if raw[:4] == raw_header else loads(raw)
+            found = {
+                k: raw[4:]
+                for k, raw in zip(keys, raws, strict=True)
+                if raw is not None and raw[:4] == raw_header
+            }
+            if len(found) + raws.count(None) != len(keys):  # some need the decoder
+                for key, raw in zip(keys, raws, strict=True):
+                    if raw is not None and raw[:4] != raw_header:
+                        found[key] = loads(raw)
         self._count(hits=len(found), misses=len(keys) - len(found))
         return found
 
     def exists(self, key: str) -> bool:
         key = self._check_key(key)
         data = self._kopen + key + self._kclose
-        return bool(self._call("exists", 0, self._sync().exists, data))
+        return bool(self._call("exists", 0, self._execute, "EXISTS", data))
 
     def ttl(self, key: str) -> float | None:
         key = self._check_key(key)
         data = self._kopen + key + self._kclose
-        return self._pttl(self._call("ttl", -2, self._sync().pttl, data))
+        return self._pttl(self._call("ttl", -2, self._execute, "PTTL", data))
 
     @staticmethod
     def _pttl(ms: int) -> float | None:
@@ -690,5 +679,5 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         return self._fail_open
 
     def close(self) -> None:
-        self._client = None
+        self._client = self._pool = None
         self._clients.close()

@@ -233,7 +233,10 @@ class RedisClusterCache(RedisCache):
         calls = self._invalidate_calls(members)
         return sum(await self._arun(calls)) if calls else 0
 
-    def _mget_raw(self, keys: list[str]) -> list[bytes | None]:
+    def _execute(self, *args: Any) -> Any:
+        return self._sync().execute_command(*args)
+
+    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> list[bytes | None]:
         prefix, close = self._kopen, self._kclose
         result: list[bytes | None] = self._sync().mget_nonatomic([prefix + k + close for k in keys])
         return result
