@@ -6,7 +6,7 @@ fixtures have started the server; the defaults here need nothing but the process
 
 from __future__ import annotations
 
-SECRET_KEY = "cachekit-tests-not-secret"  # noqa: S105 - test-only key
+SECRET_KEY = "cachekit-tests-not-secret"  # test-only
 DEBUG = False
 USE_TZ = True
 ALLOWED_HOSTS = ["*"]

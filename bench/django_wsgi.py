@@ -1,0 +1,317 @@
+"""Requests/second of a ``cache_page`` view under gunicorn, with each Django cache backend.
+
+``python -m bench.django_wsgi`` (``--quick`` for a short run). For each backend it starts
+gunicorn (sync workers, one per CPU by default) on the one-page project in
+``bench/django_wsgi_site/``, fills the page's cache entry, checks that pages now come from the
+cache (the ``X-Rendered`` header of a cached page repeats), then drives ``/page/`` with ``wrk``
+(or, when ``wrk`` is not installed, a Python client of as many threads as connections, which
+saturates less and says so). Every request is a ``cache_page`` hit: two cache reads (the header
+list and the page) and the response.
+
+Backends, each set up as its documentation recommends for production: Django's
+``LocMemCache``, ``RedisCache`` and ``PyMemcacheCache`` (with the options Django's docs show:
+``no_delay``, ``ignore_exc``, pooling), django-redis's ``DefaultClient`` (hiredis parser when
+installed), and cachekit's ``MemoryCache``, ``RedisCache`` and ``MemcachedCache`` with
+defaults. The servers are a ``redis-server`` and a ``memcached`` on free loopback ports
+(:mod:`cachekit.testing.servers`), killed at exit.
+
+Candidates are interleaved round by round; the table prints the median req/s, the spread over
+rounds, and each cachekit backend's median per-round ratio against its peers. gunicorn, wrk and
+the servers share this machine's CPUs, so figures compare backends within a run, not machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._servers import sigterm_as_exit
+
+REPO = Path(__file__).resolve().parent.parent
+PATH = "/page/"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    cache: dict[str, Any]
+    shared: bool  # one cache for all workers (a server), or one per worker process
+
+
+#: (cachekit candidate, peer) pairs whose ratios are printed.
+PAIRS = [
+    ("cachekit MemoryCache", "LocMemCache"),
+    ("cachekit RedisCache", "Django RedisCache"),
+    ("cachekit RedisCache", "django-redis"),
+    ("cachekit MemcachedCache", "PyMemcacheCache"),
+]
+
+
+def candidates(redis_url: str, memcached: str) -> list[Candidate]:
+    return [
+        Candidate(
+            "LocMemCache",
+            {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bench"},
+            shared=False,
+        ),
+        Candidate(
+            "cachekit MemoryCache",
+            {"BACKEND": "cachekit_django.cache.MemoryCache", "LOCATION": "bench"},
+            shared=False,
+        ),
+        Candidate(
+            "Django RedisCache",
+            {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+            shared=True,
+        ),
+        Candidate(
+            "django-redis",
+            {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": redis_url,
+                "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+            },
+            shared=True,
+        ),
+        Candidate(
+            "cachekit RedisCache",
+            {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": redis_url},
+            shared=True,
+        ),
+        Candidate(
+            "PyMemcacheCache",
+            {
+                "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+                "LOCATION": memcached,
+                "OPTIONS": {
+                    "no_delay": True,
+                    "ignore_exc": True,
+                    "max_pool_size": 4,
+                    "use_pooling": True,
+                },
+            },
+            shared=True,
+        ),
+        Candidate(
+            "cachekit MemcachedCache",
+            {"BACKEND": "cachekit_django.cache.MemcachedCache", "LOCATION": memcached},
+            shared=True,
+        ),
+    ]
+
+
+# -- gunicorn -------------------------------------------------------------------------------------
+
+
+def _get(port: int, path: str = PATH) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Rendered", "")
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def gunicorn(candidate: Candidate, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn serving the bench project with ``candidate``'s cache; stopped on exit."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.django_wsgi_site.settings",
+        "BENCH_CACHE": json.dumps(candidate.cache),
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "bench.django_wsgi_site.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        "--worker-class=sync",
+        "--log-level=warning",
+        "--backlog=2048",
+    ]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                assert process.stderr is not None
+                raise RuntimeError(
+                    f"gunicorn for {candidate.name} exited: {process.stderr.read().decode()}"
+                )
+            try:
+                status, _ = _get(port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+            if status != 200:
+                raise RuntimeError(f"{candidate.name}: GET {PATH} answered {status}")
+            break
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def check_cached(candidate: Candidate, port: int, workers: int) -> None:
+    """Pages must come from the cache: at most one render per worker (one in all if shared)."""
+    renders = {_get(port)[1] for _ in range(8 * workers)}
+    allowed = 1 if candidate.shared else workers
+    if len(renders) > allowed:
+        raise RuntimeError(
+            f"{candidate.name}: {len(renders)} different renders of a cache_page view "
+            f"(at most {allowed} expected): the cache is not serving"
+        )
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+def drive_wrk(port: int, seconds: float, connections: int, threads: int) -> float:
+    result = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{result.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if match is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{result.stdout}")
+    sockets = re.search(r"Socket errors: (.*)", result.stdout)
+    if sockets and re.search(r"(connect|timeout) [1-9]", sockets.group(1)):
+        print(f"    wrk socket errors: {sockets.group(1)}")  # requests lost, not just closed
+    return float(match.group(1))
+
+
+def drive_python(port: int, seconds: float, connections: int) -> float:
+    """A fallback load generator: ``connections`` threads, one request per connection."""
+    stop = time.perf_counter() + seconds
+    counts = [0] * connections
+    failures: list[str] = []
+
+    def worker(slot: int) -> None:
+        while time.perf_counter() < stop:
+            status, _ = _get(port)
+            if status != 200:
+                failures.append(str(status))
+                return
+            counts[slot] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"error responses: {failures[:5]}")
+    return sum(counts) / (time.perf_counter() - started)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s per backend")
+    parser.add_argument("--reps", type=int, help="interleaved rounds (default 3)")
+    parser.add_argument("--seconds", type=int, help="load per round and backend (default 8)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--candidates", help="comma-separated substrings of candidate names")
+    parser.add_argument("--python-client", action="store_true", help="do not use wrk")
+    args = parser.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    seconds = args.seconds or (2 if args.quick else 8)
+    wrk = None if args.python_client else shutil.which("wrk")
+
+    from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
+
+    with (
+        sigterm_as_exit(),
+        RedisServer() as redis_server,
+        MemcachedServer({"-m": 256}) as memcached,
+    ):
+        chosen = [
+            c
+            for c in candidates(redis_server.url, f"{memcached.host}:{memcached.port}")
+            if not args.candidates or any(s in c.name for s in args.candidates.split(","))
+        ]
+        client = (
+            f"wrk ({wrk}) -t2 -c{args.connections}"
+            if wrk
+            else f"Python threads x{args.connections}"
+            + ("" if args.python_client else " (wrk not found: apt-get install wrk)")
+        )
+        load = os.getloadavg()
+        print(
+            f"Python {sys.version.split()[0]}; gunicorn {args.workers} sync workers; load from "
+            f"{client}; {seconds:g} s per backend per round, {reps} round(s); CPUs "
+            f"{sorted(os.sched_getaffinity(0))}; load average {load[0]:.2f}"
+        )
+        results: dict[str, list[float]] = {c.name: [] for c in chosen}
+        for rep in range(reps):
+            order = chosen[rep % len(chosen) :] + chosen[: rep % len(chosen)]
+            for candidate in order:
+                port = free_port()
+                with gunicorn(candidate, port, args.workers):
+                    check_cached(candidate, port, args.workers)
+                    if wrk:
+                        drive_wrk(port, 1, args.connections, 2)  # warm-up, not counted
+                        rate = drive_wrk(port, seconds, args.connections, 2)
+                    else:
+                        drive_python(port, 1, args.connections)
+                        rate = drive_python(port, seconds, args.connections)
+                results[candidate.name].append(rate)
+            print(f"  round {rep + 1}/{reps} done")
+        print_table(results)
+
+
+def print_table(results: dict[str, list[float]]) -> None:
+    print(f"\n{'backend':<26}{'req/s':>10}{'spread':>9}")
+    for name, rates in results.items():
+        median = statistics.median(rates)
+        spread = (max(rates) - min(rates)) / median if median else 0.0
+        print(f"{name:<26}{median:>10,.0f}{spread:>8.0%}")
+    print()
+    for mine, peer in PAIRS:
+        if mine in results and peer in results:
+            ratios = [a / b for a, b in zip(results[mine], results[peer], strict=True)]
+            print(f"{mine} vs {peer}: {statistics.median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,648 @@
+"""Django cache backends over cachekit: ``CACHES = {"default": {"BACKEND": ...}}``.
+
+:class:`CacheKitCache` takes any cachekit URL as ``LOCATION``; :class:`MemoryCache`,
+:class:`RedisCache`, :class:`MemcachedCache`, :class:`RedisClusterCache` and
+:class:`TieredCache` are the same backend restricted to one provider, each also accepting the
+``LOCATION`` forms of the Django backend it replaces (see :mod:`.locations`).
+
+A thin adapter: Django's conventions are translated into the core's contract and nothing the core
+owns is redone here. Keys are made and validated exactly as ``BaseCache`` does (``KEY_PREFIX``,
+``VERSION``, ``KEY_FUNCTION``, ``CacheKeyWarning``; the memcached backend raises
+``InvalidCacheKey`` as Django's memcached backends do), with the common case - a valid key from
+the default key function - checked by C-level ``str`` methods instead of a regex generator.
+``TIMEOUT``/``timeout`` map onto the core's TTLs one to one (``None`` forever, ``<= 0`` not
+stored), ``incr``/``decr`` of a missing key raise ``ValueError``, ``set_many`` returns the keys
+that failed, ``delete_many`` returns ``None``. The core caches are shared per process
+(:mod:`.shared`), so ``close()`` keeps their pools, as Django's ``RedisCache`` does.
+
+The in-process providers store objects, so values are copied where Django's ``LocMemCache``
+guarantees copies (:mod:`.values`); the network providers serialize anyway. Async methods call
+the core's async twins: real asyncio I/O for Redis, direct calls for the memory provider.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    InvalidCacheBackendError,
+    InvalidCacheKey,
+    default_key_func,
+    memcache_key_warnings,
+)
+
+from cachekit import MISSING, Cache, CacheStats, DistributedCache
+from cachekit.config import parse_url
+from cachekit.errors import (
+    ConfigurationError,
+    SerializationError,
+    UnsupportedOperation,
+    ValueTooLarge,
+)
+from cachekit.interfaces import check_tags
+
+from .locations import Plan, plan
+from .shared import shared_cache
+from .values import IMMUTABLE_TYPES, Pickled, freeze, isolate
+
+__all__ = [
+    "CacheKitCache",
+    "InvalidCacheConfiguration",
+    "MemcachedCache",
+    "MemoryCache",
+    "RedisCache",
+    "RedisClusterCache",
+    "TieredCache",
+]
+
+_loads = pickle.loads
+_MAX_KEY = 250  # memcached's key limit, as django.core.cache.backends.base checks it
+_GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+_PATTERN_MARK = "\x00cachekit-pattern\x00"
+
+
+class InvalidCacheConfiguration(InvalidCacheBackendError, ConfigurationError):
+    """A ``CACHES`` entry cachekit cannot build: Django's error type, naming the bad ``key``."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        ConfigurationError.__init__(self, message, key=key)
+
+
+class _Unconfigured:
+    """Stands in for the core cache of a bad ``CACHES`` entry: every use raises its error."""
+
+    provider_name = "unconfigured"
+
+    def __init__(self, error: InvalidCacheConfiguration) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        error = self._error
+
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return fail
+
+    def __repr__(self) -> str:
+        return f"<unconfigured: {self._error}>"
+
+
+def _escape_glob(text: str) -> str:
+    return text.translate(_GLOB_SPECIALS)
+
+
+def _pickle_error(exc: SerializationError) -> BaseException:
+    """The pickle error behind a core SerializationError, which is what Django's backends raise
+    (``pickle.PickleError``, or ``TypeError`` for objects pickle refuses), else ``exc``."""
+    cause = exc.__cause__
+    if isinstance(cause, (pickle.PickleError, TypeError, AttributeError)):
+        return cause
+    return exc
+
+
+class CacheKitCache(BaseCache):
+    """A Django cache backend on any cachekit provider (``LOCATION`` is a cachekit URL)."""
+
+    #: Which provider family ``LOCATION`` must name (a key of ``locations.KINDS``).
+    kind: ClassVar[str] = "cachekit"
+
+    def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        built: Plan | None = None
+        try:
+            built = self.plan(location, params)
+            core = shared_cache(built)
+        except ConfigurationError as exc:
+            # Not raised here: Django's own system checks build every cache, and ours must get
+            # to report this (cachekit_django.E001, with a hint). Any use raises it.
+            error = InvalidCacheConfiguration(f"{type(self).__name__}: {exc}", key=exc.key)
+            error.__cause__ = exc
+            core = _Unconfigured(error)  # type: ignore[assignment]
+        self._cachekit: Cache = core
+        provider = core.provider_name
+        # memcached refuses what Django's memcached backends refuse; others warn (BaseCache).
+        self._strict_keys = provider == "memcached"
+        # A memory provider given a serializer stores encoded copies itself.
+        serialized = built is not None and (
+            "serializer" in built.options or "serializer" in parse_url(built.url).options
+        )
+        self._freeze = provider == "memory" and not serialized
+        self._isolate = provider == "tiered"
+        self._distributed = isinstance(core, DistributedCache)
+        cls = type(self)
+        self._default_keys = (
+            self.key_func is default_key_func and cls.make_key is CacheKitCache.make_key
+        )
+        self._fast_validation = cls.validate_key is CacheKitCache.validate_key
+        # get/set inline make_and_validate_key when neither part of it is customised.
+        self._inline_keys = self._default_keys and self._fast_validation
+        # Bound once: the per-call path does no attribute lookups on the core.
+        self._get: Callable[..., Any] = core.get
+        self._set: Callable[..., Any] = core.set
+        self._aget: Callable[..., Any] = core.aget
+        self._aset: Callable[..., Any] = core.aset
+
+    @classmethod
+    def plan(cls, location: Any, params: Mapping[str, Any]) -> Plan:
+        """What this backend builds for ``location``/``params`` (used by the system checks)."""
+        return plan(cls.kind, location, params)
+
+    # -- keys and timeouts ----------------------------------------------------------------------
+
+    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        if version is None:
+            version = self.version
+        if self._default_keys:
+            made: str = "%s:%s:%s" % (self.key_prefix, version, key)  # noqa: UP031 - Django's
+        else:
+            made = self.make_key(key, version=version)
+        # A key is fine for memcached when short, printable and without spaces: three C calls.
+        # Anything else (isprintable() also rejects harmless non-ASCII) gets Django's check.
+        if (
+            not self._fast_validation
+            or len(made) > _MAX_KEY
+            or " " in made
+            or not made.isprintable()
+        ):
+            self.validate_key(made)
+        return made
+
+    def validate_key(self, key: str) -> None:
+        if self._strict_keys:
+            for warning in memcache_key_warnings(key):
+                raise InvalidCacheKey(warning)
+            return
+        super().validate_key(key)
+
+    def _timeout(self, timeout: Any) -> Any:
+        return self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+
+    def _tags(self, tags: Iterable[str]) -> list[str]:
+        """Tags in this cache's namespace (``KEY_PREFIX``), refused where there are none."""
+        if not self._distributed:
+            raise UnsupportedOperation(
+                f"{self._cachekit.provider_name}:// caches have no tags (use redis:// or memory://)"
+            )
+        tagset = check_tags(tags) or ()
+        prefix = self.key_prefix
+        return [f"{prefix}:{tag}" for tag in tagset] if prefix else list(tagset)
+
+    def _store(self, value: Any) -> Any:
+        if self._freeze:
+            return freeze(value)
+        if self._isolate:
+            return isolate(value)
+        return value
+
+    def _load(self, value: Any) -> Any:
+        if type(value) is Pickled:
+            return _loads(value)
+        if self._isolate:
+            return isolate(value)
+        return value
+
+    # -- Django's contract ------------------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if self._inline_keys:  # make_and_validate_key, inlined: a get is a few hundred ns
+            if version is None:
+                version = self.version
+            made = "%s:%s:%s" % (self.key_prefix, version, key)  # noqa: UP031
+            if len(made) > _MAX_KEY or " " in made or not made.isprintable():
+                self.validate_key(made)
+        else:
+            made = self.make_and_validate_key(key, version)
+        value = self._get(made, MISSING)
+        if value is MISSING:
+            return default
+        if type(value) is Pickled:
+            return _loads(value)
+        if self._isolate:
+            return isolate(value)
+        return value
+
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> None:
+        if self._inline_keys:  # see get()
+            if version is None:
+                version = self.version
+            made = "%s:%s:%s" % (self.key_prefix, version, key)  # noqa: UP031
+            if len(made) > _MAX_KEY or " " in made or not made.isprintable():
+                self.validate_key(made)
+        else:
+            made = self.make_and_validate_key(key, version)
+        ttl = self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+        if self._freeze:
+            if type(value) not in IMMUTABLE_TYPES:  # freeze()'s first test, without the call
+                value = freeze(value)
+        elif self._isolate:
+            value = isolate(value)
+        try:
+            if tags:
+                self._set(made, value, ttl, tags=self._tags(tags))
+            else:
+                self._set(made, value, ttl)
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+        except ValueTooLarge:
+            if not self._strict_keys:
+                raise
+            # Django's memcached backends: a value the server refuses is not stored, and the
+            # key must not keep its old value.
+            self._cachekit.delete(made)
+
+    def add(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> bool:
+        made = self.make_and_validate_key(key, version)
+        value = self._store(value)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                return bool(core.add(made, value, self._timeout(timeout), tags=self._tags(tags)))
+            return bool(core.add(made, value, self._timeout(timeout)))
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        made = self.make_and_validate_key(key, version)
+        return self._cachekit.touch(made, self._timeout(timeout))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._cachekit.delete(self.make_and_validate_key(key, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._cachekit.exists(self.make_and_validate_key(key, version))
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        made = {self.make_and_validate_key(key, version): key for key in keys}
+        if not made:
+            return {}
+        found = self._cachekit.get_many(made)
+        load = self._load
+        return {made[k]: load(v) for k, v in found.items()}
+
+    def set_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> list[Any]:
+        if not data:
+            return []
+        originals: dict[str, Any] = {}
+        mapping: dict[str, Any] = {}
+        store = self._store
+        for key, value in data.items():
+            made = self.make_and_validate_key(key, version)
+            originals[made] = key
+            mapping[made] = store(value)
+        ttl = self._timeout(timeout)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                failed = core.set_many(mapping, ttl, tags=self._tags(tags))
+            else:
+                failed = core.set_many(mapping, ttl)
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+        return [originals[k] for k in failed]
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        made = [self.make_and_validate_key(key, version) for key in keys]
+        if made:
+            self._cachekit.delete_many(made)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        made = self.make_and_validate_key(key, version)
+        # Django's backends raise ValueError for a missing key (the core would start it at 0);
+        # between the check and the increment the race is the one Django's RedisCache has.
+        if not self._cachekit.exists(made):
+            raise ValueError(f"Key '{made}' not found")
+        return self._cachekit.incr(made, delta)
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        """Stampede-safe: a callable ``default`` runs once per key across this process's
+        threads (and across processes on Redis) while others wait for its result."""
+        made = self.make_and_validate_key(key, version)
+        ttl = self._timeout(timeout)
+        source = self._wrap_default(default)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                return self._load(core.get_or_set(made, source, ttl, tags=self._tags(tags)))
+            return self._load(core.get_or_set(made, source, ttl))
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+
+    def _wrap_default(self, default: Any) -> Any:
+        if not (self._freeze or self._isolate):
+            return default
+        if callable(default):
+            store = self._store
+            return lambda: store(default())
+        return self._store(default)
+
+    def clear(self) -> None:
+        self._cachekit.clear()
+
+    def close(self, **kwargs: Any) -> None:
+        """Nothing to do per request: the core cache and its pools are shared by the process."""
+
+    # -- beyond Django ----------------------------------------------------------------------------
+
+    @property
+    def cachekit(self) -> Cache:
+        """The core cache (keys stored in Django's made form: ``KEY_PREFIX:VERSION:key``)."""
+        return self._cachekit
+
+    def get_stats(self) -> CacheStats:
+        return self._cachekit.get_stats()
+
+    def ttl(self, key: Any, version: int | None = None) -> float | None:
+        """Seconds left; ``None`` for a key that never expires, ``0.0`` for a missing key."""
+        return self._cachekit.ttl(self.make_and_validate_key(key, version))
+
+    def make_pattern(self, pattern: str, version: int | None = None) -> str:
+        """The glob over made keys matching ``pattern`` in this cache's prefix and version."""
+        if not isinstance(pattern, str) or not pattern:
+            raise TypeError(f"pattern must be a non-empty str, got {pattern!r}")
+        if version is None:
+            version = self.version
+        head, mark, tail = self.make_key(_PATTERN_MARK, version=version).partition(_PATTERN_MARK)
+        if not mark:
+            raise UnsupportedOperation(
+                "the key function (KEY_FUNCTION or make_key) does not keep the key verbatim in "
+                "the made key, so a pattern cannot be mapped onto made keys"
+            )
+        return _escape_glob(head) + pattern + _escape_glob(tail)
+
+    def _distributed_core(self, op: str) -> DistributedCache:
+        core = self._cachekit
+        if not isinstance(core, DistributedCache):
+            raise UnsupportedOperation(f"{core.provider_name}:// caches cannot {op}")
+        return core
+
+    def delete_pattern(self, pattern: str, version: int | None = None) -> int:
+        """Remove this cache's keys matching a Redis-style glob; returns how many."""
+        core = self._distributed_core("delete by pattern")
+        return core.delete_pattern(self.make_pattern(pattern, version))
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Remove every key stored with any of ``tags``; returns how many."""
+        core = self._distributed_core("invalidate tags")
+        return core.invalidate_tags(self._tags(tags))
+
+    def lock(
+        self,
+        name: str,
+        timeout: float | None = 10.0,
+        *,
+        version: int | None = None,
+        blocking_timeout: float | None = None,
+        sleep: float = 0.05,
+    ) -> Any:
+        """A distributed lock (Redis providers): ``with cache.lock("job", timeout=30):``."""
+        lock: Callable[..., Any] | None = getattr(self._cachekit, "lock", None)
+        if lock is None:
+            raise UnsupportedOperation(
+                f"{self._cachekit.provider_name}:// caches have no distributed lock"
+            )
+        made = self.make_and_validate_key(name, version)
+        return lock(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
+
+    # -- async ----------------------------------------------------------------------------------
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        value = await self._aget(self.make_and_validate_key(key, version), MISSING)
+        if value is MISSING:
+            return default
+        return self._load(value)
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> None:
+        made = self.make_and_validate_key(key, version)
+        value, ttl = self._store(value), self._timeout(timeout)
+        try:
+            if tags:
+                await self._aset(made, value, ttl, tags=self._tags(tags))
+            else:
+                await self._aset(made, value, ttl)
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+        except ValueTooLarge:
+            if not self._strict_keys:
+                raise
+            await self._cachekit.adelete(made)
+
+    async def aadd(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> bool:
+        made = self.make_and_validate_key(key, version)
+        value, ttl = self._store(value), self._timeout(timeout)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                return bool(await core.aadd(made, value, ttl, tags=self._tags(tags)))
+            return bool(await core.aadd(made, value, ttl))
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+
+    async def atouch(
+        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        made = self.make_and_validate_key(key, version)
+        return await self._cachekit.atouch(made, self._timeout(timeout))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return await self._cachekit.adelete(self.make_and_validate_key(key, version))
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await self._cachekit.aexists(self.make_and_validate_key(key, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        made = {self.make_and_validate_key(key, version): key for key in keys}
+        if not made:
+            return {}
+        found = await self._cachekit.aget_many(made)
+        return {made[k]: self._load(v) for k, v in found.items()}
+
+    async def aset_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> list[Any]:
+        if not data:
+            return []
+        originals: dict[str, Any] = {}
+        mapping: dict[str, Any] = {}
+        for key, value in data.items():
+            made = self.make_and_validate_key(key, version)
+            originals[made] = key
+            mapping[made] = self._store(value)
+        ttl = self._timeout(timeout)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                failed = await core.aset_many(mapping, ttl, tags=self._tags(tags))
+            else:
+                failed = await core.aset_many(mapping, ttl)
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+        return [originals[k] for k in failed]
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        made = [self.make_and_validate_key(key, version) for key in keys]
+        if made:
+            await self._cachekit.adelete_many(made)
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        made = self.make_and_validate_key(key, version)
+        if not await self._cachekit.aexists(made):
+            raise ValueError(f"Key '{made}' not found")
+        return await self._cachekit.aincr(made, delta)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        tags: Iterable[str] = (),
+    ) -> Any:
+        made = self.make_and_validate_key(key, version)
+        ttl = self._timeout(timeout)
+        source = self._wrap_default(default)
+        core: Any = self._cachekit
+        try:
+            if tags:
+                return self._load(await core.aget_or_set(made, source, ttl, tags=self._tags(tags)))
+            return self._load(await core.aget_or_set(made, source, ttl))
+        except SerializationError as exc:
+            raise _pickle_error(exc) from None
+
+    async def aclear(self) -> None:
+        await self._cachekit.aclear()
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """See :meth:`close`."""
+
+    async def attl(self, key: Any, version: int | None = None) -> float | None:
+        return await self._cachekit.attl(self.make_and_validate_key(key, version))
+
+    async def adelete_pattern(self, pattern: str, version: int | None = None) -> int:
+        core = self._distributed_core("delete by pattern")
+        return await core.adelete_pattern(self.make_pattern(pattern, version))
+
+    async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
+        core = self._distributed_core("invalidate tags")
+        return await core.ainvalidate_tags(self._tags(tags))
+
+    def alock(
+        self,
+        name: str,
+        timeout: float | None = 10.0,
+        *,
+        version: int | None = None,
+        blocking_timeout: float | None = None,
+        sleep: float = 0.05,
+    ) -> Any:
+        """The async twin of :meth:`lock` (``async with cache.alock("job"):``)."""
+        alock: Callable[..., Any] | None = getattr(self._cachekit, "alock", None)
+        if alock is None:
+            raise UnsupportedOperation(
+                f"{self._cachekit.provider_name}:// caches have no distributed lock"
+            )
+        made = self.make_and_validate_key(name, version)
+        return alock(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._cachekit!r}>"
+
+    @property
+    def configuration_error(self) -> InvalidCacheConfiguration | None:
+        """Why this entry could not be built (its system check, E001, says so at start-up)."""
+        core = self._cachekit
+        return core._error if isinstance(core, _Unconfigured) else None
+
+
+class MemoryCache(CacheKitCache):
+    """In-process cache; ``LOCATION`` is a ``LocMemCache`` name (caches sharing it share data)
+    or a ``memory://`` URL. ``MAX_ENTRIES``/``CULL_FREQUENCY`` cull as ``LocMemCache`` does,
+    unless cachekit's ``max_entries``/``max_memory_bytes`` bound it with its eviction policy."""
+
+    kind = "memory"
+
+
+class RedisCache(CacheKitCache):
+    """Redis; ``LOCATION`` as Django's ``RedisCache`` (``redis://``, ``rediss://``,
+    ``unix://``), or ``redis+sentinel://``."""
+
+    kind = "redis"
+
+
+class MemcachedCache(CacheKitCache):
+    """memcached; ``LOCATION`` as Django's ``PyMemcacheCache`` (``"h1:11211;h2:11211"`` or a
+    list) or a ``memcached://`` URL."""
+
+    kind = "memcached"
+
+
+class RedisClusterCache(CacheKitCache):
+    """Redis Cluster; ``LOCATION`` lists startup nodes (``"h1:7000,h2:7001"``) or is a
+    ``redis+cluster://`` URL."""
+
+    kind = "redis+cluster"
+
+
+class TieredCache(CacheKitCache):
+    """A near cache: ``LOCATION`` is a ``tiered://?l1=...&l2=...`` URL."""
+
+    kind = "tiered"

@@ -1,0 +1,230 @@
+"""``LOCATION`` and ``OPTIONS`` of a ``CACHES`` entry -> a cachekit URL and provider options.
+
+Each named backend accepts the ``LOCATION`` forms of the Django backend it replaces, so switching
+is a one-line change: ``MemoryCache`` a ``LocMemCache`` name, ``RedisCache`` the Redis URL(s) of
+Django's ``RedisCache``, ``MemcachedCache`` the ``host:port`` list of ``PyMemcacheCache``; all of
+them (and ``CacheKitCache``) also take a cachekit URL of their kind. ``OPTIONS`` are the
+provider's options, plus Django's own ``MAX_ENTRIES``/``CULL_FREQUENCY`` (memory only) and the
+few pymemcache client options that have a cachekit meaning.
+
+Nothing here connects or builds a cache: :func:`plan` only translates and validates the parts
+the adapter owns; the provider validates its options when it is built (and the system checks
+build it once at start-up, see :mod:`cachekit_django.checks`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cachekit.config import parse_url
+from cachekit.errors import ConfigurationError
+
+__all__ = ["DJANGO_OPTIONS", "KINDS", "Plan", "plan"]
+
+#: Django's own OPTIONS keys (read by ``BaseCache``), never passed to a provider.
+DJANGO_OPTIONS: Final = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+#: URL schemes each backend kind accepts (``cachekit``: any registered provider).
+KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "memory": ("memory",),
+    "redis": ("redis", "rediss", "unix", "redis+sentinel"),
+    "memcached": ("memcached",),
+    "redis+cluster": ("redis+cluster",),
+    "tiered": ("tiered",),
+}
+#: Django's defaults for LocMemCache (``BaseCache.__init__``).
+DEFAULT_MAX_ENTRIES: Final = 300
+DEFAULT_CULL_FREQUENCY: Final = 3
+#: cachekit options that bound the memory provider natively (its eviction policy decides).
+_NATIVE_BOUNDS: Final = ("max_entries", "max_memory_bytes")
+#: pymemcache client options of Django's PyMemcacheCache that need no setting here (cachekit's
+#: memcached clients always use TCP_NODELAY, one connection per thread, unicode keys, replies).
+_PYMEMCACHE_IMPLIED: Final = {
+    "no_delay": True,
+    "use_pooling": True,
+    "allow_unicode_keys": True,
+    "default_noreply": False,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to build for one ``CACHES`` entry."""
+
+    url: str
+    options: dict[str, Any]
+    scheme: str
+    #: Django-style culling of the memory provider: (MAX_ENTRIES, CULL_FREQUENCY), or None when
+    #: the provider's own bounds and policy govern (``max_entries``/``max_memory_bytes`` given).
+    cull: tuple[int, int] | None = None
+    #: Things accepted but not used, for a system-check warning.
+    notes: tuple[str, ...] = field(default=())
+
+
+def _servers(location: str | Sequence[str]) -> list[str]:
+    """Django's server lists: a list, or a string split on ``;`` and ``,``."""
+    if isinstance(location, str):
+        return [part.strip() for part in re.split("[;,]", location) if part.strip()]
+    if isinstance(location, Sequence) and all(isinstance(s, str) for s in location):
+        return [s.strip() for s in location if s.strip()]
+    raise ConfigurationError(
+        f"LOCATION must be a str or a list of str, got {type(location).__name__}", key="LOCATION"
+    )
+
+
+def _int_setting(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}", key=name)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}", key=name) from None
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {number}", key=name)
+    return number
+
+
+def _memory(location: str, options: dict[str, Any], django: dict[str, Any]) -> Plan:
+    if "://" in location:
+        url = location
+    else:
+        url = "memory://"
+        options.setdefault("name", location or "default")
+    query = parse_url(url).options
+    native = any(bound in options or bound in query for bound in _NATIVE_BOUNDS)
+    if native:
+        for name in DJANGO_OPTIONS & set(django):
+            raise ConfigurationError(
+                f"{name} is Django's culling bound; this cache is bounded by cachekit's "
+                "max_entries/max_memory_bytes (its eviction policy decides): give one or the other",
+                key=name,
+            )
+        return Plan(url, options, "memory")
+    max_entries = _int_setting("MAX_ENTRIES", django.get("MAX_ENTRIES", DEFAULT_MAX_ENTRIES), 1)
+    cull = _int_setting("CULL_FREQUENCY", django.get("CULL_FREQUENCY", DEFAULT_CULL_FREQUENCY), 0)
+    options["max_entries"] = max_entries
+    return Plan(url, options, "memory", cull=(max_entries, cull))
+
+
+def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
+    servers = _servers(location) or ["redis://127.0.0.1:6379/0"]
+    notes: tuple[str, ...] = ()
+    if len(servers) > 1:
+        # Django's RedisCache writes to the first URL and reads from the others (replicas);
+        # here every call goes to the first, which is correct, only not read-offloaded.
+        notes = (
+            f"LOCATION lists {len(servers)} Redis URLs: cachekit uses the first for reads and "
+            "writes (replicas are not read from; use redis+sentinel:// for failover)",
+        )
+    url = servers[0]
+    if "://" not in url:
+        raise ConfigurationError(
+            f"a Redis LOCATION is a URL such as redis://127.0.0.1:6379/0, got {url!r}",
+            key="LOCATION",
+        )
+    return Plan(url, options, parse_url(url).scheme, notes=notes)
+
+
+def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
+    if isinstance(location, str) and location.startswith("memcached://"):
+        url = location
+    else:
+        servers = _servers(location) or ["127.0.0.1:11211"]
+        for server in servers:
+            if server.startswith("unix:") or "/" in server:
+                raise ConfigurationError(
+                    f"memcached over a unix socket ({server!r}) is not supported by cachekit's "
+                    "memcached provider; listen on a loopback TCP port instead",
+                    key="LOCATION",
+                )
+        url = "memcached://" + ",".join(servers)
+    if "ignore_exc" in options:
+        options["fail_open"] = options.pop("ignore_exc")
+    for name, implied in _PYMEMCACHE_IMPLIED.items():
+        if name in options:
+            value = options.pop(name)
+            if value != implied:
+                raise ConfigurationError(
+                    f"pymemcache option {name}={value!r} is not supported: cachekit's memcached "
+                    f"provider always runs with {name}={implied!r}",
+                    key=name,
+                )
+    return Plan(url, options, "memcached")
+
+
+def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
+    if isinstance(location, str) and location.startswith("redis+cluster://"):
+        return Plan(location, options, "redis+cluster")
+    servers = _servers(location)
+    if not servers:
+        raise ConfigurationError(
+            "a Redis Cluster LOCATION lists startup nodes: 'h1:7000,h2:7001' or "
+            "'redis+cluster://h1:7000,h2:7001'",
+            key="LOCATION",
+        )
+    nodes = [_node(server) for server in servers]
+    return Plan("redis+cluster://" + ",".join(nodes), options, "redis+cluster")
+
+
+def _node(server: str) -> str:
+    """``redis://h:7000/0`` or ``h:7000`` -> ``h:7000`` (a cluster has database 0 only)."""
+    if "://" in server:
+        server = server.split("://", 1)[1]
+    return server.rstrip("/").removesuffix("/0")
+
+
+def plan(kind: str, location: Any, params: Mapping[str, Any]) -> Plan:
+    """Translate one ``CACHES`` entry for a backend of ``kind`` (a :data:`KINDS` key or
+    ``"cachekit"``); raises :class:`~cachekit.errors.ConfigurationError` naming the bad key."""
+    raw_options = params.get("OPTIONS") or {}
+    if not isinstance(raw_options, Mapping):
+        raise ConfigurationError(
+            f"OPTIONS must be a dict, got {type(raw_options).__name__}", key="OPTIONS"
+        )
+    options = {k: v for k, v in raw_options.items() if k not in DJANGO_OPTIONS}
+    django = {k: v for k, v in raw_options.items() if k in DJANGO_OPTIONS}
+    if location is None:
+        location = ""
+    cluster_nodes = kind == "redis+cluster" and str(location).startswith("redis://")
+    if kind == "cachekit" or (
+        isinstance(location, str) and "://" in location and not cluster_nodes
+    ):
+        if not isinstance(location, str) or "://" not in location:
+            raise ConfigurationError(
+                "CacheKitCache's LOCATION is a cachekit URL such as 'redis://127.0.0.1:6379/0' "
+                f"or 'memory://?max_entries=10000', got {location!r}",
+                key="LOCATION",
+            )
+        scheme = parse_url(location).scheme
+        if kind != "cachekit" and scheme not in KINDS[kind]:
+            accepted = ", ".join(f"{s}://" for s in KINDS[kind])
+            raise ConfigurationError(
+                f"this backend takes {accepted} URLs (or Django's LOCATION forms), got "
+                f"{scheme}://; use cachekit_django.cache.CacheKitCache for any URL",
+                key="LOCATION",
+            )
+        kind = next((k for k, schemes in KINDS.items() if scheme in schemes), "cachekit")
+    if kind != "memory" and django:
+        raise ConfigurationError(
+            f"{', '.join(sorted(django))} only apply to the memory backend (Django culls only "
+            "its local caches); remove them, or bound the server itself",
+            key=sorted(django)[0],
+        )
+    if kind == "memory":
+        if not isinstance(location, str):
+            raise ConfigurationError("a memory LOCATION is a name (str)", key="LOCATION")
+        return _memory(location, options, django)
+    if kind == "redis":
+        return _redis(location, options)
+    if kind == "memcached":
+        return _memcached(location, options)
+    if kind == "redis+cluster":
+        return _cluster(location, options)
+    if not isinstance(location, str) or "://" not in location:
+        raise ConfigurationError(
+            f"a {kind} LOCATION is a {kind}:// URL, got {location!r}", key="LOCATION"
+        )
+    # tiered, or a provider registered by a third party: the URL is all there is.
+    return Plan(location, options, parse_url(location).scheme)

@@ -1,0 +1,156 @@
+"""``manage.py cachekit_clear``: empty a cache alias, or only the keys of a pattern or tags.
+
+Patterns are Django keys (``user:*``), turned into the backend's stored-key glob with its
+``KEY_PREFIX`` and version, so they select what ``cache.get("user:1")`` reads. Any Django cache
+can be cleared whole; patterns and tags need a cachekit backend, since Django's own have no way
+to do either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+import cachekit
+
+from ..aliases import AliasInfo, for_command, scan_all
+
+_LISTED_KEYS = 50  # keys a --dry-run lists at verbosity 2 before "... and N more"
+
+
+class Command(BaseCommand):
+    help = (
+        "Remove every key of a cache alias (all aliases without --alias), or only the keys "
+        "matching --pattern or carrying --tag. --dry-run reports what would go."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--alias", help="Only this alias of settings.CACHES.")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument(
+            "--pattern",
+            help="Glob over Django keys (*, ?, [abc]), e.g. 'user:*'. Needs a cachekit backend.",
+        )
+        which.add_argument(
+            "--tag",
+            action="append",
+            dest="tags",
+            metavar="TAG",
+            help="Remove the keys carrying this tag (repeatable). Needs a cachekit backend.",
+        )
+        parser.add_argument(
+            "--key-version",
+            type=int,
+            help="With --pattern: the key version to match (default: the alias's VERSION).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Report what would be removed; remove nothing."
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        pattern: str | None = options["pattern"]
+        tags: list[str] | None = options["tags"]
+        version: int | None = options["key_version"]
+        if pattern is not None and not pattern:
+            raise CommandError("--pattern must not be empty (use no --pattern to clear all)")
+        if tags is not None and not all(tags):
+            raise CommandError("--tag must not be empty")
+        if version is not None and pattern is None:
+            raise CommandError("--key-version only applies to --pattern")
+
+        infos = for_command(options["alias"])
+        if pattern is not None or tags is not None:
+            plain = [info.alias for info in infos if not info.is_cachekit]
+            if plain:
+                raise CommandError(
+                    f"--pattern and --tag need cachekit backends; not one: {', '.join(plain)} "
+                    "(pick a cachekit alias with --alias, or clear it whole)"
+                )
+        if pattern is not None:
+            what = f"the keys matching {pattern!r}"
+        elif tags is not None:
+            what = f"the keys tagged {', '.join(map(repr, tags))}"
+        else:
+            what = "every key"
+
+        verbosity: int = options["verbosity"]
+        if options["dry_run"]:
+            for info in infos:
+                self._dry_run(info, what, pattern, tags, version=version, verbosity=verbosity)
+            return
+
+        if options["interactive"]:
+            names = ", ".join(repr(info.alias) for info in infos)
+            answer = input(
+                f"This will remove {what} from the cache alias(es) {names}.\n"
+                "Are you sure you want to do this?\n\n"
+                "    Type 'yes' to continue, or 'no' to cancel: "
+            )
+            if answer != "yes":
+                self.stdout.write("Cancelled.")
+                return
+
+        for info in infos:
+            cache: Any = info.cache  # a cachekit backend whenever a pattern or tags are given
+            try:
+                if pattern is not None:
+                    removed = cache.delete_pattern(pattern, version=version)
+                elif tags is not None:
+                    removed = cache.invalidate_tags(tags)
+                else:
+                    cache.clear()
+                    removed = None
+            except cachekit.CacheError as exc:
+                raise CommandError(f"{info.alias}: {type(exc).__name__}: {exc}") from exc
+            if verbosity >= 1:
+                if removed is None:
+                    self.stdout.write(self.style.SUCCESS(f"Cleared {info.alias!r}."))
+                else:
+                    self.stdout.write(
+                        self.style.SUCCESS(f"Removed {removed} key(s) from {info.alias!r}.")
+                    )
+
+    def _dry_run(
+        self,
+        info: AliasInfo,
+        what: str,
+        pattern: str | None,
+        tags: list[str] | None,
+        *,
+        version: int | None,
+        verbosity: int,
+    ) -> None:
+        keys: list[str] | None = None
+        reason = ""
+        if info.core is None:
+            reason = f"{info.backend} cannot list its keys"
+        elif tags is not None:
+            reason = "tag members cannot be listed without removing them"
+        else:
+            cache: Any = info.cache
+            glob = "*" if pattern is None else cache.make_pattern(pattern, version=version)
+            try:
+                keys = scan_all(info.core, glob)
+            except cachekit.UnsupportedOperation:
+                reason = f"the {info.core.provider_name} provider cannot list its keys"
+            except cachekit.CacheError as exc:
+                raise CommandError(f"{info.alias}: {type(exc).__name__}: {exc}") from exc
+        if verbosity < 1:
+            return
+        if keys is None:
+            self.stdout.write(f"Would remove {what} from {info.alias!r} (not counted: {reason}).")
+            return
+        self.stdout.write(f"Would remove {len(keys)} key(s) from {info.alias!r} ({what}).")
+        if verbosity >= 2:
+            for key in sorted(keys)[:_LISTED_KEYS]:
+                self.stdout.write(f"  {key}")
+            if len(keys) > _LISTED_KEYS:
+                self.stdout.write(f"  ... and {len(keys) - _LISTED_KEYS} more")

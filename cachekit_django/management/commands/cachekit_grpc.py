@@ -1,0 +1,130 @@
+"""``manage.py cachekit_grpc``: serve the project's cachekit caches over gRPC, one namespace each.
+
+Each cachekit alias becomes the namespace of its name (``grpc://host:port/default``). The core
+cache is served as it is, so clients see the keys as stored: Django's made-key form
+(``:1:user:1`` with the default ``KEY_FUNCTION``). Aliases that are not cachekit backends are
+left out (with a note), since the service needs the core contract.
+
+Tokens are better passed through the environment (``CACHEKIT_GRPC_TOKEN``,
+``CACHEKIT_GRPC_ADMIN_TOKEN``) than on the command line, where ``ps`` shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ..aliases import for_command
+
+_MAX_PORT = 65535
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the project's cachekit caches over gRPC (one namespace per alias) until "
+        "SIGTERM/SIGINT."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="Address to bind (127.0.0.1).")
+        parser.add_argument(
+            "--port", type=int, default=50051, help="Port (default 50051; 0 = any free port)."
+        )
+        parser.add_argument(
+            "--alias",
+            action="append",
+            dest="aliases",
+            metavar="ALIAS",
+            help="Serve only this alias (repeatable; default: every cachekit alias).",
+        )
+        parser.add_argument(
+            "--token",
+            default=os.environ.get("CACHEKIT_GRPC_TOKEN"),
+            help="Bearer token clients must send (default: $CACHEKIT_GRPC_TOKEN).",
+        )
+        parser.add_argument(
+            "--admin-token",
+            default=os.environ.get("CACHEKIT_GRPC_ADMIN_TOKEN"),
+            help="Token for admin calls such as clear (default: $CACHEKIT_GRPC_ADMIN_TOKEN).",
+        )
+        parser.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key).")
+        parser.add_argument("--tls-key", help="PEM private key (with --tls-cert).")
+        parser.add_argument(
+            "--tls-client-ca", help="PEM CA bundle: require client certificates signed by it."
+        )
+        parser.add_argument(
+            "--metrics-port", type=int, help="Also serve Prometheus metrics on this port."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port: int = options["port"]
+        if not 0 <= port <= _MAX_PORT:
+            raise CommandError(f"--port must be 0-{_MAX_PORT}, got {port}")
+        metrics_port: int | None = options["metrics_port"]
+        if metrics_port is not None and not 0 <= metrics_port <= _MAX_PORT:
+            raise CommandError(f"--metrics-port must be 0-{_MAX_PORT}, got {metrics_port}")
+        cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
+        if (cert is None) != (key is None):
+            raise CommandError("--tls-cert and --tls-key go together")
+        if client_ca is not None and cert is None:
+            raise CommandError("--tls-client-ca needs --tls-cert and --tls-key")
+        for flag, path in (
+            ("--tls-cert", cert),
+            ("--tls-key", key),
+            ("--tls-client-ca", client_ca),
+        ):
+            if path is not None and not Path(path).is_file():
+                raise CommandError(f"{flag}: no such file {path!r}")
+
+        requested: list[str] | None = options["aliases"]
+        infos = (
+            for_command(None)
+            if requested is None
+            else [info for name in requested for info in for_command(name)]
+        )
+        plain = [info.alias for info in infos if info.core is None]
+        if requested is not None and plain:
+            raise CommandError(f"not cachekit backends, cannot be served: {', '.join(plain)}")
+        namespaces = {info.alias: info.core for info in infos if info.core is not None}
+        if not namespaces:
+            raise CommandError("no cachekit backend in settings.CACHES to serve")
+
+        try:
+            from cachekit.grpc.server import serve
+        except ImportError as exc:
+            raise CommandError(
+                f"the gRPC server is unavailable ({exc}); install it with "
+                "pip install 'cachekit[grpc]'"
+            ) from exc
+
+        verbosity: int = options["verbosity"]
+        if verbosity >= 1 and plain:
+            self.stdout.write(self.style.WARNING(f"Not served (not cachekit): {', '.join(plain)}"))
+
+        def ready(bound: int) -> None:
+            if verbosity >= 1:
+                scheme = "grpcs" if cert else "grpc"
+                names = ", ".join(namespaces)
+                self.stdout.write(
+                    f"cachekit gRPC listening on {scheme}://{options['host']}:{bound} "
+                    f"(namespaces: {names}); Ctrl-C or SIGTERM to stop."
+                )
+                self.stdout.flush()
+
+        serve(
+            namespaces,
+            host=options["host"],
+            port=port,
+            token=options["token"] or None,
+            admin_token=options["admin_token"] or None,
+            tls_cert=cert,
+            tls_key=key,
+            tls_client_ca=client_ca,
+            metrics_port=metrics_port,
+            ready=ready,
+        )
+        if verbosity >= 1:
+            self.stdout.write("cachekit gRPC stopped.")

@@ -1,0 +1,117 @@
+"""``manage.py cachekit_stats``: hit ratio, items, memory and breaker state of each cache alias."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+import cachekit
+
+from ..aliases import AliasInfo, breaker_summary, for_command, format_bytes
+
+_COLUMNS = ("alias", "provider", "hits", "misses", "hit ratio", "items", "memory", "evictions")
+_VERBOSE_COLUMNS = ("sets", "deletes", "expirations", "avg get", "uptime")
+
+
+class Command(BaseCommand):
+    help = (
+        "Show hits, misses, hit ratio, items, memory, evictions and circuit-breaker state of "
+        "every cache alias (or one with --alias). Aliases that are not cachekit backends are "
+        "listed without statistics."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--alias", help="Only this alias of settings.CACHES.")
+        parser.add_argument(
+            "--json", action="store_true", help="Print a JSON object keyed by alias instead."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        infos = for_command(options["alias"])
+        rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]] = []
+        for info in infos:
+            try:
+                rows.append((info, info.stats(), None))
+            except cachekit.CacheError as exc:
+                rows.append((info, None, f"{type(exc).__name__}: {exc}"))
+
+        if options["json"]:
+            self.stdout.write(json.dumps(_as_json(rows), indent=2, sort_keys=True, default=str))
+        else:
+            self._table(rows, options["verbosity"])
+
+        failed = [(info.alias, error) for info, _, error in rows if error is not None]
+        if failed:
+            detail = "; ".join(f"{alias}: {error}" for alias, error in failed)
+            raise CommandError(
+                f"could not read the statistics of {len(failed)} alias(es): {detail}"
+            )
+
+    def _table(
+        self, rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]], verbosity: int
+    ) -> None:
+        verbose = verbosity >= 2
+        header = [*_COLUMNS, *(_VERBOSE_COLUMNS if verbose else ()), "breaker"]
+        lines: list[list[str]] = []
+        notes: list[str] = []
+        for info, stats, error in rows:
+            if stats is None:
+                reason = error or f"not a cachekit backend ({info.backend})"
+                lines.append([info.alias, "-", *["-"] * (len(header) - 2)])
+                notes.append(f"{info.alias}: {reason}")
+                continue
+            line = [
+                info.alias,
+                stats.provider,
+                str(stats.hits),
+                str(stats.misses),
+                f"{stats.hit_ratio:.1%}",
+                str(stats.items),
+                format_bytes(stats.memory_bytes),
+                str(stats.evictions),
+            ]
+            if verbose:
+                avg = stats.avg_get_seconds
+                line += [
+                    str(stats.sets),
+                    str(stats.deletes),
+                    str(stats.expirations),
+                    "-" if avg is None else f"{avg * 1e6:.1f} us",
+                    f"{stats.uptime:.0f} s",
+                ]
+            line.append(breaker_summary(stats.extra) or "-")
+            lines.append(line)
+
+        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+
+        def render(row: list[str]) -> str:
+            cells = [
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ]
+            return "  ".join(cells).rstrip()
+
+        if verbosity >= 1:
+            self.stdout.write(self.style.MIGRATE_HEADING(render(header)))
+        for line in lines:
+            self.stdout.write(render(line))
+        if verbosity >= 1:
+            for note in notes:
+                self.stdout.write(self.style.WARNING(note))
+
+
+def _as_json(
+    rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]],
+) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for info, stats, error in rows:
+        entry: dict[str, Any] = {"backend": info.backend, "cachekit": info.is_cachekit}
+        if stats is not None:
+            entry["stats"] = stats.as_dict()
+            entry["breaker"] = breaker_summary(stats.extra)
+        if error is not None:
+            entry["error"] = error
+        data[info.alias] = entry
+    return data

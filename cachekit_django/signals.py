@@ -1,0 +1,158 @@
+"""Tag invalidation on model changes: when a model instance is saved or deleted, the cache
+entries tagged for it are removed (``post_save``/``post_delete``), after the transaction commits
+so a concurrent request cannot cache the old row again before the new one is visible.
+
+Declare it per model, with the decorator::
+
+    @invalidates_tags("catalog", "product:{pk}", cache="default")
+    class Product(models.Model): ...
+
+or in settings (connected when the app is ready)::
+
+    CACHEKIT_INVALIDATE_TAGS = {
+        "shop.Product": ["catalog", "product:{pk}"],
+        "shop.Review": {"tags": ["reviews:{instance.product_id}"], "cache": "pages"},
+    }
+
+A tag is a ``str.format`` template (fields ``pk`` and ``instance``) or a callable
+``(instance) -> str | iterable of str``. Views cache with the same tags::
+
+    cache.set(f"product:{pk}:page", html, tags=["catalog", f"product:{pk}"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import models, router, transaction
+from django.db.models.signals import post_delete, post_save
+
+__all__ = [
+    "SettingsError",
+    "TagRule",
+    "connect_from_settings",
+    "invalidate_tags_on_change",
+    "invalidates_tags",
+    "parse_settings",
+]
+
+Tag = str | Callable[[Any], "str | Iterable[str]"]
+M = TypeVar("M", bound=type[models.Model])
+
+
+class SettingsError(ValueError):
+    """``CACHEKIT_INVALIDATE_TAGS`` is malformed (reported as system check E005)."""
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """The tags to invalidate for one model, in one cache alias."""
+
+    tags: tuple[Tag, ...]
+    cache: str = "default"
+
+    def tags_for(self, instance: Any) -> list[str]:
+        out: list[str] = []
+        for tag in self.tags:
+            if callable(tag):
+                produced = tag(instance)
+                out.extend([produced] if isinstance(produced, str) else produced)
+            else:
+                out.append(tag.format(pk=instance.pk, instance=instance))
+        return out
+
+    def invalidate(self, instance: Any, using: str | None) -> None:
+        from django.core.cache import caches
+
+        tags = self.tags_for(instance)
+        if not tags:
+            return
+        cache = caches[self.cache]
+
+        def run() -> None:
+            cache.invalidate_tags(tags)
+
+        transaction.on_commit(run, using=using)
+
+
+def _check_tags(tags: Iterable[Any], where: str) -> tuple[Tag, ...]:
+    if isinstance(tags, str):
+        raise SettingsError(f"{where}: tags must be a list, not a bare str {tags!r}")
+    checked = tuple(tags)
+    if not checked:
+        raise SettingsError(f"{where}: give at least one tag")
+    for tag in checked:
+        if not (callable(tag) or (isinstance(tag, str) and tag)):
+            raise SettingsError(
+                f"{where}: a tag is a non-empty str template or a callable, got {tag!r}"
+            )
+    return checked
+
+
+def invalidate_tags_on_change(
+    model: type[models.Model], tags: Iterable[Tag], *, cache: str = "default"
+) -> TagRule:
+    """Invalidate ``tags`` in ``caches[cache]`` whenever an instance of ``model`` is saved or
+    deleted; returns the rule (connecting the same model and cache twice replaces the first)."""
+    rule = TagRule(_check_tags(tags, model.__name__), cache)
+
+    def receiver(sender: Any, instance: Any, using: str | None = None, **kwargs: Any) -> None:
+        rule.invalidate(instance, using or router.db_for_write(sender, instance=instance))
+
+    uid = f"cachekit_django:{model._meta.label}:{cache}"
+    for signal in (post_save, post_delete):
+        signal.disconnect(sender=model, dispatch_uid=uid)
+        signal.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    return rule
+
+
+def invalidates_tags(*tags: Tag, cache: str = "default") -> Callable[[M], M]:
+    """Class decorator form of :func:`invalidate_tags_on_change`."""
+
+    def decorate(model: M) -> M:
+        invalidate_tags_on_change(model, tags, cache=cache)
+        return model
+
+    return decorate
+
+
+def parse_settings(value: Any) -> dict[str, TagRule]:
+    """``CACHEKIT_INVALIDATE_TAGS`` as ``{model label: TagRule}``; raises :class:`SettingsError`."""
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"CACHEKIT_INVALIDATE_TAGS must be a dict, got {type(value).__name__}")
+    rules: dict[str, TagRule] = {}
+    for label, spec in value.items():
+        if not isinstance(label, str) or label.count(".") != 1:
+            raise SettingsError(f"model labels look like 'app_label.Model', got {label!r}")
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"tags", "cache"}
+            if unknown:
+                raise SettingsError(f"{label}: unknown keys {sorted(unknown)} (use tags, cache)")
+            cache = spec.get("cache", "default")
+            if not isinstance(cache, str):
+                raise SettingsError(f"{label}: cache must be an alias (str), got {cache!r}")
+            rules[label] = TagRule(_check_tags(spec.get("tags", ()), label), cache)
+        else:
+            rules[label] = TagRule(_check_tags(spec, label))
+    return rules
+
+
+def connect_from_settings() -> list[TagRule]:
+    """Connect the rules of ``settings.CACHEKIT_INVALIDATE_TAGS`` (the app's ``ready()``).
+
+    Malformed settings are left to the system check (E005) instead of failing start-up here;
+    an unknown model label raises ``LookupError``, as Django does for a bad label."""
+    from django.apps import apps
+    from django.conf import settings
+
+    try:
+        rules = parse_settings(getattr(settings, "CACHEKIT_INVALIDATE_TAGS", {}))
+    except SettingsError:
+        return []
+    connected = []
+    for label, rule in rules.items():
+        model = apps.get_model(label)
+        connected.append(invalidate_tags_on_change(model, rule.tags, cache=rule.cache))
+    return connected

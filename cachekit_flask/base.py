@@ -1,0 +1,246 @@
+"""The extension's state and proxy methods: Flask-Caching's ``Cache`` minus the decorators.
+
+Each ``init_app`` validates the app's ``CACHE_*``/``CACHEKIT_*`` config, builds one core cache
+(:func:`cachekit.create_cache`) and keeps it in ``app.extensions["cache"][ext]`` as Flask-Caching
+does, so one extension object can serve several apps and one app several extension objects.
+The proxy methods keep Flask-Caching's signatures and return values (``get`` answers ``None``
+on a miss, ``timeout=0`` never expires, ``get_many(*keys)`` returns a list); everything else is
+the core's, reachable as :attr:`Cache.cache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, current_app
+
+from cachekit import MISSING
+from cachekit import Cache as CoreCache
+from cachekit import DistributedCache as CoreDistributedCache
+from cachekit.errors import ConfigurationError, SerializationError, UnsupportedOperation
+
+from .calling import RECOMPUTE
+from .settings import FlaskCacheSettings, flask_timeout_to_ttl
+
+__all__ = ["STATE_KEY", "ExtensionBase"]
+
+logger = logging.getLogger("cachekit_flask")
+
+#: ``app.extensions`` key of the per-app state (settings, core cache) of each extension object.
+STATE_KEY = "cachekit"
+
+
+class ExtensionBase:
+    """Per-app core caches and the proxy methods; the decorators are added by subclasses."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        with_jinja2_ext: bool = True,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if not (config is None or isinstance(config, dict)):
+            raise ConfigurationError("`config` must be a dict or None", key="config")
+        self.with_jinja2_ext = with_jinja2_ext
+        self.config = config
+        self.source_check: bool = False
+        self.hash_method: Callable[..., Any] = hashlib.sha256
+        self.enable_signals = False
+        self.app: Flask | None = None
+        self._apps: weakref.WeakKeyDictionary[Flask, CoreCache] = weakref.WeakKeyDictionary()
+        # The core cache when exactly one app uses this extension: the hot path skips the
+        # app-context lookup then.
+        self._only: CoreCache | None = None
+        if app is not None:
+            self.init_app(app, config)
+
+    def init_app(self, app: Flask, config: dict[str, Any] | None = None) -> None:
+        """Validate the config (``ConfigurationError`` names the key) and build the cache."""
+        if not (config is None or isinstance(config, dict)):
+            raise ConfigurationError("`config` must be a dict or None", key="config")
+        merged: dict[str, Any] = dict(app.config)
+        merged.update(self.config or {})
+        merged.update(config or {})
+        settings = FlaskCacheSettings.from_config(merged)
+        core = settings.build()
+        self.source_check = settings.source_check
+        self.hash_method = settings.hash_method
+        self.enable_signals = settings.enable_signals
+        previous = app.extensions.setdefault("cache", {}).get(self)
+        if previous is not None:
+            previous.close()
+        app.extensions["cache"][self] = core
+        app.extensions.setdefault(STATE_KEY, {})[self] = settings
+        self._apps[app] = core
+        self._only = core if len(self._apps) == 1 else None
+        if self.with_jinja2_ext:
+            from .jinja import JINJA_CACHE_ATTR_NAME, CacheExtension
+
+            setattr(app.jinja_env, JINJA_CACHE_ATTR_NAME, self)
+            app.jinja_env.add_extension(CacheExtension)
+        from .cli import register_cli
+
+        register_cli(app)
+        self.app = app
+
+    # -- the core cache of the current app ---------------------------------------------------
+
+    @property
+    def cache(self) -> CoreCache:
+        """The core :class:`cachekit.Cache` of the current app (or the last one initialised)."""
+        return self._core()
+
+    def _core(self) -> CoreCache:
+        only = self._only
+        if only is not None:
+            return only
+        try:
+            core: CoreCache = current_app.extensions["cache"][self]
+        except RuntimeError:  # no app context: the last app initialised, as Flask-Caching
+            if self.app is None:
+                raise RuntimeError(
+                    "cachekit_flask.Cache is not initialised: call init_app(app) first"
+                ) from None
+            core = self.app.extensions["cache"][self]
+        return core
+
+    def _debug(self) -> bool:
+        try:
+            return bool(current_app.debug)
+        except RuntimeError:
+            return bool(self.app is not None and self.app.debug)
+
+    def _distributed(self, core: CoreCache, what: str) -> CoreDistributedCache:
+        if not isinstance(core, CoreDistributedCache):
+            raise UnsupportedOperation(
+                f"{what} needs a provider with tags and patterns (memory, redis, tiered); "
+                f"{core.provider_name} has none"
+            )
+        return core
+
+    # -- Flask-Caching's proxy methods ---------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The cached value, or ``None`` on a miss (or an entry this cache cannot decode)."""
+        try:
+            return self._core().get(key)
+        except SerializationError as exc:
+            _undecodable(key, exc)
+            return None
+
+    def has(self, key: str) -> bool:
+        return self._core().exists(key)
+
+    def set(self, key: str, value: Any, timeout: Any = None, *, tags: Iterable[str] = ()) -> bool:
+        """Store ``value``; ``timeout=None`` is the default, ``0`` never expires."""
+        core = self._core()
+        ttl = flask_timeout_to_ttl(timeout)
+        if tags:
+            self._distributed(core, "tags").set(key, value, ttl, tags=tags)
+        else:
+            core.set(key, value, ttl)
+        return True
+
+    def add(self, key: str, value: Any, timeout: Any = None) -> bool:
+        """Store only if absent; whether it was stored."""
+        return self._core().add(key, value, flask_timeout_to_ttl(timeout))
+
+    def delete(self, key: str) -> bool:
+        return self._core().delete(key)
+
+    def delete_many(self, *keys: str) -> list[str]:
+        """Delete ``keys``; the keys now absent (all of them), as Flask-Caching returns."""
+        self._core().delete_many(keys)
+        return list(keys)
+
+    def unlink(self, *keys: str) -> list[str]:
+        """Flask-Caching's Redis ``UNLINK`` proxy: the same as :meth:`delete_many` here."""
+        return self.delete_many(*keys)
+
+    def clear(self) -> bool:
+        """Remove this cache's keys (only its own prefix on a shared server)."""
+        self._core().clear()
+        return True
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """Values in the order of ``keys``, ``None`` for each miss."""
+        found = self._found(keys)
+        return [found.get(key) for key in keys]
+
+    def get_dict(self, *keys: str) -> dict[str, Any]:
+        """``{key: value or None}`` for every key."""
+        found = self._found(keys)
+        return {key: found.get(key) for key in keys}
+
+    def _found(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        try:
+            return self._core().get_many(keys)
+        except SerializationError:  # one bad entry: read the others one by one
+            found = {key: self.get(key) for key in keys}
+            return {key: value for key, value in found.items() if value is not None}
+
+    def set_many(self, mapping: dict[str, Any], timeout: Any = None) -> list[str]:
+        """Store every item; the keys that were stored."""
+        failed = set(self._core().set_many(mapping, flask_timeout_to_ttl(timeout)))
+        return [key for key in mapping if key not in failed]
+
+    def inc(self, key: str, delta: int = 1) -> int:
+        return self._core().incr(key, delta)
+
+    def dec(self, key: str, delta: int = 1) -> int:
+        return self._core().decr(key, delta)
+
+    # -- what cachekit adds ------------------------------------------------------------------
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Remove every key carrying any of ``tags`` (cached views, memoized results...)."""
+        return self._distributed(self._core(), "invalidate_tags").invalidate_tags(tags)
+
+    def delete_pattern(self, pattern: str) -> int:
+        """Remove the keys matching a Redis glob such as ``view//products*``."""
+        return self._distributed(self._core(), "delete_pattern").delete_pattern(pattern)
+
+    def get_stats(self) -> Any:
+        """The core's :class:`cachekit.CacheStats` snapshot."""
+        return self._core().get_stats()
+
+    def _lookup(self, core: CoreCache, key: str, cache_none: bool) -> tuple[bool, Any]:
+        """``(found, value)``; a cached ``None`` is :data:`RECOMPUTE` unless ``cache_none``."""
+        try:
+            rv = core.get(key, MISSING)
+        except SerializationError as exc:  # overwritten by the recomputed value
+            _undecodable(key, exc)
+            return False, RECOMPUTE
+        return classify(rv, cache_none)
+
+
+def _undecodable(key: str, exc: SerializationError) -> None:
+    """An entry this cache cannot decode is a miss, as in Flask-Caching.
+
+    That is what an app meets when it switches from Flask-Caching to cachekit_flask on the same
+    Redis keys: the old entries (cachelib's pickle format) read as misses and are overwritten,
+    instead of failing every request until they expire.
+    """
+    logger.debug("cannot decode the entry under %r (%s): treated as a miss", key, exc)
+
+
+async def aget_decodable(core: CoreCache, key: str) -> Any:
+    """``aget(key, MISSING)``, with an undecodable entry read as :data:`RECOMPUTE`."""
+    try:
+        return await core.aget(key, MISSING)
+    except SerializationError as exc:
+        _undecodable(key, exc)
+        return RECOMPUTE
+
+
+def classify(rv: Any, cache_none: bool) -> tuple[bool, Any]:
+    """``(found, value)`` of a lookup; a cached ``None`` is :data:`RECOMPUTE` unless cache_none."""
+    if rv is MISSING or rv is RECOMPUTE:
+        return False, rv
+    if rv is None and not cache_none:
+        return False, RECOMPUTE
+    return True, rv

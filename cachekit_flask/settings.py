@@ -1,0 +1,332 @@
+"""Flask-Caching's ``CACHE_*`` configuration translated into a cachekit provider.
+
+Every key is checked in ``init_app``: an unknown ``CACHE_TYPE``, a backend cachekit has no
+provider for, or a bad value raises :class:`cachekit.errors.ConfigurationError` whose ``key`` is
+the Flask config key, so a typo fails at start-up instead of on the first cached call.
+``CACHEKIT_URL`` (any ``create_cache`` URL) takes precedence over ``CACHE_TYPE``, and
+``CACHEKIT_OPTIONS`` (a dict) reaches the provider as-is, for what Flask-Caching cannot say
+(eviction policies, the near cache, Redis Cluster, tags, fail-open...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from cachekit import DEFAULT, create_cache
+from cachekit import Cache as CoreCache
+from cachekit.errors import ConfigurationError
+
+__all__ = ["FlaskCacheSettings", "flask_timeout_to_ttl"]
+
+#: Flask-Caching's defaults, applied under the app's own keys.
+DEFAULTS: dict[str, Any] = {
+    "CACHE_DEFAULT_TIMEOUT": 300,
+    "CACHE_IGNORE_ERRORS": False,
+    "CACHE_THRESHOLD": 500,
+    "CACHE_KEY_PREFIX": "flask_cache_",
+    "CACHE_MEMCACHED_SERVERS": None,
+    "CACHE_HASH_METHOD": hashlib.sha256,
+    "CACHE_OPTIONS": None,
+    "CACHE_ARGS": [],
+    "CACHE_SOURCE_CHECK": False,
+    "CACHE_ENABLE_SIGNALS": False,
+    "CACHE_SERIALIZER": None,
+    "CACHEKIT_OPTIONS": None,
+}
+
+# CACHE_TYPE short names (and Flask-Caching's dotted paths to them) -> cachekit provider kind.
+_TYPES = {
+    "simple": "memory",
+    "simplecache": "memory",
+    "redis": "redis",
+    "rediscache": "redis",
+    "redissentinel": "sentinel",
+    "redissentinelcache": "sentinel",
+    "rediscluster": "cluster",
+    "redisclustercache": "cluster",
+    "memcached": "memcached",
+    "memcachedcache": "memcached",
+    "gaememcached": "memcached",
+}
+# Backends Flask-Caching has and cachekit does not: refused by name rather than replaced.
+_UNSUPPORTED = {
+    "null": "caching disabled: remove the extension or use CACHEKIT_URL='memory://'",
+    "nullcache": "caching disabled: remove the extension or use CACHEKIT_URL='memory://'",
+    "filesystem": "cachekit has no file-system provider",
+    "filesystemcache": "cachekit has no file-system provider",
+    "uwsgi": "cachekit has no uWSGI provider",
+    "uwsgicache": "cachekit has no uWSGI provider",
+    "saslmemcached": "SASL authentication is not supported by the memcached provider",
+    "saslmemcachedcache": "SASL authentication is not supported by the memcached provider",
+    "spreadsaslmemcached": "SASL authentication is not supported by the memcached provider",
+    "spreadsaslmemcachedcache": "SASL authentication is not supported by the memcached provider",
+}
+
+
+def flask_timeout_to_ttl(timeout: Any, *, key: str = "timeout") -> Any:
+    """A Flask-Caching timeout as a cachekit TTL: ``None`` is the default, ``0`` never expires.
+
+    Returns :data:`cachekit.DEFAULT` for ``None``; a ``timedelta`` is rounded up to whole
+    seconds as Flask-Caching does; negative values never expire, as in Flask-Caching's
+    in-memory backend.
+    """
+    if timeout is None:
+        return DEFAULT
+    if isinstance(timeout, timedelta):
+        seconds = timeout.total_seconds()
+        whole = int(seconds) + (1 if seconds > int(seconds) else 0)
+        return None if whole <= 0 else whole
+    if isinstance(timeout, str):
+        try:
+            timeout = int(timeout)
+        except ValueError:
+            raise ConfigurationError(
+                f"{key} must be whole seconds, got {timeout!r}", key=key
+            ) from None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigurationError(
+            f"{key} must be seconds (int) or a timedelta, got {timeout!r}", key=key
+        )
+    return None if timeout <= 0 else timeout
+
+
+def _bool(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigurationError(f"{key} must be a bool, got {value!r}", key=key)
+
+
+def _positive_int(config: Mapping[str, Any], key: str) -> int:
+    value = config[key]
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number < 1 or (isinstance(value, float) and value != number):
+        raise ConfigurationError(f"{key} must be a positive int, got {value!r}", key=key)
+    return number
+
+
+@dataclass
+class FlaskCacheSettings:
+    """The validated result of a Flask config: how to build the cache and decorator defaults."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    hash_method: Callable[..., Any] = hashlib.sha256
+    source_check: bool = False
+    enable_signals: bool = False
+    ignore_errors: bool = False
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> FlaskCacheSettings:
+        """Validate ``raw`` (the app's config merged with the extension's) and translate it."""
+        config = {**DEFAULTS, **raw}
+        hash_method = config["CACHE_HASH_METHOD"]
+        if not callable(hash_method):
+            raise ConfigurationError(
+                "CACHE_HASH_METHOD must be a hash constructor such as hashlib.sha256, "
+                f"got {hash_method!r}",
+                key="CACHE_HASH_METHOD",
+            )
+        if config["CACHE_ARGS"]:
+            raise ConfigurationError(
+                "CACHE_ARGS (positional backend arguments) has no cachekit equivalent; "
+                "use CACHEKIT_URL / CACHEKIT_OPTIONS",
+                key="CACHE_ARGS",
+            )
+        ignore_errors = _bool(config, "CACHE_IGNORE_ERRORS")
+        settings = cls(
+            url="",
+            hash_method=hash_method,
+            source_check=_bool(config, "CACHE_SOURCE_CHECK"),
+            enable_signals=_bool(config, "CACHE_ENABLE_SIGNALS"),
+            ignore_errors=ignore_errors,
+        )
+        ttl = flask_timeout_to_ttl(config["CACHE_DEFAULT_TIMEOUT"], key="CACHE_DEFAULT_TIMEOUT")
+        options: dict[str, Any] = {"default_ttl": None if ttl is DEFAULT else ttl}
+        url = config.get("CACHEKIT_URL")
+        if url is not None:
+            if not isinstance(url, str) or "://" not in url:
+                raise ConfigurationError(
+                    f"CACHEKIT_URL must be a cache URL such as 'memory://', got {url!r}",
+                    key="CACHEKIT_URL",
+                )
+            settings.url = url
+            scheme = url.partition("://")[0]
+            if "CACHE_DEFAULT_TIMEOUT" not in raw:
+                options = {}  # the URL's own default_ttl (or none) applies
+            kind = "memory" if scheme == "memory" else "network"
+            if kind == "network" and "CACHE_KEY_PREFIX" in raw and scheme != "tiered":
+                options["prefix"] = cls._prefix(config)
+        else:
+            kind, settings.url, extra = cls._from_type(config)
+            options.update(extra)
+        if ignore_errors and kind not in ("memory",):
+            options["fail_open"] = True
+        serializer = config["CACHE_SERIALIZER"]
+        if serializer is not None:
+            if not isinstance(serializer, str):
+                raise ConfigurationError(
+                    "CACHE_SERIALIZER must name a cachekit serializer ('pickle', 'json', "
+                    f"'msgpack'); cachelib serializer objects are not used, got {serializer!r}",
+                    key="CACHE_SERIALIZER",
+                )
+            options["serializer"] = serializer
+        for key in ("CACHE_OPTIONS", "CACHEKIT_OPTIONS"):
+            extra_options = config[key]
+            if extra_options is None:
+                continue
+            if not isinstance(extra_options, Mapping):
+                raise ConfigurationError(
+                    f"{key} must be a dict of provider options, got {extra_options!r}", key=key
+                )
+            options.update(extra_options)
+        settings.options = options
+        return settings
+
+    @staticmethod
+    def _prefix(config: Mapping[str, Any]) -> str:
+        prefix = config["CACHE_KEY_PREFIX"]
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError(
+                f"CACHE_KEY_PREFIX must be a non-empty str, got {prefix!r}",
+                key="CACHE_KEY_PREFIX",
+            )
+        return prefix
+
+    @classmethod
+    def _from_type(cls, config: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        cache_type = config.get("CACHE_TYPE", "SimpleCache")
+        if not isinstance(cache_type, str):
+            raise ConfigurationError(
+                f"CACHE_TYPE must be a str, got {cache_type!r}", key="CACHE_TYPE"
+            )
+        short = cache_type.rpartition(".")[2].lower()
+        if short in _UNSUPPORTED:
+            raise ConfigurationError(
+                f"CACHE_TYPE {cache_type!r} is not supported: {_UNSUPPORTED[short]}",
+                key="CACHE_TYPE",
+            )
+        kind = _TYPES.get(short)
+        if kind is None:
+            accepted = (
+                "SimpleCache, RedisCache, RedisSentinelCache, RedisClusterCache, MemcachedCache"
+            )
+            raise ConfigurationError(
+                f"unknown CACHE_TYPE {cache_type!r}; accepted: {accepted} (or set CACHEKIT_URL)",
+                key="CACHE_TYPE",
+            )
+        if kind == "memory":
+            threshold = _positive_int(config, "CACHE_THRESHOLD")
+            # Flask-Caching's SimpleCache pickles values: readers get independent copies.
+            return kind, "memory://flask", {"max_entries": threshold, "serializer": "pickle"}
+        prefix = cls._prefix(config)
+        if kind == "memcached":
+            return kind, cls._memcached_url(config), {"prefix": prefix}
+        if kind == "cluster":
+            nodes = config.get("CACHE_REDIS_CLUSTER") or config.get("CACHE_REDIS_URL")
+            if not nodes or not isinstance(nodes, str):
+                raise ConfigurationError(
+                    "RedisClusterCache needs CACHE_REDIS_CLUSTER ('host1:port1,host2:port2')",
+                    key="CACHE_REDIS_CLUSTER",
+                )
+            hosts = nodes.partition("://")[2] if "://" in nodes else nodes
+            return kind, f"redis+cluster://{cls._auth(config)}{hosts}", {"prefix": prefix}
+        if kind == "sentinel":
+            sentinels = config.get("CACHE_REDIS_SENTINELS", [("127.0.0.1", 26379)])
+            try:
+                hosts = ",".join(f"{host}:{int(port)}" for host, port in sentinels)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"CACHE_REDIS_SENTINELS must be [(host, port), ...], got {sentinels!r}",
+                    key="CACHE_REDIS_SENTINELS",
+                ) from None
+            master = config.get("CACHE_REDIS_SENTINEL_MASTER", "mymaster")
+            db = cls._db(config)
+            url = f"redis+sentinel://{cls._auth(config)}{hosts}/{master}/{db}"
+            return "redis", url, {"prefix": prefix}
+        redis_url = config.get("CACHE_REDIS_URL")
+        if redis_url:
+            if not isinstance(redis_url, str) or "://" not in redis_url:
+                raise ConfigurationError(
+                    f"CACHE_REDIS_URL must be a redis:// URL, got {redis_url!r}",
+                    key="CACHE_REDIS_URL",
+                )
+            return kind, redis_url, {"prefix": prefix}
+        host = config.get("CACHE_REDIS_HOST", "localhost")
+        try:
+            port = int(config.get("CACHE_REDIS_PORT", 6379))
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"CACHE_REDIS_PORT must be an int, got {config.get('CACHE_REDIS_PORT')!r}",
+                key="CACHE_REDIS_PORT",
+            ) from None
+        return (
+            kind,
+            f"redis://{cls._auth(config)}{host}:{port}/{cls._db(config)}",
+            {"prefix": prefix},
+        )
+
+    @staticmethod
+    def _auth(config: Mapping[str, Any]) -> str:
+        password = config.get("CACHE_REDIS_PASSWORD")
+        return f":{quote(str(password), safe='')}@" if password else ""
+
+    @staticmethod
+    def _db(config: Mapping[str, Any]) -> int:
+        db = config.get("CACHE_REDIS_DB", 0)
+        if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+            raise ConfigurationError(
+                f"CACHE_REDIS_DB must be an int >= 0, got {db!r}", key="CACHE_REDIS_DB"
+            )
+        return db
+
+    @staticmethod
+    def _memcached_url(config: Mapping[str, Any]) -> str:
+        if config.get("CACHE_MEMCACHED_USERNAME") or config.get("CACHE_MEMCACHED_PASSWORD"):
+            raise ConfigurationError(
+                "CACHE_MEMCACHED_USERNAME/PASSWORD: SASL authentication is not supported by "
+                "the memcached provider",
+                key="CACHE_MEMCACHED_USERNAME"
+                if config.get("CACHE_MEMCACHED_USERNAME")
+                else "CACHE_MEMCACHED_PASSWORD",
+            )
+        servers = config["CACHE_MEMCACHED_SERVERS"] or ["127.0.0.1:11211"]
+        if isinstance(servers, str):
+            servers = [servers]
+        if not all(isinstance(s, str) and s for s in servers):
+            raise ConfigurationError(
+                f"CACHE_MEMCACHED_SERVERS must be a list of 'host:port', got {servers!r}",
+                key="CACHE_MEMCACHED_SERVERS",
+            )
+        return "memcached://" + ",".join(servers)
+
+    def build(self) -> CoreCache:
+        """The core cache; its own validation errors name the Flask key they came from."""
+        try:
+            return create_cache(self.url, **self.options)
+        except ConfigurationError as exc:
+            flask_key = _FLASK_KEY_OF.get(exc.key or "", "CACHEKIT_OPTIONS")
+            if exc.key == "url":
+                flask_key = "CACHEKIT_URL"
+            raise ConfigurationError(f"{flask_key}: {exc}", key=flask_key) from exc
+
+
+_FLASK_KEY_OF = {
+    "default_ttl": "CACHE_DEFAULT_TIMEOUT",
+    "prefix": "CACHE_KEY_PREFIX",
+    "max_entries": "CACHE_THRESHOLD",
+    "serializer": "CACHE_SERIALIZER",
+    "fail_open": "CACHE_IGNORE_ERRORS",
+}

@@ -1,0 +1,253 @@
+"""What the cachekit backends add beyond Django's API: tags, patterns, ``ttl``, locks,
+stampede-safe ``get_or_set``, statistics - and clear refusals where a provider cannot."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache.backends.base import BaseCache
+
+from cachekit import CacheStats
+from cachekit.errors import LockError, UnsupportedOperation
+from cachekit_django import cache as backends
+
+Factory = Callable[..., Callable[..., BaseCache]]
+REDIS_PREFIX = "django-tests:"
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "tiered"])
+def distributed(request: pytest.FixtureRequest, backend_factory: Factory) -> Any:
+    """A backend of each provider that has tags and patterns."""
+    kind = request.param
+    if kind == "memory":
+        return backend_factory(backends.MemoryCache, "extras")(KEY_PREFIX="site")
+    if kind == "tiered":
+        location = request.getfixturevalue("tiered_location")
+        return backend_factory(backends.TieredCache, location)(KEY_PREFIX="site")
+    cls, fixture = {
+        "redis": (backends.RedisCache, "redis_location"),
+        "cluster": (backends.RedisClusterCache, "cluster_location"),
+    }[kind]
+    location = request.getfixturevalue(fixture)
+    options = {"prefix": f"{REDIS_PREFIX}extras-{kind}:"}
+    return backend_factory(cls, location)(KEY_PREFIX="site", OPTIONS=options)
+
+
+def test_tags(distributed: Any) -> None:
+    cache = distributed
+    cache.clear()
+    cache.set("p1", "one", tags=["catalog", "product:1"])
+    cache.set("p2", "two", tags=["catalog"])
+    assert cache.add("p3", "three", tags=["product:3"]) is True
+    assert cache.set_many({"p4": 4, "p5": 5}, tags=["bulk"]) == []
+    cache.set("untagged", "x")
+    assert cache.get_or_set("p6", lambda: "six", tags=["catalog"]) == "six"
+    assert cache.invalidate_tags(["product:1"]) == 1
+    assert cache.get("p1") is None
+    assert cache.invalidate_tags(["catalog"]) == 2
+    assert cache.get_many(["p2", "p3", "p4", "p6", "untagged"]) == {
+        "p3": "three",
+        "p4": 4,
+        "untagged": "x",
+    }
+    assert cache.invalidate_tags(["bulk"]) == 2
+    with pytest.raises(TypeError, match="bare str"):
+        cache.set("k", "v", tags="catalog")
+
+
+def test_tags_are_namespaced_by_key_prefix(distributed: Any, backend_factory: Factory) -> None:
+    cache = distributed
+    cache.clear()
+    cache.set("k", "v", tags=["t"])
+    stored = cache.cachekit.inspect(cache.make_key("k"))
+    assert stored is not None
+    # the same tag under another KEY_PREFIX is another tag: invalidating it leaves ours
+    core = cache.cachekit
+    assert core.invalidate_tags(["t"]) == 0
+    assert core.invalidate_tags(["site:t"]) == 1
+
+
+def test_delete_pattern_and_make_pattern(distributed: Any) -> None:
+    cache = distributed
+    cache.clear()
+    cache.set_many({"session:1": 1, "session:2": 2, "user:1": 3})
+    cache.set("session:3", 4, version=2)
+    assert cache.make_pattern("session:*") == "site:1:session:*"
+    assert cache.make_pattern("a*", version=2) == "site:2:a*"
+    assert cache.delete_pattern("session:*") == 2
+    assert cache.get_many(["session:1", "session:2", "user:1"]) == {"user:1": 3}
+    assert cache.get("session:3", version=2) == 4
+    assert cache.delete_pattern("session:*", version=2) == 1
+    page, keys = "", []
+    while True:  # the made-key glob works with the core's own scan
+        page, found = cache.cachekit.scan_keys(cache.make_pattern("*"), cursor=page)
+        keys.extend(found)
+        if not page:
+            break
+    assert keys == ["site:1:user:1"]
+
+
+def test_make_pattern_escapes_glob_characters_of_the_prefix(backend_factory: Factory) -> None:
+    cache = backend_factory(backends.MemoryCache, "escape")(KEY_PREFIX="a*[b]?")
+    assert cache.make_pattern("x*") == "a\\*\\[b\\]\\?:1:x*"
+    cache.set("x1", 1)
+    other = backend_factory(backends.MemoryCache, "escape")(KEY_PREFIX="aZ[b]?")
+    other.set("x1", 2)
+    assert cache.delete_pattern("x*") == 1
+    assert other.get("x1") == 2
+
+
+def test_make_pattern_needs_a_key_function_that_keeps_the_key(backend_factory: Factory) -> None:
+    hashed = backend_factory(backends.MemoryCache, "hashed")(
+        KEY_FUNCTION=lambda key, prefix, version: f"{prefix}:{version}:{hash(key)}"
+    )
+    with pytest.raises(UnsupportedOperation, match="KEY_FUNCTION"):
+        hashed.make_pattern("a*")
+
+
+def test_ttl(distributed: Any) -> None:
+    cache = distributed
+    cache.set("timed", 1, 100)
+    cache.set("forever", 1, None)
+    assert 99 < cache.ttl("timed") <= 100
+    assert cache.ttl("forever") is None
+    assert cache.ttl("missing") == 0.0
+
+
+@pytest.mark.servers
+def test_lock(backend_factory: Factory, redis_location: str) -> None:
+    options = {"prefix": f"{REDIS_PREFIX}lock:"}
+    cache: Any = backend_factory(backends.RedisCache, redis_location)(OPTIONS=options)
+    with cache.lock("job", timeout=5):
+        other = cache.lock("job", timeout=5, blocking_timeout=0.05)
+        assert other.acquire() is False
+        with pytest.raises(LockError), cache.lock("job", blocking_timeout=0.05):
+            pass  # pragma: no cover - never entered
+    assert cache.lock("job").acquire() is True
+
+
+@pytest.mark.servers
+def test_stampede_safe_get_or_set_across_threads(
+    backend_factory: Factory, redis_location: str
+) -> None:
+    options = {"prefix": f"{REDIS_PREFIX}stampede:"}
+    make = backend_factory(backends.RedisCache, redis_location, OPTIONS=options)
+    make().clear()
+    calls: list[int] = []
+    results: list[Any] = []
+    start = threading.Barrier(8)
+
+    def slow() -> str:
+        calls.append(1)
+        time.sleep(0.2)
+        return "computed"
+
+    def worker() -> None:
+        cache = make()  # a backend per thread, as Django builds them
+        start.wait()
+        results.append(cache.get_or_set("report", slow, 60))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["computed"] * 8
+    assert calls == [1]
+
+
+def test_get_stats(backend_factory: Factory) -> None:
+    cache: Any = backend_factory(backends.MemoryCache, "stats")()
+    cache.clear()
+    before = cache.get_stats()
+    cache.set("k", 1)
+    cache.get("k")
+    cache.get("missing")
+    stats = cache.get_stats()
+    assert isinstance(stats, CacheStats)
+    assert stats.hits - before.hits == 1
+    assert stats.misses - before.misses == 1
+    assert stats.provider == "memory"
+
+
+@pytest.mark.servers
+def test_memcached_refuses_what_it_cannot_do(
+    backend_factory: Factory, memcached_location: str
+) -> None:
+    cache: Any = backend_factory(backends.MemcachedCache, memcached_location)()
+    with pytest.raises(UnsupportedOperation, match="tags"):
+        cache.set("k", "v", tags=["t"])
+    with pytest.raises(UnsupportedOperation, match="tags"):
+        cache.invalidate_tags(["t"])
+    with pytest.raises(UnsupportedOperation, match="pattern"):
+        cache.delete_pattern("k*")
+    with pytest.raises(UnsupportedOperation, match="lock"):
+        cache.lock("job")
+    assert cache.get("k") is None
+
+
+@pytest.mark.servers
+def test_memcached_value_too_large_is_not_stored_and_old_value_goes(
+    backend_factory: Factory, memcached_location: str
+) -> None:
+    # Django's memcached backends: a refused set removes the key instead of keeping the old
+    # value; set_many returns the keys that failed.
+    cache = backend_factory(backends.MemcachedCache, memcached_location)()
+    big = os.urandom(2 * 1024 * 1024)  # incompressible, over the 1 MiB item limit
+    cache.set("big", "small")
+    cache.set("big", big)
+    assert cache.get("big") is None
+    assert cache.set_many({"ok": 1, "too_big": big}) == ["too_big"]
+    assert cache.get("ok") == 1
+
+
+def test_memory_has_no_lock(backend_factory: Factory) -> None:
+    cache: Any = backend_factory(backends.MemoryCache, "nolock")()
+    with pytest.raises(UnsupportedOperation, match="lock"):
+        cache.lock("job")
+
+
+class LiberalMemoryCache(backends.MemoryCache):
+    """Django's documented way to silence key warnings: override validate_key."""
+
+    def validate_key(self, key: str) -> None:
+        pass
+
+
+class UpperMemoryCache(backends.MemoryCache):
+    def make_key(self, key: Any, version: int | None = None) -> str:
+        return super().make_key(str(key).upper(), version)
+
+
+def test_subclasses_customise_keys_as_in_django(recwarn: pytest.WarningsRecorder) -> None:
+    liberal = LiberalMemoryCache("liberal", {})
+    key = "some key with spaces" * 15  # long and with spaces: no warning, still stored
+    liberal.set(key, "a value")
+    assert liberal.get(key) == "a value"
+    assert not recwarn.list
+    upper = UpperMemoryCache("upper", {})
+    upper.set("abc", 1)
+    assert upper.get("ABC") == 1
+    assert upper.cachekit.get(":1:ABC") == 1
+    with pytest.raises(UnsupportedOperation, match="verbatim"):
+        upper.make_pattern("a*")  # make_pattern goes through make_key, which changes the key
+    liberal.clear()
+    upper.clear()
+
+
+@pytest.mark.servers
+def test_redis_backend_behind_sentinel(backend_factory: Factory, redis_sentinel: Any) -> None:
+    options = {"prefix": f"{REDIS_PREFIX}sentinel:"}
+    cache: Any = backend_factory(backends.RedisCache, redis_sentinel.url)(OPTIONS=options)
+    cache.set("k", {"v": 1}, tags=["t"])
+    assert cache.get("k") == {"v": 1}
+    assert cache.invalidate_tags(["t"]) == 1
+    cache.set("n", 1)
+    assert cache.incr("n") == 2
+    assert cache.incr_version("n") == 2
+    assert cache.get("n", version=2) == 2

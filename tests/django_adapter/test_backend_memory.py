@@ -1,0 +1,124 @@
+"""The memory backend's Django-specific behaviour, beside ``LocMemCache`` where both apply:
+culling (``MAX_ENTRIES``/``CULL_FREQUENCY``), data shared by ``LOCATION``, and which values are
+copied."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.utils.safestring import SafeString, mark_safe
+
+from cachekit_django.cache import InvalidCacheConfiguration, MemoryCache
+from cachekit_django.shared import close_shared
+from cachekit_django.values import Pickled, freeze, isolate, thaw
+
+Factory = Callable[..., Callable[..., BaseCache]]
+BACKENDS = [LocMemCache, MemoryCache]
+
+
+def _count_left(cache: BaseCache, keys: list[str]) -> int:
+    return sum(cache.has_key(key) for key in keys)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize(("cull_frequency", "left"), [(3, 29), (0, 19), (1, 19), (2, 19), (10, 28)])
+def test_culling_leaves_what_locmem_leaves(
+    backend_factory: Factory, backend: type[BaseCache], cull_frequency: int, left: int
+) -> None:
+    options = {"MAX_ENTRIES": 30, "CULL_FREQUENCY": cull_frequency}
+    cache = backend_factory(backend, f"cull-{backend.__name__}-{cull_frequency}")(OPTIONS=options)
+    cache.clear()
+    keys = [f"cull{i}" for i in range(1, 50)]
+    for key in keys:
+        cache.set(key, "value", 1000)
+    assert _count_left(cache, keys) == left
+    assert cache.has_key("cull49")  # the newest key is never culled
+
+
+def test_culling_removes_oldest_and_native_bounds_use_the_policy(backend_factory: Factory) -> None:
+    culled = backend_factory(MemoryCache, "cull-order")(OPTIONS={"MAX_ENTRIES": 10})
+    culled.clear()
+    for i in range(11):
+        culled.set(f"k{i}", i)
+    assert [culled.has_key(f"k{i}") for i in range(11)] == [False] * 3 + [True] * 8
+    # With cachekit's own bound the policy evicts one entry at a time (LRU here): no culling.
+    native = backend_factory(MemoryCache, "native-bound")(OPTIONS={"max_entries": 10})
+    native.clear()
+    for i in range(10):
+        native.set(f"k{i}", i)
+    native.get("k0")  # recently used: survives
+    native.set("k10", 10)
+    assert native.has_key("k0")
+    assert not native.has_key("k1")
+    assert native.get_stats().items == 10
+
+
+def test_default_max_entries_is_djangos() -> None:
+    cache = MemoryCache("defaults", {})
+    assert cache.cachekit.get_stats().max_entries == 300  # BaseCache's MAX_ENTRIES default
+
+
+def test_django_and_native_bounds_together_are_refused() -> None:
+    cache = MemoryCache("both", {"OPTIONS": {"MAX_ENTRIES": 10, "max_entries": 10}})
+    with pytest.raises(InvalidCacheConfiguration, match="MAX_ENTRIES") as info:
+        cache.set("k", 1)
+    assert info.value.key == "MAX_ENTRIES"
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda c: c.__name__)
+def test_backends_with_one_location_share_data(backend: type[BaseCache]) -> None:
+    # Django builds a backend per thread: they must see one store (LocMemCache's _caches).
+    first, second = backend("shared-name", {}), backend("shared-name", {})
+    other = backend("other-name", {})
+    first.set("k", "v")
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(backend("shared-name", {}).get("k")))
+    thread.start()
+    thread.join()
+    assert second.get("k") == "v"
+    assert seen == ["v"]
+    assert other.get("k") is None
+    first.clear()
+
+
+def test_memory_backend_serializer_option_copies_in_the_core(backend_factory: Factory) -> None:
+    cache = backend_factory(MemoryCache, "serialized")(OPTIONS={"serializer": "pickle"})
+    value = {"a": [1]}
+    cache.set("k", value)
+    value["a"].append(2)
+    got = cache.get("k")
+    got["a"].append(3)
+    assert cache.get("k") == {"a": [1]}
+    assert cache.cachekit.inspect(":1:k").serializer == "pickle"  # stored encoded by the core
+
+
+def test_freeze_stores_immutables_as_they_are_and_pickles_the_rest() -> None:
+    safe = mark_safe("<b>ok</b>")
+    for value in ("s", b"b", 1, 2.5, True, None, safe, (1, "a"), frozenset({1})):
+        assert freeze(value) is value
+    for value in ([1], {"a": 1}, (1, [2]), {1}, bytearray(b"x")):
+        stored = freeze(value)
+        assert type(stored) is Pickled
+        assert thaw(stored) == value
+        assert thaw(stored) is not value
+    assert type(thaw(freeze(safe))) is SafeString
+    mutable = {"a": [1]}
+    copy = isolate(mutable)
+    assert copy == mutable
+    assert copy is not mutable
+    assert isolate("text") == "text"
+
+
+def test_close_shared_forgets_the_core() -> None:
+    first = MemoryCache("memory://closing", {})
+    first.set("k", 1)
+    assert close_shared("memory://closing") == 1
+    assert close_shared("memory://closing") == 0
+    fresh = MemoryCache("memory://closing", {})
+    assert fresh.cachekit is not first.cachekit
+    assert fresh.get("k") is None

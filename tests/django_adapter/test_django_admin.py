@@ -1,0 +1,57 @@
+"""The read-only "Cache statistics" admin page (cachekit_django.admin)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.cache import caches
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+PAGE = "/admin/cachekit/"
+
+
+def test_anonymous_users_are_sent_to_login(client: Client) -> None:
+    response = client.get(PAGE)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_non_staff_users_are_sent_to_login(client: Client, django_user_model: type) -> None:
+    user = django_user_model.objects.create_user("visitor", password="pw-not-staff")
+    client.force_login(user)
+    response = client.get(PAGE)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_see_stats_and_a_hit_ratio_chart(admin_client: Client) -> None:
+    cache = caches["default"]
+    cache.clear()
+    cache.set("a", 1)
+    stats = cache.get_stats()
+    for _ in range(3):
+        cache.get("a")
+    cache.get("missing")
+    expected = (stats.hits + 3) / (stats.hits + stats.misses + 4)
+    response = admin_client.get(PAGE)
+    assert response.status_code == 200
+    html = response.content.decode()
+    content = html[html.index('<div id="content-main" class="cachekit-stats">') :]
+    assert "<svg" in content
+    assert "<script" not in content  # the chart is plain SVG: no JavaScript library
+    bar = re.search(r'<rect class="hit-ratio" x="\d+" y="4" width="([\d.]+)"', html)
+    assert bar is not None
+    assert float(bar.group(1)) == pytest.approx(320 * expected, abs=0.1)
+    assert f"{round(expected * 100)} %" in html
+    assert "not a cachekit backend (django.core.cache.backends.locmem.LocMemCache)" in html
+    assert response.context["rows"][0].alias == "default"
+    assert response.context["rows"][0].stats.items == 1
+
+
+def test_admin_index_links_the_page(admin_client: Client) -> None:
+    html = admin_client.get("/admin/").content.decode()
+    assert f'href="{PAGE}"' in html
+    assert "Cache statistics" in html

@@ -1,0 +1,142 @@
+"""Bad ``CACHES`` entries are reported by system checks at start-up, with a hint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import Error, Warning
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from cachekit_django.cache import InvalidCacheConfiguration, MemoryCache, RedisCache
+from cachekit_django.checks import check_caches, check_invalidation_settings
+
+MEMORY = "cachekit_django.cache.MemoryCache"
+
+
+def _caches(settings: Any, **entries: dict[str, Any]) -> list[Any]:
+    settings.CACHES = {"default": {"BACKEND": MEMORY}, **entries}
+    return check_caches()
+
+
+def test_good_settings_pass(settings: Any) -> None:
+    messages = _caches(
+        settings,
+        redis={"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": "redis://h:6379/1"},
+        mc={
+            "BACKEND": "cachekit_django.cache.MemcachedCache",
+            "LOCATION": "a:11211;b:11211",
+            # the options Django's documentation gives PyMemcacheCache: a one-line switch
+            "OPTIONS": {
+                "no_delay": True,
+                "ignore_exc": True,
+                "max_pool_size": 4,
+                "use_pooling": True,
+            },
+        },
+        any={"BACKEND": "cachekit_django.cache.CacheKitCache", "LOCATION": "memory://?policy=lfu"},
+        django={"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "TIMEOUT": "bad"},
+    )
+    assert messages == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "text"),
+    [
+        ({"OPTIONS": {"polcy": "lru"}}, "polcy", "unknown option 'polcy'"),
+        ({"OPTIONS": {"policy": "fifo"}}, "policy", "fifo"),
+        ({"OPTIONS": {"max_memory_bytes": "lots"}}, "max_memory_bytes", "64MB"),
+        ({"OPTIONS": {"MAX_ENTRIES": 0}}, "MAX_ENTRIES", ">= 1"),
+        ({"OPTIONS": {"CULL_FREQUENCY": "often"}}, "CULL_FREQUENCY", "integer"),
+        ({"LOCATION": "redis://h:6379/0"}, "LOCATION", "memory://"),
+    ],
+)
+def test_bad_memory_options(settings: Any, entry: dict[str, Any], key: str, text: str) -> None:
+    [message] = _caches(settings, bad={"BACKEND": MEMORY, **entry})
+    assert isinstance(message, Error)
+    assert message.id == "cachekit_django.E001"
+    assert text in message.msg
+    assert message.obj == "CACHES['bad']"
+    assert key in message.hint
+
+
+@pytest.mark.parametrize(
+    ("backend", "location", "options", "text"),
+    [
+        ("RedisCache", "localhost:6379", {}, "redis://127.0.0.1:6379/0"),
+        ("RedisCache", "redis://h:6379/0", {"socket_timeout": "soon"}, "socket_timeout"),
+        ("RedisCache", "redis://h:6379/0", {"MAX_ENTRIES": 5}, "memory backend"),
+        ("MemcachedCache", "unix:/tmp/memcached.sock", {}, "unix socket"),
+        ("MemcachedCache", "h:11211", {"no_delay": False}, "no_delay"),
+        ("MemcachedCache", "h:notaport", {}, "notaport"),
+        ("TieredCache", "", {}, "tiered://"),
+        ("CacheKitCache", "not a url", {}, "cachekit URL"),
+        ("CacheKitCache", "nosuch://x", {}, "nosuch"),
+    ],
+)
+def test_bad_network_entries(
+    settings: Any, backend: str, location: str, options: dict[str, Any], text: str
+) -> None:
+    entry = {"BACKEND": f"cachekit_django.cache.{backend}", "LOCATION": location}
+    [message] = _caches(settings, bad={**entry, "OPTIONS": options})
+    assert message.id == "cachekit_django.E001"
+    assert text in message.msg
+    assert message.hint
+
+
+def test_django_level_settings(settings: Any) -> None:
+    messages = _caches(
+        settings,
+        t={"BACKEND": MEMORY, "TIMEOUT": "300s"},
+        v={"BACKEND": MEMORY, "VERSION": "2"},
+        k={"BACKEND": MEMORY, "KEY_FUNCTION": "no.such.function"},
+    )
+    assert sorted((m.id, m.obj) for m in messages) == [
+        ("cachekit_django.E002", "CACHES['t']"),
+        ("cachekit_django.E003", "CACHES['v']"),
+        ("cachekit_django.E004", "CACHES['k']"),
+    ]
+
+
+def test_replicas_are_a_warning(settings: Any) -> None:
+    [message] = _caches(
+        settings,
+        r={"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": "redis://a/0;redis://b/0"},
+    )
+    assert isinstance(message, Warning)
+    assert message.id == "cachekit_django.W001"
+
+
+def test_manage_py_check_fails_at_start_up(settings: Any) -> None:
+    settings.CACHES = {"default": {"BACKEND": MEMORY, "OPTIONS": {"polcy": "lru"}}}
+    with pytest.raises(SystemCheckError, match=r"cachekit_django\.E001"):
+        call_command("check", verbosity=0)
+
+
+def test_first_use_raises_djangos_configuration_error() -> None:
+    # Building must not raise (Django's own checks build every cache before ours report), but
+    # using the cache does, with Django's exception type.
+    cache = MemoryCache("x", {"OPTIONS": {"polcy": "lru"}})
+    assert cache.configuration_error is not None
+    with pytest.raises(InvalidCacheConfiguration, match="polcy") as info:
+        cache.get("k")
+    assert info.value.key == "polcy"
+    with pytest.raises(InvalidCacheConfiguration, match="polcy"):
+        cache.set("k", 1)
+    with pytest.raises(InvalidCacheConfiguration, match="LOCATION"):
+        RedisCache("memcached://h:11211", {}).has_key("k")
+    assert MemoryCache("fine", {}).configuration_error is None
+
+
+def test_invalidation_settings_are_checked(settings: Any) -> None:
+    settings.CACHEKIT_INVALIDATE_TAGS = {"auth.Group": "groups"}
+    [message] = check_invalidation_settings()
+    assert message.id == "cachekit_django.E005"
+    assert "bare str" in message.msg
+    settings.CACHEKIT_INVALIDATE_TAGS = {"Group": ["groups"]}
+    assert check_invalidation_settings()[0].id == "cachekit_django.E005"
+    settings.CACHEKIT_INVALIDATE_TAGS = {"auth.Group": {"tags": ["g"], "alias": "x"}}
+    assert "unknown keys" in check_invalidation_settings()[0].msg
+    settings.CACHEKIT_INVALIDATE_TAGS = {"auth.Group": {"tags": ["g:{pk}"], "cache": "default"}}
+    assert check_invalidation_settings() == []

@@ -1,0 +1,100 @@
+"""``manage.py cachekit_grpc``: the project's cachekit aliases served over gRPC, for real."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+import cachekit
+from cachekit.grpc.client import Unauthenticated
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> re.Match[str]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        if select.select([process.stdout], [], [], 0.2)[0]:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen += line
+            match = re.search(pattern, line)
+            if match:
+                return match
+    raise AssertionError(f"no {pattern!r} within {timeout} s; output: {seen}")
+
+
+def test_serves_cachekit_aliases_until_sigterm() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cachekit_test_settings",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "django_adapter"), str(REPO)]),
+        "CACHEKIT_GRPC_TOKEN": "t0ken",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-W", "error", "-m", "django", "cachekit_grpc", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        match = read_until(
+            process, r"listening on grpc://127\.0\.0\.1:(\d+) \(namespaces: (.*)\)", 30
+        )
+        port, names = int(match.group(1)), match.group(2)
+        assert names == "default"  # locmem is not a cachekit backend: not served
+        with cachekit.create_cache(f"grpc://127.0.0.1:{port}/default?token=t0ken") as remote:
+            remote.set(":1:greeting", "hello")
+            assert remote.get(":1:greeting") == "hello"
+        intruder = cachekit.create_cache(f"grpc://127.0.0.1:{port}/default?token=wrong")
+        with intruder, pytest.raises(Unauthenticated):
+            intruder.get(":1:greeting")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert process.stdout is not None
+        assert "cachekit gRPC stopped." in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+        (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
+        (["--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"], "no such file"),
+        (["--port", "70000"], "--port must be 0-65535"),
+        (["--metrics-port", "-1"], "--metrics-port must be 0-65535"),
+        (["--alias", "locmem"], "not cachekit backends, cannot be served: locmem"),
+        (["--alias", "nope"], "'nope' is not in settings.CACHES"),
+    ],
+)
+def test_user_mistakes_are_command_errors(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("cachekit_grpc", *args, stdout=io.StringIO())
+
+
+@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
+def test_nothing_to_serve_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match=r"no cachekit backend in settings\.CACHES to serve"):
+        call_command("cachekit_grpc", stdout=io.StringIO())

@@ -1,0 +1,120 @@
+"""The example Django site (example_projects/django_site/): its own tests, and a real launch.
+
+Both run in subprocesses, since the site has its own settings module.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cachekit.testing.servers import RedisServer, free_port
+
+SITE = Path(__file__).resolve().parents[2] / "example_projects" / "django_site"
+
+
+def site_env(tmp_path: Path, cachekit_url: str | None = None) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"CACHEKIT_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env["CACHEKIT_EXAMPLE_DB"] = str(tmp_path / "db.sqlite3")
+    if cachekit_url is not None:
+        env["CACHEKIT_URL"] = cachekit_url
+    return env
+
+
+def run_site_tests(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "manage.py", "test", "example_site"],
+        cwd=SITE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Ran [1-9]\d* tests", result.stderr)
+    assert "OK" in result.stderr
+
+
+def test_site_tests_pass_on_the_memory_provider(tmp_path: Path) -> None:
+    run_site_tests(site_env(tmp_path))
+
+
+def test_site_tests_pass_on_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    run_site_tests(site_env(tmp_path, redis_server.url))
+
+
+def read_line_with(process: subprocess.Popen[str], text: str, timeout: float) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        if ready:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen.append(line)
+            if text in line:
+                return line
+    raise AssertionError(f"no line with {text!r} within {timeout} s; output: {''.join(seen)}")
+
+
+def test_serve_starts_the_site_and_prints_its_url(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-u", "manage.py", "serve", "--port", str(port)],
+        cwd=SITE,
+        env=site_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = read_line_with(process, "cachekit example site:", timeout=30)
+        url = f"http://127.0.0.1:{port}/"
+        assert url in line
+        assert (tmp_path / "db.sqlite3").exists()  # migrated before serving
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                first = opener.open(url, timeout=5).read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        second = opener.open(url, timeout=5).read().decode()
+        assert "cache miss" in first
+        assert "cache hit" in second
+        assert "visited this page 2 times" in second
+        assert opener.open(url + "products/", timeout=5).status == 200
+        metrics = opener.open(url + "metrics", timeout=5).read().decode()
+        assert 'cachekit_hits_total{cache="pages",provider="memory"}' in metrics
+        css = opener.open(url + "static/admin/css/base.css", timeout=5)
+        assert css.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+            process.kill()
+            process.wait()
+            pytest.fail("the example site did not stop on SIGINT")
+        if process.stdout is not None:
+            process.stdout.close()

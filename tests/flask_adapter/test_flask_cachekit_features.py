@@ -1,0 +1,424 @@
+"""What cachekit_flask adds to Flask-Caching: async, stampede protection, tags, metrics, signals.
+
+All on real providers: the memory provider, and ``redis-server``/``memcached`` from the
+session fixtures; the cross-process stampede test runs real processes against one Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import flask
+import flask_caching
+import flask_caching.signals
+import pytest
+from prometheus_client import CollectorRegistry
+
+import cachekit
+import cachekit_flask
+from cachekit.errors import UnsupportedOperation
+from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make(config: dict[str, Any] | None = None, name: str = "features") -> tuple[flask.Flask, Any]:
+    app = flask.Flask(name)
+    app.config.update(config or {"CACHEKIT_URL": "memory://"})
+    return app, cachekit_flask.Cache(app)
+
+
+# -- async ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_async_view_and_async_memoize_cache_the_result_not_the_coroutine(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    config = {"CACHEKIT_URL": "memory://"}
+    if backend == "redis":
+        url = request.getfixturevalue("redis_server").url
+        config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": "async_"}
+    app, cache = make(config)
+    calls = {"view": 0, "memo": 0}
+
+    @cache.memoize(timeout=60)
+    async def slow_square(x: int) -> int:
+        calls["memo"] += 1
+        await asyncio.sleep(0)
+        return x * x
+
+    @app.get("/square/<int:x>")
+    @cache.cached(timeout=60)
+    async def square(x: int) -> str:
+        calls["view"] += 1
+        return str(await slow_square(x) + await slow_square(x))
+
+    client = app.test_client()
+    assert client.get("/square/3").data == b"18"
+    assert client.get("/square/3").data == b"18"
+    assert calls == {"view": 1, "memo": 1}
+    with app.app_context():
+        assert cache.get("view//square/3") == "18"
+        key = slow_square.make_cache_key(slow_square.uncached, 3)
+        assert cache.get(key) == 9
+        cache.delete_memoized(slow_square, 3)
+        assert cache.get(key) is None
+        assert client.get("/square/3").data == b"18"  # the view is still cached
+        cache.clear()
+    assert client.get("/square/3").data == b"18"
+    assert calls == {"view": 2, "memo": 2}
+
+
+def test_async_options_forced_update_and_response_filter() -> None:
+    app, cache = make()
+    calls: list[int] = []
+
+    @cache.memoize(response_filter=lambda rv: rv >= 0)
+    async def maybe(x: int) -> int:
+        calls.append(x)
+        return x
+
+    async def main() -> None:
+        assert await maybe(-1) == -1
+        assert await maybe(-1) == -1
+        assert await maybe(2) == 2
+        assert await maybe(2) == 2
+
+    with app.app_context():
+        asyncio.run(main())
+    assert calls == [-1, -1, 2]
+
+
+# -- stampede protection ------------------------------------------------------------------------
+
+
+def test_concurrent_misses_compute_once_in_process() -> None:
+    app, cache = make()
+    calls: list[int] = []
+    barrier = threading.Barrier(8)
+
+    @cache.memoize(timeout=60)
+    def report(day: int) -> str:
+        calls.append(day)
+        time.sleep(0.2)
+        return f"report {day}"
+
+    results: list[str] = []
+
+    def worker() -> None:
+        with app.app_context():
+            barrier.wait()
+            results.append(report(1))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["report 1"] * 8
+    assert calls == [1]
+
+
+_STAMPEDE_WORKER = textwrap.dedent(
+    """
+    import sys, time, flask
+    import cachekit, cachekit_flask
+
+    url, start_at = sys.argv[1], float(sys.argv[2])
+    app = flask.Flask("worker")
+    app.config.update(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=url, CACHE_KEY_PREFIX="stamp_")
+    cache = cachekit_flask.Cache(app)
+    counter = cachekit.create_cache(url, prefix="stampcount:")
+
+    @cache.memoize(timeout=60)
+    def expensive(x):
+        counter.incr("computations")
+        time.sleep(0.5)
+        return x * 10
+
+    time.sleep(max(0.0, start_at - time.time()))
+    with app.app_context():
+        print(expensive(4))
+    """
+)
+
+
+def test_concurrent_misses_compute_once_across_processes(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    script = tmp_path / "stampede_worker.py"
+    script.write_text(_STAMPEDE_WORKER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start_at = time.time() + 2.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), redis_server.url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=30) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    assert [out.strip() for out, _ in outputs] == ["40"] * 3
+    counter = cachekit.create_cache(redis_server.url, prefix="stampcount:")
+    assert counter.get("computations") == 1
+    counter.clear()
+
+
+# -- tags -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_tags_on_decorators_invalidate_together(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "redis":
+        url = request.getfixturevalue("redis_server").url
+        config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": "tags_"}
+    else:
+        config = {"CACHE_TYPE": "SimpleCache"}
+    app, cache = make(config)
+    calls: list[str] = []
+
+    @app.get("/products")
+    @cache.cached(tags=["catalog"])
+    def products() -> str:
+        calls.append("view")
+        return f"products {len(calls)}"
+
+    @cache.memoize(tags=["catalog", "prices"])
+    def price(item: str) -> str:
+        calls.append(item)
+        return f"{item} {len(calls)}"
+
+    client = app.test_client()
+    with app.app_context():
+        first_view, first_price = client.get("/products").data, price("tea")
+        assert client.get("/products").data == first_view
+        assert price("tea") == first_price
+        assert cache.invalidate_tags(["prices"]) == 1
+        assert price("tea") != first_price
+        assert client.get("/products").data == first_view
+        assert cache.invalidate_tags(["catalog"]) == 2
+        assert client.get("/products").data != first_view
+        cache.set("tagged", 1, tags=["other"])
+        assert cache.invalidate_tags(["other"]) == 1
+        assert cache.get("tagged") is None
+        cache.clear()
+
+
+def test_tags_need_a_distributed_provider(memcached_server: MemcachedServer) -> None:
+    app, cache = make(
+        {
+            "CACHE_TYPE": "MemcachedCache",
+            "CACHE_MEMCACHED_SERVERS": [f"{memcached_server.host}:{memcached_server.port}"],
+        }
+    )
+
+    @cache.memoize(tags=["t"])
+    def f(x: int) -> int:
+        return x
+
+    with app.app_context():
+        cache.set("plain", 1)
+        assert cache.get("plain") == 1
+        with pytest.raises(UnsupportedOperation, match="tags"):
+            f(1)
+        with pytest.raises(UnsupportedOperation):
+            cache.delete_pattern("*")
+        cache.clear()
+    with pytest.raises(TypeError, match="bare str"):
+        cache.memoize(tags="catalog")
+
+
+def test_delete_pattern_removes_matching_views() -> None:
+    app, cache = make()
+
+    @app.get("/p/<int:n>")
+    @cache.cached()
+    def page(n: int) -> str:
+        return str(n)
+
+    client = app.test_client()
+    for n in range(3):
+        client.get(f"/p/{n}")
+    with app.app_context():
+        assert cache.delete_pattern("view//p/*") == 3
+        assert cache.get("view//p/1") is None
+
+
+# -- signals, metrics, stats ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module", [flask_caching, cachekit_flask], ids=["flask_caching", "cachekit_flask"]
+)
+def test_signals_when_enabled(module: Any) -> None:
+    signals = flask_caching.signals if module is flask_caching else cachekit_flask
+    app = flask.Flask("signals")
+    app.config.update(CACHE_TYPE="SimpleCache", CACHE_ENABLE_SIGNALS=True)
+    cache = module.Cache(app)
+    seen: list[tuple[str, str]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            assert kwargs["cache"] is cache
+            seen.append((name, kwargs["cache_key"]))
+
+        return receive
+
+    receivers = {
+        name: receiver(name) for name in ("view_hit", "view_miss", "memo_hit", "memo_miss")
+    }
+    signals.cache_view_hit.connect(receivers["view_hit"])
+    signals.cache_view_miss.connect(receivers["view_miss"])
+    signals.cache_memoize_hit.connect(receivers["memo_hit"])
+    signals.cache_memoize_miss.connect(receivers["memo_miss"])
+
+    @app.get("/s")
+    @cache.cached()
+    def view() -> str:
+        return "s"
+
+    @cache.memoize()
+    def f(x: int) -> int:
+        return x
+
+    try:
+        client = app.test_client()
+        client.get("/s")
+        client.get("/s")
+        with app.app_context():
+            f(1)
+            f(1)
+    finally:
+        signals.cache_view_hit.disconnect(receivers["view_hit"])
+        signals.cache_view_miss.disconnect(receivers["view_miss"])
+        signals.cache_memoize_hit.disconnect(receivers["memo_hit"])
+        signals.cache_memoize_miss.disconnect(receivers["memo_miss"])
+    assert [name for name, _ in seen] == ["view_miss", "view_hit", "memo_miss", "memo_hit"]
+    assert seen[0][1] == "view//s"
+
+
+def test_metrics_blueprint_exports_the_apps_caches() -> None:
+    registry = CollectorRegistry()
+    app = flask.Flask("metrics")
+    app.config["CACHEKIT_URL"] = "memory://shop"
+    app.register_blueprint(cachekit_flask.metrics_blueprint(registry))
+    cache = cachekit_flask.Cache(app)
+    with app.app_context():
+        cache.set("a", 1)
+        cache.get("a")
+        cache.get("b")
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    body = response.get_data(as_text=True)
+    assert 'cachekit_hits_total{cache="shop",provider="memory"} 1.0' in body
+    assert 'cachekit_misses_total{cache="shop",provider="memory"} 1.0' in body
+
+
+def test_the_core_cache_and_stats_are_reachable() -> None:
+    app, cache = make({"CACHEKIT_URL": "memory://core?policy=lfu"})
+    with app.app_context():
+        assert isinstance(cache.cache, cachekit.Cache)
+        assert cache.cache.policy.__class__.__name__.lower().startswith("lfu")
+        cache.set("k", 1)
+        cache.get("k")
+        assert cache.get_stats().hits == 1
+        assert cache.inc("n") == 1
+        assert cache.dec("n") == 0
+    assert app.extensions["cache"][cache] is cache.cache
+
+
+def test_cache_errors_fall_back_to_the_function_unless_debug() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    app, cache = make({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url}, name="down")
+    calls: list[int] = []
+
+    @cache.memoize()
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    with app.app_context():
+        assert f(1) == 1
+        assert f(1) == 1
+        assert calls == [1, 1]
+        app.debug = True
+        with pytest.raises(cachekit.BackendUnavailable):
+            f(1)
+
+
+def test_ignore_errors_maps_to_fail_open() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    app, cache = make(
+        {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_IGNORE_ERRORS": True},
+        name="open",
+    )
+    app.debug = True  # fail-open is the provider's: nothing even reaches the debug check
+
+    @cache.memoize()
+    def f(x: int) -> int:
+        return x + 1
+
+    with app.app_context():
+        assert cache.get("k") is None
+        assert cache.set("k", 1) is True
+        assert f(1) == 2
+        assert cache.get_stats().extra["fail_open_errors_total"] >= 1
+
+
+def _migration_app(module: Any, config: dict[str, Any]) -> tuple[flask.Flask, Any, list[str]]:
+    app = flask.Flask(f"migrate_{module.__name__}")
+    app.config.update(config)
+    cache = module.Cache(app)
+    calls: list[str] = []
+
+    @app.get("/page")
+    @cache.cached()
+    def page() -> str:
+        calls.append("page")
+        return f"page {len(calls)}"
+
+    @cache.memoize()
+    def lookup(x: int) -> str:
+        calls.append("lookup")
+        return f"lookup {len(calls)}"
+
+    client = app.test_client()
+    with app.app_context():
+        assert client.get("/page").data == b"page 1"
+        assert lookup(1) == "lookup 2"
+        assert client.get("/page").data == b"page 1"
+        assert lookup(1) == "lookup 2"
+        cache.set("plain", "x")
+    return app, cache, calls
+
+
+def test_switching_from_flask_caching_on_the_same_redis_keys(redis_server: RedisServer) -> None:
+    """Entries Flask-Caching wrote (cachelib's format) read as misses and are overwritten."""
+    config = {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": redis_server.url,
+        "CACHE_KEY_PREFIX": "migrate_",
+    }
+    _migration_app(flask_caching, config)
+    app, cache, calls = _migration_app(cachekit_flask, config)  # the same keys, cachelib's format
+    assert calls == ["page", "lookup"]  # each computed once, then served from its own entries
+    with app.app_context():
+        assert cache.get("plain") == "x"
+        assert cache.get_many("plain", "nope") == ["x", None]
+        cache.clear()

@@ -1,0 +1,220 @@
+"""Flask-Caching's configuration keys mapped onto cachekit providers, and their errors.
+
+Every bad value fails in ``init_app`` with a ``ConfigurationError`` whose ``key`` is the Flask
+config key, never on the first cached call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import flask
+import pytest
+
+import cachekit_flask
+from cachekit.errors import ConfigurationError
+from cachekit.providers.memcached import MemcachedCache
+from cachekit.providers.memory import MemoryCache
+from cachekit.providers.redis import RedisCache
+from cachekit.providers.redis_cluster import RedisClusterCache
+from cachekit.testing.servers import MemcachedServer, RedisSentinel, RedisServer
+
+
+def build(**config: Any) -> tuple[flask.Flask, cachekit_flask.Cache]:
+    app = flask.Flask("config")
+    app.config.update(config)
+    return app, cachekit_flask.Cache(app)
+
+
+def test_default_is_a_simplecache_like_memory_cache() -> None:
+    app, cache = build()
+    core = cache.cache
+    assert isinstance(core, MemoryCache)
+    assert core.max_entries == 500  # CACHE_THRESHOLD's default
+    assert core.default_ttl == 300  # CACHE_DEFAULT_TIMEOUT's default
+    with app.app_context():
+        value = {"mutable": [1]}
+        cache.set("v", value)
+        value["mutable"].append(2)
+        assert cache.get("v") == {"mutable": [1]}  # pickled, as Flask-Caching's SimpleCache
+
+
+def test_simplecache_threshold_and_timeouts() -> None:
+    app, cache = build(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=3, CACHE_DEFAULT_TIMEOUT=0)
+    core = cache.cache
+    assert isinstance(core, MemoryCache)
+    assert core.default_ttl is None  # 0: never expires
+    with app.app_context():
+        for n in range(5):
+            cache.set(f"k{n}", n)
+        assert len(core.keys()) == 3
+        cache.set("short", 1, timeout=30)
+        assert 0 < core.ttl("short") <= 30
+        cache.set("forever", 1, timeout=0)
+        assert core.ttl("forever") is None
+
+
+@pytest.mark.parametrize("cache_type", ["RedisCache", "redis", "flask_caching.backends.RedisCache"])
+def test_redis_from_url_with_prefix(redis_server: RedisServer, cache_type: str) -> None:
+    app, cache = build(
+        CACHE_TYPE=cache_type,
+        CACHE_REDIS_URL=redis_server.url,
+        CACHE_KEY_PREFIX="cfg_",
+        CACHE_DEFAULT_TIMEOUT=120,
+    )
+    core = cache.cache
+    assert isinstance(core, RedisCache)
+    assert core.prefix == "cfg_"
+    assert core.default_ttl == 120
+    with app.app_context():
+        cache.set("k", "v")
+        assert 0 < core.ttl("k") <= 120
+        raw = core._sync().get("cfg_k")  # the provider's own key layout: prefix + key
+        assert raw is not None
+        cache.clear()
+
+
+def test_redis_from_host_port_db_password(redis_binary: str) -> None:
+    with RedisServer({"requirepass": "s3cr:t"}, binary=redis_binary) as server:
+        app, cache = build(
+            CACHE_TYPE="RedisCache",
+            CACHE_REDIS_HOST=server.host,
+            CACHE_REDIS_PORT=server.port,
+            CACHE_REDIS_DB=2,
+            CACHE_REDIS_PASSWORD="s3cr:t",
+        )
+        with app.app_context():
+            cache.set("k", 1)
+            assert cache.get("k") == 1
+        cache.cache.close()
+
+
+def test_redis_sentinel(redis_sentinel: RedisSentinel) -> None:
+    app, cache = build(
+        CACHE_TYPE="RedisSentinelCache",
+        CACHE_REDIS_SENTINELS=[(redis_sentinel.host, redis_sentinel.port)],
+        CACHE_REDIS_SENTINEL_MASTER="mymaster",
+    )
+    with app.app_context():
+        cache.set("s", "sentinel")
+        assert cache.get("s") == "sentinel"
+        cache.clear()
+
+
+def test_redis_cluster_url_is_built() -> None:
+    _, cache = build(CACHE_TYPE="RedisClusterCache", CACHE_REDIS_CLUSTER="127.0.0.1:7000,h2:7001")
+    assert isinstance(cache.cache, RedisClusterCache)  # built, not connected
+
+
+def test_memcached_servers(memcached_server: MemcachedServer) -> None:
+    address = f"{memcached_server.host}:{memcached_server.port}"
+    app, cache = build(
+        CACHE_TYPE="MemcachedCache", CACHE_MEMCACHED_SERVERS=[address], CACHE_KEY_PREFIX="mc_"
+    )
+    assert isinstance(cache.cache, MemcachedCache)
+    with app.app_context():
+        cache.set("k", {"x": 1})
+        assert cache.get("k") == {"x": 1}
+        assert cache.get_many("k", "nope") == [{"x": 1}, None]
+        cache.clear()
+
+
+def test_cachekit_url_and_options_reach_the_provider() -> None:
+    _, cache = build(
+        CACHE_TYPE="RedisCache",  # CACHEKIT_URL wins
+        CACHEKIT_URL="memory://pages?policy=lfu",
+        CACHEKIT_OPTIONS={"max_entries": 42},
+    )
+    core = cache.cache
+    assert isinstance(core, MemoryCache)
+    assert core.name == "pages"
+    assert core.max_entries == 42
+    assert core.default_ttl is None  # the URL's own default unless CACHE_DEFAULT_TIMEOUT is set
+
+
+def test_config_argument_overrides_app_config() -> None:
+    app = flask.Flask("override")
+    app.config["CACHE_THRESHOLD"] = 10
+    cache = cachekit_flask.Cache(config={"CACHE_THRESHOLD": 20})
+    cache.init_app(app, config={"CACHE_THRESHOLD": 30})
+    assert cache.cache.max_entries == 30  # type: ignore[attr-defined]
+
+
+def test_hash_method_and_source_check_become_defaults() -> None:
+    app, cache = build(CACHE_HASH_METHOD=hashlib.md5, CACHE_SOURCE_CHECK=True)
+    assert cache.hash_method is hashlib.md5
+    assert cache.source_check is True
+
+    @cache.memoize()
+    def f(x: int) -> int:
+        return x
+
+    with app.app_context():
+        f(1)
+        key = f.make_cache_key(f.uncached, 1)
+        assert cache.get(key) == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"CACHE_TYPE": "FileSystemCache"}, "CACHE_TYPE"),
+        ({"CACHE_TYPE": "NullCache"}, "CACHE_TYPE"),
+        ({"CACHE_TYPE": "Bogus"}, "CACHE_TYPE"),
+        ({"CACHE_TYPE": 3}, "CACHE_TYPE"),
+        ({"CACHE_DEFAULT_TIMEOUT": "soon"}, "CACHE_DEFAULT_TIMEOUT"),
+        ({"CACHE_DEFAULT_TIMEOUT": [1]}, "CACHE_DEFAULT_TIMEOUT"),
+        ({"CACHE_THRESHOLD": 0}, "CACHE_THRESHOLD"),
+        ({"CACHE_THRESHOLD": "many"}, "CACHE_THRESHOLD"),
+        ({"CACHE_HASH_METHOD": "sha256"}, "CACHE_HASH_METHOD"),
+        ({"CACHE_IGNORE_ERRORS": "maybe"}, "CACHE_IGNORE_ERRORS"),
+        ({"CACHE_SOURCE_CHECK": 2}, "CACHE_SOURCE_CHECK"),
+        ({"CACHE_ENABLE_SIGNALS": "x"}, "CACHE_ENABLE_SIGNALS"),
+        ({"CACHE_ARGS": ["x"]}, "CACHE_ARGS"),
+        ({"CACHE_SERIALIZER": object()}, "CACHE_SERIALIZER"),
+        ({"CACHE_SERIALIZER": "yaml"}, "CACHE_SERIALIZER"),
+        ({"CACHE_OPTIONS": "x"}, "CACHE_OPTIONS"),
+        ({"CACHEKIT_OPTIONS": {"max_entriez": 1}}, "CACHEKIT_OPTIONS"),
+        ({"CACHEKIT_OPTIONS": {"policy": "fifo"}}, "CACHEKIT_OPTIONS"),
+        ({"CACHEKIT_URL": "nothing"}, "CACHEKIT_URL"),
+        ({"CACHEKIT_URL": "bogus://x"}, "CACHEKIT_URL"),
+        ({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": "localhost"}, "CACHE_REDIS_URL"),
+        ({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_PORT": "x"}, "CACHE_REDIS_PORT"),
+        ({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_DB": -1}, "CACHE_REDIS_DB"),
+        ({"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": ""}, "CACHE_KEY_PREFIX"),
+        (
+            {"CACHE_TYPE": "RedisSentinelCache", "CACHE_REDIS_SENTINELS": [1]},
+            "CACHE_REDIS_SENTINELS",
+        ),
+        ({"CACHE_TYPE": "RedisClusterCache"}, "CACHE_REDIS_CLUSTER"),
+        (
+            {"CACHE_TYPE": "MemcachedCache", "CACHE_MEMCACHED_SERVERS": [1]},
+            "CACHE_MEMCACHED_SERVERS",
+        ),
+        (
+            {"CACHE_TYPE": "MemcachedCache", "CACHE_MEMCACHED_USERNAME": "u"},
+            "CACHE_MEMCACHED_USERNAME",
+        ),
+        ({"CACHE_TYPE": "SASLMemcachedCache"}, "CACHE_TYPE"),
+    ],
+)
+def test_bad_config_fails_in_init_app_naming_the_key(config: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build(**config)
+    assert info.value.key == key
+    assert key in str(info.value) or key.lower() in str(info.value).lower()
+
+
+def test_bad_decorator_timeout_fails_at_decoration() -> None:
+    _, cache = build()
+    with pytest.raises(ConfigurationError):
+        cache.cached(timeout="soon")
+    with pytest.raises(ConfigurationError):
+        cache.memoize(timeout=[1])
+
+
+def test_use_before_init_app_is_a_clear_error() -> None:
+    cache = cachekit_flask.Cache()
+    with pytest.raises(RuntimeError, match="init_app"):
+        cache.get("k")
