@@ -2,7 +2,9 @@
 
 ``DictCache`` is a real (if naive) provider, the smallest a third party could write: it proves
 that ``Cache``'s default ``exists``/``get_many``/``set_many``/``delete_many``/``decr`` and the
-default async twins satisfy the shared contract on their own.
+default async twins satisfy the shared contract on their own. Besides the primitives it has
+``_peek``, the uncounted read that ``exists`` and ``inspect`` build on (without it they would
+count as lookups), and it cannot list its keys (``lists_keys = False``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cachekit import DEFAULT, Cache, CacheStats, NotAnInteger
+from cachekit import DEFAULT, MISSING, Cache, CacheStats, NotAnInteger
 from cachekit.interfaces import check_key
 from cachekit.testing import FakeClock
 from cachekit.testing.contract import CacheContract, MakeCache
@@ -43,6 +45,11 @@ class DictCache(Cache):
         if seconds is None:
             return None
         return False if seconds <= 0 else self.clock() + seconds
+
+    def _peek(self, key: str) -> Any:
+        with self.lock:
+            item = self._live(key)
+            return MISSING if item is None else item[0]
 
     def get(self, key: str, default: Any = None) -> Any:
         with self.lock:
@@ -124,6 +131,7 @@ class DictCache(Cache):
 
 
 class TestDictCacheContract(CacheContract):
+    lists_keys = False  # the base class's scan_keys: UnsupportedOperation
     @pytest.fixture
     def make_cache(self, clock: FakeClock) -> MakeCache:
         return lambda **options: DictCache(clock=clock, **options)
