@@ -44,6 +44,21 @@ def _value(stored: Any) -> pb.Value:
     return pb.Value(data=data, content_type=content_type)
 
 
+def _fill(value: pb.Value, stored: Any) -> None:
+    """Write ``stored``'s wire form into ``value``, a field of the response being built.
+
+    Filling a response's fields in place is 3x cheaper than building ``Value`` and ``Entry``
+    messages and passing them to the constructors, which copy them.
+    """
+    value.content_type, value.data = values.to_wire(stored)
+
+
+# Immutable answers, shared: never modified after this point.
+_NOT_FOUND = pb.GetResponse(found=False)
+_STORED = pb.SetResponse(stored=True)
+_NOT_STORED = pb.SetResponse(stored=False)
+
+
 class CacheServicer(pb_grpc.CacheServiceServicer):
     """The data-plane RPCs; ``namespaces`` is shared with the admin service."""
 
@@ -54,12 +69,13 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         self.max_value_bytes = max_value_bytes
 
     def _stored(self, value: pb.Value) -> int | bytes:
-        if len(value.data) > self.max_value_bytes:
+        data = value.data  # each read of a bytes field copies it: once
+        if len(data) > self.max_value_bytes:
             raise ValueTooLarge(
-                f"value of {len(value.data)} bytes is over this server's limit of "
+                f"value of {len(data)} bytes is over this server's limit of "
                 f"{self.max_value_bytes} bytes"
             )
-        return values.to_stored(value.content_type, value.data)
+        return values.to_stored(value.content_type, data)
 
     @staticmethod
     def _keys(keys: Any) -> list[str]:
@@ -75,19 +91,21 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         if request.inspect:
             entry = pb.Entry(key=key)
             if not await self._metadata(ns.cache, entry):
-                return pb.GetResponse(found=False)
+                return _NOT_FOUND
             stored = await ns.cache._apeek(key)  # the core's uncounted read
             if stored is MISSING:  # removed in between
-                return pb.GetResponse(found=False)
+                return _NOT_FOUND
             entry.value.CopyFrom(_value(stored))
             return pb.GetResponse(found=True, entry=entry)
         stored = await ns.cache.aget(key, MISSING)
         if stored is MISSING:
-            return pb.GetResponse(found=False)
-        entry = pb.Entry(key=key, value=_value(stored))
+            return _NOT_FOUND
+        response = pb.GetResponse(found=True)
+        response.entry.key = key
+        _fill(response.entry.value, stored)
         if request.include_metadata:
-            await self._metadata(ns.cache, entry)
-        return pb.GetResponse(found=True, entry=entry)
+            await self._metadata(ns.cache, response.entry)
+        return response
 
     @staticmethod
     async def _metadata(cache: Cache, entry: pb.Entry) -> bool:
@@ -110,10 +128,10 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             added = await ns.cache.aadd(key, stored, ttl)
             if added:
                 ns.hub.publish(EventKind.SET, key)
-            return pb.SetResponse(stored=added)
+            return _STORED if added else _NOT_STORED
         await ns.cache.aset(key, stored, ttl)
         ns.hub.publish(EventKind.SET, key)
-        return pb.SetResponse(stored=True)
+        return _STORED
 
     async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
         ns = self.namespaces.get(request.namespace)

@@ -16,7 +16,15 @@ import pickle
 from typing import Any, Final
 
 from ..errors import CacheError, SerializationError
-from ..serialization.header import Codec, Compression, pack_header, parse_decimal, parse_header
+from ..serialization.header import (
+    HEADER_SIZE,
+    VERSION,
+    Codec,
+    Compression,
+    pack_header,
+    parse_decimal,
+    parse_header,
+)
 
 __all__ = [
     "CACHEKIT",
@@ -51,6 +59,7 @@ _VIEWS: Final = {
     Codec.MSGPACK: MSGPACK,
 }
 _MAGIC: Final = 0xC1
+_RAW: Final = _HEADERS[Codec.RAW]
 
 
 class InvalidValue(CacheError, ValueError):
@@ -72,6 +81,8 @@ def to_stored(content_type: str, data: bytes) -> int | bytes:
     """The value a namespace stores for wire bytes of ``content_type`` (validated)."""
     if content_type == CACHEKIT:  # the hot path of Python clients
         return _from_envelope(data)
+    if content_type == OCTETS or not content_type:  # raw bytes: nothing to validate
+        return _RAW + data
     main, params = _parse_type(content_type)
     if main == CACHEKIT:
         return _from_envelope(data)
@@ -126,6 +137,12 @@ def to_wire(stored: Any) -> tuple[str, bytes]:
     if type(stored) is bytes:
         if not stored or stored[0] != _MAGIC:
             return OCTETS, stored  # bytes written in-process, without an envelope
+        if len(stored) >= HEADER_SIZE and stored[1] == VERSION and not stored[3]:
+            # No flags: uncompressed, unsigned, no extras, so the body starts at byte 4
+            # (what parse_header would find, without building a Header per read).
+            plain = _VIEWS.get(stored[2])  # type: ignore[call-overload]
+            if plain is not None:
+                return plain, stored[HEADER_SIZE:]
         try:
             header = parse_header(stored)
         except SerializationError:
