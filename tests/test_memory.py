@@ -166,10 +166,11 @@ def test_expiry_heap_is_rebuilt_when_stale_nodes_pile_up() -> None:
     clock = FakeClock()
     cache = MemoryCache(clock=clock, max_entries=None)
     for i in range(20_000):
-        cache.set("same", i, ttl=100 + i)  # nothing is due: only compaction bounds the heap
+        cache.set("same", i, ttl=100_000 - i)  # earlier each time: a node per write, none due
         cache.touch("other", ttl=50)
     assert len(cache._expiry_heap) <= 2 * len(cache) + 1024 + 1
     assert cache.get("same") == 19_999
+    assert cache.ttl("same") == 100_000 - 19_999
 
 
 def test_eviction_listener_receives_evictions_and_expirations() -> None:
@@ -381,3 +382,28 @@ def test_repr_and_context_manager() -> None:
     with MemoryCache(name="ctx") as cache:
         cache.set("k", 1)
         assert "ctx" in repr(cache)
+
+
+def test_rewrites_with_a_later_expiry_push_no_heap_node_and_are_swept_at_the_real_expiry() -> None:
+    clock = FakeClock()
+    events: list[tuple[str, Any, RemovalCause]] = []
+    cache = MemoryCache(clock=clock, eviction_listener=lambda *event: events.append(event))
+    cache.set("k", 1, ttl=10)
+    for step in range(1, 6):  # each rewrite moves the expiry later: no new node
+        clock.advance(1)
+        cache.set("k", step + 1, ttl=10)
+    assert len(cache._expiry_heap) == 1
+    clock.advance(6)  # t=11: past the first expiry (10), before the real one (15)
+    cache.set("other", 0)  # a write sweeps what is due
+    assert cache.get("k") == 6
+    assert events == []
+    assert len(cache._expiry_heap) == 1  # rescheduled at 15
+    clock.advance(5)  # t=16
+    cache.set("other", 0)
+    assert events == [("k", 6, RemovalCause.EXPIRED)]
+    assert len(cache) == 1
+    cache.set("s", 1, ttl=10)
+    cache.set("s", 1, ttl=2)  # an earlier expiry pushes its own node
+    clock.advance(3)
+    cache.set("other", 0)
+    assert ("s", 1, RemovalCause.EXPIRED) in events

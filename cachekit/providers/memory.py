@@ -409,14 +409,20 @@ class MemoryCache(DistributedCache):
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
         if type(key) is not str or not key:
             key = check_key(key)
-        seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
+        if ttl is DEFAULT:
+            seconds = self.default_ttl
+        elif type(ttl) is int:  # the usual explicit TTL (Django passes one on every write)
+            seconds = float(ttl)
+        else:
+            seconds = to_seconds(ttl)
         if self._dumps is not None:
             value = self._dumps(value)
         if tags or self._sizer is not None or (seconds is not None and seconds <= 0):
             self._set_general(key, value, seconds, check_tags(tags))
             return
         # The common write (no sizing, no tags), flattened: _store does the same for the
-        # general case. Most of a write's cost is interpreter dispatch, hence no helper calls.
+        # general case. Most of a write's cost is interpreter dispatch, hence no helper calls
+        # and one clock read.
         removed: _Removed | None = None
         data = self._data
         lock = self._lock
@@ -426,12 +432,19 @@ class MemoryCache(DistributedCache):
             if self._reads or self._missed:
                 self._drain_logs()
             old = data.get(key)
+            heap = self._expiry_heap
             if seconds is None:
                 expires_at = None
+                now = self._clock() if heap or (old is not None and old[1] is not None) else 0.0
             else:
-                expires_at = self._clock() + seconds
-                self._push_expiry(expires_at, key)
-            if old is not None and old[1] is not None and old[1] <= self._clock():
+                now = self._clock()
+                expires_at = now + seconds
+                if old is None or old[1] is None or expires_at < old[1]:  # see _sweep
+                    heappush(heap, (expires_at, key))
+                    if len(heap) > 2 * len(data) + _HEAP_SLACK:
+                        self._compact_heap()
+                        heap = self._expiry_heap
+            if old is not None and old[1] is not None and old[1] <= now:
                 removed = [(key, self._pop_expired(key)[0], RemovalCause.EXPIRED)]
                 old = None
             data[key] = (value, expires_at, 0)
@@ -444,8 +457,7 @@ class MemoryCache(DistributedCache):
             self._sets += 1
             if self._key_tags:
                 self._tags.untag(key)
-            heap = self._expiry_heap
-            if heap and heap[0][0] <= self._clock():
+            if heap and heap[0][0] <= now:
                 removed = self._sweep(removed)
             if len(data) > self._entry_limit:
                 if removed is None and self._listener is None and not self._key_tags:
@@ -537,8 +549,8 @@ class MemoryCache(DistributedCache):
                     expires_at = None if seconds is None else self._clock() + seconds
                     self._data[key] = (entry[0], expires_at, entry[2])
                     self._refresh(key, expires_at)
-                    if expires_at is not None:
-                        self._push_expiry(expires_at, key)
+                    if expires_at is not None and (entry[1] is None or expires_at < entry[1]):
+                        self._push_expiry(expires_at, key)  # a later expiry: see _sweep
         self._notify(removed)
         return entry is not None
 
@@ -732,8 +744,8 @@ class MemoryCache(DistributedCache):
             self._tags.tag(key, tags)
         elif self._key_tags:
             self._tags.untag(key)
-        if expires_at is not None:
-            self._push_expiry(expires_at, key)
+        if expires_at is not None and (old is None or old[1] is None or expires_at < old[1]):
+            self._push_expiry(expires_at, key)  # a later expiry than the old: see _sweep
         heap = self._expiry_heap
         if heap and heap[0][0] <= self._clock():
             removed = self._sweep(removed)
@@ -751,10 +763,13 @@ class MemoryCache(DistributedCache):
         heap = self._expiry_heap
         heappush(heap, (expires_at, key))
         if len(heap) > 2 * len(self._data) + _HEAP_SLACK:
-            # Mostly stale nodes of rewritten keys: rebuild from the live expiries, O(n) once
-            # per n pushes at least, so amortised O(1).
-            self._expiry_heap = [(e[1], k) for k, e in self._data.items() if e[1] is not None]
-            heapq.heapify(self._expiry_heap)
+            self._compact_heap()
+
+    def _compact_heap(self) -> None:
+        """Mostly stale nodes of rewritten keys: rebuild from the live expiries, O(n) once per
+        n pushes at least, so amortised O(1)."""
+        self._expiry_heap = [(e[1], k) for k, e in self._data.items() if e[1] is not None]
+        heapq.heapify(self._expiry_heap)
 
     def _evict(self, removed: _Removed | None) -> _Removed | None:
         data, evict, pop = self._data, self._policy.evict, self._data.pop
@@ -774,6 +789,15 @@ class MemoryCache(DistributedCache):
         return removed
 
     def _sweep(self, removed: _Removed | None) -> _Removed:
+        """Expire entries whose heap node is due.
+
+        A write that moves a key's expiry later pushes no node (a rewrite with the same TTL,
+        the common case, would otherwise add one per write): the key's earlier node stays,
+        and when it comes due here the entry is found to live longer and is rescheduled at its
+        real expiry. Nodes of deleted or since-persistent keys are dropped. So every entry with
+        an expiry has a node no later than it, which is all sweeping needs (reads check expiry
+        themselves).
+        """
         if removed is None:
             removed = []
         heap, data = self._expiry_heap, self._data
@@ -781,10 +805,14 @@ class MemoryCache(DistributedCache):
         for _ in range(_SWEEP_BATCH):
             if not heap or heap[0][0] > now:
                 break
-            expires_at, key = heapq.heappop(heap)
+            due, key = heapq.heappop(heap)
             entry = data.get(key)
-            if entry is not None and entry[1] == expires_at:
+            if entry is None or entry[1] is None:
+                continue
+            if entry[1] <= now:
                 removed.append((key, self._pop_expired(key)[0], RemovalCause.EXPIRED))
+            elif entry[1] > due:
+                heappush(heap, (entry[1], key))
         return removed
 
     def _pop_expired(self, key: str) -> _Entry:
