@@ -433,3 +433,25 @@ def test_close_stops_the_subscriber_thread(make: Callable[..., TieredCache]) -> 
     cache.set("k", 1)  # usable again: restarts lazily
     assert cache.start(timeout=BOUND)
     assert cache.get("k") == 1
+
+
+def test_lock_is_l2s(make: Callable[..., TieredCache]) -> None:
+    import asyncio
+
+    from cachekit.errors import UnsupportedOperation
+
+    one, two = make(), make()
+    with one.lock("job", timeout=5):
+        assert two.lock("job", blocking_timeout=0.1).acquire() is False
+
+    async def scenario() -> bool:
+        async with two.alock("job", timeout=5):
+            return True
+
+    assert asyncio.run(scenario())
+    local = create_cache({"url": "tiered://", "l2": "memory://", "invalidation": "none"})
+    assert isinstance(local, TieredCache)
+    with pytest.raises(UnsupportedOperation):
+        local.lock("job")
+    with pytest.raises(UnsupportedOperation):
+        local.alock("job")

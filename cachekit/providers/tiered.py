@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import Option, ParsedURL, choice_option, parse_options, parse_url, seconds_option
 from ..entry import EntryInfo
-from ..errors import ConfigurationError, InvalidKey, NotAnInteger
+from ..errors import ConfigurationError, InvalidKey, NotAnInteger, UnsupportedOperation
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..sentinels import DEFAULT, MISSING
 from ..stats import CacheStats
@@ -375,6 +375,20 @@ class TieredCache(DistributedCache):
     def inspect(self, key: str) -> EntryInfo | None:
         """The entry as L2 stores it (L1 holds decoded copies of it)."""
         return self._l2.inspect(key)
+
+    def lock(self, name: str, **options: Any) -> Any:
+        """L2's distributed lock (see the Redis provider's ``lock``); L1 has no part in it."""
+        lock = getattr(self._l2, "lock", None)
+        if lock is None:
+            raise UnsupportedOperation(f"{type(self._l2).__name__} (L2) has no lock")
+        return lock(name, **options)
+
+    def alock(self, name: str, **options: Any) -> Any:
+        """The async twin of :meth:`lock`."""
+        alock = getattr(self._l2, "alock", None)
+        if alock is None:
+            raise UnsupportedOperation(f"{type(self._l2).__name__} (L2) has no lock")
+        return alock(name, **options)
 
     # -- writes ---------------------------------------------------------------------------------
 
