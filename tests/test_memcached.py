@@ -443,3 +443,23 @@ def test_wire_errors_close_the_connection(memcached_server: MemcachedServer) -> 
     set_one(client, b"wire:after", b"ok", 0, 0, check_line=_check_line)  # reconnects
     assert client.get(b"wire:after") == b"ok"
     client.close()
+
+
+def test_wire_many_round_trips_awkward_and_large_values(memcached_server: MemcachedServer) -> None:
+    from cachekit.providers import memcached_wire as wire
+    from cachekit.providers.memcached import _check_line
+
+    client = _wire_client(memcached_server)
+    values = {
+        b"wm:empty": b"",
+        b"wm:end": b"\r\nEND\r\n",
+        b"wm:value": b"VALUE wm:x 0 3\r\nabc\r\n",
+        b"wm:big": b"y" * 200_000,  # many recvs
+        **{b"wm:%d" % i: b"v%d" % i * 50 for i in range(300)},
+    }
+    assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
+    got = wire.get_many(client, [*values, b"wm:absent"], _check_line, lambda k, v, f: v)
+    assert got == values
+    assert client.get_many(list(values)) == values  # what pymemcache reads back
+    assert wire.get_many(client, [b"wm:absent"], _check_line, lambda k, v, f: v) == {}
+    client.close()

@@ -88,6 +88,7 @@ from ..serialization import SERIALIZERS, Serializer, make_serializer
 from ..serialization.header import Codec, pack_header, parse_decimal
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
+from . import memcached_wire as wire
 from .hashring import KetamaRing
 from .memcached_async import MemcachedAsyncOps
 from .memcached_wire import get_one, set_one
@@ -856,7 +857,15 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         decode = self._decode
         for node, group in groups.items():
             try:
-                raw = self._call(node, methodcaller("get_many", group))
+                raw = self._call(
+                    node,
+                    partial(
+                        wire.get_many,
+                        stored=group,
+                        check_line=_check_line,
+                        deserialize=_SERDE.deserialize,
+                    ),
+                )
                 for stored, payload in raw.items():
                     if payload[:4] == raw_header:  # see _read
                         found[wanted[stored]] = payload[4:]
@@ -1023,7 +1032,13 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                 try:
                     refused = self._call(
                         node,
-                        methodcaller("set_many", values, exptime, noreply=False, flags=flags),
+                        partial(
+                            wire.set_many,
+                            values=values,
+                            exptime=exptime,
+                            flags=flags,
+                            check_line=_check_line,
+                        ),
                     )
                 except BackendUnavailable as exc:
                     self._failed("set_many", exc)

@@ -1,4 +1,4 @@
-"""The two hottest memcached exchanges, ``get`` and ``set`` of one key, spoken directly.
+"""The hottest memcached exchanges (``get``/``set`` of one key, and of many), spoken directly.
 
 pymemcache stays the driver (connections, timeouts, every other command), but its general
 ``get``/``set`` machinery (key checks the provider has already done, a serde call, a
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["get_one", "set_one"]
+__all__ = ["get_many", "get_one", "set_many", "set_one"]
 
 _RECV: Final = 65536
 _END: Final = b"END\r\n"
@@ -109,6 +109,114 @@ def set_one(
         if reply != _STORED:
             check_line(reply.rstrip(b"\r\n"))
             raise ConnectionError(f"unexpected memcached reply {reply[:40]!r}")
+    except BaseException:
+        client.close()
+        raise
+
+
+def _more(sock: Any, buf: bytes | bytearray) -> bytearray:
+    """``buf`` with the next chunk appended (a bytearray, so that appending stays linear)."""
+    chunk = sock.recv(_RECV)
+    if not chunk:
+        raise ConnectionError("memcached closed the connection mid-reply")
+    grown = buf if isinstance(buf, bytearray) else bytearray(buf)
+    grown += chunk
+    return grown
+
+
+def get_many(
+    client: Any,
+    stored: list[bytes],
+    check_line: Callable[[bytes], bytes],
+    deserialize: Callable[[bytes, bytes, int], bytes],
+) -> dict[bytes, bytes]:
+    """``{key: value}`` of the keys present, from one ``get k1 k2 ...``.
+
+    The reply is parsed as it arrives (value sizes say where each value ends, so a value
+    holding ``END`` is never mistaken for the end); the values are copied out once, at the end.
+    """
+    sock = _socket(client)
+    try:
+        sock.sendall(b"get " + b" ".join(stored) + b"\r\n")
+        buf: bytes | bytearray = sock.recv(_RECV)
+        if buf == _END:
+            return {}
+        spans: list[tuple[bytes, bytes, int, int]] = []
+        pos = 0
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                buf = _more(sock, buf)
+                continue
+            line = bytes(buf[pos:end])
+            if line == b"END":
+                if end + 2 != len(buf):
+                    raise ConnectionError("memcached sent bytes after END")
+                break
+            if not line.startswith(b"VALUE "):
+                check_line(line)
+                raise ConnectionError(f"unexpected memcached reply {line[:40]!r}")
+            parts = line.split(b" ")
+            start = end + 2
+            stop = start + int(parts[3])
+            while len(buf) < stop + 2:
+                buf = _more(sock, buf)
+            if buf[stop : stop + 2] != b"\r\n":
+                raise ConnectionError("malformed memcached reply to get")
+            spans.append((parts[1], parts[2], start, stop))
+            pos = stop + 2
+        view = memoryview(buf)
+        try:
+            found = {}
+            for key, flags, start, stop in spans:
+                value = bytes(view[start:stop])
+                found[key] = value if flags == b"0" else deserialize(key, value, int(flags))
+            return found
+        finally:
+            view.release()
+    except BaseException:
+        client.close()
+        raise
+
+
+def set_many(
+    client: Any,
+    values: dict[bytes, bytes],
+    exptime: int,
+    flags: int,
+    *,
+    check_line: Callable[[bytes], bytes],
+) -> list[bytes]:
+    """``set`` every item in one send; returns the keys the server did not store."""
+    sock = _socket(client)
+    try:
+        sock.sendall(
+            b"".join(
+                [
+                    b"set %b %d %d %d\r\n%b\r\n" % (key, flags, exptime, len(data), data)
+                    for key, data in values.items()
+                ]
+            )
+        )
+        refused: list[bytes] = []
+        keys = iter(values)
+        buf: bytes | bytearray = sock.recv(_RECV)
+        pos = 0
+        for key in keys:
+            end = buf.find(b"\r\n", pos)
+            while end < 0:
+                buf = _more(sock, buf)
+                end = buf.find(b"\r\n", pos)
+            line = bytes(buf[pos:end])
+            pos = end + 2
+            if line == b"NOT_STORED":
+                refused.append(key)
+            elif line != b"STORED":
+                check_line(line)
+                raise ConnectionError(f"unexpected memcached reply {line[:40]!r}")
+        if pos != len(buf):
+            raise ConnectionError("memcached sent more replies than commands")
+        return refused
     except BaseException:
         client.close()
         raise
