@@ -142,3 +142,27 @@ def _inflate_zstd(data: bytes, limit: int) -> bytes:
         return dctx.decompress(data, allow_extra_data=False)  # type: ignore[no-any-return]
     except zstd.ZstdError as exc:
         raise SerializationError(f"corrupt zstd body: {exc}") from exc
+
+
+class _ZstdProbe:
+    """zstd's fast mode (level -5) on a sample, per thread: ~1.7 us for 512 random bytes where
+    a level-3 frame with a checksum costs ~9 us, almost all of it fixed per call."""
+
+    def __init__(self, zstd: Any) -> None:
+        self._zstd = zstd
+        self._local = threading.local()
+
+    def __call__(self, data: bytes) -> int:
+        try:
+            cctx = self._local.cctx
+        except AttributeError:
+            cctx = self._local.cctx = self._zstd.ZstdCompressor(level=-5)
+        return len(cctx.compress(data))
+
+
+def make_probe(compressor: Compressor) -> Callable[[bytes], int]:
+    """The compressed size of a sample, as cheaply as the installed codecs allow: it only has
+    to tell compressible data from noise, not to be the size the real compressor reaches."""
+    if compressor.method == Compression.ZSTD:  # zstandard is loaded already
+        return _ZstdProbe(_optional.require("zstandard", key="compression", what="zstd"))
+    return lambda sample: len(compressor.compress(sample))  # zlib: ~30 us, still cheaper
