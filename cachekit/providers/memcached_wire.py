@@ -18,6 +18,8 @@ from typing import Any, Final
 __all__ = ["get_many", "get_one", "set_many", "set_one"]
 
 _RECV: Final = 65536
+_REPLY: Final = 4096  # status replies are a few bytes: no 64 KiB buffer to allocate per call
+_GATHER_FROM: Final = 4096
 _END: Final = b"END\r\n"
 _TAIL: Final = b"\r\nEND\r\n"
 _STORED: Final = b"STORED\r\n"
@@ -27,6 +29,14 @@ def _socket(client: Any) -> Any:
     if client.sock is None:
         client._connect()
     return client.sock
+
+
+def _send_parts(sock: Any, parts: list[bytes]) -> None:
+    """``sendall`` of the parts joined, without joining them (one ``sendmsg``, usually)."""
+    total = sum(map(len, parts))
+    sent = sock.sendmsg(parts)
+    if sent < total:  # a partial write (a full socket buffer): send the rest the plain way
+        sock.sendall(b"".join(parts)[sent:])
 
 
 def _recv_more(sock: Any, chunks: list[bytes], have: int, need: int) -> int:
@@ -94,13 +104,11 @@ def set_one(
     sock = _socket(client)
     try:
         head = b"set %b %d %d %d\r\n" % (stored, flags, exptime, len(data))
-        if len(data) < _RECV:
+        if len(data) < _GATHER_FROM:
             sock.sendall(head + data + b"\r\n")
-        else:  # a large value is cheaper sent apart than copied
-            sock.sendall(head)
-            sock.sendall(data)
-            sock.sendall(b"\r\n")
-        reply = sock.recv(_RECV)
+        else:  # gathered by the kernel rather than copied here
+            _send_parts(sock, [head, data, b"\r\n"])
+        reply = sock.recv(_REPLY)
         while not reply.endswith(b"\r\n"):
             more = sock.recv(_RECV)
             if not more:
@@ -200,7 +208,7 @@ def set_many(
         )
         refused: list[bytes] = []
         keys = iter(values)
-        buf: bytes | bytearray = sock.recv(_RECV)
+        buf: bytes | bytearray = sock.recv(_REPLY)
         pos = 0
         for key in keys:
             end = buf.find(b"\r\n", pos)
