@@ -463,3 +463,16 @@ def test_wire_many_round_trips_awkward_and_large_values(memcached_server: Memcac
     assert client.get_many(list(values)) == values  # what pymemcache reads back
     assert wire.get_many(client, [b"wm:absent"], _check_line, lambda k, v, f: v) == {}
     client.close()
+
+
+def test_wire_set_many_gathers_large_values_across_partial_writes(
+    memcached_server: MemcachedServer,
+) -> None:
+    from cachekit.providers import memcached_wire as wire
+    from cachekit.providers.memcached import _check_line
+
+    client = _wire_client(memcached_server)
+    values = {b"wl:%d" % i: bytes([i]) * 100_000 for i in range(40)}  # 4 MB: several sendmsg
+    assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
+    assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == values
+    client.close()

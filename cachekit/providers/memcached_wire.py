@@ -31,12 +31,20 @@ def _socket(client: Any) -> Any:
     return client.sock
 
 
+_IOV_MAX: Final = 1024  # the smallest IOV_MAX of the platforms Python runs on
+
+
 def _send_parts(sock: Any, parts: list[bytes]) -> None:
-    """``sendall`` of the parts joined, without joining them (one ``sendmsg``, usually)."""
-    total = sum(map(len, parts))
-    sent = sock.sendmsg(parts)
-    if sent < total:  # a partial write (a full socket buffer): send the rest the plain way
-        sock.sendall(b"".join(parts)[sent:])
+    """``sendall`` of the parts joined, without joining them: ``sendmsg`` gathers them, and a
+    partial write (a full socket buffer) resumes where it stopped."""
+    first = 0
+    while first < len(parts):
+        sent = sock.sendmsg(parts[first : first + _IOV_MAX])
+        while first < len(parts) and sent >= len(parts[first]):
+            sent -= len(parts[first])
+            first += 1
+        if sent:
+            parts[first] = memoryview(parts[first])[sent:]  # type: ignore[call-overload]
 
 
 def _recv_more(sock: Any, chunks: list[bytes], have: int, need: int) -> int:
@@ -198,14 +206,22 @@ def set_many(
     """``set`` every item in one send; returns the keys the server did not store."""
     sock = _socket(client)
     try:
-        sock.sendall(
-            b"".join(
-                [
-                    b"set %b %d %d %d\r\n%b\r\n" % (key, flags, exptime, len(data), data)
-                    for key, data in values.items()
-                ]
+        if sum(map(len, values.values())) < _GATHER_FROM * len(values):
+            sock.sendall(
+                b"".join(
+                    [
+                        b"set %b %d %d %d\r\n%b\r\n" % (key, flags, exptime, len(data), data)
+                        for key, data in values.items()
+                    ]
+                )
             )
-        )
+        else:  # large values: gathered by the kernel rather than copied twice here
+            parts: list[bytes] = []
+            for key, data in values.items():
+                parts.append(b"set %b %d %d %d\r\n" % (key, flags, exptime, len(data)))
+                parts.append(data)
+                parts.append(b"\r\n")
+            _send_parts(sock, parts)
         refused: list[bytes] = []
         keys = iter(values)
         buf: bytes | bytearray = sock.recv(_REPLY)
