@@ -472,6 +472,9 @@ def test_wire_set_many_gathers_large_values_across_partial_writes(
     from cachekit.providers.memcached import _check_line
 
     client = _wire_client(memcached_server)
+    client._connect()
+    client.sock.settimeout(5.0)  # as the provider's clients: sendmsg may then write partially
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # force partial writes
     values = {b"wl:%d" % i: bytes([i]) * 100_000 for i in range(40)}  # 4 MB: several sendmsg
     assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
     assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == values
