@@ -23,25 +23,17 @@ the servers share this machine's CPUs, so figures compare backends within a run,
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from bench import _wsgi as wsgi
 from bench._servers import sigterm_as_exit
 
-REPO = Path(__file__).resolve().parent.parent
 PATH = "/page/"
 
 
@@ -117,69 +109,25 @@ def candidates(redis_url: str, memcached: str) -> list[Candidate]:
 # -- gunicorn -------------------------------------------------------------------------------------
 
 
-def _get(port: int, path: str = PATH) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status, response.getheader("X-Rendered", "")
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def gunicorn(candidate: Candidate, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
     """gunicorn serving the bench project with ``candidate``'s cache; stopped on exit."""
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.django_wsgi_site.settings",
         "BENCH_CACHE": json.dumps(candidate.cache),
-        "PYTHONPATH": str(REPO),
     }
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
+    return wsgi.gunicorn(
         "bench.django_wsgi_site.wsgi:application",
-        f"--bind=127.0.0.1:{port}",
-        f"--workers={workers}",
-        "--worker-class=sync",
-        "--log-level=warning",
-        "--backlog=2048",
-    ]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                raise RuntimeError(
-                    f"gunicorn for {candidate.name} exited: {process.stderr.read().decode()}"
-                )
-            try:
-                status, _ = _get(port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-                continue
-            if status != 200:
-                raise RuntimeError(f"{candidate.name}: GET {PATH} answered {status}")
-            break
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        env,
+        port=port,
+        workers=workers,
+        name=candidate.name,
+        probe=PATH,
+    )
 
 
 def check_cached(candidate: Candidate, port: int, workers: int) -> None:
     """Pages must come from the cache: at most one render per worker (one in all if shared)."""
-    renders = {_get(port)[1] for _ in range(8 * workers)}
+    renders = {wsgi.get(port, PATH, header="X-Rendered")[1] for _ in range(8 * workers)}
     allowed = 1 if candidate.shared else workers
     if len(renders) > allowed:
         raise RuntimeError(
@@ -189,56 +137,6 @@ def check_cached(candidate: Candidate, port: int, workers: int) -> None:
 
 
 # -- load ----------------------------------------------------------------------------------------
-
-
-def drive_wrk(port: int, seconds: float, connections: int, threads: int) -> float:
-    result = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{seconds:g}s",
-            f"http://127.0.0.1:{port}{PATH}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
-        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
-        raise RuntimeError(f"cannot read wrk's output:\n{result.stdout}")
-    sockets = re.search(r"Socket errors: (.*)", result.stdout)
-    if sockets and re.search(r"(connect|timeout) [1-9]", sockets.group(1)):
-        print(f"    wrk socket errors: {sockets.group(1)}")  # requests lost, not just closed
-    return float(match.group(1))
-
-
-def drive_python(port: int, seconds: float, connections: int) -> float:
-    """A fallback load generator: ``connections`` threads, one request per connection."""
-    stop = time.perf_counter() + seconds
-    counts = [0] * connections
-    failures: list[str] = []
-
-    def worker(slot: int) -> None:
-        while time.perf_counter() < stop:
-            status, _ = _get(port)
-            if status != 200:
-                failures.append(str(status))
-                return
-            counts[slot] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise RuntimeError(f"error responses: {failures[:5]}")
-    return sum(counts) / (time.perf_counter() - started)
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -290,11 +188,11 @@ def main(argv: list[str] | None = None) -> None:
                 with gunicorn(candidate, port, args.workers):
                     check_cached(candidate, port, args.workers)
                     if wrk:
-                        drive_wrk(port, 1, args.connections, 2)  # warm-up, not counted
-                        rate = drive_wrk(port, seconds, args.connections, 2)
+                        wsgi.drive_wrk(port, PATH, 1, args.connections)  # warm-up, not counted
+                        rate = wsgi.drive_wrk(port, PATH, seconds, args.connections)
                     else:
-                        drive_python(port, 1, args.connections)
-                        rate = drive_python(port, seconds, args.connections)
+                        wsgi.drive_python(port, PATH, 1, args.connections)
+                        rate = wsgi.drive_python(port, PATH, seconds, args.connections)
                 results[candidate.name].append(rate)
             print(f"  round {rep + 1}/{reps} done")
         print_table(results)

@@ -22,26 +22,18 @@ gunicorn, wrk and Redis share this machine's CPUs: figures compare libraries wit
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
-import time
 import timeit
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from bench import _wsgi as wsgi
 from bench._servers import sigterm_as_exit
 
-REPO = Path(__file__).resolve().parent.parent
 PATHS = ("/view", "/memo")
 TARGET = 1.2
 
@@ -87,68 +79,22 @@ PAIRS = [
 # -- gunicorn -------------------------------------------------------------------------------------
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def gunicorn(candidate: Candidate, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
     """gunicorn serving the bench app built with ``candidate``; stopped on exit."""
-    env = {
-        **os.environ,
-        "BENCH_EXT": candidate.extension,
-        "BENCH_CONFIG": json.dumps(candidate.config),
-        "PYTHONPATH": str(REPO),
-    }
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
+    env = {"BENCH_EXT": candidate.extension, "BENCH_CONFIG": json.dumps(candidate.config)}
+    return wsgi.gunicorn(
         "bench.flask_bench_app:app",
-        f"--bind=127.0.0.1:{port}",
-        f"--workers={workers}",
-        "--worker-class=sync",
-        "--log-level=warning",
-        "--backlog=2048",
-    ]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                raise RuntimeError(
-                    f"gunicorn for {candidate.name} exited: {process.stderr.read().decode()}"
-                )
-            try:
-                status, _ = _get(port, PATHS[0])
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-                continue
-            if status != 200:
-                raise RuntimeError(f"{candidate.name}: GET {PATHS[0]} answered {status}")
-            break
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        env,
+        port=port,
+        workers=workers,
+        name=candidate.name,
+        probe=PATHS[0],
+    )
 
 
 def check_cached(candidate: Candidate, port: int, workers: int, path: str) -> None:
     """Responses must come from the cache: at most one render per worker (one if shared)."""
-    renders = {_get(port, path)[1] for _ in range(8 * workers)}
+    renders = {wsgi.get(port, path)[1] for _ in range(8 * workers)}
     allowed = 1 if candidate.shared else workers
     if len(renders) > allowed:
         raise RuntimeError(
@@ -158,47 +104,6 @@ def check_cached(candidate: Candidate, port: int, workers: int, path: str) -> No
 
 
 # -- load ----------------------------------------------------------------------------------------
-
-
-def drive_wrk(port: int, path: str, seconds: float, connections: int) -> float:
-    result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if errors:
-        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
-        raise RuntimeError(f"cannot read wrk's output:\n{result.stdout}")
-    return float(match.group(1))
-
-
-def drive_python(port: int, path: str, seconds: float, connections: int) -> float:
-    """A fallback load generator: ``connections`` threads, one request per connection."""
-    stop = time.perf_counter() + seconds
-    counts = [0] * connections
-    failures: list[str] = []
-
-    def worker(slot: int) -> None:
-        while time.perf_counter() < stop:
-            status, _ = _get(port, path)
-            if status != 200:
-                failures.append(str(status))
-                return
-            counts[slot] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise RuntimeError(f"error responses: {failures[:5]}")
-    return sum(counts) / (time.perf_counter() - started)
 
 
 # -- the in-process hot path (no server) ---------------------------------------------------------
@@ -278,11 +183,11 @@ def main(argv: list[str] | None = None) -> None:
                     for path in PATHS:
                         check_cached(candidate, port, args.workers, path)
                         if wrk:
-                            drive_wrk(port, path, 1, args.connections)  # warm-up
-                            rate = drive_wrk(port, path, seconds, args.connections)
+                            wsgi.drive_wrk(port, path, 1, args.connections)  # warm-up
+                            rate = wsgi.drive_wrk(port, path, seconds, args.connections)
                         else:
-                            drive_python(port, path, 1, args.connections)
-                            rate = drive_python(port, path, seconds, args.connections)
+                            wsgi.drive_python(port, path, 1, args.connections)
+                            rate = wsgi.drive_python(port, path, seconds, args.connections)
                         results[(candidate.name, path)].append(rate)
             print(f"  round {rep + 1}/{reps} done")
         print_table(results)
