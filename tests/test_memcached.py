@@ -3,7 +3,9 @@ conversion, namespaces and placement, all against real ``memcached`` processes."
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -479,3 +481,55 @@ def test_wire_set_many_gathers_large_values_across_partial_writes(
     assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
     assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == values
     client.close()
+
+
+def test_wire_get_of_a_miss_whose_reply_arrives_in_pieces(
+    memcached_server: MemcachedServer,
+) -> None:
+    """Review finding: ``END`` split across recvs was taken for a protocol error."""
+    import threading
+
+    from cachekit.providers.memcached import _check_line
+    from cachekit.providers.memcached_wire import get_one
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    opened: list[socket.socket] = [listener]
+    workers: list[threading.Thread] = []
+
+    def pipe(src: socket.socket, dst: socket.socket, piece: int) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                for i in range(0, len(data), piece):  # server bytes dribble in, 2 at a time
+                    dst.sendall(data[i : i + piece])
+                    time.sleep(0.002)
+
+    def accept() -> None:
+        client_side, _ = listener.accept()
+        upstream = socket.create_connection((memcached_server.host, memcached_server.port))
+        opened.extend((client_side, upstream))
+        for args in ((client_side, upstream, 65536), (upstream, client_side, 2)):
+            worker = threading.Thread(target=pipe, args=args, daemon=True)
+            workers.append(worker)
+            worker.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    from pymemcache.client.base import Client
+
+    from cachekit.providers.memcached import _driver
+
+    _driver()
+    client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False, timeout=5)
+    try:
+        assert get_one(client, b"frag:absent", _check_line, lambda k, v, f: v) is None
+        client.set(b"frag:k", b"value")
+        assert get_one(client, b"frag:k", _check_line, lambda k, v, f: v) == b"value"
+    finally:
+        client.close()
+        for sock in opened:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for worker in workers:
+            worker.join(timeout=5)

@@ -407,3 +407,21 @@ def test_rewrites_with_a_later_expiry_push_no_heap_node_and_are_swept_at_the_rea
     clock.advance(3)
     cache.set("other", 0)
     assert ("s", 1, RemovalCause.EXPIRED) in events
+
+
+def test_a_write_that_compacts_the_heap_keeps_its_own_node() -> None:
+    """Review finding: compaction ran before the entry was stored and dropped its node."""
+    from cachekit.providers.memory import _HEAP_SLACK
+
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock, max_entries=None)
+    n = 0
+    while len(cache._expiry_heap) + 1 <= 2 * len(cache) + _HEAP_SLACK:  # stale nodes pile up
+        cache.set(f"tmp{n}", 1, ttl=1000)
+        cache.delete(f"tmp{n}")
+        n += 1
+    cache.set("victim", "v", ttl=5)  # this push compacts the heap
+    assert any(key == "victim" for _, key in cache._expiry_heap)
+    clock.advance(10)
+    cache.set("other", 1, ttl=1000)  # a write sweeps what is due
+    assert "victim" not in cache._data

@@ -351,3 +351,25 @@ def test_writes_reload_a_flushed_script(make: Any, raw: redis.Redis) -> None:
 def test_set_keeps_rejecting_a_bare_string_of_tags(make: Any) -> None:
     with pytest.raises(TypeError):
         make().set("a", 1, tags="t")
+
+
+def test_a_refused_untagged_write_keeps_the_old_values_tags(make: Any, raw: redis.Redis) -> None:
+    """Review finding: DEL <side key> ran and the SET did not, so the old value escaped tag
+    invalidation. Now the pair is one transaction, and out-of-range TTLs never reach Redis."""
+    from cachekit.errors import CacheError, InvalidArgument
+
+    cache = make()
+    cache.set("k", "old", tags=["T"])
+    with pytest.raises(InvalidArgument):
+        cache.set("k", "new", ttl=10**16)  # beyond Redis's expiry range
+    raw.config_set("maxmemory", 1)  # over maxmemory: every write is refused at queue time
+    try:
+        with pytest.raises(CacheError):
+            cache.set("k", "new")
+        with pytest.raises(CacheError):
+            cache.set_many({"k": "x" * 5000, "j": "y" * 5000})
+    finally:
+        raw.config_set("maxmemory", 0)
+    assert cache.get("k") == "old"
+    assert cache.invalidate_tags(["T"]) == 1
+    assert cache.get("k") is None

@@ -1088,3 +1088,25 @@ def test_large_incompressible_bodies_are_probed_not_compressed() -> None:
     assert serializer.dumps(mixed)[3] & 0x03 == 1
     for value in (noise, text, mixed):
         assert serializer.loads(serializer.dumps(value)) == value
+
+
+def test_probe_keeps_bodies_that_compress_only_by_entropy_coding() -> None:
+    """Review finding: a fast-mode (negative level) probe took hex/base64/digits for noise."""
+    import base64
+    import os
+    import random
+
+    from cachekit.serialization import make_serializer
+
+    serializer = make_serializer("pickle")  # auto: zstd when installed
+    rng = random.Random(7)
+    bodies = [
+        os.urandom(8000).hex().encode(),
+        base64.b64encode(os.urandom(10_000)),
+        "".join(rng.choice("0123456789") for _ in range(10_000)).encode(),
+    ]
+    for body in bodies:
+        stored = serializer.dumps(body)
+        assert stored[3] & 0x03 != 0, body[:20]  # compressed
+        assert len(stored) < len(body) * 0.85
+        assert serializer.loads(stored) == body

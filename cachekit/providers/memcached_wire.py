@@ -78,6 +78,10 @@ def get_one(
             buf += more
             end = buf.find(b"\r\n")
         header = buf[:end]
+        if header == b"END":  # a miss whose reply came in pieces
+            if end + 2 != len(buf):
+                raise ConnectionError("memcached sent bytes after END")
+            return None
         if not header.startswith(b"VALUE "):
             check_line(header)  # SERVER_ERROR / CLIENT_ERROR raise here
             raise ConnectionError(f"unexpected memcached reply {header[:40]!r}")

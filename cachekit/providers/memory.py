@@ -441,13 +441,13 @@ class MemoryCache(DistributedCache):
                 expires_at = now + seconds
                 if old is None or old[1] is None or expires_at < old[1]:  # see _sweep
                     heappush(heap, (expires_at, key))
-                    if len(heap) > 2 * len(data) + _HEAP_SLACK:
-                        self._compact_heap()
-                        heap = self._expiry_heap
             if old is not None and old[1] is not None and old[1] <= now:
                 removed = [(key, self._pop_expired(key)[0], RemovalCause.EXPIRED)]
                 old = None
             data[key] = (value, expires_at, 0)
+            if len(heap) > 2 * len(data) + _HEAP_SLACK:  # after the write: it keeps its node
+                self._compact_heap()
+                heap = self._expiry_heap
             if old is None:
                 self._on_insert(key, expires_at)
             elif self._update_is_hit:

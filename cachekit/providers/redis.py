@@ -315,17 +315,16 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         return self._set_plain([(key, blob)], ms)
 
     def _set_plain(self, items: list[tuple[str, bytes]], ms: int) -> int:
-        """Untagged writes without Lua in one round trip: ``DEL <side keys>``, then
-        ``SET <data> <value> PX ms`` per item.
+        """Untagged writes without Lua in one round trip:
+        ``MULTI; DEL <side keys>; SET <data> <value> PX ms ...; EXEC``.
 
         An untagged write must drop the key's old tags, which its side key lists. The tag sets
         themselves need no cleanup: INVALIDATE removes a member only while its side key still
-        lists the tag, and drops the whole set (stale members too) once it has run. DEL comes
-        before SET because the other order could strip a concurrent tagged write of its tags
-        (a value that a later invalidation would miss), while this one at worst invalidates a
-        value that was just written untagged. A write that fits one send runs back to back on
-        the server (Redis executes a client's pipelined commands in one go as it reads them);
-        a larger one is wrapped in MULTI/EXEC so that nothing can run between its commands.
+        lists the tag, and drops the whole set (stale members too) once it has run. The
+        transaction makes the pair all or nothing: a SET refused at queue time (over
+        ``maxmemory``) aborts the DEL with it, so a failed write never leaves a value that
+        tag invalidation would miss, and no other client's command runs between them. Its
+        replies are pipelined, so MULTI/EXEC cost no round trip.
         """
         prefix, side, close = self._kopen, self._side_prefix, self._kclose
         commands: list[tuple[Any, ...]] = [("DEL", *(side + key + close for key, _ in items))]
@@ -334,7 +333,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 commands.append(("SET", prefix + key + close, blob, "PX", ms))
             else:
                 commands.append(("SET", prefix + key + close, blob))
-        self._send(commands, atomic=sum(len(blob) for _, blob in items) >= wire.ONE_SEND)
+        self._send(commands, atomic=True)
         return len(items)
 
     def _send(self, commands: list[tuple[Any, ...]], *, atomic: bool) -> list[Any]:

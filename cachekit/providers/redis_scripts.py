@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import redis.exceptions
 
+from cachekit.errors import InvalidArgument
+
 __all__ = [
     "DELETE",
     "INCR",
@@ -45,9 +47,22 @@ SCAN_BATCH: Final = 1000
 _GLOB_SPECIALS: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
+#: Redis refuses an expiry whose absolute time overflows a signed 64-bit millisecond count.
+MAX_PX = 2**62
+
+
 def px(seconds: float) -> int:
-    """Seconds as Redis milliseconds; a positive TTL never rounds down to 0 (= no expiry)."""
-    return max(1, round(seconds * 1000))
+    """Seconds as Redis milliseconds; a positive TTL never rounds down to 0 (= no expiry).
+
+    A TTL Redis would refuse (over ~146 million years) is refused here, before any command:
+    halfway through a write it could leave the write half done.
+    """
+    ms = max(1, round(seconds * 1000))
+    if ms > MAX_PX:
+        raise InvalidArgument(
+            f"ttl of {seconds:g} s is beyond what Redis accepts; use None for no expiry"
+        )
+    return ms
 
 
 def escape_glob(text: str) -> str:
