@@ -5,8 +5,8 @@ callbacks, option filtering. For the provider's hot commands that generality cos
 CPU than the round trip's own system calls (a raw ``MGET`` of 100 keys spends a third of its
 client CPU checking argument types). Here hiredis packs the command (redis-py's own packer when
 hiredis is missing), the connection sends it and reads the reply, with redis-py's connection,
-pool, parser and retry policy doing the rest. Replies are the parser's (RESP2: bytes, ints,
-lists, ``None``), exactly what those commands return through redis-py without callbacks.
+pool, parser and retry policy doing the rest. Replies are the parser's (bytes, ints, lists,
+``None`` for these commands), what they return through redis-py before response callbacks.
 """
 
 from __future__ import annotations
