@@ -43,6 +43,16 @@ def execute(pool: Any, args: tuple[Any, ...]) -> Any:
         pool.release(conn)
 
 
+def _small(commands: list[tuple[Any, ...]]) -> bool:
+    """Whether the values are small enough to copy into one packed buffer (hiredis copies)."""
+    size = 0
+    for command in commands:
+        for arg in command:
+            if type(arg) is bytes:
+                size += len(arg)
+    return size < ONE_SEND
+
+
 def send(pool: Any, commands: list[tuple[Any, ...]], *, atomic: bool) -> list[Any]:
     """Several commands in one round trip; ``atomic`` wraps them in ``MULTI``/``EXEC``.
 
@@ -54,9 +64,12 @@ def send(pool: Any, commands: list[tuple[Any, ...]], *, atomic: bool) -> list[An
     # pack_commands leaves large values apart and each becomes its own sendall, which reaches
     # the server as its own segment (a wake-up and a partial parse each): join a small
     # batch into one send; a large one is cheaper sent as is than copied.
-    packed = conn.pack_commands(commands)
-    if len(packed) > 1 and sum(map(len, packed)) < ONE_SEND:
-        packed = [b"".join(packed)]
+    if _hiredis_pack is not None and _small(commands):
+        packed = [b"".join([_hiredis_pack(command) for command in commands])]
+    else:
+        packed = conn.pack_commands(commands)
+        if len(packed) > 1 and sum(map(len, packed)) < ONE_SEND:
+            packed = [b"".join(packed)]
 
     def run() -> list[Any]:
         conn.send_packed_command(packed)
