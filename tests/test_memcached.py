@@ -229,7 +229,9 @@ def test_ttl_over_thirty_days_is_sent_as_a_unix_time(
     assert cache.get("k") == 1
     remaining = cache.ttl("k")
     assert remaining is not None
-    assert forty_days - 5 <= remaining <= forty_days + 2
+    # memcached converts an absolute time against its own clock, which ticks once a second
+    # and is rounded at start-up: up to ~3 s either way, plus ttl()'s half-second middle.
+    assert forty_days - 5 <= remaining <= forty_days + 4
     cache.set_many({"m": 2}, ttl=forty_days)
     assert cache.get("m") == 2
     assert cache.add("a", 3, ttl=forty_days)
