@@ -433,13 +433,28 @@ class CacheKitCache(BaseCache):
         sleep: float = 0.05,
     ) -> Any:
         """A distributed lock (Redis providers): ``with cache.lock("job", timeout=30):``."""
-        lock: Callable[..., Any] | None = getattr(self._cachekit, "lock", None)
-        if lock is None:
+        return self._core_lock(
+            "lock", name, version, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep
+        )
+
+    def _core_lock(
+        self,
+        method: str,
+        name: str,
+        version: int | None,
+        *,
+        timeout: float | None,
+        blocking_timeout: float | None,
+        sleep: float,
+    ) -> Any:
+        """The core provider's ``lock``/``alock`` on the made key, or UnsupportedOperation."""
+        make: Callable[..., Any] | None = getattr(self._cachekit, method, None)
+        if make is None:
             raise UnsupportedOperation(
                 f"{self._cachekit.provider_name}:// caches have no distributed lock"
             )
         made = self.make_and_validate_key(name, version)
-        return lock(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
+        return make(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -595,13 +610,9 @@ class CacheKitCache(BaseCache):
         sleep: float = 0.05,
     ) -> Any:
         """The async twin of :meth:`lock` (``async with cache.alock("job"):``)."""
-        alock: Callable[..., Any] | None = getattr(self._cachekit, "alock", None)
-        if alock is None:
-            raise UnsupportedOperation(
-                f"{self._cachekit.provider_name}:// caches have no distributed lock"
-            )
-        made = self.make_and_validate_key(name, version)
-        return alock(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
+        return self._core_lock(
+            "alock", name, version, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._cachekit!r}>"
