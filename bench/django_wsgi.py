@@ -1,7 +1,8 @@
 """Requests/second of a ``cache_page`` view under gunicorn, with each Django cache backend.
 
 ``python -m bench.django_wsgi`` (``--quick`` for a short run). For each backend it starts
-gunicorn (sync workers, one per CPU by default) on the one-page project in
+gunicorn (sync workers, one per CPU by default; ``--worker-class gthread`` for threads with
+keep-alive) on the one-page project in
 ``bench/django_wsgi_site/``, fills the page's cache entry, checks that pages now come from the
 cache (the ``X-Rendered`` header of a cached page repeats), then drives ``/page/`` with ``wrk``
 (or, when ``wrk`` is not installed, a Python client of as many threads as connections, which
@@ -109,7 +110,7 @@ def candidates(redis_url: str, memcached: str) -> list[Candidate]:
 # -- gunicorn -------------------------------------------------------------------------------------
 
 
-def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
+def gunicorn(candidate: Candidate, port: int, workers: int, worker_class: str) -> Any:
     """gunicorn serving the bench project with ``candidate``'s cache; stopped on exit."""
     env = {
         "DJANGO_SETTINGS_MODULE": "bench.django_wsgi_site.settings",
@@ -120,6 +121,7 @@ def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
         env,
         port=port,
         workers=workers,
+        worker_class=worker_class,
         name=candidate.name,
         probe=PATH,
     )
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, help="interleaved rounds (default 3)")
     parser.add_argument("--seconds", type=int, help="load per round and backend (default 8)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--worker-class", choices=list(wsgi.WORKER_CLASSES), default="sync", help="gunicorn set-up"
+    )
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--candidates", help="comma-separated substrings of candidate names")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         load = os.getloadavg()
         print(
-            f"Python {sys.version.split()[0]}; gunicorn {args.workers} sync workers; load from "
+            f"Python {sys.version.split()[0]}; gunicorn {args.workers} {args.worker_class} "
+            "workers; load from "
             f"{client}; {seconds:g} s per backend per round, {reps} round(s); CPUs "
             f"{sorted(os.sched_getaffinity(0))}; load average {load[0]:.2f}"
         )
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             order = chosen[rep % len(chosen) :] + chosen[: rep % len(chosen)]
             for candidate in order:
                 port = free_port()
-                with gunicorn(candidate, port, args.workers):
+                with gunicorn(candidate, port, args.workers, args.worker_class):
                     check_cached(candidate, port, args.workers)
                     if wrk:
                         wsgi.drive_wrk(port, PATH, 1, args.connections)  # warm-up, not counted

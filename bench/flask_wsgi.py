@@ -79,7 +79,7 @@ PAIRS = [
 # -- gunicorn -------------------------------------------------------------------------------------
 
 
-def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
+def gunicorn(candidate: Candidate, port: int, workers: int, worker_class: str) -> Any:
     """gunicorn serving the bench app built with ``candidate``; stopped on exit."""
     env = {"BENCH_EXT": candidate.extension, "BENCH_CONFIG": json.dumps(candidate.config)}
     return wsgi.gunicorn(
@@ -89,6 +89,7 @@ def gunicorn(candidate: Candidate, port: int, workers: int) -> Any:
         workers=workers,
         name=candidate.name,
         probe=PATHS[0],
+        worker_class=worker_class,
     )
 
 
@@ -144,12 +145,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--candidates", help="comma-separated substrings of candidate names")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
+    parser.add_argument(
+        "--worker-class",
+        choices=[*wsgi.WORKER_CLASSES, "both"],
+        default="both",
+        help="gunicorn set-up (default: both, one table each)",
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
     seconds = args.seconds or (2 if args.quick else 8)
     wrk = None if args.python_client else shutil.which("wrk")
 
-    from cachekit.testing.servers import RedisServer, free_port
+    from cachekit.testing.servers import RedisServer
 
     with sigterm_as_exit(), RedisServer() as redis_server:
         chosen = [
@@ -166,31 +173,50 @@ def main(argv: list[str] | None = None) -> None:
             else f"Python threads x{args.connections}"
             + ("" if args.python_client else " (wrk not found: apt-get install wrk)")
         )
-        load = os.getloadavg()
-        print(
-            f"\nPython {sys.version.split()[0]}; gunicorn {args.workers} sync workers; load from "
-            f"{client}; {seconds:g} s per path per candidate per round, {reps} round(s); CPUs "
-            f"{sorted(os.sched_getaffinity(0))}; load average {load[0]:.2f}"
-        )
-        results: dict[tuple[str, str], list[float]] = {
-            (c.name, path): [] for c in chosen for path in PATHS
-        }
-        for rep in range(reps):
-            order = chosen[rep % len(chosen) :] + chosen[: rep % len(chosen)]
-            for candidate in order:
-                port = free_port()
-                with gunicorn(candidate, port, args.workers):
-                    for path in PATHS:
-                        check_cached(candidate, port, args.workers, path)
-                        if wrk:
-                            wsgi.drive_wrk(port, path, 1, args.connections)  # warm-up
-                            rate = wsgi.drive_wrk(port, path, seconds, args.connections)
-                        else:
-                            wsgi.drive_python(port, path, 1, args.connections)
-                            rate = wsgi.drive_python(port, path, seconds, args.connections)
-                        results[(candidate.name, path)].append(rate)
-            print(f"  round {rep + 1}/{reps} done")
-        print_table(results)
+        classes = list(wsgi.WORKER_CLASSES) if args.worker_class == "both" else [args.worker_class]
+        for worker_class in classes:
+            load = os.getloadavg()
+            print(
+                f"\nPython {sys.version.split()[0]}; gunicorn {args.workers} workers "
+                f"({' '.join(wsgi.WORKER_CLASSES[worker_class])}); load from {client}; "
+                f"{seconds:g} s per path per candidate per round, {reps} round(s); CPUs "
+                f"{sorted(os.sched_getaffinity(0))}; load average {load[0]:.2f}"
+            )
+            results = drive(chosen, args, worker_class, reps=reps, seconds=seconds, wrk=wrk)
+            print_table(results)
+
+
+def drive(
+    chosen: list[Candidate],
+    args: argparse.Namespace,
+    worker_class: str,
+    *,
+    reps: int,
+    seconds: float,
+    wrk: str | None,
+) -> dict[tuple[str, str], list[float]]:
+    """req/s per (candidate, path), one figure per round; candidates interleaved by round."""
+    results: dict[tuple[str, str], list[float]] = {
+        (c.name, path): [] for c in chosen for path in PATHS
+    }
+    from cachekit.testing.servers import free_port
+
+    for rep in range(reps):
+        order = chosen[rep % len(chosen) :] + chosen[: rep % len(chosen)]
+        for candidate in order:
+            port = free_port()
+            with gunicorn(candidate, port, args.workers, worker_class):
+                for path in PATHS:
+                    check_cached(candidate, port, args.workers, path)
+                    if wrk:
+                        wsgi.drive_wrk(port, path, 1, args.connections)  # warm-up
+                        rate = wsgi.drive_wrk(port, path, seconds, args.connections)
+                    else:
+                        wsgi.drive_python(port, path, 1, args.connections)
+                        rate = wsgi.drive_python(port, path, seconds, args.connections)
+                    results[(candidate.name, path)].append(rate)
+        print(f"  round {rep + 1}/{reps} done")
+    return results
 
 
 def print_micro(results: dict[str, dict[str, float]]) -> None:
