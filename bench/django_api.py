@@ -11,6 +11,10 @@
   pymemcache as the baseline (``base.Client((host, port), no_delay=True)``, writes wait for
   ``STORED``, as the backends' do).
 
+A reference row, ``python floor``, is the least a pure-Python Django memory backend does
+(:mod:`bench.django_floor`: key, lock, expiry, LRU, bound, copies): the ceiling for any
+backend written in Python, against which the memory target can be read.
+
 Each candidate runs ``get`` (a hit), ``set`` (``timeout=300``) and ``mix`` (90% get, 10% set,
 as ``bench.throughput``) over a pool of 1,000 ``str`` keys (``page:000042``). Values are 100
 random bytes; the memory backends also run a small dict (a row, what a view caches), which both
@@ -115,6 +119,11 @@ def configure(redis_url: str, mc_host: str, mc_port: int) -> list[Candidate]:
                     "LOCATION": "bench",
                     "OPTIONS": {"MAX_ENTRIES": 10_000},
                 },
+                "floor": {
+                    "BACKEND": "bench.django_floor.FloorCache",
+                    "LOCATION": "bench",
+                    "OPTIONS": {"MAX_ENTRIES": 10_000},
+                },
                 "ck-memcached": {
                     "BACKEND": "cachekit_django.cache.MemcachedCache",
                     "LOCATION": mc_location,
@@ -153,6 +162,7 @@ def configure(redis_url: str, mc_host: str, mc_port: int) -> list[Candidate]:
         _django("django-builtin-redis", "django RedisCache", "redis", "built-in, pickle"),
         _django("locmem", "django LocMemCache", "memory", "MAX_ENTRIES=10000, pickle"),
         _django("ck-memory", "cachekit MemoryCache", "memory", "MAX_ENTRIES=10000"),
+        _django("floor", "python floor (reference)", "memory", "bench/django_floor.py"),
         Candidate(
             "pymemcache (raw)", "memcached", raw_pymemcache, "no_delay, waits for STORED", raw=True
         ),
