@@ -22,7 +22,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -187,17 +187,34 @@ def _code(context: Context) -> str:
     return "UNKNOWN"
 
 
-class MetricsInterceptor(MethodInterceptor):
-    """Count every call and time it, by method, namespace and status code."""
+#: The namespace label of calls naming no namespace this server has: clients choose the
+#: name, and one series per name they send would let any of them grow the metrics unbounded.
+UNKNOWN_NAMESPACE = "(unknown)"
 
-    def __init__(self, metrics: RpcMetrics) -> None:
+
+class MetricsInterceptor(MethodInterceptor):
+    """Count every call and time it, by method, namespace and status code.
+
+    The namespace label is the request's only if ``known`` (the server's namespaces) holds it
+    when the call ends, else :data:`UNKNOWN_NAMESPACE` (calls without a namespace keep ``""``),
+    so a call that creates a namespace is labelled with it and one that deletes it is not.
+    """
+
+    def __init__(self, metrics: RpcMetrics, known: Container[str] | None = None) -> None:
         self.metrics = metrics
+        self.known = known
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         if handler.request_streaming:
             return handler  # reflection: not a cache call
-        record = self.metrics.recorder(method.rpartition("/")[2])
+        recorder = self.metrics.recorder(method.rpartition("/")[2])
         clock = time.perf_counter
+        known = self.known
+
+        def record(namespace: str, code: str, seconds: float) -> None:
+            if namespace and known is not None and namespace not in known:
+                namespace = UNKNOWN_NAMESPACE
+            recorder(namespace, code, seconds)
 
         def unary(behavior: Any) -> Any:
             async def call(request: Any, context: Context) -> Any:

@@ -204,6 +204,9 @@ class Namespaces:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
     def __iter__(self) -> Any:
         return iter([self._by_name[n] for n in self.names()])
 

@@ -190,7 +190,7 @@ class CacheServer:
         self.max_message_bytes = max_message_bytes
         self.max_value_bytes = max_value_bytes
         self.interceptors: list[MethodInterceptor] = [
-            MetricsInterceptor(self.metrics),
+            MetricsInterceptor(self.metrics, self.namespaces),
             AuthInterceptor(token, admin_token),
             StatusInterceptor(),
         ]

@@ -522,6 +522,27 @@ def test_prometheus_metrics(server: ThreadedServer, stub: pb_grpc.CacheServiceSt
     assert "cachekit_" in text.replace("cachekit_grpc", "")  # the namespaces' cache stats too
 
 
+def test_metrics_label_only_namespaces_the_server_has(
+    server: ThreadedServer, stub: pb_grpc.CacheServiceStub
+) -> None:
+    """Clients pick the name: each made-up one must not become a series of its own."""
+
+    def unknown_not_found() -> int:
+        rows = server.server.metrics.counts("(unknown)")
+        return sum(n for method, code, n in rows if (method, code) == ("Get", "NOT_FOUND"))
+
+    before = unknown_not_found()
+    for n in range(5):
+        code, _ = status(lambda n=n: stub.Get(pb.GetRequest(namespace=f"made-up-{n}", key="k")))
+        assert code == Code.NOT_FOUND
+    url = f"http://127.0.0.1:{server.server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    assert "made-up" not in text
+    assert 'code="NOT_FOUND",method="Get",namespace="(unknown)"' in text
+    assert unknown_not_found() - before == 5
+
+
 # -- auth and TLS ---------------------------------------------------------------------------------
 
 
