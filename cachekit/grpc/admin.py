@@ -53,7 +53,7 @@ class AdminServicer(apb_grpc.CacheAdminServiceServicer):
     async def DeleteNamespace(
         self, request: apb.DeleteNamespaceRequest, context: Any
     ) -> apb.DeleteNamespaceResponse:
-        ns = self.namespaces.delete(request.namespace)
+        ns = await self.namespaces.adelete(request.namespace)
         ns.hub.publish(EventKind.NAMESPACE_DELETED)
         return apb.DeleteNamespaceResponse()
 

@@ -9,6 +9,13 @@ describes them (:mod:`.values`). Server errors come back as the same cachekit ex
 
 Sync calls use a ``grpc`` channel, the async twins a ``grpc.aio`` channel of the running event
 loop; both are opened on first use, so constructing a cache never connects.
+
+It is a :class:`~cachekit.DistributedCache`: tags travel in ``Set``/``SetMultiple``, and
+``invalidate_tags``/``delete_pattern`` are the ``InvalidateTags``/``DeletePattern`` RPCs. They
+need a namespace whose provider on the server has them (memory, Redis, tiered); on another one
+(memcached) they raise :class:`~cachekit.errors.UnsupportedOperation`, as that provider would.
+A server older than these RPCs answers ``UNIMPLEMENTED``, raised as ``UnsupportedOperation``
+too (it ignores the unknown ``tags`` field of a write, so the failure shows at invalidation).
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ import grpc.aio
 from .. import errors
 from ..config import Option, ParsedURL, parse_options, seconds_option
 from ..entry import EntryInfo, describe_payload
-from ..errors import BackendUnavailable, CacheError, ConfigurationError
-from ..interfaces import Cache, check_key
+from ..errors import BackendUnavailable, CacheError, ConfigurationError, UnsupportedOperation
+from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args
 from ..sentinels import DEFAULT
 from ..serialization import Serializer, make_serializer
@@ -77,6 +84,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CacheError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.INVALID_ARGUMENT: ConfigurationError,
     grpc.StatusCode.NOT_FOUND: ConfigurationError,
+    grpc.StatusCode.UNIMPLEMENTED: UnsupportedOperation,  # a server without the RPC
 }
 
 
@@ -96,7 +104,7 @@ def translate(exc: grpc.RpcError, name: str) -> CacheError:
     return cls(message)
 
 
-class GrpcCache(Cache):
+class GrpcCache(DistributedCache):
     """A namespace of a cachekit gRPC server, behind the cache contract."""
 
     provider_name = "grpc"
@@ -246,9 +254,20 @@ class GrpcCache(Cache):
             type(self.serializer.loads(raw)).__name__,
         )
 
-    def _set(self, key: str, value: Any, ttl: TTLArg, nx: bool) -> pb.SetRequest:
-        key = check_key(key)
+    def _fields(self, ttl: TTLArg, tags: Iterable[str]) -> dict[str, Any]:
+        """A write's TTL fields, and its tags (checked as the core does: a bare str is a
+        TypeError) when it has some; an empty ``tags=[]`` would cost the constructor time."""
         fields = self._ttl_fields(ttl)
+        tagset = check_tags(tags)
+        if tagset:
+            fields["tags"] = sorted(tagset)
+        return fields
+
+    def _set(
+        self, key: str, value: Any, ttl: TTLArg, nx: bool, tags: Iterable[str]
+    ) -> pb.SetRequest:
+        key = check_key(key)
+        fields = self._fields(ttl, tags)
         return pb.SetRequest(
             namespace=self.namespace,
             key=key,
@@ -266,10 +285,22 @@ class GrpcCache(Cache):
             raise errors.NotAnInteger(f"delta must be an int, got {delta!r}")
         return pb.IncrementRequest(namespace=self.namespace, key=check_key(key), delta=delta)
 
-    def _set_many(self, mapping: Mapping[str, Any], ttl: TTLArg) -> pb.SetMultipleRequest:
+    def _set_many(
+        self, mapping: Mapping[str, Any], ttl: TTLArg, tags: Iterable[str]
+    ) -> pb.SetMultipleRequest:
         values_ = {check_key(k): self._value(v) for k, v in mapping.items()}
         return pb.SetMultipleRequest(
-            namespace=self.namespace, values=values_, **self._ttl_fields(ttl)
+            namespace=self.namespace, values=values_, **self._fields(ttl, tags)
+        )
+
+    def _pattern(self, pattern: str) -> pb.DeletePatternRequest:
+        if not isinstance(pattern, str) or not pattern:
+            raise errors.InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
+        return pb.DeletePatternRequest(namespace=self.namespace, pattern=pattern)
+
+    def _invalidate(self, tags: Iterable[str]) -> pb.InvalidateTagsRequest:
+        return pb.InvalidateTagsRequest(
+            namespace=self.namespace, tags=sorted(check_tags(tags) or ())
         )
 
     def _found(self, response: pb.GetResponse, default: Any) -> Any:
@@ -294,11 +325,11 @@ class GrpcCache(Cache):
     def get(self, key: str, default: Any = None) -> Any:
         return self._found(self._call("Get", self._get(key)), default)
 
-    def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
-        self._call("Set", self._set(key, value, ttl, False))
+    def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
+        self._call("Set", self._set(key, value, ttl, False, tags))
 
-    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
-        stored: bool = self._call("Set", self._set(key, value, ttl, True)).stored
+    def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
+        stored: bool = self._call("Set", self._set(key, value, ttl, True, tags)).stored
         return stored
 
     def delete(self, key: str) -> bool:
@@ -333,11 +364,13 @@ class GrpcCache(Cache):
 
     def delete_pattern(self, pattern: str) -> int:
         """Remove the keys matching a Redis-style glob; return how many."""
-        if not isinstance(pattern, str) or not pattern:
-            raise errors.InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
-        request = pb.ClearRequest(namespace=self.namespace, pattern=pattern)
-        deleted: int = self._call("Clear", request).deleted
-        return deleted
+        count: int = self._call("DeletePattern", self._pattern(pattern)).count
+        return count
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Remove every key carrying any of ``tags``; return how many."""
+        count: int = self._call("InvalidateTags", self._invalidate(tags)).count
+        return count
 
     def scan_keys(
         self, pattern: str = "*", *, cursor: str = "", count: int = 100
@@ -353,8 +386,10 @@ class GrpcCache(Cache):
         request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
         return self._many(self._call("GetMultiple", request))
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
-        return list(self._call("SetMultiple", self._set_many(mapping, ttl)).failed_keys)
+    def set_many(
+        self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> list[str]:
+        return list(self._call("SetMultiple", self._set_many(mapping, ttl, tags)).failed_keys)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         request = pb.DeleteMultipleRequest(
@@ -377,11 +412,15 @@ class GrpcCache(Cache):
     async def aget(self, key: str, default: Any = None) -> Any:
         return self._found(await self._acall("Get", self._get(key)), default)
 
-    async def aset(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
-        await self._acall("Set", self._set(key, value, ttl, False))
+    async def aset(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> None:
+        await self._acall("Set", self._set(key, value, ttl, False, tags))
 
-    async def aadd(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
-        stored: bool = (await self._acall("Set", self._set(key, value, ttl, True))).stored
+    async def aadd(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        stored: bool = (await self._acall("Set", self._set(key, value, ttl, True, tags))).stored
         return stored
 
     async def adelete(self, key: str) -> bool:
@@ -412,8 +451,19 @@ class GrpcCache(Cache):
         request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
         return self._many(await self._acall("GetMultiple", request))
 
-    async def aset_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
-        return list((await self._acall("SetMultiple", self._set_many(mapping, ttl))).failed_keys)
+    async def aset_many(
+        self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> list[str]:
+        request = self._set_many(mapping, ttl, tags)
+        return list((await self._acall("SetMultiple", request)).failed_keys)
+
+    async def adelete_pattern(self, pattern: str) -> int:
+        count: int = (await self._acall("DeletePattern", self._pattern(pattern))).count
+        return count
+
+    async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
+        count: int = (await self._acall("InvalidateTags", self._invalidate(tags))).count
+        return count
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
         request = pb.DeleteMultipleRequest(

@@ -4,6 +4,11 @@ Each subscriber has a bounded queue. Publishing never waits: when a subscriber's
 its pending events are dropped and replaced by one ``OVERFLOW`` event, which tells the client
 to drop its whole near cache. A slow subscriber therefore costs bounded memory and never
 silently misses an invalidation (it learns that it missed some).
+
+Writes that remove keys the server cannot name publish a ``CLEAR`` instead of per-key events:
+a pattern delete carries its ``pattern``; a tag invalidation carries its ``tags`` and an empty
+pattern (the providers count the keys they remove by tag, they do not list them), which a near
+cache that does not record tags reads, as old clients do, as "drop everything".
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Event:
     key: str = ""
     pattern: str = ""
     time: float = field(default_factory=time.time)
+    #: The invalidated tags of a ``CLEAR`` made by a tag invalidation (sorted).
+    tags: tuple[str, ...] = ()
 
 
 class Subscription:
@@ -77,10 +84,12 @@ class EventHub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, kind: int, key: str = "", pattern: str = "") -> None:
+    def publish(
+        self, kind: int, key: str = "", pattern: str = "", tags: tuple[str, ...] = ()
+    ) -> None:
         if not self._subscribers:
             return
-        event = Event(kind, key, pattern)
+        event = Event(kind, key, pattern, tags=tags)
         for sub in self._subscribers:
             sub.offer(event)
 

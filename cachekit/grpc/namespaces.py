@@ -201,6 +201,14 @@ class Namespaces:
             ns.cache.close()
         return ns
 
+    async def adelete(self, name: str) -> Namespace:
+        """:meth:`delete` from the server's loop: also closes the loop's async clients."""
+        ns = self.get(name)
+        del self._by_name[name]
+        if ns.owned:
+            await _release(ns.cache)
+        return ns
+
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
@@ -215,3 +223,17 @@ class Namespaces:
         for ns in self._by_name.values():
             if ns.owned:
                 ns.cache.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` from the server's loop (see :func:`_release`)."""
+        for ns in self._by_name.values():
+            if ns.owned:
+                await _release(ns.cache)
+
+
+async def _release(cache: Cache) -> None:
+    """Close a cache from the loop that served it: network providers keep one async client per
+    loop (``aclose`` closes this loop's) besides their sync pool (``close``); closing only the
+    latter leaves the async connections to be collected unclosed (a ResourceWarning)."""
+    await cache.aclose()
+    cache.close()

@@ -3,19 +3,23 @@
 No cache logic lives here. Outcomes are values (``found``, ``stored``); failures are the core's
 exceptions, which :mod:`.interceptors` turns into status codes. Every write that goes through
 the server is published to the namespace's ``Watch`` subscribers after it succeeded.
+
+Tags and pattern deletes need a :class:`~cachekit.DistributedCache` namespace; on any other
+(memcached) they raise the core's ``UnsupportedOperation`` (``FAILED_PRECONDITION``). Tags are
+validated by the core's ``check_tags`` first, so bad ones are ``INVALID_ARGUMENT`` everywhere.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import grpc
 
 from ..errors import UnsupportedOperation, ValueTooLarge
-from ..interfaces import Cache, check_key
-from ..sentinels import DEFAULT, MISSING
+from ..interfaces import Cache, DistributedCache, check_key, check_tags
+from ..sentinels import DEFAULT, MISSING, DefaultType
 from ..v1 import cache_pb2 as pb
 from ..v1 import cache_pb2_grpc as pb_grpc
 from . import values
@@ -37,6 +41,21 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 20
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 _MAX_KEYS_PER_CALL = 10_000
+
+
+def _tags(tags: Collection[str]) -> frozenset[str]:
+    """A request's tags, checked by the core (empty strings are ``INVALID_ARGUMENT``)."""
+    if len(tags) > _MAX_KEYS_PER_CALL:
+        raise InvalidArgument(f"at most {_MAX_KEYS_PER_CALL} tags per call, got {len(tags)}")
+    return check_tags(tags) or frozenset()
+
+
+def _distributed(ns: Namespace, what: str) -> DistributedCache:
+    """The namespace's cache if it has tags and pattern deletes, else UnsupportedOperation."""
+    cache = ns.cache
+    if not isinstance(cache, DistributedCache):
+        raise UnsupportedOperation(f"namespace {ns.name!r} ({cache.provider_name}) cannot {what}")
+    return cache
 
 
 def _value(stored: Any) -> pb.Value:
@@ -124,12 +143,32 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         key = check_key(request.key)
         stored = self._stored(request.value)
         ttl = ns.effective_ttl(request_ttl(request))
+        if request.tags:
+            return await self._set_tagged(ns, key, stored, ttl, request)
         if request.only_if_absent:
             added = await ns.cache.aadd(key, stored, ttl)
             if added:
                 ns.hub.publish(EventKind.SET, key)
             return _STORED if added else _NOT_STORED
         await ns.cache.aset(key, stored, ttl)
+        ns.hub.publish(EventKind.SET, key)
+        return _STORED
+
+    @staticmethod
+    async def _set_tagged(
+        ns: Namespace,
+        key: str,
+        stored: Any,
+        ttl: float | DefaultType | None,
+        request: pb.SetRequest,
+    ) -> pb.SetResponse:
+        tags = _tags(request.tags)
+        cache = _distributed(ns, "tag entries")
+        if request.only_if_absent:
+            if not await cache.aadd(key, stored, ttl, tags=tags):
+                return _NOT_STORED
+        else:
+            await cache.aset(key, stored, ttl, tags=tags)
         ns.hub.publish(EventKind.SET, key)
         return _STORED
 
@@ -192,7 +231,11 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         mapping = {k: self._stored(v) for k, v in request.values.items()}
         self._keys(list(mapping))
         ttl = ns.effective_ttl(request_ttl(request))
-        failed = await ns.cache.aset_many(mapping, ttl)
+        if request.tags:
+            tags = _tags(request.tags)
+            failed = await _distributed(ns, "tag entries").aset_many(mapping, ttl, tags=tags)
+        else:
+            failed = await ns.cache.aset_many(mapping, ttl)
         rejected = set(failed)
         ns.hub.publish_keys(EventKind.SET, [k for k in mapping if k not in rejected])
         return pb.SetMultipleResponse(failed_keys=failed)
@@ -215,15 +258,36 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             await ns.cache.aclear()
             ns.hub.publish(EventKind.CLEAR)
             return pb.ClearResponse()
-        pattern = check_pattern(request.pattern)
-        delete_pattern = getattr(ns.cache, "adelete_pattern", None)
-        if delete_pattern is None:
-            raise UnsupportedOperation(
-                f"namespace {ns.name!r} ({ns.cache.provider_name}) cannot delete by pattern"
-            )
-        deleted = await delete_pattern(pattern)
+        return pb.ClearResponse(deleted=await self._delete_pattern(ns, request.pattern))
+
+    async def DeletePattern(
+        self, request: pb.DeletePatternRequest, context: Any
+    ) -> pb.DeletePatternResponse:
+        ns = self.namespaces.get(request.namespace)
+        return pb.DeletePatternResponse(count=await self._delete_pattern(ns, request.pattern))
+
+    @staticmethod
+    async def _delete_pattern(ns: Namespace, pattern: str) -> int:
+        """``Clear`` with a pattern and ``DeletePattern``: one CLEAR event with the pattern."""
+        pattern = check_pattern(pattern)  # the core's glob rules; empty is InvalidKey
+        deleted = await _distributed(ns, "delete by pattern").adelete_pattern(pattern)
         ns.hub.publish(EventKind.CLEAR, pattern=pattern)
-        return pb.ClearResponse(deleted=deleted)
+        return deleted
+
+    async def InvalidateTags(
+        self, request: pb.InvalidateTagsRequest, context: Any
+    ) -> pb.InvalidateTagsResponse:
+        ns = self.namespaces.get(request.namespace)
+        tags = _tags(request.tags)
+        cache = _distributed(ns, "invalidate tags")
+        if not tags:
+            return pb.InvalidateTagsResponse(count=0)
+        count = await cache.ainvalidate_tags(tags)
+        if count:
+            # The provider removes the keys without naming them: subscribers get one CLEAR with
+            # the tags and no pattern, which drops a near cache that does not record tags.
+            ns.hub.publish(EventKind.CLEAR, tags=tuple(sorted(tags)))
+        return pb.InvalidateTagsResponse(count=count)
 
     async def Keys(self, request: pb.KeysRequest, context: Any) -> pb.KeysResponse:
         ns = self.namespaces.get(request.namespace)
@@ -262,6 +326,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                     kind=event.kind,  # type: ignore[arg-type]
                     pattern=event.pattern,
                     time=timestamp(event.time),
+                    tags=event.tags,
                 )
                 if event.kind == EventKind.NAMESPACE_DELETED:
                     return

@@ -41,7 +41,10 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     EVENT_KIND_TOUCH: _EventKind.ValueType  # 3
     """The key's TTL changed."""
     EVENT_KIND_CLEAR: _EventKind.ValueType  # 4
-    """Keys matching `pattern` were removed; an empty pattern means the whole namespace."""
+    """Keys matching `pattern` were removed; an empty pattern means the whole namespace, or, with
+    `tags` set, the keys carrying any of those tags (which the server cannot list): a near
+    cache that does not record tags drops everything.
+    """
     EVENT_KIND_OVERFLOW: _EventKind.ValueType  # 5
     """Events were lost (this subscriber was too slow): drop the whole near cache."""
     EVENT_KIND_NAMESPACE_DELETED: _EventKind.ValueType  # 6
@@ -57,7 +60,10 @@ EVENT_KIND_DELETE: EventKind.ValueType  # 2
 EVENT_KIND_TOUCH: EventKind.ValueType  # 3
 """The key's TTL changed."""
 EVENT_KIND_CLEAR: EventKind.ValueType  # 4
-"""Keys matching `pattern` were removed; an empty pattern means the whole namespace."""
+"""Keys matching `pattern` were removed; an empty pattern means the whole namespace, or, with
+`tags` set, the keys carrying any of those tags (which the server cannot list): a near
+cache that does not record tags drops everything.
+"""
 EVENT_KIND_OVERFLOW: EventKind.ValueType  # 5
 """Events were lost (this subscriber was too slow): drop the whole near cache."""
 EVENT_KIND_NAMESPACE_DELETED: EventKind.ValueType  # 6
@@ -338,6 +344,7 @@ class SetRequest(_message.Message):
     TTL_FIELD_NUMBER: _builtins.int
     NO_EXPIRY_FIELD_NUMBER: _builtins.int
     ONLY_IF_ABSENT_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     key: _builtins.str
     no_expiry: _builtins.bool
@@ -350,6 +357,13 @@ class SetRequest(_message.Message):
     def ttl(self) -> _duration_pb2.Duration:
         """Unset: the namespace's default TTL (unless no_expiry)."""
 
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Groups the entry can later be removed with (InvalidateTags); they replace the entry's
+        previous tags, and a write without tags leaves it with none. Non-empty strings; a
+        namespace whose provider has no tags (memcached) answers FAILED_PRECONDITION.
+        """
+
     def __init__(
         self,
         *,
@@ -359,10 +373,11 @@ class SetRequest(_message.Message):
         ttl: _duration_pb2.Duration | None = ...,
         no_expiry: _builtins.bool = ...,
         only_if_absent: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "no_expiry", b"no_expiry", "only_if_absent", b"only_if_absent", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "no_expiry", b"no_expiry", "only_if_absent", b"only_if_absent", "tags", b"tags", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -544,12 +559,17 @@ class SetMultipleRequest(_message.Message):
     VALUES_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     NO_EXPIRY_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     no_expiry: _builtins.bool
     @_builtins.property
     def values(self) -> _containers.MessageMap[_builtins.str, Global___Value]: ...
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags of every entry of `values` (as SetRequest.tags); like ttl, one set for the call."""
+
     def __init__(
         self,
         *,
@@ -557,10 +577,11 @@ class SetMultipleRequest(_message.Message):
         values: _abc.Mapping[_builtins.str, Global___Value] | None = ...,
         ttl: _duration_pb2.Duration | None = ...,
         no_expiry: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "no_expiry", b"no_expiry", "ttl", b"ttl", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "no_expiry", b"no_expiry", "tags", b"tags", "ttl", b"ttl", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -728,7 +749,7 @@ class ClearRequest(_message.Message):
     PATTERN_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     pattern: _builtins.str
-    """Empty: the whole namespace. Otherwise a glob with Redis SCAN MATCH rules."""
+    """Empty: the whole namespace. Otherwise a glob with Redis SCAN MATCH rules (as DeletePattern)."""
     def __init__(
         self,
         *,
@@ -952,6 +973,94 @@ class TouchExpirationResponse(_message.Message):
 Global___TouchExpirationResponse: _TypeAlias = TouchExpirationResponse  # noqa: Y015
 
 @_typing.final
+class InvalidateTagsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Non-empty strings; none removes nothing."""
+
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateTagsRequest: _TypeAlias = InvalidateTagsRequest  # noqa: Y015
+
+@_typing.final
+class InvalidateTagsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Live keys removed."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateTagsResponse: _TypeAlias = InvalidateTagsResponse  # noqa: Y015
+
+@_typing.final
+class DeletePatternRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    pattern: _builtins.str
+    """A non-empty glob with Redis SCAN MATCH rules, at most 1024 characters."""
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        pattern: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "pattern", b"pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePatternRequest: _TypeAlias = DeletePatternRequest  # noqa: Y015
+
+@_typing.final
+class DeletePatternResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Keys removed."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePatternResponse: _TypeAlias = DeletePatternResponse  # noqa: Y015
+
+@_typing.final
 class WatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -979,12 +1088,17 @@ class WatchResponse(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PATTERN_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     key: _builtins.str
     kind: Global___EventKind.ValueType
     pattern: _builtins.str
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """CLEAR of an InvalidateTags call: the tags it invalidated (see EVENT_KIND_CLEAR)."""
+
     def __init__(
         self,
         *,
@@ -993,10 +1107,11 @@ class WatchResponse(_message.Message):
         kind: Global___EventKind.ValueType = ...,
         pattern: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "kind", b"kind", "namespace", b"namespace", "pattern", b"pattern", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "kind", b"kind", "namespace", b"namespace", "pattern", b"pattern", "tags", b"tags", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -109,6 +109,16 @@ class CacheServiceStub:
                 request_serializer=cachekit_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
                 response_deserializer=cachekit_dot_v1_dot_cache__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.InvalidateTags = channel.unary_unary(
+                '/cachekit.v1.CacheService/InvalidateTags',
+                request_serializer=cachekit_dot_v1_dot_cache__pb2.InvalidateTagsRequest.SerializeToString,
+                response_deserializer=cachekit_dot_v1_dot_cache__pb2.InvalidateTagsResponse.FromString,
+                _registered_method=True)
+        self.DeletePattern = channel.unary_unary(
+                '/cachekit.v1.CacheService/DeletePattern',
+                request_serializer=cachekit_dot_v1_dot_cache__pb2.DeletePatternRequest.SerializeToString,
+                response_deserializer=cachekit_dot_v1_dot_cache__pb2.DeletePatternResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -214,6 +224,22 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvalidateTags(self, request, context):
+        """Remove every live key carrying any of the tags (given by Set/SetMultiple `tags`).
+        FAILED_PRECONDITION on a namespace whose provider has no tags (memcached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePattern(self, request, context):
+        """Remove the keys matching a glob (Redis SCAN MATCH rules: *, ?, [...], backslash escapes).
+        FAILED_PRECONDITION on a namespace whose provider cannot list keys (memcached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +317,16 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=cachekit_dot_v1_dot_cache__pb2.WatchRequest.FromString,
                     response_serializer=cachekit_dot_v1_dot_cache__pb2.WatchResponse.SerializeToString,
+            ),
+            'InvalidateTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvalidateTags,
+                    request_deserializer=cachekit_dot_v1_dot_cache__pb2.InvalidateTagsRequest.FromString,
+                    response_serializer=cachekit_dot_v1_dot_cache__pb2.InvalidateTagsResponse.SerializeToString,
+            ),
+            'DeletePattern': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePattern,
+                    request_deserializer=cachekit_dot_v1_dot_cache__pb2.DeletePatternRequest.FromString,
+                    response_serializer=cachekit_dot_v1_dot_cache__pb2.DeletePatternResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -698,6 +734,60 @@ class CacheService:
             '/cachekit.v1.CacheService/Watch',
             cachekit_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
             cachekit_dot_v1_dot_cache__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvalidateTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cachekit.v1.CacheService/InvalidateTags',
+            cachekit_dot_v1_dot_cache__pb2.InvalidateTagsRequest.SerializeToString,
+            cachekit_dot_v1_dot_cache__pb2.InvalidateTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePattern(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cachekit.v1.CacheService/DeletePattern',
+            cachekit_dot_v1_dot_cache__pb2.DeletePatternRequest.SerializeToString,
+            cachekit_dot_v1_dot_cache__pb2.DeletePatternResponse.FromString,
             options,
             channel_credentials,
             insecure,

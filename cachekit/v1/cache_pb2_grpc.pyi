@@ -63,6 +63,14 @@ class CacheServiceStub:
     """Invalidation events of a namespace, as they happen, for clients that keep near caches.
     The server sends initial metadata once the subscription is live.
     """
+    InvalidateTags: _grpc.UnaryUnaryMultiCallable[_cache_pb2.InvalidateTagsRequest, _cache_pb2.InvalidateTagsResponse]
+    """Remove every live key carrying any of the tags (given by Set/SetMultiple `tags`).
+    FAILED_PRECONDITION on a namespace whose provider has no tags (memcached).
+    """
+    DeletePattern: _grpc.UnaryUnaryMultiCallable[_cache_pb2.DeletePatternRequest, _cache_pb2.DeletePatternResponse]
+    """Remove the keys matching a glob (Redis SCAN MATCH rules: *, ?, [...], backslash escapes).
+    FAILED_PRECONDITION on a namespace whose provider cannot list keys (memcached).
+    """
 
 @_typing.type_check_only
 class CacheServiceAsyncStub(CacheServiceStub):
@@ -92,6 +100,14 @@ class CacheServiceAsyncStub(CacheServiceStub):
     Watch: _aio.UnaryStreamMultiCallable[_cache_pb2.WatchRequest, _cache_pb2.WatchResponse]  # type: ignore[assignment]
     """Invalidation events of a namespace, as they happen, for clients that keep near caches.
     The server sends initial metadata once the subscription is live.
+    """
+    InvalidateTags: _aio.UnaryUnaryMultiCallable[_cache_pb2.InvalidateTagsRequest, _cache_pb2.InvalidateTagsResponse]  # type: ignore[assignment]
+    """Remove every live key carrying any of the tags (given by Set/SetMultiple `tags`).
+    FAILED_PRECONDITION on a namespace whose provider has no tags (memcached).
+    """
+    DeletePattern: _aio.UnaryUnaryMultiCallable[_cache_pb2.DeletePatternRequest, _cache_pb2.DeletePatternResponse]  # type: ignore[assignment]
+    """Remove the keys matching a glob (Redis SCAN MATCH rules: *, ?, [...], backslash escapes).
+    FAILED_PRECONDITION on a namespace whose provider cannot list keys (memcached).
     """
 
 class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -209,6 +225,26 @@ class CacheServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_cache_pb2.WatchResponse], _abc.AsyncIterator[_cache_pb2.WatchResponse]]:
         """Invalidation events of a namespace, as they happen, for clients that keep near caches.
         The server sends initial metadata once the subscription is live.
+        """
+
+    @_abc_1.abstractmethod
+    def InvalidateTags(
+        self,
+        request: _cache_pb2.InvalidateTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.InvalidateTagsResponse, _abc.Awaitable[_cache_pb2.InvalidateTagsResponse]]:
+        """Remove every live key carrying any of the tags (given by Set/SetMultiple `tags`).
+        FAILED_PRECONDITION on a namespace whose provider has no tags (memcached).
+        """
+
+    @_abc_1.abstractmethod
+    def DeletePattern(
+        self,
+        request: _cache_pb2.DeletePatternRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.DeletePatternResponse, _abc.Awaitable[_cache_pb2.DeletePatternResponse]]:
+        """Remove the keys matching a glob (Redis SCAN MATCH rules: *, ?, [...], backslash escapes).
+        FAILED_PRECONDITION on a namespace whose provider cannot list keys (memcached).
         """
 
 def add_CacheServiceServicer_to_server(servicer: CacheServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,7 +1,8 @@
 """The shared cache contract, end to end over GrpcCache and a real gRPC server.
 
 Each test gets fresh namespaces on one module-wide server, backed by memory caches whose clock
-is the test's FakeClock, so TTL tests move time instead of sleeping.
+is the test's FakeClock, so TTL tests move time instead of sleeping. GrpcCache is a
+DistributedCache, so the pattern and tag tests run too (``InvalidateTags``/``DeletePattern``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
 from cachekit.grpc.client import GrpcCache
+from cachekit.interfaces import DistributedCache
 from cachekit.providers.memory import MemoryCache
 from cachekit.testing import FakeClock
-from cachekit.testing.contract import CacheContract, MakeCache
+from cachekit.testing.contract import DistributedCacheContract, MakeCache
 
 _names = itertools.count()
 
@@ -28,7 +30,11 @@ def server() -> Iterator[ThreadedServer]:
         yield running
 
 
-class TestGrpcContract(CacheContract):
+def test_grpc_cache_is_a_distributed_cache() -> None:
+    assert issubclass(GrpcCache, DistributedCache)
+
+
+class TestGrpcContract(DistributedCacheContract):
     @pytest.fixture
     def make_cache(self, server: ThreadedServer, clock: FakeClock) -> Iterator[MakeCache]:
         made: list[GrpcCache] = []
