@@ -112,6 +112,8 @@ provider_registry: Registry[Any] = Registry(
     "cachekit.providers",
     {
         "memory": "cachekit.providers.memory:MemoryCache",
+        "file": "cachekit.providers.filesystem:FileCache",
+        "null": "cachekit.providers.null:NullCache",
         "redis": "cachekit.providers.redis:RedisCache",
         "rediss": "cachekit.providers.redis:RedisCache",
         "unix": "cachekit.providers.redis:RedisCache",

@@ -11,6 +11,8 @@ the Flask config key, so a typo fails at start-up instead of on the first cached
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_THRESHOLD": 500,
     "CACHE_KEY_PREFIX": "flask_cache_",
     "CACHE_MEMCACHED_SERVERS": None,
+    "CACHE_DIR": None,
+    "CACHE_FILE_HASH_METHOD": hashlib.sha256,
+    "CACHE_NO_NULL_WARNING": False,
     "CACHE_HASH_METHOD": hashlib.sha256,
     "CACHE_OPTIONS": None,
     "CACHE_ARGS": [],
@@ -52,13 +57,17 @@ _TYPES = {
     "memcached": "memcached",
     "memcachedcache": "memcached",
     "gaememcached": "memcached",
+    "filesystem": "file",
+    "filesystemcache": "file",
+    "null": "null",
+    "nullcache": "null",
 }
+# CACHEKIT_URL scheme -> kind; every other scheme is a network provider's.
+_SCHEME_KINDS = {"memory": "memory", "file": "file", "null": "null"}
+# Kinds whose provider has ``fail_open`` (what CACHE_IGNORE_ERRORS maps onto).
+_FAIL_OPEN_KINDS = frozenset({"network", "redis", "sentinel", "cluster", "memcached", "file"})
 # Backends Flask-Caching has and cachekit does not: refused by name rather than replaced.
 _UNSUPPORTED = {
-    "null": "caching disabled: remove the extension or use CACHEKIT_URL='memory://'",
-    "nullcache": "caching disabled: remove the extension or use CACHEKIT_URL='memory://'",
-    "filesystem": "cachekit has no file-system provider",
-    "filesystemcache": "cachekit has no file-system provider",
     "uwsgi": "cachekit has no uWSGI provider",
     "uwsgicache": "cachekit has no uWSGI provider",
     "saslmemcached": "SASL authentication is not supported by the memcached provider",
@@ -166,13 +175,13 @@ class FlaskCacheSettings:
             scheme = url.partition("://")[0]
             if "CACHE_DEFAULT_TIMEOUT" not in raw:
                 options = {}  # the URL's own default_ttl (or none) applies
-            kind = "memory" if scheme == "memory" else "network"
+            kind = _SCHEME_KINDS.get(scheme, "network")
             if kind == "network" and "CACHE_KEY_PREFIX" in raw and scheme != "tiered":
                 options["prefix"] = cls._prefix(config)
         else:
             kind, settings.url, extra = cls._from_type(config)
             options.update(extra)
-        if ignore_errors and kind not in ("memory",):
+        if ignore_errors and kind in _FAIL_OPEN_KINDS:
             options["fail_open"] = True
         serializer = config["CACHE_SERIALIZER"]
         if serializer is not None:
@@ -182,11 +191,12 @@ class FlaskCacheSettings:
                     f"'msgpack'); cachelib serializer objects are not used, got {serializer!r}",
                     key="CACHE_SERIALIZER",
                 )
-            options["serializer"] = serializer
+            if kind != "null":  # NullCache serializes nothing, as in Flask-Caching
+                options["serializer"] = serializer
         for key in ("CACHE_OPTIONS", "CACHEKIT_OPTIONS"):
             extra_options = config[key]
-            if extra_options is None:
-                continue
+            if extra_options is None or (kind == "null" and key == "CACHE_OPTIONS"):
+                continue  # Flask-Caching's NullCache takes no backend options either
             if not isinstance(extra_options, Mapping):
                 raise ConfigurationError(
                     f"{key} must be a dict of provider options, got {extra_options!r}", key=key
@@ -221,7 +231,8 @@ class FlaskCacheSettings:
         kind = _TYPES.get(short)
         if kind is None:
             accepted = (
-                "SimpleCache, RedisCache, RedisSentinelCache, RedisClusterCache, MemcachedCache"
+                "SimpleCache, RedisCache, RedisSentinelCache, RedisClusterCache, MemcachedCache, "
+                "FileSystemCache, NullCache"
             )
             raise ConfigurationError(
                 f"unknown CACHE_TYPE {cache_type!r}; accepted: {accepted} (or set CACHEKIT_URL)",
@@ -231,6 +242,17 @@ class FlaskCacheSettings:
             threshold = _positive_int(config, "CACHE_THRESHOLD")
             # Flask-Caching's SimpleCache pickles values: readers get independent copies.
             return kind, "memory://flask", {"max_entries": threshold, "serializer": "pickle"}
+        if kind == "file":
+            return kind, "file://", cls._filesystem_options(config)
+        if kind == "null":
+            if not _bool(config, "CACHE_NO_NULL_WARNING"):
+                warnings.warn(  # Flask-Caching's warning, silenced the same way
+                    "cachekit_flask: CACHE_TYPE is set to NullCache, caching is effectively "
+                    "disabled (set CACHE_NO_NULL_WARNING=True to silence this)",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return kind, "null://flask", {}
         prefix = cls._prefix(config)
         if kind == "memcached":
             return kind, cls._memcached_url(config), {"prefix": prefix}
@@ -277,6 +299,28 @@ class FlaskCacheSettings:
             f"redis://{cls._auth(config)}{host}:{port}/{cls._db(config)}",
             {"prefix": prefix},
         )
+
+    @staticmethod
+    def _filesystem_options(config: Mapping[str, Any]) -> dict[str, Any]:
+        """FileSystemCache's keys: CACHE_DIR (made absolute now, as cachelib resolves it
+        against the working directory at start-up) and CACHE_THRESHOLD (0 = no bound)."""
+        directory = config["CACHE_DIR"]
+        if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
+            raise ConfigurationError(
+                f"FileSystemCache needs CACHE_DIR, the directory of the cache files, "
+                f"got {directory!r}",
+                key="CACHE_DIR",
+            )
+        if not callable(config["CACHE_FILE_HASH_METHOD"]):
+            raise ConfigurationError(
+                "CACHE_FILE_HASH_METHOD must be a hash constructor such as hashlib.sha256, got "
+                f"{config['CACHE_FILE_HASH_METHOD']!r}",
+                key="CACHE_FILE_HASH_METHOD",
+            )
+        threshold = config["CACHE_THRESHOLD"]
+        unbounded = threshold in (0, "0") and not isinstance(threshold, bool)
+        max_entries = None if unbounded else _positive_int(config, "CACHE_THRESHOLD")
+        return {"directory": os.path.abspath(os.fspath(directory)), "max_entries": max_entries}
 
     @staticmethod
     def _auth(config: Mapping[str, Any]) -> str:
@@ -327,6 +371,8 @@ _FLASK_KEY_OF = {
     "default_ttl": "CACHE_DEFAULT_TIMEOUT",
     "prefix": "CACHE_KEY_PREFIX",
     "max_entries": "CACHE_THRESHOLD",
+    "directory": "CACHE_DIR",
+    "mode": "CACHE_OPTIONS",
     "serializer": "CACHE_SERIALIZER",
     "fail_open": "CACHE_IGNORE_ERRORS",
 }

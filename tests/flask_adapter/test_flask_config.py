@@ -159,8 +159,21 @@ def test_hash_method_and_source_check_become_defaults() -> None:
 @pytest.mark.parametrize(
     ("config", "key"),
     [
-        ({"CACHE_TYPE": "FileSystemCache"}, "CACHE_TYPE"),
-        ({"CACHE_TYPE": "NullCache"}, "CACHE_TYPE"),
+        ({"CACHE_TYPE": "FileSystemCache"}, "CACHE_DIR"),  # no CACHE_DIR given
+        ({"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": ""}, "CACHE_DIR"),
+        (
+            {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": "/tmp/x", "CACHE_THRESHOLD": -1},
+            "CACHE_THRESHOLD",
+        ),
+        (
+            {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": "/tmp/x", "CACHE_OPTIONS": {"mode": 9}},
+            "CACHE_OPTIONS",
+        ),
+        (
+            {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": "/tmp/x", "CACHE_FILE_HASH_METHOD": 1},
+            "CACHE_FILE_HASH_METHOD",
+        ),
+        ({"CACHE_TYPE": "UWSGICache"}, "CACHE_TYPE"),
         ({"CACHE_TYPE": "Bogus"}, "CACHE_TYPE"),
         ({"CACHE_TYPE": 3}, "CACHE_TYPE"),
         ({"CACHE_DEFAULT_TIMEOUT": "soon"}, "CACHE_DEFAULT_TIMEOUT"),
