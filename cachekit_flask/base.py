@@ -117,7 +117,7 @@ class ExtensionBase:
     def _distributed(self, core: CoreCache, what: str) -> CoreDistributedCache:
         if not isinstance(core, CoreDistributedCache):
             raise UnsupportedOperation(
-                f"{what} needs a provider with tags and patterns (memory, redis, tiered); "
+                f"{what} needs a provider with tags and patterns (memory, redis, tiered, file); "
                 f"{core.provider_name} has none"
             )
         return core
