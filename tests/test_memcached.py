@@ -3,8 +3,10 @@ conversion, namespaces and placement, all against real ``memcached`` processes."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -485,53 +487,144 @@ def test_wire_set_many_gathers_large_values_across_partial_writes(
     client.close()
 
 
-def test_wire_get_of_a_miss_whose_reply_arrives_in_pieces(
-    memcached_server: MemcachedServer,
-) -> None:
-    """Review finding: ``END`` split across recvs was taken for a protocol error."""
+@contextlib.contextmanager
+def dribbling_proxy(server: MemcachedServer) -> Iterator[int]:
+    """A loopback proxy to ``server`` (its port is yielded) that passes the server's bytes on
+    two at a time, so that every reply arrives in many pieces."""
     import threading
 
-    from cachekit.providers.memcached import _check_line
-    from cachekit.providers.memcached_wire import get_one
-
     listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     opened: list[socket.socket] = [listener]
     workers: list[threading.Thread] = []
 
     def pipe(src: socket.socket, dst: socket.socket, piece: int) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
-                for i in range(0, len(data), piece):  # server bytes dribble in, 2 at a time
+                for i in range(0, len(data), piece):
                     dst.sendall(data[i : i + piece])
-                    time.sleep(0.002)
+                    if piece < 65536:
+                        time.sleep(0.002)
 
     def accept() -> None:
-        client_side, _ = listener.accept()
-        upstream = socket.create_connection((memcached_server.host, memcached_server.port))
-        opened.extend((client_side, upstream))
-        for args in ((client_side, upstream, 65536), (upstream, client_side, 2)):
-            worker = threading.Thread(target=pipe, args=args, daemon=True)
-            workers.append(worker)
-            worker.start()
+        with contextlib.suppress(OSError):  # the listener closed before a client came
+            while True:
+                client_side, _ = listener.accept()
+                upstream = socket.create_connection((server.host, server.port))
+                opened.extend((client_side, upstream))
+                for args in ((client_side, upstream, 65536), (upstream, client_side, 2)):
+                    worker = threading.Thread(target=pipe, args=args, daemon=True)
+                    workers.append(worker)
+                    worker.start()
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
-    from pymemcache.client.base import Client
-
-    from cachekit.providers.memcached import _driver
-
-    _driver()
-    client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False, timeout=5)
     try:
-        assert get_one(client, b"frag:absent", _check_line, lambda k, v, f: v) is None
-        client.set(b"frag:k", b"value")
-        assert get_one(client, b"frag:k", _check_line, lambda k, v, f: v) == b"value"
+        yield listener.getsockname()[1]
     finally:
-        client.close()
         for sock in opened:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+        acceptor.join(timeout=5)
         for worker in workers:
             worker.join(timeout=5)
+
+
+def test_wire_get_of_a_miss_whose_reply_arrives_in_pieces(
+    memcached_server: MemcachedServer,
+) -> None:
+    """Review finding: ``END`` split across recvs was taken for a protocol error."""
+    from pymemcache.client.base import Client
+
+    from cachekit.providers.memcached import _check_line, _driver
+    from cachekit.providers.memcached_wire import get_one
+
+    _driver()
+    with dribbling_proxy(memcached_server) as port:
+        client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False, timeout=5)
+        try:
+            assert get_one(client, b"frag:absent", _check_line, lambda k, v, f: v) is None
+            client.set(b"frag:k", b"value")
+            assert get_one(client, b"frag:k", _check_line, lambda k, v, f: v) == b"value"
+        finally:
+            client.close()
+
+
+def test_set_many_replies_arriving_in_pieces(memcached_server: MemcachedServer) -> None:
+    """The all-STORED shortcut of ``set_many`` must wait for every reply, however split."""
+    with (
+        dribbling_proxy(memcached_server) as port,
+        MemcachedCache([("127.0.0.1", port)], timeout=5, compression="none") as cache,
+    ):
+        small = {f"s{i}": i for i in range(20)}
+        assert cache.set_many(small) == []
+        large = {f"l{i}": bytes([i]) * 5000 for i in range(5)}  # the gathered send
+        assert cache.set_many(large) == []
+        assert cache.get_many([*small, *large]) == {**small, **large}
+        assert cache.get_stats().sets == 25
+
+
+# -- items the server refuses as too large, in a batch ------------------------------------------
+
+
+def test_set_many_returns_the_keys_the_server_refuses_as_too_large(
+    small_items: MemcachedServer,
+) -> None:
+    """Review finding: ``ValueTooLarge`` escaped ``set_many`` when the server's ``-I`` was
+    below ``max_item_size``, instead of the key coming back among the failed ones."""
+    with MemcachedCache([(small_items.host, small_items.port)], compression="none") as cache:
+        cache.set("big2", b"old")
+        (node,) = cache._nodes.values()
+        sock = node.client().sock
+        failed = cache.set_many(
+            {"a": 1, "big": b"x" * 200_000, "b": 2, "big2": b"y" * 100_000, "c": 3}
+        )
+        assert failed == ["big", "big2"]
+        # memcached drops the old value of a key whose new one it refused: never a stale read.
+        assert cache.get_many(["a", "big", "b", "big2", "c"]) == {"a": 1, "b": 2, "c": 3}
+        assert node.client().sock is sock  # the replies after the refusals were read in step
+        assert cache.get_stats().sets == 4  # big2's first set, then a, b and c
+        assert asyncio.run(cache.aset_many({"big": b"x" * 70_000, "d": 4})) == ["big"]
+        assert cache.get("d") == 4
+        with pytest.raises(ValueTooLarge):  # a single set still says why
+            cache.set("big", b"x" * 70_000)
+
+
+def test_set_many_too_large_is_no_failure_when_failing_open(small_items: MemcachedServer) -> None:
+    with MemcachedCache(
+        [(small_items.host, small_items.port)], compression="none", fail_open=True
+    ) as cache:
+        assert cache.set_many({"big": b"x" * 200_000, "ok": 1}) == ["big"]
+        assert cache.get("ok") == 1
+        assert cache.get_stats().extra["fail_open_errors_total"] == 0
+
+
+def test_wire_set_many_refusals_keep_the_connection(small_items: MemcachedServer) -> None:
+    from cachekit.providers import memcached_wire as wire
+    from cachekit.providers.memcached import _check_line
+
+    client = _wire_client(small_items)
+    values = {b"wt:a": b"a", b"wt:big": b"x" * 100_000, b"wt:b": b"b" * 5000}
+    assert wire.set_many(client, values, 0, 0, check_line=_check_line) == [b"wt:big"]
+    assert client.sock is not None
+    assert client.get_many([b"wt:a", b"wt:big", b"wt:b"]) == {b"wt:a": b"a", b"wt:b": b"b" * 5000}
+    client.close()
+
+
+# -- timeouts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel timeouts are used on Linux only")
+def test_sockets_wait_with_kernel_timeouts(make: Any) -> None:
+    import struct
+
+    cache = make(timeout=0.25)
+    cache.set("k", 1)
+    (node,) = cache._nodes.values()
+    sock = node.client().sock
+    assert sock.gettimeout() is None  # blocking: no poll() before every send and recv
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        raw_timeval = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("@ll"))
+        seconds, micros = struct.unpack("@ll", raw_timeval)
+        assert seconds == 0
+        assert 250_000 <= micros <= 260_000  # the kernel rounds up to its clock ticks

@@ -182,3 +182,43 @@ def test_async_twins_never_block_the_event_loop(fresh_memcached_server: Memcache
             os.kill(server.pid, signal.SIGCONT)
         assert value == "fallback"  # timed out, failed open
         assert ticks >= 20  # ~60 ticks in 0.6 s; a blocked loop would count none
+
+
+def test_a_stalled_server_times_out_reads_and_writes(
+    fresh_memcached_server: MemcachedServer,
+) -> None:
+    """The kernel timeouts (``memcached_wire.kernel_timeouts``) bound every wait as Python's
+    did: a stopped server costs ``timeout`` per attempt, for a reply and for a full socket."""
+    import os
+    import signal
+
+    server = fresh_memcached_server
+    with MemcachedCache(
+        [(server.host, server.port)], timeout=0.3, retry_attempts=1, compression="none"
+    ) as cache:
+        cache.set("k", 1)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            for call in (
+                lambda: cache.get("k"),
+                lambda: cache.set("k", 2),
+                lambda: cache.delete("k"),  # through pymemcache's own code
+                # ~20 MB: more than the loopback socket buffers hold, so sendmsg blocks.
+                lambda: cache.set_many({f"b{i}": bytes([i]) * 500_000 for i in range(40)}),
+            ):
+                start = time.perf_counter()
+                with pytest.raises(BackendUnavailable, match="timed out"):
+                    call()
+                assert 0.25 < time.perf_counter() - start < 5.0
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+
+        def recovered() -> bool:
+            try:
+                cache.set("after", 1)
+                return bool(cache.get("after") == 1)
+            except BackendUnavailable:
+                return False
+
+        wait_for(recovered)

@@ -4,10 +4,11 @@ Design (``docs/memcached.md`` is the user-facing account):
 
 * **Placement.** Keys are spread by a ketama ring (:mod:`cachekit.providers.hashring`) over one
   pymemcache ``base.Client`` per server per thread (``no_delay=True``; values pass through as
-  bytes, cachekit serializes). Each server has its own :class:`CircuitBreaker`: a server whose
-  breaker is open is skipped and its keys go to the next server on the ring until the breaker
-  lets a probe through (libmemcached's "auto eject"). Multi-key operations are grouped per
-  server, one round trip each.
+  bytes, cachekit serializes; on Linux its socket waits with kernel timeouts, see
+  :func:`.memcached_wire.kernel_timeouts`). Each server has its own :class:`CircuitBreaker`: a
+  server whose breaker is open is skipped and its keys go to the next server on the ring until
+  the breaker lets a probe through (libmemcached's "auto eject"). Multi-key operations are
+  grouped per server, one round trip each.
 * **Keys.** A stored key is ``{prefix}{ns_version}:{key}``. Keys memcached would refuse (over
   250 bytes once prefixed, whitespace or control characters) are replaced by
   ``{prefix}{ns_version}#{sha256(key)}`` (``key_policy="hash"``) or refused with
@@ -33,7 +34,8 @@ Design (``docs/memcached.md`` is the user-facing account):
   (``mg v t c`` then ``ms C<cas> T<remaining ttl>``), which keeps the TTL. A missing key starts
   at 0 with the default TTL, created with ``add``.
 * **Large values.** A value whose item would exceed ``max_item_size`` (memcached's ``-I``)
-  raises :class:`ValueTooLarge`, or with ``large_values="chunk"`` is split into chunks stored
+  raises :class:`ValueTooLarge` (``set_many`` returns its key instead, as it does for an item
+  the server refuses as too large), or with ``large_values="chunk"`` is split into chunks stored
   under their own keys, with a manifest (client flag 1) under the key itself listing them and
   the SHA-256 of the whole; ``get`` reassembles and verifies, and a missing or altered chunk is
   a miss.
@@ -123,11 +125,12 @@ _SERVER_ERROR: type[BaseException] = OSError
 _CLIENT_ERROR: type[BaseException] = OSError
 _driver_lock = threading.Lock()
 _driver_module: Any = None
+_client_class: Any = None
 
 
 def _driver() -> Any:
     """Import pymemcache on first use, naming the extra to install if it is missing."""
-    global _driver_module, _NETWORK_ERRORS, _SERVER_ERROR, _CLIENT_ERROR  # noqa: PLW0603
+    global _driver_module, _client_class, _NETWORK_ERRORS, _SERVER_ERROR, _CLIENT_ERROR  # noqa: PLW0603
     if _driver_module is not None:
         return _driver_module
     with _driver_lock:
@@ -143,9 +146,19 @@ def _driver() -> Any:
                 "the memcached provider needs pymemcache: pip install 'cachekit[memcached]'",
                 key="url",
             ) from exc
+
+        class Client(base.Client):  # type: ignore[misc]  # pymemcache has no type hints
+            """pymemcache's client, whose sockets wait with kernel timeouts (half the system
+            calls of Python's: see :func:`memcached_wire.kernel_timeouts`)."""
+
+            def _connect(self) -> None:
+                super()._connect()
+                wire.kernel_timeouts(self.sock)
+
         _NETWORK_ERRORS = (OSError, MemcacheUnexpectedCloseError)
         _SERVER_ERROR = MemcacheServerError
         _CLIENT_ERROR = MemcacheClientError
+        _client_class = Client
         _driver_module = base
     return base
 
@@ -480,8 +493,8 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         return cls(servers, **parsed)
 
     def _make_client(self, node: _Node) -> Any:
-        base = _driver()
-        return base.Client(
+        _driver()
+        return _client_class(
             (node.host, node.port),
             serde=_SERDE,
             no_delay=True,
@@ -683,7 +696,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                 ) from error
             raise error
         node.breaker.failure()
-        raise BackendUnavailable(f"memcached {node.address}: {error}") from error
+        # A kernel timeout (memcached_wire.kernel_timeouts) surfaces as EAGAIN: say what it is.
+        reason = "timed out" if isinstance(error, BlockingIOError) else error
+        raise BackendUnavailable(f"memcached {node.address}: {reason}") from error
 
     def _group(self, stored_keys: Iterable[bytes]) -> dict[_Node, list[bytes]]:
         single = self._single
