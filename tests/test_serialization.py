@@ -1090,6 +1090,37 @@ def test_large_incompressible_bodies_are_probed_not_compressed() -> None:
         assert serializer.loads(serializer.dumps(value)) == value
 
 
+def test_byte_set_pretest_skips_only_noise() -> None:
+    """The pre-test may only call noise what the codec probe would also refuse."""
+    import base64
+    import json
+    import os
+    import pickle
+    import random
+
+    from cachekit.serialization.compression import make_compressor, noise_like
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        assert noise_like(rng.randbytes(512))
+    structured = [
+        json.dumps([{"id": i, "name": f"item {i}"} for i in range(40)]).encode(),
+        os.urandom(256).hex().encode(),
+        base64.b64encode(os.urandom(384)),
+        "".join(rng.choice("0123456789") for _ in range(512)).encode(),
+        ("缓存是一种存储技术" * 60).encode(),
+        pickle.dumps(list(range(100_000, 100_200))),
+        rng.randbytes(100) * 6,  # repeated random blocks: LZ compresses them
+    ]
+    probe = make_compressor("zlib")
+    assert probe is not None
+    for body in structured:
+        sample = body[:512]
+        assert not noise_like(sample), sample[:20]
+        assert len(probe.compress(sample)) < len(sample) * 0.9  # and the codec agrees
+    assert not noise_like(b"x" * 64)  # nothing past the window: left to the codec
+
+
 def test_probe_keeps_bodies_that_compress_only_by_entropy_coding() -> None:
     """Review finding: a fast-mode (negative level) probe took hex/base64/digits for noise."""
     import base64
