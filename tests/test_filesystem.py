@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def test_two_caches_over_one_directory_see_each_others_writes(
 ) -> None:
     first = FileCache(directory, clock=clock)
     second = create_cache(f"file://{directory}", clock=clock)
+    assert isinstance(second, FileCache)
     first.set("a", {"n": 1}, tags=["t"])
     assert second.get("a") == {"n": 1}
     assert second.incr("n") == 1
@@ -292,7 +294,7 @@ def test_every_operation_survives_a_corrupt_file(directory: Path, content: bytes
     """Never an exception: header-only operations (exists, ttl, add's check, scan_keys) may
     still see an entry whose payload alone is bad; reading its value finds it corrupt."""
     cache = FileCache(directory, max_entries=3)
-    operations = {
+    operations: dict[str, Callable[[], object]] = {
         "exists": lambda: cache.exists("k"),
         "ttl": lambda: cache.ttl("k"),
         "incr": lambda: cache.incr("k"),
@@ -333,6 +335,7 @@ def test_every_operation_survives_a_corrupt_file(directory: Path, content: bytes
         ("file:///tmp/ck?serializer=yaml", "serializer"),
         ("file:///tmp/ck?compression=lz4", "compression"),
         ("file:///tmp/ck?fail_open=maybe", "fail_open"),
+        ("file:///tmp/ck?stampede_timeout=0", "stampede_timeout"),
         ("file:///tmp/ck?max_entriez=5", "max_entriez"),
         ("file://cachehost/tmp/ck", "url"),
         ("file://user:pw@localhost/tmp/ck", "url"),
@@ -356,6 +359,7 @@ def test_bad_constructor_arguments_name_the_key(tmp_path: Path) -> None:
         ({"mode": 0o1777}, "mode"),
         ({"default_ttl": 0}, "default_ttl"),
         ({"clock": 3}, "clock"),
+        ({"stampede_timeout": -1}, "stampede_timeout"),
         ({"serializer": object()}, "serializer"),
     ]
     for options, key in cases:
@@ -378,7 +382,7 @@ def test_options_from_the_url_and_the_dict(tmp_path: Path) -> None:
         0o640,
         "pages",
     )
-    assert cache.serializer.name == "json"  # type: ignore[attr-defined]
+    assert cache.serializer.name == "json"
     unbounded = create_cache({"url": "file://", "directory": str(tmp_path / "u")}, max_entries=None)
     assert unbounded.max_entries is None  # type: ignore[attr-defined]
 
