@@ -51,6 +51,7 @@ from .values import IMMUTABLE_TYPES, Pickled, freeze, isolate
 
 __all__ = [
     "CacheKitCache",
+    "FileCache",
     "InvalidCacheConfiguration",
     "MemcachedCache",
     "MemoryCache",
@@ -657,3 +658,10 @@ class TieredCache(CacheKitCache):
     """A near cache: ``LOCATION`` is a ``tiered://?l1=...&l2=...`` URL."""
 
     kind = "tiered"
+
+
+class FileCache(CacheKitCache):
+    """Files in a directory shared by every process on the host; ``LOCATION`` as Django's
+    ``FileBasedCache`` (a directory path) or a ``file://`` URL. ``MAX_ENTRIES`` bounds it."""
+
+    kind = "file"

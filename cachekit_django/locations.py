@@ -2,9 +2,10 @@
 
 Each named backend accepts the ``LOCATION`` forms of the Django backend it replaces, so switching
 is a one-line change: ``MemoryCache`` a ``LocMemCache`` name, ``RedisCache`` the Redis URL(s) of
-Django's ``RedisCache``, ``MemcachedCache`` the ``host:port`` list of ``PyMemcacheCache``; all of
+Django's ``RedisCache``, ``MemcachedCache`` the ``host:port`` list of ``PyMemcacheCache``,
+``FileCache`` the directory of ``FileBasedCache``; all of
 them (and ``CacheKitCache``) also take a cachekit URL of their kind. ``OPTIONS`` are the
-provider's options, plus Django's own ``MAX_ENTRIES``/``CULL_FREQUENCY`` (memory only) and the
+provider's options, plus Django's own ``MAX_ENTRIES``/``CULL_FREQUENCY`` (memory and file) and the
 few pymemcache client options that have a cachekit meaning.
 
 Nothing here connects or builds a cache: :func:`plan` only translates and validates the parts
@@ -14,6 +15,7 @@ build it once at start-up, see :mod:`cachekit_django.checks`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ KINDS: Final[dict[str, tuple[str, ...]]] = {
     "memcached": ("memcached",),
     "redis+cluster": ("redis+cluster",),
     "tiered": ("tiered",),
+    "file": ("file",),
 }
 #: Django's defaults for LocMemCache (``BaseCache.__init__``).
 DEFAULT_MAX_ENTRIES: Final = 300
@@ -106,6 +109,38 @@ def _memory(location: str, options: dict[str, Any], django: dict[str, Any]) -> P
     cull = _int_setting("CULL_FREQUENCY", django.get("CULL_FREQUENCY", DEFAULT_CULL_FREQUENCY), 0)
     options["max_entries"] = max_entries
     return Plan(url, options, "memory", cull=(max_entries, cull))
+
+
+def _file(location: str, options: dict[str, Any], django: dict[str, Any]) -> Plan:
+    """Django's ``FileBasedCache`` forms: a directory path (made absolute, as Django does), or
+    a ``file://`` URL. ``MAX_ENTRIES`` (Django's default 300) bounds the entry count; the
+    provider prunes expired files first, then the least recently written, to 90% of it."""
+    if "://" in location:
+        url = location
+    else:
+        if not location:
+            raise ConfigurationError(
+                "a file cache LOCATION is a directory, such as '/var/tmp/django_cache'",
+                key="LOCATION",
+            )
+        url = "file://"
+        options["directory"] = os.path.abspath(location)
+    notes: tuple[str, ...] = ()
+    if "max_entries" not in options and "max_entries" not in parse_url(url).options:
+        options["max_entries"] = _int_setting(
+            "MAX_ENTRIES", django.get("MAX_ENTRIES", DEFAULT_MAX_ENTRIES), 1
+        )
+    elif "MAX_ENTRIES" in django:
+        raise ConfigurationError(
+            "give MAX_ENTRIES or cachekit's max_entries, not both", key="MAX_ENTRIES"
+        )
+    if "CULL_FREQUENCY" in django:
+        _int_setting("CULL_FREQUENCY", django["CULL_FREQUENCY"], 0)
+        notes = (
+            "CULL_FREQUENCY is not used by file caches: when MAX_ENTRIES is reached, expired "
+            "files go first, then the least recently written, down to 90% of the bound",
+        )
+    return Plan(url, options, "file", notes=notes)
 
 
 def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
@@ -206,6 +241,10 @@ def plan(kind: str, location: Any, params: Mapping[str, Any]) -> Plan:
                 key="LOCATION",
             )
         kind = next((k for k, schemes in KINDS.items() if scheme in schemes), "cachekit")
+    if kind == "file":
+        if not isinstance(location, str):
+            raise ConfigurationError("a file cache LOCATION is a directory (str)", key="LOCATION")
+        return _file(location, options, django)
     if kind != "memory" and django:
         raise ConfigurationError(
             f"{', '.join(sorted(django))} only apply to the memory backend (Django culls only "

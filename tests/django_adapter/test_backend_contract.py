@@ -12,10 +12,12 @@ import pickle
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from django.core.cache.backends.base import BaseCache, CacheKeyWarning, InvalidCacheKey
+from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from cachekit_django import cache as backends
@@ -365,6 +367,12 @@ class TestDjangoLocMemCache(DjangoCacheContract):
         return backend_factory(LocMemCache, "contract-locmem")
 
 
+class TestDjangoFileBasedCache(DjangoCacheContract):
+    @pytest.fixture
+    def make(self, backend_factory: Factory, tmp_path: Path) -> MakeBackend:
+        return backend_factory(FileBasedCache, str(tmp_path / "django-files"))
+
+
 # -- cachekit's backends ----------------------------------------------------------------------
 
 
@@ -388,6 +396,20 @@ class TestCacheKitCacheMemoryURL(DjangoCacheContract):
     def make(self, backend_factory: Factory) -> MakeBackend:
         return backend_factory(
             backends.CacheKitCache, "memory://contract-url?policy=lfu&max_entries=500"
+        )
+
+
+class TestFileCache(DjangoCacheContract):
+    @pytest.fixture
+    def make(self, backend_factory: Factory, tmp_path: Path) -> MakeBackend:
+        return backend_factory(backends.FileCache, str(tmp_path / "cachekit-files"))
+
+
+class TestFileCacheURL(DjangoCacheContract):
+    @pytest.fixture
+    def make(self, backend_factory: Factory, tmp_path: Path) -> MakeBackend:
+        return backend_factory(
+            backends.CacheKitCache, f"file://{tmp_path}/cachekit-url?max_entries=1000"
         )
 
 

@@ -3,6 +3,9 @@ backend it replaces, so switching is a one-line change."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from cachekit.errors import ConfigurationError
@@ -91,3 +94,33 @@ def test_cachekit_takes_any_url_and_applies_its_providers_rules() -> None:
         plan("cachekit", "h:6379", {})
     with pytest.raises(ConfigurationError, match="OPTIONS must be a dict"):
         plan("cachekit", "memory://", {"OPTIONS": ["max_entries"]})
+
+
+def test_file_takes_filebasedcache_directories_and_urls(tmp_path: Path) -> None:
+    relative = plan("file", "django_cache", {})
+    assert (relative.url, relative.scheme) == ("file://", "file")
+    assert relative.options == {"directory": os.path.abspath("django_cache"), "max_entries": 300}
+    bounded = plan("file", str(tmp_path), {"OPTIONS": {"MAX_ENTRIES": 50}})
+    assert bounded.options == {"directory": str(tmp_path), "max_entries": 50}
+    assert not bounded.notes
+    url = plan("file", f"file://{tmp_path}?max_entries=9", {})
+    assert url.url == f"file://{tmp_path}?max_entries=9"
+    assert "max_entries" not in url.options  # the URL's own bound stands
+    culled = plan("file", str(tmp_path), {"OPTIONS": {"CULL_FREQUENCY": 4}})
+    assert len(culled.notes) == 1  # accepted, not used: a system-check warning says so
+
+
+@pytest.mark.parametrize(
+    ("location", "options", "key"),
+    [
+        ("", {}, "LOCATION"),
+        ("/tmp/x", {"MAX_ENTRIES": 0}, "MAX_ENTRIES"),
+        ("/tmp/x", {"MAX_ENTRIES": 5, "max_entries": 5}, "MAX_ENTRIES"),
+        ("/tmp/x", {"CULL_FREQUENCY": "often"}, "CULL_FREQUENCY"),
+        ("memory://", {}, "LOCATION"),
+    ],
+)
+def test_file_refuses(location: str, options: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        plan("file", location, {"OPTIONS": options})
+    assert caught.value.key == key
