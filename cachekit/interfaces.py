@@ -160,6 +160,16 @@ class Cache(abc.ABC):
         """``{key: (value, remaining seconds)}`` of the present keys; see :meth:`_get_with_ttl`."""
         return {key: (value, self.ttl(key)) for key, value in self.get_many(keys).items()}
 
+    async def _aget_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        """The async twin of :meth:`_get_with_ttl` (network providers: one round trip)."""
+        value = await self.aget(key, MISSING)
+        return value, (0.0 if value is MISSING else await self.attl(key))
+
+    async def _aget_many_with_ttl(self, keys: list[str]) -> dict[str, tuple[Any, float | None]]:
+        """The async twin of :meth:`_get_many_with_ttl`."""
+        found = await self.aget_many(keys)
+        return {key: (value, await self.attl(key)) for key, value in found.items()}
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the present keys only, mapped to their values."""
         found: dict[str, Any] = {}

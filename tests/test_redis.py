@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ import redis
 
 from cachekit import create_cache
 from cachekit.errors import BackendUnavailable, ConfigurationError, NotAnInteger
+from cachekit.providers import redis_wire as wire
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.redis_lock import LockError, LockNotOwned
 from cachekit.testing.servers import RedisServer
@@ -373,3 +374,241 @@ def test_a_refused_untagged_write_keeps_the_old_values_tags(make: Any, raw: redi
     assert cache.get("k") == "old"
     assert cache.invalidate_tags(["T"]) == 1
     assert cache.get("k") is None
+
+
+# -- large values read by redis_wire (one copy, no header), and health checks ----------------------
+
+BIG = wire.READ_FROM * 3
+
+
+def _mixed(size: int = BIG) -> tuple[list[str], dict[str, Any]]:
+    """Keys (a missing one, a repeated one) and what get_many must return for them: large and
+    small bytes (the envelope-free read), a compressible value, pickled objects, an int."""
+    values: dict[str, Any] = {
+        "big": b"\x01" * 4 + bytes(range(256)) * (size // 256),
+        "odd": bytes(range(7)) * (size // 7 + 1),  # not a multiple of any buffer size
+        "tiny": b"t",
+        "empty": b"",
+        "zeros": b"\x00" * size,  # compressible: stored compressed unless compression=none
+        "obj": {"blob": b"o" * size},
+        "small-obj": ["x"],
+        "num": 12345,
+        "huge": b"h" * (wire.BUFFER_SIZE + 1000),  # larger than the read buffer
+    }
+    keys = ["big", "missing", *values.keys(), "big", "obj"]
+    return keys, values
+
+
+def _hints(cache: RedisCache) -> tuple[bool, bool]:
+    """Whether the next get / get_many is read by redis_wire."""
+    return cache._large_gets, cache._large_mgets
+
+
+def _stats(cache: RedisCache) -> tuple[int, int]:
+    stats = cache.get_stats()
+    return stats.hits, stats.misses
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"compression": "none"}, {"secret": "s" * 32}],
+    ids=["default", "uncompressed", "signed"],
+)
+def test_large_values_read_by_redis_wire_match_hiredis(make: Any, options: dict[str, Any]) -> None:
+    cache = make(**options)
+    keys, values = _mixed()
+    cache.set_many(values)
+    cache._large_mgets = False  # hiredis reads this one (and finds the first value large)...
+    before = _stats(cache)
+    by_hiredis = cache.get_many(keys)
+    counted = _stats(cache)
+    assert _hints(cache)[1]  # ...so redis_wire reads the next
+    direct = cache.get_many(keys)
+    assert direct == by_hiredis == values
+    assert list(direct) == list(by_hiredis)  # the same order too
+    assert _stats(cache) == (2 * counted[0] - before[0], 2 * counted[1] - before[1])
+    raws, enveloped = cache._mget_raw(keys)
+    assert enveloped is not None  # read by redis_wire
+    if "secret" not in options:  # the unsigned bytes come without their 4-byte header
+        assert raws[0] == values["big"]
+    for key in values:
+        cache._large_gets = True
+        assert cache.get(key, "miss") == values[key]
+    cache._large_gets = True
+    assert cache.get("missing", "miss") == "miss"
+    assert _hints(cache)[0]  # a miss says nothing about sizes
+
+
+@pytest.mark.parametrize("transport", ["unix", "tls", "sentinel"])
+def test_large_values_over_every_transport(request: pytest.FixtureRequest, transport: str) -> None:
+    options: dict[str, Any] = {"prefix": f"t{next(_names)}:"}
+    if transport == "unix":
+        url = request.getfixturevalue("redis_unix_server")
+    elif transport == "tls":
+        server = request.getfixturevalue("redis_tls_server")
+        url, options["ssl_ca_certs"] = server.url, str(server.ca_certs)
+    else:
+        url = request.getfixturevalue("redis_sentinel").url
+    cache = RedisCache(url, **options)
+    try:
+        keys, values = _mixed()
+        cache.set_many(values)
+        assert cache.get_many(keys) == values  # by hiredis...
+        assert _hints(cache)[1]
+        assert cache.get_many(keys) == values  # ...then by redis_wire
+        for key in values:
+            assert cache.get(key) == values[key]
+    finally:
+        cache.clear()
+        cache.close()
+
+
+@pytest.mark.parametrize("extra", [0, 1, 50, 4000])
+def test_redis_wire_reads_replies_split_anywhere(
+    make: Any, monkeypatch: pytest.MonkeyPatch, extra: int
+) -> None:
+    """With a tiny read buffer every line and value is split between reads, and most values
+    need a buffer of their own; with a few KB some are moved to its front instead."""
+    cache = make(compression="none")
+    keys, values = _mixed(size=40)
+    values["first"] = b"f" * BIG  # the first value is large: redis_wire reads the reply
+    keys.insert(0, "first")
+    cache.set_many(values)
+    # The smallest buffer whose first read shows the first value's size: "*14\r\n$6148\r\n".
+    head = len(f"*{len(keys)}\r\n${len(values['first']) + 4}\r\n")
+    monkeypatch.setattr(wire, "BUFFER_SIZE", head + extra)
+    results: list[Any] = []
+
+    def run() -> None:  # in a thread of its own: the buffer is made per thread
+        cache._large_mgets = True
+        results.append(cache._mget_raw(keys)[1] is not None)
+        cache._large_mgets = True
+        results.append(cache.get_many(keys))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert results == [True, values]
+    assert cache.get_many(keys) == values
+
+
+def test_small_values_go_back_to_hiredis(make: Any) -> None:
+    cache = make(compression="none")
+    cache.set_many({"big": b"b" * BIG, "small": b"s"})
+    assert cache.get_many(["big"]) == {"big": b"b" * BIG}
+    assert _hints(cache) == (False, True)
+    assert cache.get_many(["small", "big"]) == {"small": b"s", "big": b"b" * BIG}
+    assert _hints(cache) == (False, False)  # its first value was small: hiredis read it
+    assert cache.get("big") == b"b" * BIG
+    assert _hints(cache) == (True, False)
+    assert cache.get("small") == b"s"
+    assert _hints(cache) == (False, False)
+
+
+def test_a_timeout_on_a_large_read_drops_the_connection(make: Any, raw: redis.Redis) -> None:
+    """The reply the server sends late must never be read as the next command's."""
+    cache = make(compression="none", socket_timeout=0.2, retries=0)
+    cache.set_many({"a": b"a" * BIG, "b": b"b" * BIG})
+    assert cache.get_many(["a", "b"]) == {"a": b"a" * BIG, "b": b"b" * BIG}
+    assert cache._large_mgets is True
+    raw.client_pause(1500)  # the connection is up: the pause holds MGET's reply back
+    try:
+        with pytest.raises(BackendUnavailable) as info:
+            cache.get_many(["a", "b"])
+        cause = info.value.__cause__
+        assert isinstance(cause, redis.exceptions.TimeoutError)
+        assert str(cause) == "Timeout reading from socket"  # as redis-py's hiredis parser says
+    finally:
+        raw.client_unpause()
+    assert cache.get_many(["b", "a"]) == {"b": b"b" * BIG, "a": b"a" * BIG}
+
+
+def test_an_error_reply_on_the_large_read_path_is_redis_pys(
+    make: Any, raw: redis.Redis, redis_server: RedisServer
+) -> None:
+    from cachekit.errors import CacheError
+
+    user = f"reader{next(_names)}"
+    raw.acl_setuser(user, enabled=True, passwords=[f"+{user}"], keys=["*"], commands=["+@all"])
+    try:
+        url = f"redis://{user}:{user}@{redis_server.host}:{redis_server.port}/0"
+        cache = make(compression="none")
+        cache.set_many({"a": b"a" * BIG})
+        reader = RedisCache(url, prefix=cache.prefix, retries=0)
+        assert reader.get_many(["a"]) == {"a": b"a" * BIG}
+        raw.acl_setuser(user, commands=["-mget"])  # the open connection loses MGET
+        messages = []
+        for large in (True, False):
+            reader._large_mgets = large
+            with pytest.raises(CacheError) as info:
+                reader.get_many(["a"])
+            assert isinstance(info.value.__cause__, redis.exceptions.NoPermissionError)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+        assert reader.get("a") == b"a" * BIG  # the connection is still in a clean state
+        reader.close()
+    finally:
+        raw.acl_deluser(user)
+
+
+@pytest.fixture
+def quiet(fresh_redis_server: RedisServer) -> Iterator[tuple[Any, redis.Redis]]:
+    """A server of the test's own (no other client's PING in its counters): a cache maker
+    and an observer without health checks."""
+    made: list[RedisCache] = []
+
+    def make(**options: Any) -> RedisCache:
+        made.append(RedisCache(fresh_redis_server.url, **options))
+        return made[-1]
+
+    observer = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    yield make, observer
+    observer.close()
+    for cache in made:
+        cache.close()
+
+
+def _pings(raw: redis.Redis) -> int:
+    return _calls(raw, "ping")
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_hand_packed_commands_honour_health_check_interval(
+    quiet: tuple[Any, redis.Redis], large: bool
+) -> None:
+    """redis-py PINGs a connection idle for longer than health_check_interval before using it;
+    so do the commands redis_wire packs (GET, MGET read by hiredis or by redis_wire, and the
+    untagged set's transaction)."""
+    make, raw = quiet
+    value = b"v" * BIG if large else b"v"
+    cache = make(compression="none", health_check_interval=0.3, max_connections=1)
+    cache.set_many({"a": value, "b": value})
+    calls: list[Callable[[], object]] = [
+        lambda: cache.get("a"),
+        lambda: cache.get_many(["a", "b"]),
+        lambda: cache.set("c", value),
+    ]
+    for call in calls:
+        call()  # large values: this read switches the next to redis_wire's
+        time.sleep(0.4)  # idle past the interval
+        before = _pings(raw)
+        call()
+        assert _pings(raw) == before + 1
+    assert _hints(cache) == (large, large)
+
+
+def test_no_health_checks_without_the_interval_or_before_it(
+    quiet: tuple[Any, redis.Redis],
+) -> None:
+    make, raw = quiet
+    for cache in (make(), make(health_check_interval=3600)):
+        cache.set_many({"a": b"a" * BIG})
+        cache.get_many(["a"])
+        cache.get("a")
+        time.sleep(0.05)
+        before = _pings(raw)
+        for _ in range(2):
+            cache.get("a")
+            cache.get_many(["a"])
+            cache.set("b", 1)
+        assert _pings(raw) == before

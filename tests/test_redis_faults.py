@@ -70,6 +70,60 @@ def test_fail_open_lets_nothing_escape_and_counts(
         cache.incr("n")
 
 
+def test_large_value_reads_fail_like_the_others(make: Any, fresh_redis_server: RedisServer) -> None:
+    """Large values are read by redis_wire, not hiredis: a dead server still means the breaker,
+    BackendUnavailable with redis-py's ConnectionError chained, or a counted miss."""
+    from cachekit.providers.redis_wire import READ_FROM
+
+    big = {"a": b"a" * 4 * READ_FROM, "b": b"b" * 4 * READ_FROM}
+    closed, open_ = make(compression="none"), make(compression="none", fail_open=True)
+    for cache in (closed, open_):
+        cache.set_many(big)
+        assert cache.get_many(["a", "b"]) == big
+        assert cache.get("a") == big["a"]
+        assert (cache._large_gets, cache._large_mgets) == (True, True)
+    fresh_redis_server.kill()
+    for call in (lambda: closed.get_many(["a", "b"]), lambda: closed.get("a")):
+        with pytest.raises(BackendUnavailable) as info:
+            call()
+        assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+    misses = open_.get_stats().misses
+    assert open_.get_many(["a", "b"]) == {}
+    assert open_.get("a", "miss") == "miss"
+    assert open_.get_stats().misses == misses + 3
+    fresh_redis_server.start()
+    assert closed.get_many(["a", "b"]) == {}  # the restarted server lost them (no persistence)
+
+
+def test_a_large_reply_cut_short_fails_as_through_hiredis(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    """The server drops a client whose reply outgrows its output buffer limit, mid-reply:
+    whoever reads it (redis_wire, hiredis) sees redis-py's ConnectionError, the connection is
+    dropped, and the next call is whole again."""
+    from cachekit.providers.redis_wire import READ_FROM
+
+    cache = make(compression="none")
+    big = {key: bytes([i]) * 8 * READ_FROM for i, key in enumerate("abcdef")}
+    cache.set_many(big)
+    assert cache.get_many(list(big)) == big
+    observer = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    observer.config_set("client-output-buffer-limit", "normal 1 0 0")
+    try:
+        causes: list[tuple[type, str]] = []
+        for large in (True, False):
+            cache._large_mgets = large
+            with pytest.raises(BackendUnavailable) as info:
+                cache.get_many(list(big))
+            cause = info.value.__cause__
+            causes.append((type(cause), str(cause)))
+        assert causes == [(redis.exceptions.ConnectionError, "Connection closed by server.")] * 2
+    finally:
+        observer.config_set("client-output-buffer-limit", "normal 0 0 0")
+        observer.close()
+    assert cache.get_many(list(big)) == big
+
+
 def _commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
 

@@ -67,6 +67,11 @@ def make(redis_server: RedisServer) -> Iterator[Callable[..., TieredCache]]:
         cache.close()
 
 
+def _calls(raw: redis.Redis, command: str) -> int:
+    stats = raw.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
 def l1_holds(cache: TieredCache, key: str) -> bool:
     return key in cache.l1.keys()
 
@@ -167,6 +172,110 @@ def test_reads_fill_l1_capped_by_l2_ttl_and_l1_ttl(make: Callable[..., TieredCac
     assert after.extra["l2_misses"] - before["l2_misses"] == 1
     assert after.extra["subscriber_connected"] is True
     assert after.hits == after.extra["l1_hits"] + after.extra["l2_hits"]
+
+
+def _reads(raw: redis.Redis) -> int:
+    """Read events the server has processed: one per round trip of a client (this INFO's too)."""
+    return int(raw.info("stats")["total_reads_processed"])
+
+
+def test_async_reads_take_one_l2_round_trip_and_fill_l1(fresh_redis_server: RedisServer) -> None:
+    """aget/aget_many read an L1-missing value and its TTL in one round trip (a GET/PTTL
+    pipeline), as get/get_many do, and fill L1 for min(L2 TTL left, l1_ttl). The server is the
+    test's own and invalidation=none starts no subscriber: every read it counts is ours."""
+    raw = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    cache = create_cache(
+        {"url": "tiered://", "l2": fresh_redis_server.url, "invalidation": "none", "l1_ttl": 30}
+    )
+    assert isinstance(cache, TieredCache)
+    cache.set_many({"a": 1, "b": 2, "c": 3}, ttl=100)
+    cache.set("short", "s", ttl=5)
+
+    async def scenario() -> None:
+        assert await cache.aget("warm-up", "miss") == "miss"  # connects this loop's client
+        cache.l1.clear()
+        calls = _calls(raw, "get"), _calls(raw, "pttl")
+        trips: list[int] = []
+        results: list[Any] = []
+        for coroutine_factory in (
+            lambda: cache.aget("a"),  # L1 miss: one round trip, then an L1 hit
+            lambda: cache.aget("a"),
+            lambda: cache.aget_many(["a", "b", "c", "short", "absent"]),  # b, c, short, absent
+            lambda: cache.aget_many(["a", "b", "c", "short"]),  # all in L1 now
+            lambda: cache.aget("absent", "miss"),
+        ):
+            before = _reads(raw)
+            results.append(await coroutine_factory())
+            trips.append(_reads(raw) - before - 1)  # less the second INFO's own read
+        assert results == [
+            1,
+            1,
+            {"a": 1, "b": 2, "c": 3, "short": "s"},
+            {"a": 1, "b": 2, "c": 3, "short": "s"},
+            "miss",
+        ]
+        assert trips == [1, 0, 1, 0, 1]
+        # 1 key, then 4, then "absent" again: a GET and a PTTL each
+        assert (_calls(raw, "get"), _calls(raw, "pttl")) == (calls[0] + 6, calls[1] + 6)
+
+    try:
+        asyncio.run(scenario())
+        assert all(l1_holds(cache, key) for key in ("a", "b", "c", "short"))
+        assert not l1_holds(cache, "absent")
+        short, long = cache.l1.ttl("short"), cache.l1.ttl("a")
+        assert short is not None
+        assert 0 < short <= 5  # L2's remaining TTL
+        assert long is not None
+        assert 0 < long <= 30  # l1_ttl
+        extra = cache.get_stats().extra
+        assert (extra["l2_hits"], extra["l2_misses"]) == (4, 3)  # misses: warm-up, absent x2
+        before = _reads(raw)
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}  # the sync side reads L1
+        assert _reads(raw) - before - 1 == 0
+    finally:
+        cache.close()
+        raw.close()
+
+
+def test_async_reads_fill_l1_through_the_generic_fallback() -> None:
+    """An L2 without a one-round-trip read: Cache._aget_with_ttl/_aget_many_with_ttl."""
+    cache = create_cache(
+        {"url": "tiered://", "l2": "memory://", "invalidation": "none", "l1_ttl": 30}
+    )
+    assert isinstance(cache, TieredCache)
+    cache.l2.set_many({"a": 1, "b": 2}, ttl=5)
+    cache.l2.set("forever", "f", ttl=None)
+
+    async def scenario() -> list[Any]:
+        return [
+            await cache.aget("a"),
+            await cache.aget_many(["b", "forever", "absent"]),
+            await cache.aget("absent", "miss"),
+        ]
+
+    assert asyncio.run(scenario()) == [1, {"b": 2, "forever": "f"}, "miss"]
+    for key, bound in (("a", 5.0), ("b", 5.0), ("forever", 30.0)):
+        remaining = cache.l1.ttl(key)
+        assert remaining is not None
+        assert 0 < remaining <= bound
+    assert not l1_holds(cache, "absent")
+    cache.close()
+
+
+def test_async_reads_fill_l1_while_subscribed(make: Callable[..., TieredCache]) -> None:
+    writer, reader = make(), make()
+    writer.set_many({"x": 1, "y": 2})
+    # A fill is skipped, by design, while the write's own invalidation may still be on its way.
+    wait_for(
+        lambda: (
+            asyncio.run(reader.aget_many(["x", "y", "z"])) == {"x": 1, "y": 2}
+            and l1_holds(reader, "x")
+            and l1_holds(reader, "y")
+        )
+    )
+    writer.set("x", 10)  # the writer's invalidation evicts the reader's copy
+    wait_for(lambda: not l1_holds(reader, "x"))
+    wait_for(lambda: asyncio.run(reader.aget("x")) == 10 and l1_holds(reader, "x"))
 
 
 # -- two instances in one process ----------------------------------------------------------------

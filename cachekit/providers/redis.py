@@ -58,6 +58,8 @@ __all__ = ["SCAN_BATCH", "RedisCache"]
 
 _UNAVAILABLE = UNAVAILABLE
 _RAISE = RAISE
+_NOTHING = (None, True)  # GET's fallback when failing open: a miss
+_READ_FROM = wire.READ_FROM
 
 
 class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
@@ -90,6 +92,8 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         "_hits",
         "_kclose",
         "_kopen",
+        "_large_gets",
+        "_large_mgets",
         "_loads",
         "_meta",
         "_misses",
@@ -153,6 +157,9 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         self._raw_header: bytes | None = (
             None if getattr(serializer, "signed", True) else pack_header(Codec.RAW, 0)
         )
+        # Whether the last GET/MGET read large values, which redis_wire then reads itself (a
+        # hint: a wrong one costs one call a copy, never changes a result).
+        self._large_gets = self._large_mgets = False
         self._flushdb: bool = opts.pop("flushdb_on_clear", False)
         self._stampede_timeout: float | None = opts.pop("stampede_timeout", 10.0)
         self._breaker = CircuitBreaker(
@@ -361,13 +368,25 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         args = [self._tag_prefix, self._side_prefix, self._prefix, *tags]
         return int(lua.INVALIDATE(self._sync(), [], args))
 
-    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> list[bytes | None]:
-        """The stored payloads of ``keys`` (``data``: their wire keys, when already built)."""
+    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> wire.Values:
+        """The stored values of ``keys`` (``data``: their wire keys, when already built), as
+        :func:`.redis_wire.mget` returns them: unsigned ``bytes`` read without a copy of their
+        envelope header where that pays (large values)."""
         if data is None:
             prefix, close = self._kopen, self._kclose
             data = [prefix + k + close for k in keys]
-        result: list[bytes | None] = self._execute("MGET", *data)
-        return result
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = self._sync().connection_pool
+        return wire.mget(pool, ("MGET", *data), self._raw_header, self._large_mgets)
+
+    def _get_large(self, data: str) -> tuple[bytes | None, bool]:
+        """GET of a value expected to be large: the value and whether it still carries its
+        envelope (:func:`.redis_wire.get`; the cluster's always does)."""
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = self._sync().connection_pool
+        return wire.get(pool, ("GET", data), self._raw_header)
 
     def _scan(self, match: str) -> Iterator[bytes]:
         """Keys matching ``match`` (on every primary of a cluster), in pages of SCAN_BATCH."""
@@ -381,10 +400,27 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def get(self, key: str, default: Any = None) -> Any:
         if type(key) is not str or not key or key[0] == "}":  # "}": see RedisClusterCache
             key = self._check_key(key)
+        if self._large_gets:
+            return self._get_large_value(self._kopen + key + self._kclose, default)
         raw = self._call("get", None, self._execute, "GET", self._kopen + key + self._kclose)
         self._count(hits=raw is not None, misses=raw is None)
         if raw is None:
             return default
+        if len(raw) >= _READ_FROM:  # the next GET is read by redis_wire
+            self._large_gets = True
+        return raw[4:] if raw[:4] == self._raw_header else self._loads(raw)
+
+    def _get_large_value(self, data: str, default: Any) -> Any:
+        """``get`` while values are large: read without copying their header (or by hiredis,
+        if this one is small, which makes the next ``get`` the usual one again)."""
+        raw, enveloped = self._call("get", _NOTHING, self._get_large, data)
+        self._count(hits=raw is not None, misses=raw is None)
+        if raw is None:
+            return default
+        if not enveloped:  # read by redis_wire, without its header
+            return raw
+        if len(raw) < _READ_FROM:
+            self._large_gets = False
         return raw[4:] if raw[:4] == self._raw_header else self._loads(raw)
 
     def _peek(self, key: str) -> Any:
@@ -405,10 +441,32 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             data = [prefix + k + close for k in keys]
         if not keys:
             return {}
-        raws = self._call("get_many", None, self._mget_raw, keys, data)
-        return self._found(keys, raws)
+        reply = self._call("get_many", None, self._mget_raw, keys, data)
+        if reply is None:  # failed open: every key missed
+            self._count(misses=len(keys))
+            return {}
+        raws, enveloped = reply
+        if enveloped is None:  # read by hiredis
+            self._large_mgets = wire.large(raws)
+            return self._found(keys, raws)
+        # Read by redis_wire: the values without an envelope are the user's bytes already.
+        if not enveloped:
+            found = {k: raw for k, raw in zip(keys, raws, strict=True) if raw is not None}
+        else:  # the others are decoded, and come after (in key order), as _found has them
+            skip = set(enveloped)
+            found = {
+                k: raw
+                for i, (k, raw) in enumerate(zip(keys, raws, strict=True))
+                if raw is not None and i not in skip
+            }
+            loads = self._loads
+            for i in enveloped:
+                found[keys[i]] = loads(raws[i])
+        self._count(hits=len(found), misses=len(keys) - len(found))
+        return found
 
     def _found(self, keys: list[str], raws: list[bytes | None] | None) -> dict[str, Any]:
+        """``get_many``'s result from the stored payloads of ``keys`` (``None``: failed open)."""
         if raws is None:  # failed open: every key missed
             self._count(misses=len(keys))
             return {}

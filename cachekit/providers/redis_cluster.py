@@ -51,6 +51,7 @@ from ..errors import ConfigurationError, InvalidKey
 from ..interfaces import check_key
 from . import redis_scripts as lua
 from .redis import RedisCache
+from .redis_wire import Values
 
 __all__ = ["RedisClusterCache"]
 
@@ -236,10 +237,13 @@ class RedisClusterCache(RedisCache):
     def _execute(self, *args: Any) -> Any:
         return self._sync().execute_command(*args)
 
-    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> list[bytes | None]:
+    def _get_large(self, data: str) -> tuple[bytes | None, bool]:
+        return self._sync().execute_command("GET", data), True
+
+    def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> Values:
         prefix, close = self._kopen, self._kclose
         result: list[bytes | None] = self._sync().mget_nonatomic([prefix + k + close for k in keys])
-        return result
+        return result, None  # every payload with its envelope
 
     async def _amget_raw(self, keys: list[str]) -> list[bytes | None]:
         prefix, close = self._kopen, self._kclose

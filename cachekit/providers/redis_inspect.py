@@ -4,9 +4,10 @@ A base class of ``RedisCache`` (like :mod:`.redis_async`): ``scan_keys`` pages w
 ``SCAN`` cursor on a standalone server and over a sorted snapshot on a cluster (whose cursor is
 one per primary); ``inspect`` reads the value and its ``PTTL`` in one round trip. Both fail
 closed: a listing that silently came back empty under fail-open would read as "no keys".
-``_get_with_ttl``/``_get_many_with_ttl`` serve the near cache (:mod:`.tiered`), which must know
-how long an L2 value may live in L1: one pipeline of ``GET``/``PTTL`` pairs instead of two round
-trips per key (on a cluster the pipeline is split per node by redis-py).
+``_get_with_ttl``/``_get_many_with_ttl`` and their async twins serve the near cache
+(:mod:`.tiered`), which must know how long an L2 value may live in L1: one pipeline of
+``GET``/``PTTL`` pairs instead of two round trips per key (on a cluster the pipeline is split
+per node by redis-py).
 """
 
 from __future__ import annotations
@@ -125,11 +126,32 @@ class RedisInspectOps(DistributedCache):
         if not keys:
             return {}
         pipe = self._sync().pipeline(transaction=False)
+        self._queue_with_ttl(pipe, keys)
+        return self._with_ttl(keys, self._call("get_many", None, pipe.execute))
+
+    async def _aget_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        key = self._check_key(key)
+        found = await self._aget_many_with_ttl([key])
+        return found.get(key, (MISSING, 0.0))
+
+    async def _aget_many_with_ttl(self, keys: list[str]) -> dict[str, tuple[Any, float | None]]:
+        keys = [self._check_key(k) for k in keys]
+        if not keys:
+            return {}
+        pipe = self._clients.aclient().pipeline(transaction=False)
+        self._queue_with_ttl(pipe, keys)
+        return self._with_ttl(keys, await self._acall("get_many", None, pipe.execute))
+
+    def _queue_with_ttl(self, pipe: Any, keys: list[str]) -> None:
         prefix, close = self._kopen, self._kclose
         for key in keys:
             pipe.get(prefix + key + close)
             pipe.pttl(prefix + key + close)
-        replies = self._call("get_many", None, pipe.execute)
+
+    def _with_ttl(
+        self, keys: list[str], replies: list[Any] | None
+    ) -> dict[str, tuple[Any, float | None]]:
+        """The pipeline's ``GET``/``PTTL`` pairs as ``{key: (value, remaining seconds)}``."""
         if replies is None:  # failed open: every key missed
             self._count(misses=len(keys))
             return {}

@@ -610,13 +610,16 @@ class TieredCache(DistributedCache):
             key = check_key(key)
             self._ensure_subscriber()
         epoch = self._epoch
-        value = await self._l2.aget(key, MISSING)
+        if not self._live:
+            value = await self._l2.aget(key, MISSING)
+            self._count(hits=value is not MISSING, misses=value is MISSING)
+            return default if value is MISSING else value
+        value, remaining = await self._l2._aget_with_ttl(key)
         if value is MISSING:
             self._count(misses=1)
             return default
         self._count(hits=1)
-        if self._live:
-            self._fill(epoch, key, value, await self._l2.attl(key))
+        self._fill(epoch, key, value, remaining)
         return value
 
     async def _apeek(self, key: str) -> Any:
@@ -627,18 +630,22 @@ class TieredCache(DistributedCache):
         return await self._l2._apeek(key)
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The async twin of :meth:`get_many`: one L2 read for the keys L1 lacks, filled."""
         keys = [check_key(k) for k in keys]
-        found: dict[str, Any] = {}
-        rest = keys
-        if self._live:
-            found = self._l1.get_many(keys)
-            rest = [k for k in keys if k not in found]
-        else:
+        if not self._live:
             self._ensure_subscriber()
+            found = await self._l2.aget_many(keys)
+            self._count(hits=len(found), misses=len(keys) - len(found))
+            return found
+        found = self._l1.get_many(keys)
+        rest = [k for k in keys if k not in found]
         if rest:
-            from_l2 = await self._l2.aget_many(rest)
+            epoch = self._epoch
+            from_l2 = await self._l2._aget_many_with_ttl(rest)
             self._count(hits=len(from_l2), misses=len(rest) - len(from_l2))
-            found.update(from_l2)
+            for key, (value, remaining) in from_l2.items():
+                found[key] = value
+                self._fill(epoch, key, value, remaining)
         return found
 
     async def aexists(self, key: str) -> bool:
