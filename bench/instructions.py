@@ -16,6 +16,7 @@ valgrind``). Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -88,6 +89,9 @@ def instructions(candidate: str, op: str, calls: int, url: str, size: int) -> in
         capture_output=True,
         text=True,
         check=True,
+        # str hashing is seeded per process and moves a call by a few thousand instructions
+        # (dict probe lengths): both runs of a difference, and every candidate, use one seed.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     match = re.search(r"Collected : (\d+)", result.stderr)
     if match is None:
