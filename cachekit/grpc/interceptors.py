@@ -18,6 +18,7 @@ connection is dropped.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hmac
 import logging
@@ -126,11 +127,11 @@ def _rewrap(handler: Handler, unary: Any, stream: Any) -> Handler:
     )
 
 
-class MethodInterceptor:
+class MethodInterceptor(abc.ABC):
     """Wraps the handler of one method, once; returns ``handler`` when it has nothing to do."""
 
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def wrap(self, method: str, handler: Handler) -> Handler: ...
 
 
 def wrap_handler(
