@@ -614,6 +614,39 @@ def test_wire_set_many_refusals_keep_the_connection(small_items: MemcachedServer
 # -- timeouts -----------------------------------------------------------------------------------
 
 
+def test_kernel_timeouts_leave_other_socket_classes_alone(monkeypatch: Any) -> None:
+    """Review finding: gevent's and eventlet's sockets (and TLS) stay non-blocking underneath
+    and wait on the Python timeout; clearing it there would make every wait endless."""
+    import ssl
+
+    from cachekit.providers.memcached_wire import kernel_timeouts
+
+    class GreenLike:
+        """As gevent's socket: wraps a real one and is what ``socket.socket`` names once
+        monkey-patched, without deriving from the C socket type."""
+
+        def __init__(self) -> None:
+            self._sock = socket.socket()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._sock, name)
+
+    green = GreenLike()
+    monkeypatch.setattr(socket, "socket", GreenLike)
+    green.settimeout(1.5)
+    kernel_timeouts(green)  # type: ignore[arg-type]
+    assert green.gettimeout() == 1.5
+    green.close()
+    monkeypatch.undo()
+
+    context = ssl.create_default_context()
+    raw = socket.socket()
+    with context.wrap_socket(raw, server_hostname="x", do_handshake_on_connect=False) as tls:
+        tls.settimeout(1.5)
+        kernel_timeouts(tls)
+        assert tls.gettimeout() == 1.5
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="kernel timeouts are used on Linux only")
 def test_sockets_wait_with_kernel_timeouts(make: Any) -> None:
     import struct

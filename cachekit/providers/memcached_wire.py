@@ -25,6 +25,7 @@ and only a reply that differs is parsed per line (``_set_replies``).
 
 from __future__ import annotations
 
+import _socket as _c_socket
 import math
 import socket
 import struct
@@ -43,23 +44,34 @@ _STORED: Final = b"STORED\r\n"
 _SERVER_ERROR: Final = b"SERVER_ERROR "
 
 
-#: ``struct timeval`` as Linux lays it out: two C longs (seconds, microseconds).
+#: ``struct timeval`` as 64-bit Linux lays it out: two C longs (seconds, microseconds). 32-bit
+#: builds may use a 64-bit ``time_t`` with ``SO_RCVTIMEO_NEW``; they keep Python's timeouts.
 _TIMEVAL: Final = struct.Struct("@ll")
-_KERNEL_TIMEOUTS: Final = sys.platform == "linux"
+_KERNEL_TIMEOUTS: Final = sys.platform == "linux" and _TIMEVAL.size == 16
 
 
 def kernel_timeouts(sock: socket.socket) -> None:
     """Give the kernel the socket's timeout and make the socket blocking (see the module
-    docstring). Elsewhere than Linux, and for sockets without a positive timeout or that are
-    not plain sockets (TLS), nothing changes."""
+    docstring). Elsewhere than 64-bit Linux, and for sockets without a positive timeout or that
+    are not the standard library's own (TLS; gevent's or eventlet's, which stay non-blocking
+    underneath and wait on their hub for the Python timeout), nothing changes."""
     timeout = sock.gettimeout()
-    if not _KERNEL_TIMEOUTS or type(sock) is not socket.socket or not timeout or timeout <= 0:
+    if (
+        not _KERNEL_TIMEOUTS
+        or type(sock) is not socket.socket
+        or not isinstance(sock, _c_socket.socket)  # socket.socket monkey-patched (gevent)
+        or not timeout
+        or timeout <= 0
+    ):
         return
     # Rounded up and at least 1 us: a zero timeval would mean "wait forever".
     seconds, micros = divmod(max(math.ceil(timeout * 1_000_000), 1), 1_000_000)
-    timeval = _TIMEVAL.pack(seconds, micros)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    try:
+        timeval = _TIMEVAL.pack(seconds, micros)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except (OSError, struct.error):  # a kernel that refuses: Python's timeout still holds
+        return
     sock.settimeout(None)
 
 
