@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import subprocess
 import sys
 import threading
@@ -385,7 +386,8 @@ def _mixed(size: int = BIG) -> tuple[list[str], dict[str, Any]]:
     """Keys (a missing one, a repeated one) and what get_many must return for them: large and
     small bytes (the envelope-free read), a compressible value, pickled objects, an int."""
     values: dict[str, Any] = {
-        "big": b"\x01" * 4 + bytes(range(256)) * (size // 256),
+        # incompressible (random), so stored large under every serializer option
+        "big": b"\x01" * 4 + random.Random(size).randbytes(size),
         "odd": bytes(range(7)) * (size // 7 + 1),  # not a multiple of any buffer size
         "tiny": b"t",
         "empty": b"",

@@ -200,10 +200,20 @@ def large(values: list[bytes | None]) -> bool:
 
 
 def _read_values(conn: Any, header: bytes | None, *, array: bool) -> Values:
-    """The reply to ``MGET`` (``array``) or ``GET``, read here or by hiredis."""
-    reader: Any = getattr(conn._parser, "_reader", None)
-    sock = conn._sock
-    if _Reader is None or type(reader) is not _Reader or sock is None or reader.has_data():
+    """The reply to ``MGET`` (``array``) or ``GET``, read here or by hiredis.
+
+    The command is sent: anything raised before the reply is read disconnects, so a pooled
+    connection never goes back with a reply waiting on it."""
+    try:
+        reader: Any = getattr(getattr(conn, "_parser", None), "_reader", None)
+        sock = getattr(conn, "_sock", None)
+        fallback = (
+            _Reader is None or type(reader) is not _Reader or sock is None or reader.has_data()
+        )
+    except BaseException:
+        conn.disconnect()
+        raise
+    if fallback:
         return conn.read_response(), None  # what hiredis holds (a push message) comes first
     # The thread's buffer is taken while in use: code run meanwhile in this thread (a
     # finalizer during an allocation) that reads a reply gets a buffer of its own.
@@ -293,6 +303,8 @@ def _parse(
                 view, start, filled = _more(sock, view, start, filled, size + 2)
                 buf = cast(bytearray, view.obj)
                 end = start + size
+            if buf[end : end + 2] != _CRLF:  # hiredis refuses a mis-framed reply too
+                raise redis.exceptions.InvalidResponse("Protocol error: bulk string not closed")
             if header is not None and buf.startswith(header, start, end):
                 append(view[start + skip : end].tobytes())
             else:
