@@ -590,6 +590,22 @@ def test_set_many_returns_the_keys_the_server_refuses_as_too_large(
             cache.set("big", b"x" * 70_000)
 
 
+def test_set_many_drops_the_old_value_of_a_key_it_refuses_itself(
+    memcached_server: MemcachedServer,
+) -> None:
+    """Review finding: a value over ``max_item_size`` refused before sending came back among
+    the failed keys but left the key's old value readable, unlike a refusal by the server."""
+    with MemcachedCache(
+        [(memcached_server.host, memcached_server.port)],
+        compression="none",
+        large_values="reject",
+        max_item_size=10_000,
+    ) as cache:
+        cache.set_many({"k": b"old", "other": b"kept"})
+        assert cache.set_many({"k": b"x" * 20_000, "n": 1}) == ["k"]
+        assert cache.get_many(["k", "other", "n"]) == {"other": b"kept", "n": 1}
+
+
 def test_set_many_too_large_is_no_failure_when_failing_open(small_items: MemcachedServer) -> None:
     with MemcachedCache(
         [(small_items.host, small_items.port)], compression="none", fail_open=True

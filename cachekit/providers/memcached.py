@@ -1007,6 +1007,8 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             return []
         exptime = self._exptime(seconds)
         failed: list[str] = []
+        # Refused before sending: their old values go, as memcached drops a value it refuses.
+        refused_here: list[str] = []
         by_stored: dict[bytes, str] = {}
         payloads: dict[int, dict[bytes, bytes]] = {0: {}, _FLAG_CHUNKED: {}}
         plain = payloads[0]
@@ -1023,6 +1025,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                         data, flags = self._encode_large(data, exptime)
                     except ValueTooLarge:
                         failed.append(key)
+                        refused_here.append(key)
                         continue
                     payloads[flags][stored] = data
                 by_stored[stored] = key
@@ -1061,6 +1064,8 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                     continue
                 failed.extend(by_stored[stored] for stored in refused)
                 self._counts()[2] += len(group) - len(refused)
+        if refused_here:
+            self.delete_many(refused_here)
         return failed
 
     def delete(self, key: str) -> bool:
