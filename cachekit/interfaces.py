@@ -372,6 +372,12 @@ class DistributedCache(Cache):
     def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key carrying any of ``tags``; return the count."""
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        """The live keys carrying any of ``tags``, sorted: what :meth:`invalidate_tags` would
+        remove now (for dry runs; a snapshot, not atomic with a later invalidation)."""
+        check_tags(tags)
+        raise UnsupportedOperation(f"{self.provider_name}:// caches cannot list a tag's keys")
+
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:

@@ -410,6 +410,17 @@ class FileCache(DistributedCache):
             return 0
         return self._remove_where("invalidate_tags", None, tagset)
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        tagset = check_tags(tags)
+        if tagset is None:
+            return []
+        entries = self._guard("tagged_keys", [], self._files.scan)
+        return sorted(
+            entry.key
+            for _, entry in entries
+            if entry.tags is not None and not tagset.isdisjoint(entry.tags)
+        )
+
     def _remove_where(
         self, operation: str, matches: Callable[[str], bool] | None, tags: frozenset[str] | None
     ) -> int:

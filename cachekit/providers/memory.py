@@ -612,6 +612,19 @@ class MemoryCache(DistributedCache):
         self._notify(removed)
         return count
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        tagset = check_tags(tags)
+        if tagset is None:
+            return []
+        data = self._data
+        with self._lock:
+            now = self._clock()
+            return sorted(
+                key
+                for key in self._tags.keys_for(tagset)
+                if (entry := data.get(key)) is not None and (entry[1] is None or entry[1] > now)
+            )
+
     def clear(self) -> None:
         with self._lock:
             self._drain_logs()

@@ -165,6 +165,10 @@ class NullCache(DistributedCache):
         check_tags(tags)
         return 0
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        check_tags(tags)
+        return []
+
     def clear(self) -> None:
         """Nothing to remove."""
 

@@ -583,6 +583,37 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         self._count(deletes=removed)
         return removed
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        tagset = check_tags(tags)
+        if not tagset:
+            return []
+        return list(self._call("tagged_keys", [], self._tagged_raw, sorted(tagset)))
+
+    def _tagged_raw(self, tags: list[str]) -> list[str]:
+        """Members of the tag sets whose side key still lists the tag and whose value exists:
+        the members :data:`.redis_scripts.INVALIDATE` would remove, read without a script."""
+        client = self._sync()
+        checks = [
+            (tag, member)
+            for tag in tags
+            for member in self._members(client.smembers(self._tag_prefix + tag))
+        ]
+        if not checks:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for tag, member in checks:
+            pipe.sismember(self._side_prefix + member + self._kclose, tag)
+            pipe.exists(self._kopen + member + self._kclose)
+        replies = pipe.execute()
+        return sorted(
+            {m for i, (_, m) in enumerate(checks) if replies[2 * i] and replies[2 * i + 1]}
+        )
+
+    @staticmethod
+    def _members(raw: Iterable[bytes]) -> list[str]:
+        """A tag set's members as the keys they are (stored as their UTF-8 bytes)."""
+        return [m.decode("utf-8", "surrogateescape") for m in raw]
+
     def delete_pattern(self, pattern: str) -> int:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")

@@ -124,10 +124,6 @@ class RedisClusterCache(RedisCache):
                 calls.append((lua.INVALIDATE_SLOT, self._delete_args(group), [tag]))
         return calls
 
-    @staticmethod
-    def _members(raw: Iterable[bytes]) -> list[str]:
-        return [m.decode("utf-8", "surrogateescape") for m in raw]
-
     # -- running scripts: one pipeline, one batch per node -----------------------------------------
 
     def _run(self, calls: list[_Call]) -> list[Any]:

@@ -485,6 +485,10 @@ class TieredCache(DistributedCache):
         self._count(deletes=removed)
         return removed
 
+    def tagged_keys(self, tags: Iterable[str]) -> list[str]:
+        """L2's: it holds every tagged entry; L1 holds copies of some."""
+        return self._l2.tagged_keys(tags)
+
     def invalidate_tags(self, tags: Iterable[str]) -> int:
         tagset = check_tags(tags)
         if not tagset:

@@ -23,7 +23,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -553,6 +553,9 @@ class CacheContract:
 class DistributedCacheContract(CacheContract):
     """Pattern deletion and tag invalidation, on top of :class:`CacheContract`."""
 
+    #: Whether ``tagged_keys`` lists (else it must raise ``UnsupportedOperation``).
+    lists_tagged_keys: ClassVar[bool] = True
+
     @pytest.fixture
     def cache(self, make_cache: MakeCache) -> Iterator[DistributedCache]:
         cache = make_cache()
@@ -582,6 +585,29 @@ class DistributedCacheContract(CacheContract):
         assert cache.get_many(["a", "b", "c", "d"]) == {"c": 3, "d": 4}
         assert cache.invalidate_tags(["t2", "unknown"]) == 1
         assert cache.invalidate_tags(["t1"]) == 0
+
+    def test_tagged_keys_lists_what_invalidate_tags_would_remove(
+        self, cache: DistributedCache
+    ) -> None:
+        cache.set("a", 1, tags=["t1"])
+        cache.set("b", 2, tags=["t1", "t2"])
+        cache.set("c", 3, tags=["t2"])
+        cache.set("d", 4)
+        if not self.lists_tagged_keys:
+            with pytest.raises(UnsupportedOperation):
+                cache.tagged_keys(["t1"])
+            return
+        assert cache.tagged_keys(["t1"]) == ["a", "b"]
+        assert cache.tagged_keys(["t2", "unknown"]) == ["b", "c"]
+        assert cache.tagged_keys(["unknown"]) == []
+        cache.set("a", 5)  # an untagged overwrite drops the key's tags
+        cache.delete("b")
+        assert cache.tagged_keys(["t1"]) == []
+        assert cache.tagged_keys(["t1", "t2"]) == ["c"]
+        assert cache.invalidate_tags(["t1", "t2"]) == 1
+        assert cache.tagged_keys(["t2"]) == []
+        with pytest.raises(TypeError):
+            cache.tagged_keys("t1")  # a bare string is not a collection of tags
 
     def test_overwrite_replaces_tags(self, cache: DistributedCache) -> None:
         cache.set("a", 1, tags=["old"])

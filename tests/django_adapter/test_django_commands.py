@@ -222,10 +222,12 @@ def test_dry_run_removes_nothing_and_counts() -> None:
     assert "  :1:user:1" in out  # -v2 lists the stored keys
     out = run("cachekit_clear", "--alias", "default", "--pattern", "user:*", "--dry-run")
     assert "Would remove 2 key(s) from 'default' (the keys matching 'user:*')." in out
-    out = run("cachekit_clear", "--alias", "default", "--tag", "x", "--dry-run")
-    assert "tag members cannot be listed without removing them" in out
+    cache.set("u", 2, tags=["x", "y"])
+    out = run("cachekit_clear", "--alias", "default", "--tag", "x", "--dry-run", verbosity=2)
+    assert "Would remove 2 key(s) from 'default' (the keys tagged 'x')." in out
+    assert "  :1:t\n  :1:u\n" in out
     assert run("cachekit_clear", "--dry-run", verbosity=0) == ""
-    assert len(cache.get_many(["user:1", "user:2", "order:1", "t"])) == 4
+    assert len(cache.get_many(["user:1", "user:2", "order:1", "t", "u"])) == 5
     assert caches["locmem"].get("a") == 1
 
 
@@ -260,6 +262,10 @@ def test_clear_on_redis_and_memcached() -> None:
     caches["redis"].set_many({"user:1": 1, "user:2": 2, "x": 3})
     out = run("cachekit_clear", "--alias", "redis", "--pattern", "user:*", "--dry-run")
     assert "Would remove 2 key(s) from 'redis'" in out
+    caches["redis"].set("tagged", 1, tags=["promo"])
+    out = run("cachekit_clear", "--alias", "redis", "--tag", "promo", "--dry-run")
+    assert "Would remove 1 key(s) from 'redis'" in out
+    assert caches["redis"].get("tagged") == 1
     run("cachekit_clear", "--alias", "redis", "--pattern", "user:*", interactive=False)
     assert caches["redis"].get_many(["user:1", "user:2", "x"]) == {"x": 3}
 

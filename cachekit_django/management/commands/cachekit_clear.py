@@ -132,15 +132,18 @@ class Command(BaseCommand):
         reason = ""
         if info.core is None:
             reason = f"{info.backend} cannot list its keys"
-        elif tags is not None:
-            reason = "tag members cannot be listed without removing them"
         else:
             cache: Any = info.cache
-            glob = "*" if pattern is None else cache.make_pattern(pattern, version=version)
             try:
-                keys = scan_all(info.core, glob)
+                if tags is not None:
+                    namespaced = cache._tags(tags)  # UnsupportedOperation without tags
+                    keys = info.core.tagged_keys(namespaced)
+                else:
+                    glob = "*" if pattern is None else cache.make_pattern(pattern, version=version)
+                    keys = scan_all(info.core, glob)
             except cachekit.UnsupportedOperation:
-                reason = f"the {info.core.provider_name} provider cannot list its keys"
+                what_cannot = "a tag's keys" if tags is not None else "its keys"
+                reason = f"the {info.core.provider_name} provider cannot list {what_cannot}"
             except cachekit.CacheError as exc:
                 raise CommandError(f"{info.alias}: {type(exc).__name__}: {exc}") from exc
         if verbosity < 1:
