@@ -418,6 +418,9 @@ class DistributedCache(Cache):
     async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
         return self.invalidate_tags(tags)
 
+    async def atagged_keys(self, tags: Iterable[str]) -> list[str]:
+        return self.tagged_keys(tags)
+
     async def aget_or_set(
         self,
         key: str,

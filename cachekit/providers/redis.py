@@ -601,13 +601,15 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         if not checks:
             return []
         pipe = client.pipeline(transaction=False)
+        self._tag_checks(pipe, checks)
+        return _still_tagged(checks, pipe.execute())
+
+    def _tag_checks(self, pipe: Any, checks: list[tuple[str, str]]) -> None:
+        """Queue, per (tag, member): does the member's side key still list the tag, and does
+        its value exist."""
         for tag, member in checks:
             pipe.sismember(self._side_prefix + member + self._kclose, tag)
             pipe.exists(self._kopen + member + self._kclose)
-        replies = pipe.execute()
-        return sorted(
-            {m for i, (_, m) in enumerate(checks) if replies[2 * i] and replies[2 * i + 1]}
-        )
 
     @staticmethod
     def _members(raw: Iterable[bytes]) -> list[str]:
@@ -769,3 +771,8 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def close(self) -> None:
         self._client = self._pool = None
         self._clients.close()
+
+
+def _still_tagged(checks: list[tuple[str, str]], replies: list[Any]) -> list[str]:
+    """The members of ``checks`` whose two replies (see ``_tag_checks``) are both true."""
+    return sorted({m for i, (_, m) in enumerate(checks) if replies[2 * i] and replies[2 * i + 1]})

@@ -73,6 +73,8 @@ class RedisAsyncOps(DistributedCache):
             tags: frozenset[str] | None,
         ) -> tuple[list[str], list[Any]]: ...
         def _delete_args(self, keys: Iterable[str]) -> list[str]: ...
+        def _members(self, raw: Iterable[bytes]) -> list[str]: ...
+        def _tag_checks(self, pipe: Any, checks: list[tuple[str, str]]) -> None: ...
         def _found(self, keys: list[str], raws: list[bytes | None] | None) -> dict[str, Any]: ...
         def _user_key(self, raw: bytes) -> str: ...
         def _match(self, pattern: str) -> str: ...
@@ -238,6 +240,27 @@ class RedisAsyncOps(DistributedCache):
         if type(delta) is not int:
             raise NotAnInteger(f"delta must be an int, got {delta!r}")
         return await self.aincr(key, -delta)
+
+    async def atagged_keys(self, tags: Iterable[str]) -> list[str]:
+        tagset = check_tags(tags)
+        if not tagset:
+            return []
+        return list(await self._acall("tagged_keys", [], self._atagged_raw, sorted(tagset)))
+
+    async def _atagged_raw(self, tags: list[str]) -> list[str]:
+        from .redis import _still_tagged
+
+        client = self._clients.aclient()
+        checks = [
+            (tag, member)
+            for tag in tags
+            for member in self._members(await client.smembers(self._tag_prefix + tag))
+        ]
+        if not checks:
+            return []
+        pipe = client.pipeline(transaction=False)
+        self._tag_checks(pipe, checks)
+        return _still_tagged(checks, await pipe.execute())
 
     async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
         tagset = check_tags(tags)

@@ -604,6 +604,7 @@ class DistributedCacheContract(CacheContract):
         cache.delete("b")
         assert cache.tagged_keys(["t1"]) == []
         assert cache.tagged_keys(["t1", "t2"]) == ["c"]
+        assert asyncio.run(cache.atagged_keys(["t2", "t1"])) == ["c"]
         assert cache.invalidate_tags(["t1", "t2"]) == 1
         assert cache.tagged_keys(["t2"]) == []
         with pytest.raises(TypeError):
