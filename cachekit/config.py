@@ -24,6 +24,7 @@ __all__ = [
     "bool_option",
     "choice_option",
     "int_option",
+    "named_options",
     "parse_options",
     "parse_url",
     "seconds_option",
@@ -137,6 +138,26 @@ def parse_options(
                 f"{where}: option {key!r} accepts {option.accepts}, got {value!r} ({exc})", key=key
             ) from None
     return parsed
+
+
+def named_options(url: ParsedURL, options: Mapping[str, Any], *, example: str) -> dict[str, Any]:
+    """The options of a local cache's URL (``scheme://[NAME]?option=value``), which may name
+    the cache and hold nothing else; ``options`` override the query string, and the host part
+    is the ``name`` unless one is given. ``example`` is shown when the URL holds more."""
+    if (
+        url.path
+        or len(url.hosts) > 1
+        or (url.hosts and url.hosts[0][1] is not None)
+        or url.username is not None
+        or url.password is not None
+    ):
+        raise ConfigurationError(
+            f"{url.scheme}:// takes at most a name ({example}), got {url.raw!r}", key="url"
+        )
+    merged: dict[str, Any] = {**url.options, **options}
+    if url.hosts and "name" not in merged:
+        merged["name"] = url.hosts[0][0]
+    return merged
 
 
 def _is_none_word(value: Any) -> bool:

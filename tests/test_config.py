@@ -250,3 +250,18 @@ def test_core_imports_without_optional_drivers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["memory://a:1", "memory://n/path", "memory://u:p@n", "null://a,b", "null://x/y"]
+)
+def test_local_urls_take_only_a_name(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="takes at most a name") as caught:
+        cachekit.create_cache(url)
+    assert caught.value.key == "url"
+
+
+def test_a_local_url_names_the_cache_unless_an_option_does() -> None:
+    assert cachekit.create_cache("memory://pages?max_entries=5").name == "pages"
+    assert cachekit.create_cache("memory://pages", name="other").name == "other"
+    assert cachekit.create_cache("null://probe").name == "probe"

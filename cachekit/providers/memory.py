@@ -59,6 +59,7 @@ from ..config import (
     ParsedURL,
     choice_option,
     int_option,
+    named_options,
     object_option,
     parse_options,
     seconds_option,
@@ -269,20 +270,7 @@ class MemoryCache(DistributedCache):
     @classmethod
     def from_url(cls, url: ParsedURL, options: Mapping[str, Any]) -> MemoryCache:
         """Build from ``memory://[NAME]?option=value``; ``options`` override the query string."""
-        if (
-            url.path
-            or len(url.hosts) > 1
-            or (url.hosts and url.hosts[0][1] is not None)
-            or url.username is not None
-            or url.password is not None
-        ):
-            raise ConfigurationError(
-                f"memory:// takes at most a name (memory://NAME?option=value), got {url.raw!r}",
-                key="url",
-            )
-        merged: dict[str, Any] = {**url.options, **options}
-        if url.hosts and "name" not in merged:
-            merged["name"] = url.hosts[0][0]
+        merged = named_options(url, options, example="memory://NAME?option=value")
         return cls(**parse_options("memory://", merged, cls.options))
 
     # -- reads ----------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..config import Option, ParsedURL, parse_options, seconds_option
+from ..config import Option, ParsedURL, named_options, parse_options, seconds_option
 from ..entry import EntryInfo
-from ..errors import ConfigurationError, NotAnInteger
+from ..errors import NotAnInteger
 from ..glob import compile_glob
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args
@@ -68,19 +68,7 @@ class NullCache(DistributedCache):
     @classmethod
     def from_url(cls, url: ParsedURL, options: Mapping[str, Any]) -> NullCache:
         """Build from ``null://[NAME]?option=value``; ``options`` override the query string."""
-        if (
-            url.path
-            or len(url.hosts) > 1
-            or (url.hosts and url.hosts[0][1] is not None)
-            or url.username is not None
-            or url.password is not None
-        ):
-            raise ConfigurationError(
-                f"null:// takes at most a name (null://NAME), got {url.raw!r}", key="url"
-            )
-        merged: dict[str, Any] = {**url.options, **options}
-        if url.hosts and "name" not in merged:
-            merged["name"] = url.hosts[0][0]
+        merged = named_options(url, options, example="null://NAME")
         return cls(**parse_options("null://", merged, cls.options))
 
     # -- reads -------------------------------------------------------------------------------
