@@ -479,19 +479,36 @@ def test_redis_wire_reads_replies_split_anywhere(
     # The smallest buffer whose first read shows the first value's size: "*14\r\n$6148\r\n".
     head = len(f"*{len(keys)}\r\n${len(values['first']) + 4}\r\n")
     monkeypatch.setattr(wire, "BUFFER_SIZE", head + extra)
-    results: list[Any] = []
-
-    def run() -> None:  # in a thread of its own: the buffer is made per thread
-        cache._large_mgets = True
-        results.append(cache._mget_raw(keys)[1] is not None)
-        cache._large_mgets = True
-        results.append(cache.get_many(keys))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    assert results == [True, values]
+    monkeypatch.setattr(wire, "_free_buffers", [])  # none kept: the next read makes one
+    cache._large_mgets = True
+    assert cache._mget_raw(keys)[1] is not None  # read here, not by hiredis
+    cache._large_mgets = True
     assert cache.get_many(keys) == values
+    assert cache.get_many(keys) == values
+
+
+def test_read_buffers_are_shared_not_per_thread(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads (or greenlets) that read large values one after another reuse one buffer: the
+    buffers kept number the reads in flight at once, not the threads that ever read."""
+    cache = make(compression="none")
+    cache.set_many({"a": b"a" * BIG, "b": b"b" * BIG})
+    free: list[bytearray] = []
+    monkeypatch.setattr(wire, "_free_buffers", free)
+    seen: list[int] = []
+
+    def read() -> None:
+        cache._large_mgets = True
+        assert cache.get_many(["a", "b"]) == {"a": b"a" * BIG, "b": b"b" * BIG}
+        seen.extend(map(id, free))
+
+    for _ in range(20):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    assert len(free) == 1  # one buffer, whatever the thread
+    assert len(set(seen)) == 1
 
 
 def test_small_values_go_back_to_hiredis(make: Any) -> None:

@@ -33,7 +33,6 @@ costs anything.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, cast
@@ -56,6 +55,7 @@ except ImportError:  # pragma: no cover - another redis-py layout: hiredis reads
 
 __all__ = [
     "BUFFER_SIZE",
+    "KEEP_BUFFERS",
     "ONE_SEND",
     "READ_FROM",
     "Values",
@@ -71,12 +71,17 @@ ONE_SEND: Final = 65536
 #: A reply whose first value has at least this many bytes is read here, not by hiredis.
 #: Below it hiredis's two copies cost less than parsing in Python (measured with callgrind).
 READ_FROM: Final = 2048
-#: The receive buffer of each thread that reads replies here (a value larger than it is read
-#: into a buffer of its own size, for that reply only).
+#: The receive buffer a read here takes (a value larger than it is read into a buffer of its
+#: own size, for that reply only).
 BUFFER_SIZE: Final = 262144
+#: Buffers kept between reads, shared by every thread: a read takes one (or allocates one when
+#: none is free) and gives it back. Kept per thread instead, they would number the threads, and
+#: under gevent the greenlets, that ever read a large value; here they number at most the reads
+#: in flight at once, and only KEEP_BUFFERS (2 MiB) of them stay once those are done.
+KEEP_BUFFERS: Final = 8
 
 _CRLF: Final = b"\r\n"
-_buffers = threading.local()
+_free_buffers: list[bytearray] = []
 
 #: What :func:`mget` returns: the values in key order (``None`` for a missing key), and the
 #: positions of those that still carry their envelope (``None``: all of them do).
@@ -215,17 +220,17 @@ def _read_values(conn: Any, header: bytes | None, *, array: bool) -> Values:
         raise
     if fallback:
         return conn.read_response(), None  # what hiredis holds (a push message) comes first
-    # The thread's buffer is taken while in use: code run meanwhile in this thread (a
-    # finalizer during an allocation) that reads a reply gets a buffer of its own.
-    buf: bytearray | None = getattr(_buffers, "buf", None)
-    if buf is None:
+    # list.pop and list.append are atomic: no two reads ever hold the same buffer, whichever
+    # threads (or a finalizer run during an allocation in this one) they run in.
+    try:
+        buf = _free_buffers.pop()
+    except IndexError:
         buf = bytearray(BUFFER_SIZE)
-    else:
-        _buffers.buf = None
     try:
         values = _parse(conn, sock, reader, buf, header=header, array=array)
     finally:
-        _buffers.buf = buf
+        if len(_free_buffers) < KEEP_BUFFERS:
+            _free_buffers.append(buf)
     if values is None:  # small values: fed to hiredis, read the usual way
         return conn.read_response(), None
     if conn.health_check_interval:  # as read_response does
