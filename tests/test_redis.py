@@ -487,9 +487,7 @@ def test_redis_wire_reads_replies_split_anywhere(
     assert cache.get_many(keys) == values
 
 
-def test_read_buffers_are_shared_not_per_thread(
-    make: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_buffers_are_shared_not_per_thread(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads (or greenlets) that read large values one after another reuse one buffer: the
     buffers kept number the reads in flight at once, not the threads that ever read."""
     cache = make(compression="none")
