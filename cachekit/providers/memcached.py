@@ -934,12 +934,16 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
     # -- writes -----------------------------------------------------------------------------------
 
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> None:
-        key = check_key(key)
-        seconds = resolve_ttl(ttl, self.default_ttl)
-        if seconds is not None and seconds <= 0:
-            self.delete(key)
-            return
-        exptime = self._exptime(seconds)
+        if type(key) is not str or not key:
+            key = check_key(key)
+        if type(ttl) is int and 0 < ttl <= THIRTY_DAYS:  # the usual TTL: its own exptime
+            exptime = ttl
+        else:
+            seconds = resolve_ttl(ttl, self.default_ttl)
+            if seconds is not None and seconds <= 0:
+                self.delete(key)
+                return
+            exptime = self._exptime(seconds)
         try:
             stored = self._key(key)
             data = self._dumps(value)
