@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
+from . import forking
 from .entry import EntryInfo
 from .errors import InvalidKey, NotAnInteger, UnsupportedOperation
 from .keyscan import check_scan_args
@@ -72,6 +73,13 @@ class Cache(abc.ABC):
 
     def __init__(self, *, name: str = "default") -> None:
         self.name = name
+        self._single_flight = SingleFlight()
+        self._async_single_flight = AsyncSingleFlight()
+        forking.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see :mod:`cachekit.forking`): computations in flight belong to
+        the parent's threads; subclasses also drop connections and replace locks."""
         self._single_flight = SingleFlight()
         self._async_single_flight = AsyncSingleFlight()
 
@@ -212,13 +220,19 @@ class Cache(abc.ABC):
         factory: Callable[[], Any] = default_or_factory
 
         def compute() -> Any:
-            # Re-check inside the flight: a previous leader may have just stored it.
-            current = self._peek(key)
-            if current is not MISSING:
-                return current
-            return self._add_or_current(key, factory(), add)
+            return self._compute_alone(key, factory, add)
 
-        return self._single_flight.do(key, compute)
+        return self._single_flight.do(key, compute, compute)
+
+    def _compute_alone(
+        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
+    ) -> Any:
+        """The stored value if there is one (a previous leader may have just stored it), else
+        the factory's: what a single-flight leader, a waiter and a re-entrant call run."""
+        current = self._peek(key)
+        if current is not MISSING:
+            return current
+        return self._add_or_current(key, factory(), add)
 
     def _add_or_current(self, key: str, value: Any, add: Callable[[str, Any], bool]) -> Any:
         if add(key, value):
@@ -313,16 +327,22 @@ class Cache(abc.ABC):
             return await self._aadd_or_current(key, default_or_factory, add)
         factory: Callable[[], Any] = default_or_factory
 
-        async def compute() -> Any:
-            current = await self._apeek(key)
-            if current is not MISSING:
-                return current
-            result = factory()
-            if inspect.isawaitable(result):
-                result = await result
-            return await self._aadd_or_current(key, result, add)
+        def compute() -> Awaitable[Any]:
+            return self._acompute_alone(key, factory, add)
 
-        return await self._async_single_flight.do(key, compute)
+        return await self._async_single_flight.do(key, compute, compute)
+
+    async def _acompute_alone(
+        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
+    ) -> Any:
+        """The async twin of :meth:`_compute_alone` (the factory may be a coroutine function)."""
+        current = await self._apeek(key)
+        if current is not MISSING:
+            return current
+        result = factory()
+        if inspect.isawaitable(result):
+            result = await result
+        return await self._aadd_or_current(key, result, add)
 
     async def _aadd_or_current(
         self, key: str, value: Any, add: Callable[[str, Any], Awaitable[bool]]

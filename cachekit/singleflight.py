@@ -3,11 +3,24 @@
 Used by ``get_or_set`` so that a popular key that expires does not send every thread (or every
 task) to the slow factory at once (a cache stampede). The leader's exception is re-raised in
 every waiter, because a waiter that silently recomputed would defeat the purpose under load.
+
+Two cases run ``alone`` (the caller's own, uncoordinated computation) when it is given:
+
+* **Waiters after a success.** The leader's value is an object of the leader's: handed to every
+  waiter, one mutable object (a response whose cookies each request's code then sets) would be
+  shared by concurrent requests. A waiter runs ``alone`` instead, which for ``get_or_set``
+  reads the value the leader stored (its own copy, from a serializing cache) and computes only
+  if it is not there.
+* **Re-entry.** A computation that asks for its own key again (a cached view calling another
+  with the same key, a recursive memoized function whose ignored arguments make every level
+  one key) would wait for itself forever: the nested call, recognised by a context variable
+  (per thread, and per task in asyncio), runs ``alone``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import threading
 import weakref
@@ -15,6 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
+
+#: The (flight, key) pairs the current thread or task is computing as a leader.
+_leading: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+    "cachekit_singleflight_leading", default=frozenset()
+)
 
 
 class _Call:
@@ -36,8 +54,13 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._calls: dict[str, _Call] = {}
 
-    def do(self, key: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` once for all concurrent callers of ``key`` and return its result to each."""
+    def do(self, key: str, fn: Callable[[], Any], alone: Callable[[], Any] | None = None) -> Any:
+        """Run ``fn`` once for all concurrent callers of ``key`` and return its result to each
+        (or, with ``alone``, have each waiter and any re-entrant call run it: see the module)."""
+        marker = (id(self), key)
+        leading = _leading.get()
+        if alone is not None and marker in leading:
+            return alone()
         with self._lock:
             call = self._calls.get(key)
             leader = call is None
@@ -49,13 +72,15 @@ class SingleFlight:
             call.done.wait()
             if call.error is not None:
                 raise _own_copy(call.error)
-            return call.value
+            return call.value if alone is None else alone()
+        token = _leading.set(leading | {marker})
         try:
             call.value = fn()
         except BaseException as exc:
             call.error = exc
             raise
         finally:
+            _leading.reset(token)
             with self._lock:
                 del self._calls[key]
             call.done.set()
@@ -82,29 +107,46 @@ class AsyncSingleFlight:
             asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
 
-    async def do(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def do(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[Any]],
+        alone: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Any:
         """Await ``fn()`` once for all concurrent callers of ``key`` on this loop.
 
         The computation runs in a task of its own and every caller, the first included, awaits
         it through ``shield``: cancelling any caller (a client that went away) cancels only that
         caller, never the computation the others are waiting for.
         """
+        marker = (id(self), key)
+        if alone is not None and marker in _leading.get():
+            return await alone()
         loop = asyncio.get_running_loop()
         table = self._tables.get(loop)
         if table is None:
             table = self._tables[loop] = {}
         task = table.get(key)
         if task is None:
-            task = table[key] = loop.create_task(_run(fn))
+            task = table[key] = loop.create_task(_run(fn, marker))
             task.add_done_callback(lambda done: _forget(table, key, done))
-        return await asyncio.shield(task)
+            return await asyncio.shield(task)
+        try:
+            value = await asyncio.shield(task)
+        except BaseException as exc:
+            if task.done() and not task.cancelled() and task.exception() is exc:
+                # The leader's failure, not this caller's cancellation.
+                raise _own_copy(exc) from exc.__cause__
+            raise
+        return value if alone is None else await alone()
 
     def in_flight(self) -> int:
         """Keys being computed on the running loop."""
         return len(self._tables.get(asyncio.get_running_loop(), ()))
 
 
-async def _run(fn: Callable[[], Awaitable[Any]]) -> Any:
+async def _run(fn: Callable[[], Awaitable[Any]], marker: tuple[int, str]) -> Any:
+    _leading.set(_leading.get() | {marker})  # the task's own context: nested calls see it
     return await fn()
 
 

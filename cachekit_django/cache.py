@@ -260,11 +260,11 @@ class CacheKitCache(BaseCache):
         except SerializationError as exc:
             raise _pickle_error(exc) from None
         except ValueTooLarge:
-            if not self._strict_keys:
-                raise
-            # Django's memcached backends: a value the server refuses is not stored, and the
-            # key must not keep its old value.
-            self._cachekit.delete(made)
+            # As from Django's PyMemcacheCache (pymemcache's MemcacheServerError): an error,
+            # and the key does not keep its old value (memcached drops it too).
+            if self._strict_keys:
+                self._cachekit.delete(made)
+            raise
 
     def add(
         self,
@@ -424,30 +424,33 @@ class CacheKitCache(BaseCache):
         core = self._distributed_core("invalidate tags")
         return core.invalidate_tags(self._tags(tags))
 
-    def lock(
+    def lock(  # noqa: PLR0917 - django-redis's positional signature
         self,
-        name: str,
-        timeout: float | None = 10.0,
-        *,
+        key: str,
         version: int | None = None,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
         blocking_timeout: float | None = None,
-        sleep: float = 0.05,
+        thread_local: bool = True,
     ) -> Any:
-        """A distributed lock (Redis providers): ``with cache.lock("job", timeout=30):``."""
+        """A distributed lock (Redis providers): ``with cache.lock("job", timeout=30):``.
+
+        django-redis's signature and defaults: held until released unless ``timeout`` (seconds)
+        is given, the token kept per thread. Its errors are cachekit's and redis-py's
+        (``LockError``, ``LockNotOwnedError``)."""
         return self._core_lock(
-            "lock", name, version, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep
+            "lock",
+            key,
+            version,
+            timeout=timeout,
+            sleep=sleep,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+            thread_local=thread_local,
         )
 
-    def _core_lock(
-        self,
-        method: str,
-        name: str,
-        version: int | None,
-        *,
-        timeout: float | None,
-        blocking_timeout: float | None,
-        sleep: float,
-    ) -> Any:
+    def _core_lock(self, method: str, name: str, version: int | None, **options: Any) -> Any:
         """The core provider's ``lock``/``alock`` on the made key, or UnsupportedOperation."""
         make: Callable[..., Any] | None = getattr(self._cachekit, method, None)
         if make is None:
@@ -455,7 +458,7 @@ class CacheKitCache(BaseCache):
                 f"{self._cachekit.provider_name}:// caches have no distributed lock"
             )
         made = self.make_and_validate_key(name, version)
-        return make(made, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep)
+        return make(made, **options)
 
     # -- async ----------------------------------------------------------------------------------
 
@@ -484,9 +487,9 @@ class CacheKitCache(BaseCache):
         except SerializationError as exc:
             raise _pickle_error(exc) from None
         except ValueTooLarge:
-            if not self._strict_keys:
-                raise
-            await self._cachekit.adelete(made)
+            if self._strict_keys:  # see set()
+                await self._cachekit.adelete(made)
+            raise
 
     async def aadd(
         self,
@@ -601,18 +604,25 @@ class CacheKitCache(BaseCache):
         core = self._distributed_core("invalidate tags")
         return await core.ainvalidate_tags(self._tags(tags))
 
-    def alock(
+    def alock(  # noqa: PLR0917 - lock()'s
         self,
-        name: str,
-        timeout: float | None = 10.0,
-        *,
+        key: str,
         version: int | None = None,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
         blocking_timeout: float | None = None,
-        sleep: float = 0.05,
     ) -> Any:
-        """The async twin of :meth:`lock` (``async with cache.alock("job"):``)."""
+        """The async twin of :meth:`lock` (``async with cache.alock("job"):``); its token is
+        kept per lock object (an event loop's tasks share one thread)."""
         return self._core_lock(
-            "alock", name, version, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep
+            "alock",
+            key,
+            version,
+            timeout=timeout,
+            sleep=sleep,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
         )
 
     def __repr__(self) -> str:

@@ -6,24 +6,31 @@ closed (building never connects), so every option the provider validates is chec
 
 =======================  =====================================================================
 ``cachekit_django.E001``  ``LOCATION``/``OPTIONS`` the provider refuses (the message names the key)
-``cachekit_django.E002``  ``TIMEOUT`` not a number of seconds or ``None`` (Django would silently
-                          use 300)
-``cachekit_django.E003``  ``VERSION`` not an integer
+``cachekit_django.E002``  ``TIMEOUT`` not seconds (a number, or a string ``int()`` reads, as
+                          Django takes it) or ``None`` (Django would silently use 300)
+``cachekit_django.E003``  ``VERSION`` not an integer (or a string of one)
 ``cachekit_django.E004``  ``KEY_FUNCTION`` cannot be imported or is not callable
 ``cachekit_django.E005``  ``CACHEKIT_INVALIDATE_TAGS`` is malformed (see :mod:`.signals`)
 ``cachekit_django.W001``  part of ``LOCATION`` is accepted but unused (Redis read replicas)
+``cachekit_django.W002``  a file cache's directory matches, is inside or contains ``MEDIA_ROOT``,
+                          ``STATIC_ROOT`` or a ``STATICFILES_DIRS`` entry (Django's
+                          ``caches.W002``, which looks at ``FileBasedCache`` only)
+``cachekit_django.W003``  a file cache's ``LOCATION`` is a relative path (``caches.W003``)
 =======================  =====================================================================
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from cachekit.config import parse_url
 from cachekit.errors import ConfigurationError
 
 from .shared import build_unshared
@@ -63,6 +70,18 @@ def _hint(alias: str, key: str | None) -> str:
     )
 
 
+def _int_like(value: Any) -> bool:
+    """Whether Django's ``int(TIMEOUT)`` reads ``value`` (``"60"`` from an environment variable
+    is fine; ``"5m"`` would silently become 300)."""
+    if isinstance(value, int | float):
+        return True
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
     cls = _backend_class(entry.get("BACKEND"))
     if cls is None:
@@ -70,7 +89,7 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
     obj = f"CACHES[{alias!r}]"
     messages: list[CheckMessage] = []
     timeout = entry.get("TIMEOUT", 300)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+    if timeout is not None and (isinstance(timeout, bool) or not _int_like(timeout)):
         messages.append(
             Error(
                 f"TIMEOUT must be a number of seconds or None (never expire), got {timeout!r}",
@@ -80,7 +99,9 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
             )
         )
     version = entry.get("VERSION", 1)
-    if isinstance(version, bool) or not isinstance(version, int):
+    if isinstance(version, bool) or not (
+        isinstance(version, int) or (isinstance(version, str) and version.strip().isdigit())
+    ):
         messages.append(
             Error(
                 f"VERSION must be an integer, got {version!r}",
@@ -124,6 +145,57 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
     for note in plan.notes:
         hint = _hint(alias, "LOCATION")
         messages.append(Warning(note, hint=hint, obj=obj, id="cachekit_django.W001"))
+    if plan.scheme == "file":
+        messages.extend(_file_location_checks(alias, entry.get("LOCATION"), plan))
+    return messages
+
+
+def _file_location_checks(alias: str, location: Any, plan: Any) -> list[CheckMessage]:
+    """Django's own checks of ``FileBasedCache`` locations, for ``FileCache``: a cache
+    directory served as media or static files publishes its pickles, and a relative one
+    moves with the working directory."""
+    messages: list[CheckMessage] = []
+    directory = plan.options.get("directory") or parse_url(plan.url).options.get("directory")
+    if (
+        isinstance(location, str | os.PathLike)
+        and "://" not in os.fspath(location)
+        and not Path(location).is_absolute()
+    ):
+        messages.append(
+            Warning(
+                f"Your '{alias}' cache LOCATION path is relative. Use an absolute path instead.",
+                id="cachekit_django.W003",
+            )
+        )
+    if not directory:
+        return messages
+    cache_path = Path(directory).resolve()
+    for name in ("MEDIA_ROOT", "STATIC_ROOT", "STATICFILES_DIRS"):
+        setting = getattr(settings, name, None)
+        if not setting:
+            continue
+        if name == "STATICFILES_DIRS":
+            paths = {
+                Path(entry[1] if isinstance(entry, tuple | list) else entry).resolve()
+                for entry in setting
+            }
+        else:
+            paths = {Path(setting).resolve()}
+        if cache_path in paths:
+            relation = "matches"
+        elif any(path in cache_path.parents for path in paths):
+            relation = "is inside"
+        elif any(cache_path in path.parents for path in paths):
+            relation = "contains"
+        else:
+            continue
+        messages.append(
+            Warning(
+                f"Your '{alias}' cache configuration might expose your cache or lead to "
+                f"corruption of your data because its LOCATION {relation} {name}.",
+                id="cachekit_django.W002",
+            )
+        )
     return messages
 
 

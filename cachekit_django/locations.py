@@ -222,6 +222,8 @@ def plan(kind: str, location: Any, params: Mapping[str, Any]) -> Plan:
     django = {k: v for k, v in raw_options.items() if k in DJANGO_OPTIONS}
     if location is None:
         location = ""
+    elif isinstance(location, os.PathLike):  # FileBasedCache's BASE_DIR / "cache"
+        location = os.fspath(location)
     cluster_nodes = kind == "redis+cluster" and str(location).startswith("redis://")
     if kind == "cachekit" or (
         isinstance(location, str) and "://" in location and not cluster_nodes

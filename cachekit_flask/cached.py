@@ -26,6 +26,7 @@ from .base import ExtensionBase, aget_decodable, classify
 from .calling import (
     RECOMPUTE,
     CachedResponse,
+    ComputeOwn,
     NotStored,
     Predicate,
     StalePredicate,
@@ -323,6 +324,8 @@ class CachedMixin(ExtensionBase):
         except StoreWith as signal:
             self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
             return signal.value
+        except ComputeOwn:  # a waiter whose leader's value was not for sharing
+            return self._fill(cache_key, compute, ttl, tags, single_flight=False, core=core)
         except CacheError:
             if not done or self._debug():
                 raise
@@ -364,6 +367,8 @@ class CachedMixin(ExtensionBase):
         except StoreWith as signal:
             self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
             return signal.value
+        except ComputeOwn:  # see _fill
+            return await self._afill(core, cache_key, compute, ttl, tags, single_flight=False)
         except CacheError:
             if not done or self._debug():
                 raise

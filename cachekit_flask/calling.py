@@ -2,8 +2,11 @@
 
 The outcome of a computation that must not be stored (``response_filter`` said no) or must be
 stored with its own TTL (a :class:`CachedResponse`) leaves the core's ``get_or_set`` as an
-exception carrying the value: the core stores nothing when its factory raises, and every caller
-waiting on the same single-flight receives the value, so one computation still serves them all.
+exception carrying the value: the core stores nothing when its factory raises. Callers that
+waited on the same single-flight do not receive that value: it is an object of the leader's
+request (a response whose cookies the leader's request code sets), so each waiter receives
+:class:`ComputeOwn` instead (the single-flight hands every waiter a copy of the leader's
+exception, and these exceptions copy as that) and computes its own, as without the cache.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .settings import flask_timeout_to_ttl
 
 __all__ = [
     "CachedResponse",
+    "ComputeOwn",
     "RECOMPUTE",
     "NotStored",
     "StoreWith",
@@ -45,7 +49,19 @@ class CachedResponse(Response):
         self.timeout = None if not isinstance(ttl, int | float) else int(ttl)
 
 
-class NotStored(Exception):
+class ComputeOwn(Exception):
+    """What a single-flight waiter receives for a leader's value it must not share."""
+
+
+class _LeadersValue(Exception):
+    """A computed value leaving ``get_or_set`` as an exception: its waiters' copy is
+    :class:`ComputeOwn`, never the leader's object."""
+
+    def __copy__(self) -> ComputeOwn:
+        return ComputeOwn("the leader's value was not stored: compute this caller's own")
+
+
+class NotStored(_LeadersValue):
     """The computed value, which ``response_filter`` kept out of the cache."""
 
     def __init__(self, value: Any) -> None:
@@ -53,7 +69,7 @@ class NotStored(Exception):
         self.value = value
 
 
-class StoreWith(Exception):
+class StoreWith(_LeadersValue):
     """The computed value, to be stored with a TTL of its own (``CachedResponse.timeout``)."""
 
     def __init__(self, value: Any, ttl: Any) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from cachekit import DEFAULT, create_cache
 from cachekit import Cache as CoreCache
@@ -81,15 +81,15 @@ def flask_timeout_to_ttl(timeout: Any, *, key: str = "timeout") -> Any:
     """A Flask-Caching timeout as a cachekit TTL: ``None`` is the default, ``0`` never expires.
 
     Returns :data:`cachekit.DEFAULT` for ``None``; a ``timedelta`` is rounded up to whole
-    seconds as Flask-Caching does; negative values never expire, as in Flask-Caching's
-    in-memory backend.
+    seconds as Flask-Caching does; a negative value is expired at once (nothing is stored), as
+    in Flask-Caching's ``SimpleCache``, file and memcached backends.
     """
     if timeout is None:
         return DEFAULT
     if isinstance(timeout, timedelta):
         seconds = timeout.total_seconds()
         whole = int(seconds) + (1 if seconds > int(seconds) else 0)
-        return None if whole <= 0 else whole
+        return None if whole == 0 else whole
     if isinstance(timeout, str):
         try:
             timeout = int(timeout)
@@ -101,7 +101,7 @@ def flask_timeout_to_ttl(timeout: Any, *, key: str = "timeout") -> Any:
         raise ConfigurationError(
             f"{key} must be seconds (int) or a timedelta, got {timeout!r}", key=key
         )
-    return None if timeout <= 0 else timeout
+    return None if timeout == 0 else timeout
 
 
 def _bool(config: Mapping[str, Any], key: str) -> bool:
@@ -202,6 +202,15 @@ class FlaskCacheSettings:
                     f"{key} must be a dict of provider options, got {extra_options!r}", key=key
                 )
             options.update(extra_options)
+        if (
+            kind == "memory"
+            and "serializer" not in options
+            and "serializer" not in parse_qs(urlsplit(settings.url).query)
+        ):
+            # Copies, as every Flask-Caching backend stores: a memory:// cache would otherwise
+            # hand every request the one stored object, and a cached Response would collect
+            # each request's after-request changes (its session cookie) for the next ones.
+            options["serializer"] = "pickle"
         settings.options = options
         return settings
 

@@ -401,6 +401,14 @@ class GrpcCache(DistributedCache):
     def get_stats(self) -> CacheStats:
         return self._stats(self._call("GetStats", pb.GetStatsRequest(namespace=self.namespace)))
 
+    def _after_fork(self) -> None:
+        """gRPC channels cannot be used across a fork: the child opens its own on next use
+        (grpcio's own fork support, ``GRPC_ENABLE_FORK_SUPPORT``, covers the C core)."""
+        super()._after_fork()
+        self._lock = threading.Lock()
+        self._channel = self._stub = None
+        self._aio = None
+
     def close(self) -> None:
         with self._lock:
             channel, self._channel, self._stub = self._channel, None, None

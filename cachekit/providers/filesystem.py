@@ -311,7 +311,11 @@ class FileCache(DistributedCache):
         if value is not MISSING:
             return value
         factory: Callable[[], Any] = default_or_factory
-        return self._single_flight.do(key, lambda: self._compute_once(key, factory, add))
+        return self._single_flight.do(
+            key,
+            lambda: self._compute_once(key, factory, add),
+            lambda: self._compute_alone(key, factory, add),
+        )
 
     def _compute_once(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
@@ -355,7 +359,9 @@ class FileCache(DistributedCache):
             return value
         factory: Callable[[], Any] = default_or_factory
         return await self._async_single_flight.do(
-            key, lambda: self._acompute_once(key, factory, add)
+            key,
+            lambda: self._acompute_once(key, factory, add),
+            lambda: self._acompute_alone(key, factory, add),
         )
 
     async def _acompute_once(

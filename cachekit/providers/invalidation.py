@@ -158,6 +158,18 @@ class InvalidationChannel:
         self.reconnects = 0
         self._last_log = float("-inf")
 
+    def _after_fork(self, origin: str) -> None:
+        """In a forked child: not subscribed (its thread stayed in the parent), with the child
+        cache's own id, so that parent and child apply each other's messages."""
+        self.origin = origin
+        self._wake_channel = f"{self.channel}:wake:{origin}"
+        self._lock = threading.Lock()
+        self._thread = None
+        self._stop = threading.Event()
+        self.connected = False
+        self._publisher._after_fork()
+        self._subscriber._after_fork()
+
     # -- publishing ------------------------------------------------------------------------------
 
     def publish(self, kind: str, items: Iterable[str] = ()) -> None:

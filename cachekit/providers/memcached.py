@@ -338,6 +338,13 @@ class _Node:
         self._local.slot = slot
         return slot.client
 
+    def _after_fork(self) -> None:
+        """Forget the parent's connections, unclosed (see :mod:`cachekit.forking`)."""
+        self._local = threading.local()
+        self._slots = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.breaker._after_fork()
+
     def close(self) -> None:
         """Close every thread's connection (a later call from a thread reconnects it)."""
         with self._lock:
@@ -1283,6 +1290,12 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
     def close(self) -> None:
         for node in self._nodes.values():
             node.close()
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        for node in self._nodes.values():
+            node._after_fork()
+        self._ns_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<MemcachedCache name={self.name!r} servers={list(self._nodes)!r}>"

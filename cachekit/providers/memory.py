@@ -613,6 +613,12 @@ class MemoryCache(DistributedCache):
                 if (entry := data.get(key)) is not None and (entry[1] is None or entry[1] > now)
             )
 
+    def _after_fork(self) -> None:
+        """The entries stay (a forked child starts with its parent's cache, as with any
+        in-process memory); the lock, which another thread may have held, is replaced."""
+        super()._after_fork()
+        self._lock = _Lock()
+
     def clear(self) -> None:
         with self._lock:
             self._drain_logs()

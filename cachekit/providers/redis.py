@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import redis.exceptions
 
 from ..config import Option, ParsedURL, parse_options, parse_url
-from ..errors import BackendUnavailable, CacheError, ConfigurationError, InvalidKey, NotAnInteger
+from ..errors import CacheError, ConfigurationError, InvalidKey, NotAnInteger
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
@@ -50,6 +50,7 @@ from . import redis_scripts as lua
 from . import redis_wire as wire
 from .redis_async import RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
+from .redis_errors import RedisUnavailable
 from .redis_inspect import RedisInspectOps
 from .redis_lock import CacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
@@ -167,7 +168,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             recovery_timeout=opts.pop("breaker_recovery", 5.0),
             name=name,
         )
-        self._fail_open = FailOpen(opts.pop("fail_open", False), name=name)
+        self._fail_open = FailOpen(opts.pop("fail_open", False), name=name, error=RedisUnavailable)
         # What is left are connection options; the URL and them are checked now, used later.
         self._clients = RedisClients(settings_from_url(parsed, opts))
         self._client: Any = None
@@ -211,12 +212,12 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             raise CacheError(f"cache {self.name!r}: {op}: {exc}") from exc
         self._fail_open.handle(op, exc)  # raises BackendUnavailable unless failing open
         if fallback is _RAISE:
-            raise BackendUnavailable(f"cache {self.name!r}: {op} failed: {exc}") from exc
+            raise RedisUnavailable(f"cache {self.name!r}: {op} failed: {exc}") from exc
         return fallback
 
     def _open(self, op: str, fallback: Any) -> Any:
         retry_in = self._breaker.retry_in()
-        error = BackendUnavailable(
+        error = RedisUnavailable(
             f"cache {self.name!r}: circuit breaker open, {op} not attempted "
             f"(next probe in {retry_in:.1f}s)"
         )
@@ -665,7 +666,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         if value is not MISSING:
             return value
         factory: Callable[[], Any] = default_or_factory
-        return self._single_flight.do(key, lambda: self._compute_once(key, factory, add))
+        return self._single_flight.do(
+            key,
+            lambda: self._compute_once(key, factory, add),
+            lambda: self._compute_alone(key, factory, add),
+        )
 
     def _compute_once(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
@@ -701,15 +706,22 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         timeout: float | None = 10.0,
         blocking_timeout: float | None = None,
         sleep: float = 0.05,
+        blocking: bool = True,
+        thread_local: bool = False,
     ) -> CacheLock:
-        """A distributed lock named ``name`` in this cache's namespace (see :mod:`.redis_lock`)."""
+        """A distributed lock named ``name`` in this cache's namespace (see :mod:`.redis_lock`).
+
+        ``blocking=False``: ``acquire()`` returns at once. ``thread_local``: the token is kept
+        per thread (redis-py's default; here off, so a lock may be released by another thread
+        of its holder, as a ``threading.Lock`` can)."""
         name = check_key(name)
         lock = self._sync().lock(
             self._meta + "l:" + name,
             timeout=timeout,
             sleep=sleep,
+            blocking=blocking,
             blocking_timeout=blocking_timeout,
-            thread_local=False,
+            thread_local=thread_local,
         )
         return CacheLock(lock, name)
 
@@ -771,6 +783,10 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def close(self) -> None:
         self._client = self._pool = None
         self._clients.close()
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._clients._after_fork()
 
 
 def _still_tagged(checks: list[tuple[str, str]], replies: list[Any]) -> list[str]:

@@ -322,7 +322,9 @@ class RedisAsyncOps(DistributedCache):
             return value
         factory: Callable[[], Any] = default_or_factory
         return await self._async_single_flight.do(
-            key, lambda: self._acompute_once(key, factory, add)
+            key,
+            lambda: self._acompute_once(key, factory, add),
+            lambda: self._acompute_alone(key, factory, add),
         )
 
     async def _acompute_once(
@@ -365,6 +367,8 @@ class RedisAsyncOps(DistributedCache):
         timeout: float | None = 10.0,
         blocking_timeout: float | None = None,
         sleep: float = 0.05,
+        blocking: bool = True,
+        thread_local: bool = False,
     ) -> AsyncCacheLock:
         """The async twin of ``lock()`` (use it inside the event loop that runs it)."""
         name = check_key(name)
@@ -372,8 +376,9 @@ class RedisAsyncOps(DistributedCache):
             self._meta + "l:" + name,
             timeout=timeout,
             sleep=sleep,
+            blocking=blocking,
             blocking_timeout=blocking_timeout,
-            thread_local=False,
+            thread_local=thread_local,
         )
         return AsyncCacheLock(lock, name)
 

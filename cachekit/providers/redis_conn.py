@@ -391,6 +391,12 @@ class RedisClients:
 
     # -- closing -------------------------------------------------------------------------------
 
+    def _after_fork(self) -> None:
+        """redis-py's pools reconnect in a new process by themselves; only the lock, which
+        another thread of the parent may have held, is replaced. The asyncio clients stay:
+        they belong to the parent's event loops, which the child does not run."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Disconnect the sync pool; the next call reconnects (a new pool is built lazily)."""
         with self._lock:

@@ -14,7 +14,8 @@ from typing import Any
 
 import redis.exceptions
 
-from ..errors import BackendUnavailable, CacheError, LockError, LockNotOwned
+from ..errors import CacheError, LockError, LockNotOwned
+from .redis_errors import RedisLockError, RedisLockNotOwned, RedisUnavailable
 
 # LockError and LockNotOwned live in cachekit.errors; re-exported here, where they were first.
 __all__ = ["AsyncCacheLock", "CacheLock", "LockError", "LockNotOwned"]
@@ -24,13 +25,13 @@ _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 def _translate(exc: Exception, name: str) -> CacheError:
     if isinstance(exc, redis.exceptions.LockNotOwnedError):
-        return LockNotOwned(f"lock {name!r} is not owned by this holder: {exc}")
+        return RedisLockNotOwned(f"lock {name!r} is not owned by this holder: {exc}")
     if isinstance(exc, redis.exceptions.LockError):
         message = str(exc)
         if "unlocked" in message or "not owned" in message:
-            return LockNotOwned(f"lock {name!r} is not owned by this holder: {exc}")
-        return LockError(f"lock {name!r}: {exc}")
-    return BackendUnavailable(f"lock {name!r}: {exc}")
+            return RedisLockNotOwned(f"lock {name!r} is not owned by this holder: {exc}")
+        return RedisLockError(f"lock {name!r}: {exc}")
+    return RedisUnavailable(f"lock {name!r}: {exc}")
 
 
 class CacheLock:
@@ -57,12 +58,20 @@ class CacheLock:
             self._lock.release()
         except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
             raise _translate(exc, self.name) from exc
+        except AttributeError as exc:  # thread_local: redis-py has no token in this thread
+            raise RedisLockNotOwned(
+                f"lock {self.name!r} was not acquired by this thread (thread_local)"
+            ) from exc
 
     def extend(self, additional_time: float, *, replace_ttl: bool = False) -> None:
         try:
             self._lock.extend(additional_time, replace_ttl=replace_ttl)
         except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
             raise _translate(exc, self.name) from exc
+        except AttributeError as exc:  # as in release()
+            raise RedisLockNotOwned(
+                f"lock {self.name!r} was not acquired by this thread (thread_local)"
+            ) from exc
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now."""
@@ -80,7 +89,9 @@ class CacheLock:
 
     def __enter__(self) -> CacheLock:
         if not self.acquire():
-            raise LockError(f"could not acquire lock {self.name!r} within its blocking_timeout")
+            raise RedisLockError(
+                f"could not acquire lock {self.name!r} within its blocking_timeout"
+            )
         return self
 
     def __exit__(
@@ -125,7 +136,9 @@ class AsyncCacheLock:
 
     async def __aenter__(self) -> AsyncCacheLock:
         if not await self.acquire():
-            raise LockError(f"could not acquire lock {self.name!r} within its blocking_timeout")
+            raise RedisLockError(
+                f"could not acquire lock {self.name!r} within its blocking_timeout"
+            )
         return self
 
     async def __aexit__(

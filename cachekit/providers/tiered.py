@@ -586,6 +586,22 @@ class TieredCache(DistributedCache):
             started_at=self._started_wall, uptime=time.monotonic() - self._started, extra=extra,
         )  # fmt: skip
 
+    def _after_fork(self) -> None:
+        """A forked child has no subscriber thread, and shares its parent's id (each would
+        skip the other's messages as its own): a new id, the L1 flushed and bypassed until the
+        child's own subscriber (started on next use) is confirmed."""
+        super()._after_fork()
+        self._lock = threading.Lock()
+        self._origin = uuid.uuid4().hex
+        self._epoch += 1
+        self._read_fills = set()
+        self._l1._after_fork()  # before clear(): its lock may have been held at the fork
+        if self._channel is not None:
+            self._channel._after_fork(self._origin)
+            self._live = False
+            self._ready = threading.Event()
+            self._l1.clear()
+
     def close(self) -> None:
         """Stop the subscriber (the L1 is flushed: it cannot be kept coherent) and close L2.
 

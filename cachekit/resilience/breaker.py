@@ -83,6 +83,9 @@ class CircuitBreaker:
             self._probing = False
         return self._state
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def allow(self) -> bool:
         """Whether a call may go to the server now (closed, or the single half-open probe)."""
         if self._state is BreakerState.CLOSED:  # the common case, without the lock

@@ -28,8 +28,8 @@ class FailOpen:
     """Per-cache failure policy; ``handle`` raises or records, never returns silently."""
 
     __slots__ = (
-        "_clock", "_last_log", "_lock", "_since_log", "enabled", "failures", "log_interval",
-        "name",
+        "_clock", "_last_log", "_lock", "_since_log", "enabled", "error", "failures",
+        "log_interval", "name",
     )  # fmt: skip
 
     def __init__(
@@ -39,8 +39,11 @@ class FailOpen:
         name: str,
         log_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        error: type[BackendUnavailable] = BackendUnavailable,
     ) -> None:
         self.enabled = enabled
+        #: What fail-closed raises: a provider's subclass may also be its driver's error.
+        self.error = error
         self.name = name
         self.log_interval = log_interval
         self._clock = clock
@@ -55,7 +58,7 @@ class FailOpen:
         if not self.enabled:
             if isinstance(error, BackendUnavailable):
                 raise error
-            raise BackendUnavailable(f"cache {self.name!r}: {operation} failed: {error}") from error
+            raise self.error(f"cache {self.name!r}: {operation} failed: {error}") from error
         with self._lock:
             self.failures[operation] += 1
             self._since_log += 1

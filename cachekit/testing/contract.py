@@ -466,6 +466,61 @@ class CacheContract:
         assert asyncio.run(cache.aget_or_set("k2", lambda: 3)) == 3
         assert asyncio.run(cache.aget_or_set("k3", 4)) == 4
 
+    def test_get_or_set_reentrant_same_key_does_not_wait_for_itself(self, cache: Cache) -> None:
+        """Review finding: a factory asking for its own key (a cached view calling another with
+        the same key) waited for itself forever; it now computes the nested call itself."""
+        results: list[Any] = []
+
+        def outer() -> str:
+            return str(cache.get_or_set("loop", lambda: "inner")) + "?"  # inner is stored first
+
+        worker = threading.Thread(
+            target=lambda: results.append(cache.get_or_set("loop", outer)), daemon=True
+        )
+        worker.start()
+        worker.join(8)  # below every provider's stampede_timeout (10 s)
+        assert not worker.is_alive(), "get_or_set waited for itself"
+        assert results == ["inner"]  # the outer add lost to the stored inner value
+
+        async def anested() -> Any:
+            async def aouter() -> str:
+                return str(await cache.aget_or_set("aloop", lambda: "inner")) + "?"
+
+            return await asyncio.wait_for(cache.aget_or_set("aloop", aouter), 8)
+
+        assert asyncio.run(anested()) == "inner"
+
+    def test_get_or_set_waiters_read_the_stored_value(self, cache: Cache) -> None:
+        """Waiters get the value as any reader would (their own copy where the provider
+        decodes one per read), never the leader's object: one mutable result shared by
+        concurrent callers was a review finding (a response's cookies set by every request)."""
+        cache.set("probe", {"a": [1]})
+        shares_objects = cache.get("probe") is cache.get("probe")
+        threads = 4
+        release = threading.Event()
+        entered = threading.Barrier(threads + 1)
+        results: list[Any] = []
+
+        def factory() -> dict[str, list[int]]:
+            release.wait(10)
+            return {"rows": [1, 2]}
+
+        def work() -> None:
+            entered.wait()
+            results.append(cache.get_or_set("shared", factory))
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        entered.wait()
+        threading.Event().wait(0.05)
+        release.set()
+        for t in pool:
+            t.join()
+        assert results == [{"rows": [1, 2]}] * threads
+        if not shares_objects:
+            assert len({id(r) for r in results}) == threads
+
     # -- listing and inspecting (tools) --------------------------------------------------------
 
     def _all_keys(self, cache: Cache, pattern: str, count: int) -> set[str]:

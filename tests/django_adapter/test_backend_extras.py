@@ -13,7 +13,7 @@ import pytest
 from django.core.cache.backends.base import BaseCache
 
 from cachekit import CacheStats
-from cachekit.errors import LockError, UnsupportedOperation
+from cachekit.errors import LockError, UnsupportedOperation, ValueTooLarge
 from cachekit_django import cache as backends
 
 Factory = Callable[..., Callable[..., BaseCache]]
@@ -132,6 +132,67 @@ def test_lock(backend_factory: Factory, redis_location: str) -> None:
 
 
 @pytest.mark.servers
+def test_lock_has_django_redis_defaults_and_errors(
+    backend_factory: Factory, redis_location: str
+) -> None:
+    """Review finding: the lock expired after 10 s by default and raised errors a django-redis
+    project's ``except redis.exceptions.LockError`` did not catch."""
+    import redis
+
+    options = {"prefix": f"{REDIS_PREFIX}lock-compat:"}
+    cache: Any = backend_factory(backends.RedisCache, redis_location)(OPTIONS=options)
+    held = cache.lock("job")  # django-redis: timeout=None, held until released
+    assert held.acquire() is True
+    client = redis.Redis.from_url(redis_location)
+    assert client.pttl(held._lock.name) == -1  # no expiry
+    assert cache.lock("job", blocking=False).acquire() is False  # returns at once
+    assert cache.lock("job", None, 5, 0.01, False).acquire() is False  # positional order
+    with pytest.raises(redis.exceptions.LockError), cache.lock("job", blocking_timeout=0.02):
+        pass  # pragma: no cover - never entered
+
+    def release_elsewhere() -> BaseException | None:
+        try:
+            held.release()  # thread_local=True (django-redis): the token is this thread's
+        except BaseException as exc:
+            return exc
+        return None
+
+    result: list[BaseException | None] = []
+    thread = threading.Thread(target=lambda: result.append(release_elsewhere()))
+    thread.start()
+    thread.join()
+    assert isinstance(result[0], redis.exceptions.LockNotOwnedError)
+    assert isinstance(result[0], LockError)
+    held.release()
+    with pytest.raises(redis.exceptions.LockNotOwnedError):
+        held.release()
+    timed = cache.lock("job", timeout=5)
+    assert timed.acquire()
+    assert 0 < client.pttl(timed._lock.name) <= 5000
+    timed.release()
+
+
+@pytest.mark.servers
+def test_redis_outage_is_also_redis_pys_connection_error() -> None:
+    """An outage raises cachekit's BackendUnavailable, which is also redis-py's
+    ConnectionError (what Django's RedisCache raises), so existing handlers still catch it."""
+    import socket
+
+    import redis
+
+    from cachekit.errors import BackendUnavailable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    options = {"socket_connect_timeout": 0.2, "retries": 0}
+    cache = backends.RedisCache(f"redis://127.0.0.1:{port}/0", {"OPTIONS": options})
+    with pytest.raises(redis.exceptions.ConnectionError) as caught:
+        cache.get("k")
+    assert isinstance(caught.value, BackendUnavailable)
+
+
+@pytest.mark.servers
 def test_stampede_safe_get_or_set_across_threads(
     backend_factory: Factory, redis_location: str
 ) -> None:
@@ -195,12 +256,13 @@ def test_memcached_refuses_what_it_cannot_do(
 def test_memcached_value_too_large_is_not_stored_and_old_value_goes(
     backend_factory: Factory, memcached_location: str
 ) -> None:
-    # Django's memcached backends: a refused set removes the key instead of keeping the old
-    # value; set_many returns the keys that failed.
+    # Django's PyMemcacheCache: a refused set raises and the key loses its old value;
+    # set_many returns the keys that failed (Django's API; PyMemcacheCache raises there too).
     cache = backend_factory(backends.MemcachedCache, memcached_location)()
     big = os.urandom(2 * 1024 * 1024)  # incompressible, over the 1 MiB item limit
     cache.set("big", "small")
-    cache.set("big", big)
+    with pytest.raises(ValueTooLarge):  # PyMemcacheCache raises MemcacheServerError
+        cache.set("big", big)
     assert cache.get("big") is None
     assert cache.set_many({"ok": 1, "too_big": big}) == ["too_big"]
     assert cache.get("ok") == 1

@@ -89,13 +89,49 @@ def test_django_level_settings(settings: Any) -> None:
     messages = _caches(
         settings,
         t={"BACKEND": MEMORY, "TIMEOUT": "300s"},
-        v={"BACKEND": MEMORY, "VERSION": "2"},
+        v={"BACKEND": MEMORY, "VERSION": "two"},
         k={"BACKEND": MEMORY, "KEY_FUNCTION": "no.such.function"},
+        # What Django itself takes (int("60")), as settings read from the environment give:
+        env={"BACKEND": MEMORY, "TIMEOUT": "60", "VERSION": "2"},
     )
     assert sorted((m.id, m.obj) for m in messages) == [
         ("cachekit_django.E002", "CACHES['t']"),
         ("cachekit_django.E003", "CACHES['v']"),
         ("cachekit_django.E004", "CACHES['k']"),
+    ]
+
+
+def test_file_cache_location_may_be_a_path(settings: Any, tmp_path: Any) -> None:
+    """Review finding: FileBasedCache's usual ``BASE_DIR / "cache"`` was refused."""
+    from cachekit_django.cache import FileCache
+
+    entry = {"BACKEND": "cachekit_django.cache.FileCache", "LOCATION": tmp_path / "cache"}
+    assert _caches(settings, f=entry) == []
+    cache = FileCache(tmp_path / "cache", {})
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+    assert (tmp_path / "cache").is_dir()
+
+
+def test_file_cache_location_checks_as_djangos(settings: Any, tmp_path: Any) -> None:
+    """Review finding: Django's caches.W002/W003 look at FileBasedCache only."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STATIC_ROOT = None
+    settings.STATICFILES_DIRS = [str(tmp_path / "assets")]
+    backend = "cachekit_django.cache.FileCache"
+    messages = _caches(
+        settings,
+        inside={"BACKEND": backend, "LOCATION": str(tmp_path / "media" / "cache")},
+        contains={"BACKEND": backend, "LOCATION": str(tmp_path)},
+        relative={"BACKEND": backend, "LOCATION": "relative/cache"},
+        fine={"BACKEND": backend, "LOCATION": str(tmp_path / "cache")},
+    )
+    found = sorted((m.id, m.msg.split("'")[1]) for m in messages)
+    assert found == [
+        ("cachekit_django.W002", "contains"),
+        ("cachekit_django.W002", "contains"),  # both MEDIA_ROOT and STATICFILES_DIRS
+        ("cachekit_django.W002", "inside"),
+        ("cachekit_django.W003", "relative"),
     ]
 
 

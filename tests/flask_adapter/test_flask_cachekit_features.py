@@ -128,6 +128,84 @@ def test_concurrent_misses_compute_once_in_process() -> None:
     assert calls == [1]
 
 
+@pytest.mark.parametrize("config", [{"CACHE_TYPE": "SimpleCache"}, None], ids=["simple", "memory"])
+def test_concurrent_requests_each_get_their_own_response(config: dict[str, Any] | None) -> None:
+    """Review finding: requests that waited on one computation got the leader's Response
+    object, so every request's after-request code (a session cookie) landed on one shared
+    response. Each request now gets its own, with its own cookie only."""
+    app, cache = make(config, name="own-response")
+    app.secret_key = "test"
+    gate = threading.Barrier(3)
+
+    @app.before_request
+    def remember() -> None:
+        flask.session["user"] = flask.request.args["u"]
+
+    @app.route("/page")
+    @cache.cached(timeout=60)
+    def page() -> flask.Response:
+        time.sleep(0.3)  # the other two requests arrive meanwhile and wait
+        return flask.make_response("page")
+
+    @app.route("/filtered")
+    @cache.cached(timeout=60, response_filter=lambda response: False)  # never stored
+    def filtered() -> flask.Response:
+        time.sleep(0.3)
+        return flask.make_response("filtered")
+
+    for path in ("/page", "/filtered"):
+        cookies: dict[str, list[str]] = {}
+
+        def request(user: str, path: str = path, cookies: dict[str, list[str]] = cookies) -> None:
+            with app.test_client() as client:
+                gate.wait()
+                response = client.get(f"{path}?u={user}")
+                cookies[user] = response.headers.getlist("Set-Cookie")
+
+        threads = [threading.Thread(target=request, args=(user,)) for user in "abc"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(len(found) for found in cookies.values()) == [1, 1, 1], (path, cookies)
+        cache.clear()
+
+
+@pytest.mark.parametrize("config", [{"CACHE_TYPE": "SimpleCache"}, None], ids=["simple", "memory"])
+def test_a_cached_view_calling_one_with_the_same_key_does_not_hang(
+    config: dict[str, Any] | None,
+) -> None:
+    """Review finding: the inner call waited for the outer one, its own caller, forever."""
+    app, cache = make(config, name="nested")
+
+    @cache.cached(timeout=60, key_prefix="shared")
+    def index() -> str:
+        return "index"
+
+    @app.route("/home")
+    @cache.cached(timeout=60, key_prefix="shared")
+    def home() -> str:
+        return index()
+
+    @cache.memoize(timeout=60, args_to_ignore=["tries"])
+    def fetch(x: int, tries: int) -> int:
+        return x if tries == 0 else fetch(x, tries - 1)
+
+    results: list[Any] = []
+
+    def run() -> None:
+        with app.test_client() as client:
+            results.append(client.get("/home").data)
+        with app.app_context():
+            results.append(fetch(7, 3))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the nested call waited for its own caller"
+    assert results == [b"index", 7]
+
+
 _STAMPEDE_WORKER = textwrap.dedent(
     """
     import sys, time, flask

@@ -55,6 +55,27 @@ def test_simplecache_threshold_and_timeouts() -> None:
         assert core.ttl("forever") is None
 
 
+def test_negative_timeouts_store_nothing_as_simplecache_does() -> None:
+    """Review finding: they were kept forever; cachelib's SimpleCache expires them at once."""
+    app, cache = build(CACHE_TYPE="SimpleCache")
+    calls: list[int] = []
+
+    @cache.cached(timeout=-1, key_prefix="neg")
+    def view() -> str:
+        calls.append(1)
+        return "v"
+
+    with app.test_request_context("/"):
+        cache.set("k", 1)
+        cache.set("k", 2, timeout=-1)  # also removes the old value
+        assert cache.get("k") is None
+        assert not cache.has("k")
+        assert [view(), view()] == ["v", "v"]
+    assert calls == [1, 1]
+    with pytest.raises(ConfigurationError, match=r"CACHE_DEFAULT_TIMEOUT|default_ttl"):
+        build(CACHE_TYPE="SimpleCache", CACHE_DEFAULT_TIMEOUT=-1)
+
+
 @pytest.mark.parametrize("cache_type", ["RedisCache", "redis", "flask_caching.backends.RedisCache"])
 def test_redis_from_url_with_prefix(redis_server: RedisServer, cache_type: str) -> None:
     app, cache = build(

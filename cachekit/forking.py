@@ -1,0 +1,54 @@
+"""Caches made safe to use on both sides of a ``fork()``.
+
+A process that forks after using a cache (gunicorn ``--preload``, uWSGI without ``lazy-apps``,
+Celery's prefork pool, ``multiprocessing`` with the fork start method) hands its child copies of
+its sockets, its per-thread state and its locks, but not its other threads. Left alone, the
+child would share memcached connections with its parent (two processes reading replies from one
+socket: a ``get`` answered with another key's value), keep a near cache whose invalidation
+subscriber thread did not survive the fork (and whose instance id its parent shares, so each
+would skip the other's messages as its own), and wait forever on a lock that some other thread
+of the parent held at the instant of the fork.
+
+Every :class:`~cachekit.interfaces.Cache` registers itself here; ``os.register_at_fork`` calls
+each live one's ``_after_fork()`` in the child, before the child runs anything else, which
+drops what belongs to the parent (connections are reopened on next use) and replaces its locks.
+Nothing is closed: a connection closed in the child would be torn down under the parent, and a
+``QUIT`` would end the parent's session. redis-py's connection pools already notice a new pid at
+every checkout, so the Redis providers only drop their asyncio clients (event loops do not
+survive a fork either).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Protocol
+
+__all__ = ["ForkAware", "register"]
+
+log = logging.getLogger(__name__)
+
+
+class ForkAware(Protocol):
+    def _after_fork(self) -> None: ...
+
+
+_live: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+
+
+def register(obj: ForkAware) -> None:
+    """Call ``obj._after_fork()`` in every child forked while ``obj`` is alive."""
+    _live.add(obj)
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_live):
+        try:
+            obj._after_fork()
+        except Exception:  # one cache's failure must not leave the others unreset
+            log.exception("resetting %r after fork failed", obj)
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
