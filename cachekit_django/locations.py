@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from cachekit.config import parse_url
 from cachekit.errors import ConfigurationError
@@ -159,7 +160,53 @@ def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
             f"a Redis LOCATION is a URL such as redis://127.0.0.1:6379/0, got {url!r}",
             key="LOCATION",
         )
+    url, unused = _pool_options(url, options)
+    if unused:
+        notes = (
+            *notes,
+            f"OPTIONS {', '.join(map(repr, unused))} are redis-py connection settings cachekit "
+            "does not use (its retries and timeouts are the retries/socket_* options)",
+        )
     return Plan(url, options, parse_url(url).scheme, notes=notes)
+
+
+#: Django's RedisCache passes OPTIONS to redis-py's ConnectionPool.from_url, whose URL wins
+#: over them: these fill what the URL leaves out.
+_URL_PARTS: Final = ("db", "username", "password")
+#: Connection settings of redis-py's that cachekit has no use for: accepted, with a warning.
+_UNUSED_POOL_OPTIONS: Final = ("client_name", "retry_on_timeout")
+
+
+def _pool_options(url: str, options: dict[str, Any]) -> tuple[str, list[str]]:
+    """Django's documented ``OPTIONS={"db": "10"}`` (and credentials) moved into the URL, as
+    redis-py's ``from_url`` reads them: the URL's own database and credentials win."""
+    given = {key: options.pop(key) for key in _URL_PARTS if key in options}
+    unused = sorted(key for key in _UNUSED_POOL_OPTIONS if options.pop(key, None) is not None)
+    if not given:
+        return url, unused
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        if "db" in given:  # unix:// and sentinel URLs say it in their own way
+            options["db"] = given.pop("db")
+        if given:
+            raise ConfigurationError(
+                f"put the credentials in the {parts.scheme}:// URL", key=next(iter(given))
+            )
+        return url, unused
+    netloc, path = parts.netloc, parts.path
+    if "db" in given and path.strip("/") == "":
+        try:
+            path = f"/{int(given['db'])}"
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"db must be a database number, got {given['db']!r}", key="db"
+            ) from None
+    if "@" not in netloc and ("username" in given or "password" in given):
+        user = quote(str(given.get("username") or ""), safe="")
+        password = given.get("password")
+        auth = user if password is None else f"{user}:{quote(str(password), safe='')}"
+        netloc = f"{auth}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment)), unused
 
 
 def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:

@@ -135,6 +135,30 @@ def test_file_cache_location_checks_as_djangos(settings: Any, tmp_path: Any) -> 
     ]
 
 
+@pytest.mark.servers
+def test_djangos_documented_redis_options_work(settings: Any) -> None:
+    """Review finding: Django's own example, ``OPTIONS={"db": "10"}``, failed E001. Django's
+    RedisCache hands OPTIONS to redis-py's ``from_url``, where the URL wins: so here."""
+    import redis
+
+    from cachekit.testing.servers import RedisServer
+
+    with RedisServer({"requirepass": "s3cr@t"}) as server:
+        location = f"redis://{server.host}:{server.port}"
+        entry = {"OPTIONS": {"db": "10", "password": "s3cr@t", "client_name": "web"}}
+        settings.CACHES = {"r": {"BACKEND": "cachekit_django.cache.RedisCache",
+                                 "LOCATION": location, **entry}}  # fmt: skip
+        [warning] = [m for m in check_caches() if m.obj == "CACHES['r']"]
+        assert warning.id == "cachekit_django.W001"
+        assert "client_name" in warning.msg
+        cache = RedisCache(location, entry)
+        cache.set("k", "v")
+        raw = redis.Redis(host=server.host, port=server.port, password="s3cr@t", db=10)
+        assert raw.dbsize() == 1  # in database 10
+        assert cache.get("k") == "v"
+        cache.close()
+
+
 def test_replicas_are_a_warning(settings: Any) -> None:
     [message] = _caches(
         settings,
