@@ -218,11 +218,16 @@ class Cache(abc.ABC):
         if not callable(default_or_factory):
             return self._add_or_current(key, default_or_factory, add)
         factory: Callable[[], Any] = default_or_factory
+        return self._single_flight.do(
+            key,
+            lambda: self._lead(key, factory, add),
+            lambda: self._compute_alone(key, factory, add),
+        )
 
-        def compute() -> Any:
-            return self._compute_alone(key, factory, add)
-
-        return self._single_flight.do(key, compute, compute)
+    def _lead(self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]) -> Any:
+        """What this process's single-flight leader runs: providers that keep other processes
+        from computing at the same time (a lock on the server, on a file) override it."""
+        return self._compute_alone(key, factory, add)
 
     def _compute_alone(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
@@ -326,11 +331,17 @@ class Cache(abc.ABC):
         if not callable(default_or_factory):
             return await self._aadd_or_current(key, default_or_factory, add)
         factory: Callable[[], Any] = default_or_factory
+        return await self._async_single_flight.do(
+            key,
+            lambda: self._alead(key, factory, add),
+            lambda: self._acompute_alone(key, factory, add),
+        )
 
-        def compute() -> Awaitable[Any]:
-            return self._acompute_alone(key, factory, add)
-
-        return await self._async_single_flight.do(key, compute, compute)
+    async def _alead(
+        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
+    ) -> Any:
+        """The async twin of :meth:`_lead`."""
+        return await self._acompute_alone(key, factory, add)
 
     async def _acompute_alone(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]

@@ -58,7 +58,7 @@ from ..resilience.failopen import FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import Serializer
 from ..stats import CacheStats
-from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl, to_seconds
+from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .file_format import INF
 from .file_options import OPTIONS, build_serializer, checked, directory_option, mode_option
 from .file_store import FileStore
@@ -300,28 +300,10 @@ class FileCache(DistributedCache):
 
     # -- get_or_set: one computation across processes -------------------------------------------
 
-    def _get_or_set(
-        self, key: str, default_or_factory: Any, ttl: TTLArg, add: Callable[[str, Any], bool]
-    ) -> Any:
-        if not callable(default_or_factory) or self._stampede_timeout is None:
-            return super()._get_or_set(key, default_or_factory, ttl, add)
-        if ttl is not DEFAULT:
-            to_seconds(ttl)  # a bad TTL fails before any lookup or factory runs
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        factory: Callable[[], Any] = default_or_factory
-        return self._single_flight.do(
-            key,
-            lambda: self._compute_once(key, factory, add),
-            lambda: self._compute_alone(key, factory, add),
-        )
-
-    def _compute_once(
-        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
-    ) -> Any:
+    def _lead(self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]) -> Any:
         """This process's leader: compute under the key's lock, or wait for its holder's value."""
-        assert self._stampede_timeout is not None
+        if self._stampede_timeout is None:
+            return self._compute_alone(key, factory, add)
         lock = self._files.key_lock(key)
         deadline = time.monotonic() + self._stampede_timeout
         delay = _FIRST_POLL
@@ -343,32 +325,12 @@ class FileCache(DistributedCache):
             time.sleep(delay)
             delay = min(delay * 2, _LAST_POLL)
 
-    async def _aget_or_set(
-        self,
-        key: str,
-        default_or_factory: Any,
-        ttl: TTLArg,
-        add: Callable[[str, Any], Awaitable[bool]],
-    ) -> Any:
-        if not callable(default_or_factory) or self._stampede_timeout is None:
-            return await super()._aget_or_set(key, default_or_factory, ttl, add)
-        if ttl is not DEFAULT:
-            to_seconds(ttl)
-        value = await self.aget(key, MISSING)
-        if value is not MISSING:
-            return value
-        factory: Callable[[], Any] = default_or_factory
-        return await self._async_single_flight.do(
-            key,
-            lambda: self._acompute_once(key, factory, add),
-            lambda: self._acompute_alone(key, factory, add),
-        )
-
-    async def _acompute_once(
+    async def _alead(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
     ) -> Any:
-        """The async twin of :meth:`_compute_once` (same lock, same backoff)."""
-        assert self._stampede_timeout is not None
+        """The async twin of :meth:`_lead` (same lock, same backoff)."""
+        if self._stampede_timeout is None:
+            return await self._acompute_alone(key, factory, add)
         lock = self._files.key_lock(key)
         deadline = time.monotonic() + self._stampede_timeout
         delay = _FIRST_POLL

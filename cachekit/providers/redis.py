@@ -45,7 +45,7 @@ from ..sentinels import DEFAULT, MISSING
 from ..serialization import Serializer, make_serializer
 from ..serialization.header import Codec, pack_header
 from ..stats import CacheStats
-from ..ttl import TTLArg, check_default_ttl, resolve_ttl, to_seconds
+from ..ttl import TTLArg, check_default_ttl, resolve_ttl
 from . import redis_scripts as lua
 from . import redis_wire as wire
 from .redis_async import RAISE, RedisAsyncOps
@@ -655,29 +655,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
 
     # -- get_or_set with stampede protection across processes -------------------------------------
 
-    def _get_or_set(
-        self, key: str, default_or_factory: Any, ttl: TTLArg, add: Callable[[str, Any], bool]
-    ) -> Any:
-        if not callable(default_or_factory) or self._stampede_timeout is None:
-            return super()._get_or_set(key, default_or_factory, ttl, add)
-        if ttl is not DEFAULT:
-            to_seconds(ttl)
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        factory: Callable[[], Any] = default_or_factory
-        return self._single_flight.do(
-            key,
-            lambda: self._compute_once(key, factory, add),
-            lambda: self._compute_alone(key, factory, add),
-        )
-
-    def _compute_once(
-        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
-    ) -> Any:
+    def _lead(self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]) -> Any:
         """The process-wide leader: compute under a short Redis lock, or wait for its holder."""
         timeout = self._stampede_timeout
-        assert timeout is not None
+        if timeout is None:
+            return self._compute_alone(key, factory, add)
         lock_key, token = self._stamp_prefix + key + self._kclose, uuid.uuid4().hex
         deadline = time.monotonic() + timeout
         delay = 0.005

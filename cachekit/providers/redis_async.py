@@ -26,7 +26,7 @@ from ..errors import InvalidKey, NotAnInteger
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker
 from ..sentinels import DEFAULT, MISSING
-from ..ttl import TTLArg, to_seconds
+from ..ttl import TTLArg
 from . import redis_scripts as lua
 from .redis_conn import UNAVAILABLE, RedisClients
 from .redis_lock import AsyncCacheLock
@@ -310,29 +310,13 @@ class RedisAsyncOps(DistributedCache):
 
     # -- get_or_set with stampede protection across processes -------------------------------------
 
-    async def _aget_or_set(
-        self, key: str, default_or_factory: Any, ttl: TTLArg, add: Callable[[str, Any], Any]
-    ) -> Any:
-        if not callable(default_or_factory) or self._stampede_timeout is None:
-            return await super()._aget_or_set(key, default_or_factory, ttl, add)
-        if ttl is not DEFAULT:
-            to_seconds(ttl)
-        value = await self.aget(key, MISSING)
-        if value is not MISSING:
-            return value
-        factory: Callable[[], Any] = default_or_factory
-        return await self._async_single_flight.do(
-            key,
-            lambda: self._acompute_once(key, factory, add),
-            lambda: self._acompute_alone(key, factory, add),
-        )
-
-    async def _acompute_once(
+    async def _alead(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Any]
     ) -> Any:
-        """The async twin of ``RedisCache._compute_once`` (same lock, same backoff)."""
+        """The async twin of ``RedisCache._lead`` (same lock, same backoff)."""
         timeout = self._stampede_timeout
-        assert timeout is not None
+        if timeout is None:
+            return await self._acompute_alone(key, factory, add)
         lock_key, token = self._stamp_prefix + key + self._kclose, uuid.uuid4().hex
         deadline = time.monotonic() + timeout
         delay = 0.005
