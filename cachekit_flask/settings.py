@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from cachekit import DEFAULT, create_cache
 from cachekit import Cache as CoreCache
 from cachekit.errors import ConfigurationError
+from cachekit.providers.tiered import DEFAULT_L1
 
 __all__ = ["FlaskCacheSettings", "flask_timeout_to_ttl"]
 
@@ -102,6 +103,18 @@ def flask_timeout_to_ttl(timeout: Any, *, key: str = "timeout") -> Any:
             f"{key} must be seconds (int) or a timedelta, got {timeout!r}", key=key
         )
     return None if timeout == 0 else timeout
+
+
+def _copying_l1(l1: Any, url: str) -> Any:
+    """A near cache's L1 that stores copies (see the memory case in ``from_config``): its hits
+    would otherwise hand every request the object L2 decoded once."""
+    if l1 is None:
+        l1 = parse_qs(urlsplit(url).query).get("l1", [DEFAULT_L1])[-1]
+    if isinstance(l1, Mapping):
+        return l1 if "serializer" in l1 else {**l1, "serializer": "pickle"}
+    if isinstance(l1, str) and "serializer" not in parse_qs(urlsplit(l1).query):
+        return l1 + ("&" if "?" in l1 else "?") + "serializer=pickle"
+    return l1  # anything else: the provider reports it
 
 
 def _bool(config: Mapping[str, Any], key: str) -> bool:
@@ -211,6 +224,8 @@ class FlaskCacheSettings:
             # hand every request the one stored object, and a cached Response would collect
             # each request's after-request changes (its session cookie) for the next ones.
             options["serializer"] = "pickle"
+        elif settings.url.startswith("tiered://"):
+            options["l1"] = _copying_l1(options.get("l1"), settings.url)
         settings.options = options
         return settings
 

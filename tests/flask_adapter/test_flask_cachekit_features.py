@@ -171,6 +171,36 @@ def test_concurrent_requests_each_get_their_own_response(config: dict[str, Any] 
         cache.clear()
 
 
+def test_near_cache_hits_are_copies_too(redis_server: RedisServer) -> None:
+    """A tiered cache's L1 held the object L2 decoded: every hit was that one Response, and
+    each request's session cookie piled up on it for the next requests."""
+    from urllib.parse import quote
+
+    l2 = quote(redis_server.url + "?prefix=flask-tiered:", safe="")
+    app, cache = make({"CACHEKIT_URL": f"tiered://?l2={l2}"}, name="tiered-copies")
+    app.secret_key = "test"
+
+    @app.before_request
+    def remember() -> None:
+        flask.session["user"] = flask.request.args["u"]
+
+    @app.route("/page")
+    @cache.cached(timeout=60)
+    def page() -> flask.Response:
+        return flask.make_response("page")
+
+    with app.app_context():
+        cache.cache.start(timeout=10)  # the subscriber: L1 is used once it is confirmed
+    cookies = []
+    for user in "abc":
+        with app.test_client() as client:
+            cookies.append(client.get(f"/page?u={user}").headers.getlist("Set-Cookie"))
+    assert [len(found) for found in cookies] == [1, 1, 1], cookies
+    assert cache.cache.l1.get_stats().hits >= 1  # served from L1, as copies
+    cache.clear()
+    cache.cache.close()
+
+
 @pytest.mark.parametrize("config", [{"CACHE_TYPE": "SimpleCache"}, None], ids=["simple", "memory"])
 def test_a_cached_view_calling_one_with_the_same_key_does_not_hang(
     config: dict[str, Any] | None,
