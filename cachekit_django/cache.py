@@ -22,8 +22,10 @@ the core's async twins: real asyncio I/O for Redis, direct calls for the memory 
 
 from __future__ import annotations
 
+import datetime
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from django.core.cache.backends.base import (
@@ -237,7 +239,12 @@ class CacheKitCache(BaseCache):
         version: int | None = None,
         *,
         tags: Iterable[str] = (),
-    ) -> None:
+        nx: bool = False,
+    ) -> bool | None:
+        """Django's ``set``; ``nx=True`` is django-redis's "only if absent" (``add``, whose
+        result it returns)."""
+        if nx:
+            return self.add(key, value, timeout, version, tags=tags)
         if self._inline_keys:  # see get()
             if version is None:
                 version = self.version
@@ -336,11 +343,20 @@ class CacheKitCache(BaseCache):
         if made:
             self._cachekit.delete_many(made)
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+    def incr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        *,
+        ignore_key_check: bool = False,
+    ) -> int:
+        """Django's ``incr``; ``ignore_key_check=True`` (django-redis) starts a missing key at 0
+        instead of raising."""
         made = self.make_and_validate_key(key, version)
         # Django's backends raise ValueError for a missing key (the core would start it at 0);
         # between the check and the increment the race is the one Django's RedisCache has.
-        if not self._cachekit.exists(made):
+        if not ignore_key_check and not self._cachekit.exists(made):
             raise ValueError(f"Key '{made}' not found")
         return self._cachekit.incr(made, delta)
 
@@ -407,6 +423,54 @@ class CacheKitCache(BaseCache):
                 "the made key, so a pattern cannot be mapped onto made keys"
             )
         return _escape_glob(head) + pattern + _escape_glob(tail)
+
+    # -- django-redis's extras ---------------------------------------------------------------------
+
+    def iter_keys(
+        self, search: str, itersize: int | None = None, version: int | None = None
+    ) -> Iterator[str]:
+        """The keys (as given to ``set``) matching a Redis glob, listed page by page (``SCAN``
+        on Redis): django-redis's ``iter_keys``. Providers that cannot list keys (memcached)
+        raise :class:`~cachekit.errors.UnsupportedOperation`."""
+        glob = self.make_pattern(search, version)
+        head, _, tail = self.make_key(_PATTERN_MARK, version=version).partition(_PATTERN_MARK)
+        cut = len(tail)
+        cursor = ""
+        while True:
+            cursor, made_keys = self._cachekit.scan_keys(glob, cursor=cursor, count=itersize or 500)
+            for made in made_keys:
+                yield made[len(head) : len(made) - cut]
+            if not cursor:
+                return
+
+    def keys(self, search: str, version: int | None = None) -> list[str]:
+        """django-redis's ``keys``: :meth:`iter_keys` as a list."""
+        return list(self.iter_keys(search, version=version))
+
+    def persist(self, key: Any, version: int | None = None) -> bool:
+        """django-redis's: drop the key's expiry; whether it exists."""
+        return self.touch(key, None, version)
+
+    def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """django-redis's: a new timeout in seconds (``touch``); whether the key exists."""
+        return self.touch(key, timeout, version)
+
+    def pexpire(self, key: Any, timeout: float, version: int | None = None) -> bool:
+        """django-redis's: a new timeout in milliseconds."""
+        return self.touch(key, timeout / 1000, version)
+
+    def expire_at(self, key: Any, when: datetime.datetime, version: int | None = None) -> bool:
+        """django-redis's: expire at ``when`` (an aware or local naive datetime); a time in the
+        past removes the key, as Redis ``EXPIREAT`` does."""
+        seconds = when.timestamp() - time.time()
+        if seconds <= 0:
+            return self.delete(key, version)
+        return self.touch(key, seconds, version)
+
+    def pttl(self, key: Any, version: int | None = None) -> int | None:
+        """django-redis's: milliseconds left; ``None`` never expires, ``0`` missing."""
+        seconds = self.ttl(key, version)
+        return None if seconds is None else int(seconds * 1000)
 
     def _distributed_core(self, op: str) -> DistributedCache:
         core = self._cachekit

@@ -119,6 +119,40 @@ def test_ttl(distributed: Any) -> None:
     assert cache.ttl("missing") == 0.0
 
 
+def test_django_redis_extras(distributed: Any) -> None:
+    """django-redis's key listing, expiry and conditional-write calls, on every provider that
+    can list keys (review finding: they raised AttributeError/TypeError)."""
+    import datetime
+
+    cache = distributed
+    cache.set_many({"session:a": 1, "session:b": 2, "other": 3}, 100)
+    cache.set("session:c", 4, 100, version=2)
+    assert sorted(cache.keys("session:*")) == ["session:a", "session:b"]
+    assert sorted(cache.iter_keys("session:*", itersize=1)) == ["session:a", "session:b"]
+    assert cache.keys("session:*", version=2) == ["session:c"]
+    assert cache.set("other", 9, nx=True) is False
+    assert cache.get("other") == 3
+    assert cache.set("fresh", 9, nx=True) is True
+    assert cache.persist("session:a") is True
+    assert cache.ttl("session:a") is None
+    assert cache.pttl("session:a") is None
+    assert cache.expire("session:a", 50) is True
+    assert 49_000 < cache.pttl("session:a") <= 50_000
+    assert cache.pexpire("session:a", 20_000) is True
+    assert 19 < cache.ttl("session:a") <= 20
+    soon = datetime.datetime.now() + datetime.timedelta(seconds=30)
+    assert cache.expire_at("session:a", soon) is True
+    assert 28 < cache.ttl("session:a") <= 30
+    assert cache.expire_at("session:a", soon - datetime.timedelta(minutes=5)) is True
+    assert cache.get("session:a") is None
+    assert cache.pttl("missing") == 0
+    assert cache.persist("missing") is False
+    with pytest.raises(ValueError, match="not found"):
+        cache.incr("counter")
+    assert cache.incr("counter", 5, ignore_key_check=True) == 5
+    assert cache.incr("counter", ignore_key_check=True) == 6
+
+
 @pytest.mark.servers
 def test_lock(backend_factory: Factory, redis_location: str) -> None:
     options = {"prefix": f"{REDIS_PREFIX}lock:"}
