@@ -14,8 +14,8 @@ each live one's ``_after_fork()`` in the child, before the child runs anything e
 drops what belongs to the parent (connections are reopened on next use) and replaces its locks.
 Nothing is closed: a connection closed in the child would be torn down under the parent, and a
 ``QUIT`` would end the parent's session. redis-py's connection pools already notice a new pid at
-every checkout, so the Redis providers only drop their asyncio clients (event loops do not
-survive a fork either).
+every checkout, so the Redis providers only replace their locks (their asyncio clients stay,
+unused: they belong to the parent's event loops, which do not survive a fork).
 """
 
 from __future__ import annotations

@@ -222,7 +222,14 @@ class Cache(abc.ABC):
             key,
             lambda: self._lead(key, factory, add),
             lambda: self._compute_alone(key, factory, add),
+            lambda value: self._stored_or(key, value),
         )
+
+    def _stored_or(self, key: str, value: Any) -> Any:
+        """What a single-flight waiter gets: the stored value (its own copy where the provider
+        decodes one per read), else (nothing was stored) the leader's ``value``."""
+        current = self._peek(key)
+        return value if current is MISSING else current
 
     def _lead(self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]) -> Any:
         """What this process's single-flight leader runs: providers that keep other processes
@@ -335,7 +342,13 @@ class Cache(abc.ABC):
             key,
             lambda: self._alead(key, factory, add),
             lambda: self._acompute_alone(key, factory, add),
+            lambda value: self._astored_or(key, value),
         )
+
+    async def _astored_or(self, key: str, value: Any) -> Any:
+        """The async twin of :meth:`_stored_or`."""
+        current = await self._apeek(key)
+        return value if current is MISSING else current
 
     async def _alead(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]

@@ -4,17 +4,20 @@ Used by ``get_or_set`` so that a popular key that expires does not send every th
 task) to the slow factory at once (a cache stampede). The leader's exception is re-raised in
 every waiter, because a waiter that silently recomputed would defeat the purpose under load.
 
-Two cases run ``alone`` (the caller's own, uncoordinated computation) when it is given:
+Two hooks a caller may give:
 
-* **Waiters after a success.** The leader's value is an object of the leader's: handed to every
-  waiter, one mutable object (a response whose cookies each request's code then sets) would be
-  shared by concurrent requests. A waiter runs ``alone`` instead, which for ``get_or_set``
-  reads the value the leader stored (its own copy, from a serializing cache) and computes only
-  if it is not there.
-* **Re-entry.** A computation that asks for its own key again (a cached view calling another
-  with the same key, a recursive memoized function whose ignored arguments make every level
-  one key) would wait for itself forever: the nested call, recognised by a context variable
-  (per thread, and per task in asyncio), runs ``alone``.
+* ``share``, for **waiters after a success.** The leader's value is an object of the leader's:
+  handed to every waiter, one mutable object (a response whose cookies each request's code then
+  sets) would be shared by concurrent requests. ``get_or_set`` passes a ``share`` that reads the
+  value the leader stored (each waiter's own copy, from a serializing cache) and falls back to
+  the leader's value when nothing was stored (a TTL of 0, a backend down and failing open), so
+  the factory still runs once.
+* ``alone``, for **re-entry.** A computation that asks for its own key again (a cached view
+  calling another with the same key, a recursive memoized function whose ignored arguments make
+  every level one key) would wait for itself forever: the nested call runs ``alone`` instead.
+  It is recognised by a context variable naming the flight, the key and the computation, which
+  counts only while that computation runs: an asyncio task it started inherits the variable,
+  and once the computation is over that task coalesces like any other caller.
 """
 
 from __future__ import annotations
@@ -29,10 +32,29 @@ from typing import Any
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
 
-#: The (flight, key) pairs the current thread or task is computing as a leader.
-_leading: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+#: (flight, key, computation) of the computations the current thread or task runs as a leader:
+#: a :class:`_Call` (sync) or the computation's task (async).
+_leading: contextvars.ContextVar[frozenset[tuple[int, str, Any]]] = contextvars.ContextVar(
     "cachekit_singleflight_leading", default=frozenset()
 )
+
+
+def _reentered(flight: object, key: str) -> bool:
+    """Whether this thread or task is inside a running computation of ``key`` by ``flight``."""
+    leading = _leading.get()
+    if not leading:
+        return False
+    me = id(flight)
+    for owner, name, computation in leading:
+        if owner == me and name == key:
+            finished = (
+                computation.done.is_set()
+                if isinstance(computation, _Call)
+                else computation.done()
+            )
+            if not finished:
+                return True
+    return False
 
 
 class _Call:
@@ -54,12 +76,16 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._calls: dict[str, _Call] = {}
 
-    def do(self, key: str, fn: Callable[[], Any], alone: Callable[[], Any] | None = None) -> Any:
+    def do(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        alone: Callable[[], Any] | None = None,
+        share: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """Run ``fn`` once for all concurrent callers of ``key`` and return its result to each
-        (or, with ``alone``, have each waiter and any re-entrant call run it: see the module)."""
-        marker = (id(self), key)
-        leading = _leading.get()
-        if alone is not None and marker in leading:
+        (through ``share`` for waiters; ``alone`` for a re-entrant call: see the module)."""
+        if alone is not None and _reentered(self, key):
             return alone()
         with self._lock:
             call = self._calls.get(key)
@@ -72,8 +98,8 @@ class SingleFlight:
             call.done.wait()
             if call.error is not None:
                 raise _own_copy(call.error)
-            return call.value if alone is None else alone()
-        token = _leading.set(leading | {marker})
+            return call.value if share is None else share(call.value)
+        token = _leading.set(_leading.get() | {(id(self), key, call)})
         try:
             call.value = fn()
         except BaseException as exc:
@@ -112,6 +138,7 @@ class AsyncSingleFlight:
         key: str,
         fn: Callable[[], Awaitable[Any]],
         alone: Callable[[], Awaitable[Any]] | None = None,
+        share: Callable[[Any], Awaitable[Any]] | None = None,
     ) -> Any:
         """Await ``fn()`` once for all concurrent callers of ``key`` on this loop.
 
@@ -119,8 +146,7 @@ class AsyncSingleFlight:
         it through ``shield``: cancelling any caller (a client that went away) cancels only that
         caller, never the computation the others are waiting for.
         """
-        marker = (id(self), key)
-        if alone is not None and marker in _leading.get():
+        if alone is not None and _reentered(self, key):
             return await alone()
         loop = asyncio.get_running_loop()
         table = self._tables.get(loop)
@@ -128,7 +154,7 @@ class AsyncSingleFlight:
             table = self._tables[loop] = {}
         task = table.get(key)
         if task is None:
-            task = table[key] = loop.create_task(_run(fn, marker))
+            task = table[key] = loop.create_task(_run(fn, (id(self), key)))
             task.add_done_callback(lambda done: _forget(table, key, done))
             return await asyncio.shield(task)
         try:
@@ -138,7 +164,7 @@ class AsyncSingleFlight:
                 # The leader's failure, not this caller's cancellation.
                 raise _own_copy(exc) from exc.__cause__
             raise
-        return value if alone is None else await alone()
+        return value if share is None else await share(value)
 
     def in_flight(self) -> int:
         """Keys being computed on the running loop."""
@@ -146,7 +172,8 @@ class AsyncSingleFlight:
 
 
 async def _run(fn: Callable[[], Awaitable[Any]], marker: tuple[int, str]) -> Any:
-    _leading.set(_leading.get() | {marker})  # the task's own context: nested calls see it
+    # The task's own context: calls nested in the computation see it (see _reentered).
+    _leading.set(_leading.get() | {(*marker, asyncio.current_task())})
     return await fn()
 
 

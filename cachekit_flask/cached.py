@@ -304,7 +304,11 @@ class CachedMixin(ExtensionBase):
         done: list[Any] = []
 
         def factory() -> Any:
-            value = compute()
+            try:
+                value = compute()
+            except StoreWith as signal:  # stored within the flight: its waiters read it
+                self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
+                raise
             done.append(value)
             return value
 
@@ -319,12 +323,12 @@ class CachedMixin(ExtensionBase):
             value = factory()
             self._store(core, cache_key, value, ttl, tags)
             return value
-        except NotStored as signal:
-            return signal.value
-        except StoreWith as signal:
-            self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
+        except (NotStored, StoreWith) as signal:
             return signal.value
         except ComputeOwn:  # a waiter whose leader's value was not for sharing
+            stored = core.get(cache_key, MISSING)  # a CachedResponse's, stored in the flight
+            if stored is not MISSING:
+                return stored
             return self._fill(cache_key, compute, ttl, tags, single_flight=False, core=core)
         except CacheError:
             if not done or self._debug():
@@ -345,7 +349,11 @@ class CachedMixin(ExtensionBase):
         done: list[Any] = []
 
         async def factory() -> Any:
-            value = await compute()
+            try:
+                value = await compute()
+            except StoreWith as signal:  # see _fill
+                self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
+                raise
             done.append(value)
             return value
 
@@ -362,12 +370,12 @@ class CachedMixin(ExtensionBase):
             else:
                 await core.aset(cache_key, value, ttl)
             return value
-        except NotStored as signal:
-            return signal.value
-        except StoreWith as signal:
-            self._store_logged(core, cache_key, signal.value, signal.ttl, tags)
+        except (NotStored, StoreWith) as signal:
             return signal.value
         except ComputeOwn:  # see _fill
+            stored = await core.aget(cache_key, MISSING)
+            if stored is not MISSING:
+                return stored
             return await self._afill(core, cache_key, compute, ttl, tags, single_flight=False)
         except CacheError:
             if not done or self._debug():

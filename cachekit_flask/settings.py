@@ -89,6 +89,8 @@ def flask_timeout_to_ttl(timeout: Any, *, key: str = "timeout") -> Any:
         return DEFAULT
     if isinstance(timeout, timedelta):
         seconds = timeout.total_seconds()
+        if seconds < 0:
+            return -1  # expired at once, however little below zero
         whole = int(seconds) + (1 if seconds > int(seconds) else 0)
         return None if whole == 0 else whole
     if isinstance(timeout, str):
@@ -111,7 +113,9 @@ def _copying_l1(l1: Any, url: str) -> Any:
     if l1 is None:
         l1 = parse_qs(urlsplit(url).query).get("l1", [DEFAULT_L1])[-1]
     if isinstance(l1, Mapping):
-        return l1 if "serializer" in l1 else {**l1, "serializer": "pickle"}
+        url_query = parse_qs(urlsplit(str(l1.get("url", ""))).query)
+        named = "serializer" in l1 or "serializer" in url_query
+        return l1 if named else {**l1, "serializer": "pickle"}
     if isinstance(l1, str) and "serializer" not in parse_qs(urlsplit(l1).query):
         return l1 + ("&" if "?" in l1 else "?") + "serializer=pickle"
     return l1  # anything else: the provider reports it
@@ -176,6 +180,13 @@ class FlaskCacheSettings:
             ignore_errors=ignore_errors,
         )
         ttl = flask_timeout_to_ttl(config["CACHE_DEFAULT_TIMEOUT"], key="CACHE_DEFAULT_TIMEOUT")
+        if isinstance(ttl, int | float) and ttl < 0:
+            raise ConfigurationError(
+                "CACHE_DEFAULT_TIMEOUT must be 0 (never expire) or positive: a negative default "
+                f"would store nothing (SimpleCache) or never expire (RedisCache), got "
+                f"{config['CACHE_DEFAULT_TIMEOUT']!r}",
+                key="CACHE_DEFAULT_TIMEOUT",
+            )
         options: dict[str, Any] = {"default_ttl": None if ttl is DEFAULT else ttl}
         url = config.get("CACHEKIT_URL")
         if url is not None:
@@ -185,7 +196,7 @@ class FlaskCacheSettings:
                     key="CACHEKIT_URL",
                 )
             settings.url = url
-            scheme = url.partition("://")[0]
+            scheme = url.partition("://")[0].lower()
             if "CACHE_DEFAULT_TIMEOUT" not in raw:
                 options = {}  # the URL's own default_ttl (or none) applies
             kind = _SCHEME_KINDS.get(scheme, "network")
@@ -224,7 +235,7 @@ class FlaskCacheSettings:
             # hand every request the one stored object, and a cached Response would collect
             # each request's after-request changes (its session cookie) for the next ones.
             options["serializer"] = "pickle"
-        elif settings.url.startswith("tiered://"):
+        elif settings.url.lower().startswith("tiered://"):
             options["l1"] = _copying_l1(options.get("l1"), settings.url)
         settings.options = options
         return settings

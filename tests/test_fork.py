@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -143,3 +144,53 @@ def test_near_cache_child_subscribes_on_its_own_and_sees_parent_writes(
     for fd in (ready_r, go_w):
         os.close(fd)
     cache.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis", "memcached", "file"])
+def test_locks_another_thread_held_at_the_fork_are_not_inherited(
+    kind: str,
+    redis_server: RedisServer,
+    memcached_server: MemcachedServer,
+    tmp_path: Any,
+) -> None:
+    """Review finding: the child of a fork taken while another thread held a cache's stats
+    lock (taken on every Redis get) deadlocked on its first call."""
+    url = {
+        "memory": "memory://",
+        "redis": redis_server.url + "?prefix=forklocks:",
+        "memcached": memcached_server.url + "?prefix=forklocks",
+        "file": f"file://?directory={tmp_path}",
+    }[kind]
+    cache: Any = create_cache(url)
+    cache.set("k", "v")
+    held = [
+        lock
+        for lock in (
+            getattr(cache, "_stats_lock", None),
+            getattr(getattr(cache, "_lock", None), "lock", None),  # memory's
+            getattr(getattr(cache, "_fail_open", None), "_lock", None),
+            getattr(getattr(cache, "_failure", None), "_lock", None),
+        )
+        if lock is not None
+    ]
+    assert held
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in held:
+            lock.acquire()
+        taken.set()
+        release.wait(30)
+        for lock in held:
+            lock.release()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    taken.wait(10)
+    try:
+        pid, read = _fork(lambda: [cache.get("k"), cache.set("k2", 1), cache.get_stats().sets > 0])
+    finally:
+        release.set()
+        holder.join(10)
+    assert _report(pid, read, timeout=15) == ["v", None, True]
+    cache.clear()

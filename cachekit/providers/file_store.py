@@ -85,6 +85,9 @@ class FileStore:
         self._counts_lock = threading.Lock()
         self.expirations = self.evictions = self.corrupt = 0
 
+    def _after_fork(self) -> None:
+        self._counts_lock = threading.Lock()  # the directory lock is a file lock, per hold
+
     def locked(self) -> AbstractContextManager[Held]:
         """Hold the directory lock (see :mod:`.file_lock`)."""
         return self._lock.hold()

@@ -398,6 +398,13 @@ class FileCache(DistributedCache):
                 self._deletes += removed
         return removed
 
+    def _after_fork(self) -> None:
+        """Locks another thread may have held at the fork (see :mod:`cachekit.forking`)."""
+        super()._after_fork()
+        self._stats_lock = threading.Lock()
+        self._fail_open._after_fork()
+        self._files._after_fork()
+
     def clear(self) -> None:
         """Remove this provider's entries, temporaries and free key locks; nothing else."""
         self._guard("clear", None, self._files.clear)

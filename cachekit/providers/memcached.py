@@ -1296,6 +1296,10 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         for node in self._nodes.values():
             node._after_fork()
         self._ns_lock = threading.Lock()
+        self._failure._after_fork()
+        self._stats_lock = lock = threading.Lock()
+        for counts in list(self._all_counts):  # they fold into the totals under it
+            counts.lock = lock
 
     def __repr__(self) -> str:
         return f"<MemcachedCache name={self.name!r} servers={list(self._nodes)!r}>"

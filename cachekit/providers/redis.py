@@ -769,6 +769,9 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def _after_fork(self) -> None:
         super()._after_fork()
         self._clients._after_fork()
+        self._stats_lock = threading.Lock()
+        self._breaker._after_fork()
+        self._fail_open._after_fork()
 
 
 def _still_tagged(checks: list[tuple[str, str]], replies: list[Any]) -> list[str]:

@@ -53,6 +53,9 @@ class FailOpen:
         #: Swallowed failures per operation name (only counted when fail-open).
         self.failures: Counter[str] = Counter()
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def handle(self, operation: str, error: BaseException) -> None:
         """Raise ``BackendUnavailable`` (fail-closed) or count and log ``error`` (fail-open)."""
         if not self.enabled:

@@ -490,6 +490,70 @@ class CacheContract:
 
         assert asyncio.run(anested()) == "inner"
 
+    def test_get_or_set_is_single_flight_when_nothing_is_stored(self, cache: Cache) -> None:
+        """Review finding: with nothing stored (a TTL of 0; a backend down and failing open)
+        each waiter ran the factory itself. Waiters then take the leader's value."""
+        threads = 6
+        release = threading.Event()
+        entered = threading.Barrier(threads + 1)
+        calls: list[int] = []
+        results: list[Any] = []
+
+        def factory() -> str:
+            calls.append(1)
+            release.wait(10)
+            return "v"
+
+        def work() -> None:
+            cache.get("warm-up")  # this thread's connection (a TLS handshake) is made before
+            entered.wait()
+            results.append(cache.get_or_set("unstored", factory, ttl=0))
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        entered.wait()
+        threading.Event().wait(0.3)  # every thread has missed and waits on the leader
+        release.set()
+        for t in pool:
+            t.join()
+        assert results == ["v"] * threads
+        assert calls == [1]
+
+    def test_async_reentry_mark_ends_with_its_computation(self, cache: Cache) -> None:
+        """Review finding: a task started inside a computation inherited its re-entry mark and
+        skipped coalescing for good; the mark now counts only while that computation runs."""
+        calls: list[str] = []
+
+        async def scenario() -> list[Any]:
+            go = asyncio.Event()
+            later: list[asyncio.Task[Any]] = []
+
+            async def second_round() -> str:
+                calls.append("second")
+                await asyncio.sleep(0.05)
+                return "second"
+
+            async def first_round() -> str:
+                calls.append("first")
+
+                async def background() -> Any:
+                    await go.wait()
+                    return await cache.aget_or_set("bg", second_round)
+
+                later.append(asyncio.ensure_future(background()))
+                return "first"
+
+            assert await cache.aget_or_set("bg", first_round) == "first"
+            await cache.adelete("bg")
+            leader = asyncio.ensure_future(cache.aget_or_set("bg", second_round))
+            await asyncio.sleep(0)  # the new leader is computing
+            go.set()
+            return [await leader, await later[0]]
+
+        assert asyncio.run(scenario()) == ["second", "second"]
+        assert calls == ["first", "second"]
+
     def test_get_or_set_waiters_read_the_stored_value(self, cache: Cache) -> None:
         """Waiters get the value as any reader would (their own copy where the provider
         decodes one per read), never the leader's object: one mutable result shared by

@@ -171,6 +171,36 @@ def test_concurrent_requests_each_get_their_own_response(config: dict[str, Any] 
         cache.clear()
 
 
+def test_a_cached_response_with_its_own_timeout_is_computed_once() -> None:
+    """Review finding: waiters of a CachedResponse (stored with its own TTL) each ran the view
+    again; the leader now stores it within the flight and the waiters read that copy."""
+    app, cache = make({"CACHE_TYPE": "SimpleCache"}, name="cached-response")
+    calls: list[int] = []
+    gate = threading.Barrier(4)
+
+    @app.route("/cr")
+    @cache.cached(timeout=60)
+    def cr() -> flask.Response:
+        calls.append(1)
+        time.sleep(0.3)
+        return cachekit_flask.CachedResponse(flask.make_response("body"), 120)
+
+    bodies: list[bytes] = []
+
+    def request() -> None:
+        with app.test_client() as client:
+            gate.wait()
+            bodies.append(client.get("/cr").data)
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert bodies == [b"body"] * 4
+    assert calls == [1]
+
+
 def test_near_cache_hits_are_copies_too(redis_server: RedisServer) -> None:
     """A tiered cache's L1 held the object L2 decoded: every hit was that one Response, and
     each request's session cookie piled up on it for the next requests."""
