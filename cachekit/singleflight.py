@@ -48,9 +48,7 @@ def _reentered(flight: object, key: str) -> bool:
     for owner, name, computation in leading:
         if owner == me and name == key:
             finished = (
-                computation.done.is_set()
-                if isinstance(computation, _Call)
-                else computation.done()
+                computation.done.is_set() if isinstance(computation, _Call) else computation.done()
             )
             if not finished:
                 return True
