@@ -113,12 +113,14 @@ def test_threshold_bounds_the_entries(make_app: AppFactory) -> None:
 
 
 def test_default_timeout_applies(make_app: AppFactory) -> None:
-    app, cache = make_app(CACHE_DEFAULT_TIMEOUT=1)
+    # 2 s, not 1: cachelib stores int(time()) + timeout, so a 1 s entry written late in a second
+    # can read as expired at once (this failed once for Flask-Caching's side under CI load).
+    app, cache = make_app(CACHE_DEFAULT_TIMEOUT=2)
     with app.app_context():
         cache.set("short", 1)
         cache.set("forever", 1, timeout=0)
         assert cache.get("short") == 1
-    time.sleep(1.1)
+    time.sleep(2.1)
     with app.app_context():
         assert cache.get("short") is None
         assert cache.get("forever") == 1
