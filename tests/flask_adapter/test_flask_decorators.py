@@ -64,14 +64,14 @@ def test_cached_timeout_expires(make_app: AppFactory) -> None:
     compute = Counter()
 
     @app.route("/t")
-    @cache.cached(timeout=1)
+    @cache.cached(timeout=2)  # 2 s: cachelib's whole-second expiry can make 1 s read as 0
     def view() -> str:
         return compute()
 
     client = app.test_client()
     first = client.get("/t").data
     assert client.get("/t").data == first
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert client.get("/t").data != first
 
 
@@ -291,12 +291,12 @@ def test_cached_response_timeout_override(make_app: AppFactory, impl: str) -> No
 
     @cache.cached(key_prefix="cr", timeout=1000)
     def view() -> Any:
-        return module.CachedResponse(flask.make_response("short"), timeout=1)
+        return module.CachedResponse(flask.make_response("short"), timeout=2)
 
     with app.test_request_context("/"):
         assert view().get_data() == b"short"
         assert cache.get("cr") is not None
-    time.sleep(1.1)
+    time.sleep(2.1)
     with app.test_request_context("/"):
         assert cache.get("cr") is None
 
@@ -353,14 +353,14 @@ def test_memoize_by_arguments_positional_or_keyword(make_app: AppFactory) -> Non
 def test_memoize_timeout_expires(make_app: AppFactory) -> None:
     app, cache = make_app()
 
-    @cache.memoize(timeout=1)
+    @cache.memoize(timeout=2)  # see test_cached_timeout_expires
     def f(x: int) -> float:
         return time.monotonic()
 
     with app.app_context():
         first = f(1)
         assert f(1) == first
-        time.sleep(1.1)
+        time.sleep(2.1)
         assert f(1) != first
 
 
