@@ -29,7 +29,7 @@ import pytest
 
 from ..errors import InvalidArgument, InvalidKey, NotAnInteger, UnsupportedOperation
 from ..interfaces import Cache, DistributedCache
-from ..sentinels import MISSING
+from ..sentinels import DEFAULT, MISSING
 from .clock import FakeClock
 
 __all__ = ["CacheContract", "DistributedCacheContract", "MakeCache"]
@@ -54,6 +54,43 @@ ROUND_TRIP_VALUES: list[Any] = [
 ]
 
 BAD_KEYS: list[Any] = ["", None, 42, b"bytes", ("tuple",)]
+
+
+def _race_get_or_set(
+    cache: Cache, key: str, produce: Callable[[], Any], threads: int, ttl: Any = DEFAULT
+) -> tuple[list[int], list[Any]]:
+    """``threads`` threads miss ``key`` at once and call ``get_or_set``; returns the factory's
+    calls and each thread's result. The first factory call is held for up to 0.3 s, long enough
+    for every other thread to have missed and either waited (single-flight) or run the factory
+    too (which ends the hold at once); no private state is inspected."""
+    release = threading.Event()
+    entered = threading.Barrier(threads + 1)
+    calls: list[int] = []
+    results: list[Any] = []
+
+    def factory() -> Any:
+        calls.append(1)
+        release.wait(10)
+        return produce()
+
+    def work() -> None:
+        cache.get("warm-up")  # this thread's connection (a TLS handshake) is made before
+        entered.wait()
+        results.append(cache.get_or_set(key, factory, ttl))
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    entered.wait()
+    pause = threading.Event()
+    for _ in range(300):
+        if len(calls) > 1:
+            break
+        pause.wait(0.001)
+    release.set()
+    for t in pool:
+        t.join()
+    return calls, results
 
 
 class CacheContract:
@@ -362,37 +399,9 @@ class CacheContract:
         assert cache.get_or_set("k", lambda: 2) == 2
 
     def test_get_or_set_is_single_flight(self, cache: Cache) -> None:
-        threads = 8
-        release = threading.Event()
-        entered = threading.Barrier(threads + 1)
-        calls: list[int] = []
-        results: list[Any] = []
-
-        def factory() -> str:
-            calls.append(1)
-            release.wait(10)
-            return "computed"
-
-        def work() -> None:
-            entered.wait()
-            results.append(cache.get_or_set("hot", factory))
-
-        pool = [threading.Thread(target=work) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        entered.wait()
-        # Hold the leader for a while: without single-flight, the other threads, which all
-        # missed, would run the factory meanwhile (bounded wait, no private state inspected).
-        pause = threading.Event()
-        for _ in range(300):
-            if len(calls) > 1:
-                break
-            pause.wait(0.001)
-        release.set()
-        for t in pool:
-            t.join()
+        calls, results = _race_get_or_set(cache, "hot", lambda: "computed", 8)
         assert calls == [1]
-        assert results == ["computed"] * threads
+        assert results == ["computed"] * 8
 
     def test_get_or_set_factory_error_propagates_and_stores_nothing(self, cache: Cache) -> None:
         def factory() -> int:
@@ -493,31 +502,8 @@ class CacheContract:
     def test_get_or_set_is_single_flight_when_nothing_is_stored(self, cache: Cache) -> None:
         """Review finding: with nothing stored (a TTL of 0; a backend down and failing open)
         each waiter ran the factory itself. Waiters then take the leader's value."""
-        threads = 6
-        release = threading.Event()
-        entered = threading.Barrier(threads + 1)
-        calls: list[int] = []
-        results: list[Any] = []
-
-        def factory() -> str:
-            calls.append(1)
-            release.wait(10)
-            return "v"
-
-        def work() -> None:
-            cache.get("warm-up")  # this thread's connection (a TLS handshake) is made before
-            entered.wait()
-            results.append(cache.get_or_set("unstored", factory, ttl=0))
-
-        pool = [threading.Thread(target=work) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        entered.wait()
-        threading.Event().wait(0.3)  # every thread has missed and waits on the leader
-        release.set()
-        for t in pool:
-            t.join()
-        assert results == ["v"] * threads
+        calls, results = _race_get_or_set(cache, "unstored", lambda: "v", 6, ttl=0)
+        assert results == ["v"] * 6
         assert calls == [1]
 
     def test_async_reentry_mark_ends_with_its_computation(self, cache: Cache) -> None:
@@ -560,30 +546,11 @@ class CacheContract:
         concurrent callers was a review finding (a response's cookies set by every request)."""
         cache.set("probe", {"a": [1]})
         shares_objects = cache.get("probe") is cache.get("probe")
-        threads = 4
-        release = threading.Event()
-        entered = threading.Barrier(threads + 1)
-        results: list[Any] = []
-
-        def factory() -> dict[str, list[int]]:
-            release.wait(10)
-            return {"rows": [1, 2]}
-
-        def work() -> None:
-            entered.wait()
-            results.append(cache.get_or_set("shared", factory))
-
-        pool = [threading.Thread(target=work) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        entered.wait()
-        threading.Event().wait(0.05)
-        release.set()
-        for t in pool:
-            t.join()
-        assert results == [{"rows": [1, 2]}] * threads
+        calls, results = _race_get_or_set(cache, "shared", lambda: {"rows": [1, 2]}, 4)
+        assert calls == [1]
+        assert results == [{"rows": [1, 2]}] * 4
         if not shares_objects:
-            assert len({id(r) for r in results}) == threads
+            assert len({id(r) for r in results}) == 4
 
     # -- listing and inspecting (tools) --------------------------------------------------------
 
