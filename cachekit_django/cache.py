@@ -49,7 +49,7 @@ from cachekit.interfaces import check_tags
 
 from .locations import Plan, plan
 from .shared import shared_cache
-from .values import IMMUTABLE_TYPES, Pickled, freeze, isolate
+from .values import IMMUTABLE_TYPES, Pickled, Tree, freeze, isolate
 
 __all__ = [
     "CacheKitCache",
@@ -64,6 +64,9 @@ __all__ = [
 
 _loads = pickle.loads
 _MAX_KEY = 250  # memcached's key limit, as django.core.cache.backends.base checks it
+#: Made keys remembered per backend (str keys at the default version); the memo is dropped
+#: whole when full, which costs a high-cardinality workload one insert per call, no more.
+_MEMO_SIZE = 4096
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _PATTERN_MARK = "\x00cachekit-pattern\x00"
 
@@ -117,6 +120,9 @@ class CacheKitCache(BaseCache):
     kind: ClassVar[str] = "cachekit"
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        # Made keys of validated str keys at the default version: with the default KEY_FUNCTION
+        # a key's made form depends only on KEY_PREFIX and VERSION, whose setters drop it.
+        self._made: dict[Any, str] = {}
         super().__init__(params)
         built: Plan | None = None
         try:
@@ -159,7 +165,46 @@ class CacheKitCache(BaseCache):
 
     # -- keys and timeouts ----------------------------------------------------------------------
 
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, value: str) -> None:
+        self._key_prefix = value
+        self._made.clear()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value
+        self._made.clear()
+
+    def _inline_key(self, key: Any, version: int | None) -> str:
+        """make_and_validate_key for the default KEY_FUNCTION and validation, remembering keys
+        that pass (a warned or refused key is checked again on every use, as in Django)."""
+        memo = version is None and type(key) is str
+        if version is None:
+            version = self._version
+        made = "%s:%s:%s" % (self._key_prefix, version, key)  # noqa: UP031 - Django's
+        if len(made) > _MAX_KEY or " " in made or not made.isprintable():
+            self.validate_key(made)
+        elif memo:
+            if len(self._made) >= _MEMO_SIZE:
+                self._made.clear()
+            self._made[key] = made
+        return made
+
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        if self._inline_keys:
+            try:
+                made = self._made.get(key) if version is None else None
+            except TypeError:  # an unhashable key: Django formats it all the same
+                made = None
+            return made if made is not None else self._inline_key(key, version)
         if version is None:
             version = self.version
         if self._default_keys:
@@ -205,6 +250,8 @@ class CacheKitCache(BaseCache):
         return value
 
     def _load(self, value: Any) -> Any:
+        if type(value) is Tree:
+            return value.copy()
         if type(value) is Pickled:
             return _loads(value)
         if self._isolate:
@@ -215,16 +262,19 @@ class CacheKitCache(BaseCache):
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         if self._inline_keys:  # make_and_validate_key, inlined: a get is a few hundred ns
-            if version is None:
-                version = self.version
-            made = "%s:%s:%s" % (self.key_prefix, version, key)  # noqa: UP031
-            if len(made) > _MAX_KEY or " " in made or not made.isprintable():
-                self.validate_key(made)
+            try:
+                made = self._made.get(key) if version is None else None
+            except TypeError:
+                made = None
+            if made is None:
+                made = self._inline_key(key, version)
         else:
             made = self.make_and_validate_key(key, version)
         value = self._get(made, MISSING)
         if value is MISSING:
             return default
+        if type(value) is Tree:
+            return value.copy()
         if type(value) is Pickled:
             return _loads(value)
         if self._isolate:
@@ -246,11 +296,12 @@ class CacheKitCache(BaseCache):
         if nx:
             return self.add(key, value, timeout, version, tags=tags)
         if self._inline_keys:  # see get()
-            if version is None:
-                version = self.version
-            made = "%s:%s:%s" % (self.key_prefix, version, key)  # noqa: UP031
-            if len(made) > _MAX_KEY or " " in made or not made.isprintable():
-                self.validate_key(made)
+            try:
+                made = self._made.get(key) if version is None else None
+            except TypeError:
+                made = None
+            if made is None:
+                made = self._inline_key(key, version)
         else:
             made = self.make_and_validate_key(key, version)
         ttl = self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout

@@ -4,9 +4,12 @@ where one is needed.
 Django's ``LocMemCache`` pickles every value on write and unpickles it on read, so mutating an
 object read back (or the object that was stored) never changes the cached one. Immutable values
 need no such protection: ``str``, ``bytes``, numbers, ``None``, dates, ``Decimal``, ``UUID`` and
-tuples/frozensets made only of those are stored as they are; anything else is pickled on write
-(:class:`Pickled`, a marker ``bytes`` subclass) and unpickled on read. Pickle errors reach the
-caller, as they do from ``LocMemCache.set``.
+tuples/frozensets made only of those are stored as they are. Plain data (``dict``/``list`` of
+such values and of further plain ``dict``/``list``, what views cache: rows, JSON-like documents)
+is stored as a private copy (:class:`Tree`) that each read copies container by container, about
+five times cheaper than unpickling and the same result for such values. Anything else is pickled
+on write (:class:`Pickled`, a marker ``bytes`` subclass) and unpickled on read. Pickle errors
+reach the caller, as they do from ``LocMemCache.set``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from __future__ import annotations
 import datetime
 import decimal
 import pickle
+import sys
 import uuid
 from typing import Any, Final
 
 from django.utils.safestring import SafeString
 
-__all__ = ["IMMUTABLE_TYPES", "Pickled", "freeze", "isolate", "thaw"]
+__all__ = ["IMMUTABLE_TYPES", "Pickled", "Tree", "freeze", "isolate", "thaw"]
 
 #: Exact types whose instances cannot change after creation (subclasses are not trusted).
 IMMUTABLE_TYPES: Final[frozenset[type]] = frozenset(
@@ -41,12 +45,124 @@ IMMUTABLE_TYPES: Final[frozenset[type]] = frozenset(
     }
 )
 _PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+_IMMUTABLE: Final = IMMUTABLE_TYPES
+_getsizeof = sys.getsizeof
 
 
 class Pickled(bytes):
     """A stored value that was pickled by :func:`freeze`; :func:`thaw` unpickles it."""
 
     __slots__ = ()
+
+
+#: Containers past this many items (all levels) are pickled: the walk that proves a value plain
+#: is interpreted Python, while pickle's is C, so a big value pickles faster than it is walked.
+TREE_MAX_ITEMS: Final = 64
+
+
+class Tree:
+    """Plain data stored as a private copy: ``copy()`` rebuilds an independent one by copying
+    each container (``dict.copy``/``list.copy``, in C), never the immutable leaves.
+
+    ``inner`` lists the containers below the root in walk order as ``(parent, key)``: the
+    parent's index among the containers already copied (0 is the root) and the key or index of
+    the child in it. Pickling a tree pickles the plain value it holds (the gRPC service sends a
+    Django memory cache's values that way).
+    """
+
+    __slots__ = ("inner", "root")
+
+    def __init__(self, root: dict[Any, Any] | list[Any], inner: tuple[tuple[int, Any], ...]):
+        self.root = root
+        self.inner = inner
+
+    def copy(self) -> Any:
+        root = self.root.copy()
+        if not self.inner:
+            return root
+        made: list[Any] = [root]
+        for parent, key in self.inner:
+            container = made[parent]
+            child = container[key].copy()
+            container[key] = child
+            made.append(child)
+        return root
+
+    def __reduce__(self) -> tuple[type, tuple[Any]]:
+        return type(self.root), (self.copy(),)
+
+    def __sizeof__(self) -> int:
+        # What the memory provider's sizers charge (max_memory_bytes): the containers, their
+        # keys and leaves, as a deep walk of the unwrapped value would count them.
+        total = object.__sizeof__(self)
+        stack: list[Any] = [self.root]
+        while stack:
+            container = stack.pop()
+            total += container.__sizeof__()
+            if type(container) is dict:
+                total += sum(map(_getsizeof, container))
+                items: Any = container.values()
+            else:
+                items = container
+            for item in items:
+                if type(item) is dict or type(item) is list:
+                    stack.append(item)
+                else:
+                    total += _getsizeof(item)
+        return total
+
+    def __repr__(self) -> str:
+        return f"Tree({self.root!r})"
+
+
+def plant(value: dict[Any, Any] | list[Any]) -> Tree | None:
+    """A :class:`Tree` holding a copy of ``value`` if it is plain data, else ``None``.
+
+    Plain means exact ``dict``/``list`` containers, immutable keys, immutable leaves, no
+    container reached twice (a pickle round trip keeps such sharing and cycles, a tree would
+    not), and at most :data:`TREE_MAX_ITEMS` items in all. One plain loop per container: set
+    operations over ``map(type, ...)`` measured slower for the small values caches hold.
+    """
+    found: list[Any] = [value]
+    inner: list[tuple[int, Any]] = []
+    seen: set[int] | None = None
+    budget = TREE_MAX_ITEMS
+    index = 0
+    while index < len(found):
+        container = found[index]
+        budget -= len(container)
+        if budget < 0:
+            return None
+        if type(container) is dict:
+            pairs: Any = container.items()
+            for key in container:
+                if type(key) not in _IMMUTABLE and not _is_immutable(key):
+                    return None
+        else:
+            pairs = enumerate(container)
+        for key, item in pairs:
+            if type(item) in _IMMUTABLE:
+                continue
+            if type(item) is dict or type(item) is list:
+                if seen is None:
+                    seen = {id(value)}
+                if id(item) in seen:
+                    return None
+                seen.add(id(item))
+                inner.append((index, key))
+                found.append(item)
+            elif not _is_immutable(item):
+                return None
+        index += 1
+    # Plain: copy the containers, each child into its parent's copy (parents come first).
+    root = value.copy()
+    made: list[Any] = [root]
+    for parent, key in inner:
+        container = made[parent]
+        child = container[key].copy()
+        container[key] = child
+        made.append(child)
+    return Tree(root, tuple(inner))
 
 
 def _is_immutable(value: Any) -> bool:
@@ -59,15 +175,24 @@ def _is_immutable(value: Any) -> bool:
 
 
 def freeze(value: Any) -> Any:
-    """What to store for ``value``: itself if immutable, else its pickle as :class:`Pickled`."""
-    if type(value) in IMMUTABLE_TYPES or _is_immutable(value):
+    """What to store for ``value``: itself if immutable, a :class:`Tree` if plain data, else its
+    pickle as :class:`Pickled`."""
+    tp = type(value)
+    if tp in IMMUTABLE_TYPES or _is_immutable(value):
         return value
+    if tp is dict or tp is list:
+        tree = plant(value)
+        if tree is not None:
+            return tree
     return Pickled(pickle.dumps(value, _PROTOCOL))
 
 
 def thaw(stored: Any) -> Any:
-    """The value :func:`freeze` stored: a fresh copy of a pickled one."""
-    return pickle.loads(stored) if type(stored) is Pickled else stored
+    """The value :func:`freeze` stored: a fresh copy of a tree or a pickled one."""
+    tp = type(stored)
+    if tp is Tree:
+        return stored.copy()
+    return pickle.loads(stored) if tp is Pickled else stored
 
 
 def isolate(value: Any) -> Any:

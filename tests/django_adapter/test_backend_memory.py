@@ -4,18 +4,22 @@ copied."""
 
 from __future__ import annotations
 
+import pickle
+import sys
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.base import BaseCache, CacheKeyWarning
 from django.core.cache.backends.locmem import LocMemCache
 from django.utils.safestring import SafeString, mark_safe
 
 from cachekit_django.cache import InvalidCacheConfiguration, MemoryCache
 from cachekit_django.shared import close_shared
-from cachekit_django.values import Pickled, freeze, isolate, thaw
+from cachekit_django.values import TREE_MAX_ITEMS, Pickled, Tree, freeze, isolate, thaw
 
 Factory = Callable[..., Callable[..., BaseCache]]
 BACKENDS = [LocMemCache, MemoryCache]
@@ -97,15 +101,44 @@ def test_memory_backend_serializer_option_copies_in_the_core(backend_factory: Fa
     assert cache.cachekit.inspect(":1:k").serializer == "pickle"  # stored encoded by the core
 
 
-def test_freeze_stores_immutables_as_they_are_and_pickles_the_rest() -> None:
+def test_freeze_stores_immutables_as_they_are_trees_for_plain_data_and_pickles_the_rest() -> None:
     safe = mark_safe("<b>ok</b>")
     for value in ("s", b"b", 1, 2.5, True, None, safe, (1, "a"), frozenset({1})):
         assert freeze(value) is value
-    for value in ([1], {"a": 1}, (1, [2]), {1}, bytearray(b"x")):
+    plain: list[Any] = [
+        [1],
+        {"a": 1},
+        {"row": {"id": 1, "tags": ["a", "b"], "at": (1, "x")}, 2: [[1], {"k": None}], None: safe},
+        [],
+    ]
+    for value in plain:
         stored = freeze(value)
-        assert type(stored) is Pickled
+        assert type(stored) is Tree
         assert thaw(stored) == value
         assert thaw(stored) is not value
+        assert pickle.loads(pickle.dumps(stored)) == value  # pickles as the plain value
+        assert sys.getsizeof(stored) >= sys.getsizeof(value)
+    shared = [1]
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    for value in (
+        (1, [2]),
+        {1},
+        bytearray(b"x"),
+        {"a": shared, "b": shared},  # a tree would lose the sharing a round trip keeps
+        cyclic,
+        {"a": {1}},  # a mutable leaf
+        {"a": (1, [2])},  # a tuple holding a list
+        {frozenset(): [1], "x": bytearray()},
+        list(range(TREE_MAX_ITEMS + 1)),
+        OrderedDict(a=1),  # subclasses are not trusted
+    ):
+        stored = freeze(value)
+        assert type(stored) is Pickled, value
+        assert repr(thaw(stored)) == repr(value)
+        assert thaw(stored) is not value
+    again = thaw(freeze({"a": shared, "b": shared}))
+    assert again["a"] is again["b"]
     assert type(thaw(freeze(safe))) is SafeString
     mutable = {"a": [1]}
     copy = isolate(mutable)
@@ -122,3 +155,46 @@ def test_close_shared_forgets_the_core() -> None:
     fresh = MemoryCache("memory://closing", {})
     assert fresh.cachekit is not first.cachekit
     assert fresh.get("k") is None
+
+
+def test_plain_values_read_back_are_independent_copies(backend_factory: Factory) -> None:
+    cache = backend_factory(MemoryCache, "trees")()
+    value = {"id": 1, "tags": ["a"], "meta": {"seen": [1, 2]}}
+    cache.set("k", value)
+    value["tags"].append("changed after set")
+    got = cache.get("k")
+    got["tags"].append("x")
+    got["meta"]["seen"].append(3)
+    got["id"] = 2
+    assert cache.get("k") == {"id": 1, "tags": ["a"], "meta": {"seen": [1, 2]}}
+    assert cache.get_many(["k"])["k"] == cache.get("k")
+    assert cache.get_or_set("k", None) == cache.get("k")
+
+
+def test_made_keys_are_remembered_but_checked_as_django_checks_them(
+    backend_factory: Factory,
+) -> None:
+    cache = backend_factory(MemoryCache, "memo")()
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    assert cache.make_and_validate_key("k") == ":1:k"
+    # A key Django warns about warns on every use, not only the first.
+    for _ in range(2):
+        with pytest.warns(CacheKeyWarning):
+            cache.set("bad key", 1)
+    # Unhashable and non-str keys are formatted as Django formats them.
+    cache.set([7], "list")  # type: ignore[arg-type]
+    assert cache.get([7]) == "list"  # type: ignore[arg-type]
+    cache.set(1, "int")
+    cache.set(True, "bool")
+    assert (cache.get(1), cache.get(True)) == ("int", "bool")
+    # KEY_PREFIX and VERSION changed at run time take effect.
+    cache.version = 2
+    assert cache.get("k") is None
+    assert cache.make_and_validate_key("k") == ":2:k"
+    cache.key_prefix = "p"
+    assert cache.make_and_validate_key("k") == "p:2:k"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(5000):  # past the memo's bound: it starts over, keys stay right
+            assert cache.make_and_validate_key(f"k{i}") == f"p:2:k{i}"
