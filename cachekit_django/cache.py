@@ -461,13 +461,20 @@ class CacheKitCache(BaseCache):
         """Seconds left; ``None`` for a key that never expires, ``0.0`` for a missing key."""
         return self._cachekit.ttl(self.make_and_validate_key(key, version))
 
-    def make_pattern(self, pattern: str, version: int | None = None) -> str:
-        """The glob over made keys matching ``pattern`` in this cache's prefix and version."""
+    def make_pattern(
+        self, pattern: str, version: int | None = None, prefix: str | None = None
+    ) -> str:
+        """The glob over made keys matching ``pattern`` in this cache's prefix (or ``prefix``,
+        as django-redis's) and version."""
         if not isinstance(pattern, str) or not pattern:
             raise TypeError(f"pattern must be a non-empty str, got {pattern!r}")
         if version is None:
             version = self.version
-        head, mark, tail = self.make_key(_PATTERN_MARK, version=version).partition(_PATTERN_MARK)
+        if prefix is None:
+            made = self.make_key(_PATTERN_MARK, version=version)
+        else:
+            made = self.key_func(_PATTERN_MARK, prefix, version)
+        head, mark, tail = made.partition(_PATTERN_MARK)
         if not mark:
             raise UnsupportedOperation(
                 "the key function (KEY_FUNCTION or make_key) does not keep the key verbatim in "
@@ -529,10 +536,38 @@ class CacheKitCache(BaseCache):
             raise UnsupportedOperation(f"{core.provider_name}:// caches cannot {op}")
         return core
 
-    def delete_pattern(self, pattern: str, version: int | None = None) -> int:
-        """Remove this cache's keys matching a Redis-style glob; returns how many."""
+    def delete_pattern(
+        self,
+        pattern: str,
+        version: int | None = None,
+        prefix: str | None = None,
+        client: Any = None,
+        itersize: int | None = None,
+    ) -> int:
+        """Remove this cache's keys matching a Redis-style glob; returns how many.
+
+        django-redis's signature: ``prefix`` stands for ``KEY_PREFIX`` in this call, and
+        ``itersize`` pages the scan (``SCAN ... COUNT itersize``, each page deleted before the
+        next is read) where the default is one provider-side pass. cachekit keeps its own
+        connections, so ``client`` is refused.
+        """
+        if client is not None:
+            raise UnsupportedOperation(
+                "delete_pattern(client=...): cachekit backends use their own connections"
+            )
         core = self._distributed_core("delete by pattern")
-        return core.delete_pattern(self.make_pattern(pattern, version))
+        glob = self.make_pattern(pattern, version, prefix)
+        if itersize is None:
+            return core.delete_pattern(glob)
+        if type(itersize) is not int or itersize < 1:
+            raise ValueError(f"itersize must be an int >= 1, got {itersize!r}")
+        removed, cursor = 0, ""
+        while True:
+            cursor, made_keys = core.scan_keys(glob, cursor=cursor, count=itersize)
+            if made_keys:
+                removed += core.delete_many(made_keys)
+            if not cursor:
+                return removed
 
     def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Remove every key stored with any of ``tags``; returns how many."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, current_app
+from flask.globals import _cv_app as _app_context
 
 from cachekit import MISSING
 from cachekit import Cache as CoreCache
@@ -52,9 +53,9 @@ class ExtensionBase:
         self.enable_signals = False
         self.app: Flask | None = None
         self._apps: weakref.WeakKeyDictionary[Flask, CoreCache] = weakref.WeakKeyDictionary()
-        # The core cache when exactly one app uses this extension: the hot path skips the
-        # app-context lookup then.
-        self._only: CoreCache | None = None
+        # The app whose core cache was looked up last, and that core: the hot path compares
+        # the current app with it instead of reading app.extensions.
+        self._last: tuple[Flask | None, CoreCache | None] = (None, None)
         if app is not None:
             self.init_app(app, config)
 
@@ -76,7 +77,7 @@ class ExtensionBase:
         app.extensions["cache"][self] = core
         app.extensions.setdefault(STATE_KEY, {})[self] = settings
         self._apps[app] = core
-        self._only = core if len(self._apps) == 1 else None
+        self._last = (None, None)
         if self.with_jinja2_ext:
             from .jinja import JINJA_CACHE_ATTR_NAME, CacheExtension
 
@@ -95,17 +96,22 @@ class ExtensionBase:
         return self._core()
 
     def _core(self) -> CoreCache:
-        only = self._only
-        if only is not None:
-            return only
+        context = _app_context.get(None)
+        # No app context: the last app initialised, as Flask-Caching does.
+        app = self.app if context is None else context.app
+        last_app, core = self._last
+        if app is last_app and core is not None:
+            return core
+        if app is None:
+            raise RuntimeError("cachekit_flask.Cache is not initialised: call init_app(app) first")
         try:
-            core: CoreCache = current_app.extensions["cache"][self]
-        except RuntimeError:  # no app context: the last app initialised, as Flask-Caching
-            if self.app is None:
-                raise RuntimeError(
-                    "cachekit_flask.Cache is not initialised: call init_app(app) first"
-                ) from None
-            core = self.app.extensions["cache"][self]
+            core = app.extensions["cache"][self]
+        except KeyError:  # another app's cache would be the wrong data: refuse, as Flask-Caching
+            raise RuntimeError(
+                f"cachekit_flask.Cache is not initialised on app {app.name!r}: "
+                "call init_app(app) for it"
+            ) from None
+        self._last = (app, core)
         return core
 
     def _debug(self) -> bool:

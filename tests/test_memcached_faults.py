@@ -153,15 +153,11 @@ def test_keys_written_before_an_outage_of_another_node_survive(
 def test_async_twins_never_block_the_event_loop(fresh_memcached_server: MemcachedServer) -> None:
     """A stalled server (SIGSTOP) holds an ``aget`` for its whole timeout; the loop keeps going."""
     import asyncio
-    import os
-    import signal
 
     server = fresh_memcached_server
     with MemcachedCache([(server.host, server.port)], timeout=0.6, fail_open=True) as cache:
         asyncio.run(cache.aset("k", 1))
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGSTOP)
-        try:
+        with server.stalled():
 
             async def scenario() -> tuple[object, int]:
                 ticks = 0
@@ -178,8 +174,6 @@ def test_async_twins_never_block_the_event_loop(fresh_memcached_server: Memcache
                 return value, ticks
 
             value, ticks = asyncio.run(scenario())
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
         assert value == "fallback"  # timed out, failed open
         assert ticks >= 20  # ~60 ticks in 0.6 s; a blocked loop would count none
 
@@ -189,17 +183,13 @@ def test_a_stalled_server_times_out_reads_and_writes(
 ) -> None:
     """The kernel timeouts (``memcached_wire.kernel_timeouts``) bound every wait as Python's
     did: a stopped server costs ``timeout`` per attempt, for a reply and for a full socket."""
-    import os
-    import signal
 
     server = fresh_memcached_server
     with MemcachedCache(
         [(server.host, server.port)], timeout=0.3, retry_attempts=1, compression="none"
     ) as cache:
         cache.set("k", 1)
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGSTOP)
-        try:
+        with server.stalled():
             for call in (
                 lambda: cache.get("k"),
                 lambda: cache.set("k", 2),
@@ -211,8 +201,6 @@ def test_a_stalled_server_times_out_reads_and_writes(
                 with pytest.raises(BackendUnavailable, match="timed out"):
                     call()
                 assert 0.25 < time.perf_counter() - start < 5.0
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
 
         def recovered() -> bool:
             try:

@@ -19,7 +19,15 @@ from typing import Any, ClassVar, Final, TypedDict
 
 from cachekit.errors import ConfigurationError, SerializationError
 
-from .compression import MAX_DECOMPRESSED_SIZE, make_compressor, make_probe
+from .compression import (
+    MAX_DECOMPRESSED_SIZE,
+    SET_NOISE,
+    SET_REPEAT,
+    SET_SPAN,
+    SET_STEP,
+    make_compressor,
+    make_probe,
+)
 from .header import Codec, Compression, pack_header
 from .reader import Reader
 
@@ -132,13 +140,23 @@ class CodecSerializer(Reader, Serializer):
 
     def _seal(self, headers: tuple[bytes, bytes], body: bytes) -> bytes:
         size = len(body)
-        if size >= self._threshold and (
-            size < _PROBE_FROM or self._probe(body[:_PROBE]) < _PROBE_KEEP
+        if size < self._threshold or (
+            size >= _PROBE_FROM
+            and (
+                # compression.noise_like(body[:_PROBE]), inlined: for noise (media, encrypted or
+                # compressed blobs) this test is all compression costs a write, and two Python
+                # calls and a slice were a third of it.
+                (
+                    len((head := body[:SET_SPAN]).translate(None, head[::SET_STEP])) >= _SET_LIMIT
+                    and body.find(body[_REPEAT_AT:_PROBE], 0, _REPEAT_AT) < 0
+                )
+                or self._probe(body[:_PROBE]) >= _PROBE_KEEP
+            )
         ):
+            out = headers[0] + body
+        else:
             packed = self._compress(body)
             out = headers[1] + packed if len(packed) < size else headers[0] + body
-        else:
-            out = headers[0] + body
         mac = self._mac
         if mac is None:
             return out
@@ -162,6 +180,8 @@ class CodecSerializer(Reader, Serializer):
 _PROBE_FROM: Final = 4096
 _PROBE: Final = 512
 _PROBE_KEEP: Final = _PROBE * 9 // 10
+_SET_LIMIT: Final = SET_SPAN * SET_NOISE
+_REPEAT_AT: Final = _PROBE - SET_REPEAT
 
 
 def _no_probe(data: bytes) -> int:  # pragma: no cover - unreachable, as _never

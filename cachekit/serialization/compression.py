@@ -163,14 +163,14 @@ class _ZstdProbe:
 
 
 # The byte-set pre-test (after the "byte core set" heuristic btrfs runs before compressing):
-# take the set of byte values at every _SET_STEP-th position of the sample's first _SET_SPAN
+# take the set of byte values at every SET_STEP-th position of the sample's first SET_SPAN
 # bytes, and see how many of those bytes are outside it. Random bytes (encrypted, compressed,
 # media) leave ~58% (none of 20,000 random samples under 45%); JSON, hex, digits, text in any
 # script leave 0-30% (uniformly random Cyrillic letters over 45% in 0.07% of samples), base64
 # at most ~41%, base85 (the densest text encoding) over 45% in 0.25%: those few are stored
 # uncompressed, no worse than with compression off. A sample
-# whose last _REPEAT bytes occur earlier in it (repeated records, LZ's case) is never called
-# noise. Samples that leave less than _SET_NOISE go on to the codec's probe (zstd sets up a
+# whose last SET_REPEAT bytes occur earlier in it (repeated records, LZ's case) is never called
+# noise. Samples that leave less than SET_NOISE go on to the codec's probe (zstd sets up a
 # frame and Huffman tables even for noise: ~2 us), so only noise-like data skips it.
 #
 # Why these sizes: on a write the pre-test is the only work compression adds for noise, and
@@ -179,29 +179,30 @@ class _ZstdProbe:
 # that way (client CPU per 10 KB memcached ``set``), a byte-set over 256 bytes costs ~0.7 us,
 # over 512 bytes ~0.9 us, and a branch-free count over 512 (maketrans, two translates,
 # adler32: no mispredicted branch per byte, but twice the calls) ~1.4 us.
-_SET_SPAN: Final = 256
-_SET_STEP: Final = 4
-_SET_NOISE: Final = 0.45
-_REPEAT: Final = 16
+SET_SPAN: Final = 256
+SET_STEP: Final = 4
+SET_NOISE: Final = 0.45
+SET_REPEAT: Final = 16
 
 
 def noise_like(sample: bytes) -> bool:
     """Whether ``sample``'s bytes look random by the byte-set pre-test (too short to tell:
     ``False``)."""
     size = len(sample)
-    if size < _SET_SPAN:
+    if size < SET_SPAN:
         return False
-    head = sample[:_SET_SPAN]
+    head = sample[:SET_SPAN]
     return (
-        len(head.translate(None, head[::_SET_STEP])) >= _SET_SPAN * _SET_NOISE
-        and sample.find(sample[-_REPEAT:], 0, size - _REPEAT) < 0
+        len(head.translate(None, head[::SET_STEP])) >= SET_SPAN * SET_NOISE
+        and sample.find(sample[-SET_REPEAT:], 0, size - SET_REPEAT) < 0
     )
 
 
 def make_probe(compressor: Compressor) -> Callable[[bytes], int]:
     """The compressed size of a sample, as cheaply as the installed codecs allow: it only has
     to tell compressible data from noise, not to be the size the real compressor reaches.
-    Noise-like samples (:func:`noise_like`) report their own size without a codec call."""
+    Callers run :func:`noise_like` first (inlined where it is hot) and skip the codec for
+    noise-like samples."""
     if compressor.method == Compression.ZSTD:  # zstandard is loaded already
         codec: Callable[[bytes], int] = _ZstdProbe(
             _optional.require("zstandard", key="compression", what="zstd")
@@ -209,7 +210,4 @@ def make_probe(compressor: Compressor) -> Callable[[bytes], int]:
     else:
         codec = lambda sample: len(compressor.compress(sample))  # noqa: E731 - zlib: ~30 us
 
-    def probe(sample: bytes) -> int:
-        return len(sample) if noise_like(sample) else codec(sample)
-
-    return probe
+    return codec

@@ -16,6 +16,7 @@ runner); :func:`require_binary` imports pytest lazily to skip, or fail when
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Final, Self
@@ -350,6 +351,26 @@ class ServerProcess:
                 self._proc = None
             _live_servers.discard(self)
 
+    @contextlib.contextmanager
+    def stalled(self, timeout: float = 10.0) -> Iterator[None]:
+        """Freeze the server (SIGSTOP) for the block, as a hung host would: connections are
+        accepted by the kernel and never answered. Entered only once every thread of the
+        process is stopped: ``kill()`` returns before that, and on a loaded machine a request
+        sent right after it was still answered. SIGCONT on exit."""
+        pid = self.pid
+        if pid is None:
+            raise ServerStartError(f"{self!r} is not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _all_threads_stopped(pid):
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"{self!r} did not stop within {timeout} s")
+                time.sleep(0.001)
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     def restart(self) -> Self:
         """Stop (if still running) and start again on the same port."""
         self.stop()
@@ -393,6 +414,19 @@ def _read_until(sock: socket.socket, terminator: bytes, limit: int = 1 << 20) ->
         if len(data) > limit:
             raise ConnectionError("reply too long")
     return data
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (Linux ``/proc``)."""
+    tasks = Path(f"/proc/{pid}/task")
+    for task in tasks.iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread exited
+            continue
+        if stat[stat.rindex(")") + 2] != "T":  # the state follows "(comm) "
+            return False
+    return True
 
 
 class RedisServer(ServerProcess):

@@ -92,6 +92,25 @@ def test_delete_pattern_and_make_pattern(distributed: Any) -> None:
     assert keys == ["site:1:user:1"]
 
 
+def test_delete_pattern_takes_django_redis_prefix_itersize_and_refuses_client(
+    distributed: Any,
+) -> None:
+    cache = distributed
+    cache.clear()
+    cache.set_many({f"page:{i}": i for i in range(25)} | {"other:1": 1})
+    assert cache.make_pattern("page:*", prefix="x[") == "x\\[:1:page:*"
+    assert cache.delete_pattern("page:*", prefix="elsewhere") == 0
+    assert cache.delete_pattern("page:*", itersize=4) == 25  # seven pages, each deleted
+    assert cache.keys("*") == ["other:1"]
+    cache.set("page:1", 1)
+    assert cache.delete_pattern("page:*", None, "site", None, 10) == 1  # positionally
+    with pytest.raises(UnsupportedOperation, match="client"):
+        cache.delete_pattern("*", client=object())
+    with pytest.raises(ValueError, match="itersize"):
+        cache.delete_pattern("*", itersize=0)
+    assert cache.get("other:1") == 1
+
+
 def test_make_pattern_escapes_glob_characters_of_the_prefix(backend_factory: Factory) -> None:
     cache = backend_factory(backends.MemoryCache, "escape")(KEY_PREFIX="a*[b]?")
     assert cache.make_pattern("x*") == "a\\*\\[b\\]\\?:1:x*"

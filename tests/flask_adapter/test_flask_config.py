@@ -252,3 +252,16 @@ def test_use_before_init_app_is_a_clear_error() -> None:
     cache = cachekit_flask.Cache()
     with pytest.raises(RuntimeError, match="init_app"):
         cache.get("k")
+
+
+def test_use_in_an_app_it_was_not_initialised_on_is_a_clear_error() -> None:
+    # Another app's cache would serve that app's data: refused, as Flask-Caching (KeyError).
+    app, cache = build(CACHE_TYPE="SimpleCache")
+    other = flask.Flask("other")
+    with app.app_context():
+        cache.set("k", "app's")
+    with other.app_context(), pytest.raises(RuntimeError, match=r"'other'.*init_app"):
+        cache.get("k")
+    with app.app_context():
+        assert cache.get("k") == "app's"
+    assert cache.get("k") == "app's"  # no app context: the app initialised last
