@@ -113,6 +113,34 @@ def _pickle_error(exc: SerializationError) -> BaseException:
     return exc
 
 
+class RawClient:
+    """What django-redis's ``cache.client`` offers for raw access: :meth:`get_client`, so
+    ``django_redis.get_redis_connection(alias)`` and :func:`get_redis_connection` work."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def get_client(self, write: bool = True, tried: Any = None) -> Any:
+        """The provider's redis-py client (one pool serves reads and writes: ``write`` and
+        ``tried``, django-redis's replica selection, change nothing)."""
+        return self._core.redis_client()
+
+
+def get_redis_connection(alias: str = "default", write: bool = True) -> Any:
+    """django-redis's helper: the raw redis-py client behind ``caches[alias]``.
+
+    Keys are as the server stores them (the provider's ``prefix``, then Django's made key).
+    """
+    from django.core.cache import caches
+
+    client = getattr(caches[alias], "client", None)
+    if not isinstance(client, RawClient):
+        raise UnsupportedOperation(f"caches[{alias!r}] has no Redis client")
+    return client.get_client(write)
+
+
 class CacheKitCache(BaseCache):
     """A Django cache backend on any cachekit provider (``LOCATION`` is a cachekit URL)."""
 
@@ -448,6 +476,19 @@ class CacheKitCache(BaseCache):
         """Nothing to do per request: the core cache and its pools are shared by the process."""
 
     # -- beyond Django ----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> RawClient:
+        """django-redis's ``cache.client`` for raw access (``cache.client.get_client()``); Redis
+        and Redis Cluster backends only."""
+        core = self._cachekit
+        # Duck-typed: importing the Redis provider would import redis-py, an optional extra.
+        if not callable(getattr(core, "redis_client", None)):
+            raise UnsupportedOperation(
+                f"{core.provider_name}:// caches have no Redis client (redis:// and "
+                "redis+cluster:// do)"
+            )
+        return RawClient(core)
 
     @property
     def cachekit(self) -> Cache:

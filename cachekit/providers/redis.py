@@ -194,6 +194,13 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             client = self._client = self._clients.sync()
         return client
 
+    def redis_client(self) -> Any:
+        """The redis-py client on this cache's own pool (``redis.Redis``; ``RedisCluster`` for a
+        cluster), for commands cachekit does not wrap. It sees keys as the server does (with
+        ``prefix``) and values as stored (cachekit's envelope, except plain ``bytes`` and ints),
+        and bypasses the circuit breaker and fail-open."""
+        return self._sync()
+
     def _count(self, hits: int = 0, misses: int = 0, sets: int = 0, deletes: int = 0) -> None:
         with self._stats_lock:
             self._hits += hits

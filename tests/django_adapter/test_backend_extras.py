@@ -321,6 +321,35 @@ def test_memcached_value_too_large_is_not_stored_and_old_value_goes(
     assert cache.get("ok") == 1
 
 
+@pytest.mark.servers
+def test_raw_redis_client_as_django_redis_gives_it(redis_location: str) -> None:
+    import django_redis
+    from django.core.cache import caches
+    from django.test import override_settings
+
+    options = {"prefix": f"{REDIS_PREFIX}raw:"}
+    settings = {
+        "raw": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": redis_location},
+        "mem": {"BACKEND": "cachekit_django.cache.MemoryCache", "LOCATION": "raw-test"},
+    }
+    settings["raw"]["OPTIONS"] = options
+    with override_settings(CACHES=settings):
+        cache: Any = caches["raw"]
+        cache.set("n", 5)
+        for client in (
+            cache.client.get_client(),
+            backends.get_redis_connection("raw"),
+            django_redis.get_redis_connection("raw", write=False),
+        ):
+            assert client.get(f"{REDIS_PREFIX}raw::1:n") == b"5"  # ints are stored as digits
+            assert client.ping() is True
+        with pytest.raises(UnsupportedOperation, match="no Redis client"):
+            backends.get_redis_connection("mem")
+        with pytest.raises(NotImplementedError):  # django-redis's own message for such caches
+            django_redis.get_redis_connection("mem")
+        cache.delete("n")
+
+
 def test_memory_has_no_lock(backend_factory: Factory) -> None:
     cache: Any = backend_factory(backends.MemoryCache, "nolock")()
     with pytest.raises(UnsupportedOperation, match="lock"):
