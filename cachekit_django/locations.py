@@ -224,6 +224,15 @@ def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
         url = "memcached://" + ",".join(servers)
     if "ignore_exc" in options:
         options["fail_open"] = options.pop("ignore_exc")
+    if "dead_timeout" in options:  # HashClient's name for how long a failed server is skipped
+        options["dead_retry"] = options.pop("dead_timeout")
+    notes: tuple[str, ...] = ()
+    if options.pop("retry_timeout", None) is not None:
+        notes = (
+            "OPTIONS 'retry_timeout' is pymemcache's pause between retries of a failing server; "
+            "cachekit retries at once ('retry_attempts') and then skips the server for "
+            "'dead_retry' seconds (pymemcache's 'dead_timeout'): it is not used",
+        )
     for name, implied in _PYMEMCACHE_IMPLIED.items():
         if name in options:
             value = options.pop(name)
@@ -233,7 +242,7 @@ def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
                     f"provider always runs with {name}={implied!r}",
                     key=name,
                 )
-    return Plan(url, options, "memcached")
+    return Plan(url, options, "memcached", notes=notes)
 
 
 def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:

@@ -69,6 +69,12 @@ def test_memcached_pymemcache_options() -> None:
     options = {"ignore_exc": True, "no_delay": True, "use_pooling": True, "max_pool_size": 4}
     result = plan("memcached", "h:11211", {"OPTIONS": options})
     assert result.options == {"fail_open": True, "max_pool_size": 4}
+    # HashClient's names for several servers: dead_timeout is cachekit's dead_retry;
+    # retry_timeout has no counterpart and becomes a check warning (W001).
+    hashed = plan("memcached", "a:1;b:2", {"OPTIONS": {"dead_timeout": 30, "retry_timeout": 1}})
+    assert hashed.options == {"dead_retry": 30}
+    assert len(hashed.notes) == 1
+    assert "retry_timeout" in hashed.notes[0]
     with pytest.raises(ConfigurationError, match="default_noreply") as info:
         plan("memcached", "h:11211", {"OPTIONS": {"default_noreply": True}})
     assert info.value.key == "default_noreply"
