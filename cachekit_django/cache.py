@@ -215,23 +215,26 @@ class CacheKitCache(BaseCache):
         """make_and_validate_key for the default KEY_FUNCTION and validation, remembering keys
         that pass (a warned or refused key is checked again on every use, as in Django)."""
         memo = version is None and type(key) is str
+        prefix = self._key_prefix
         if version is None:
             version = self._version
-        made = "%s:%s:%s" % (self._key_prefix, version, key)  # noqa: UP031 - Django's
+        made = "%s:%s:%s" % (prefix, version, key)  # noqa: UP031 - Django's
         if len(made) > _MAX_KEY or " " in made or not made.isprintable():
             self.validate_key(made)
         elif memo:
-            if len(self._made) >= _MEMO_SIZE:
-                self._made.clear()
-            self._made[key] = made
+            remembered = self._made
+            if len(remembered) >= _MEMO_SIZE:
+                remembered.clear()
+            remembered[key] = made
+            if prefix is not self._key_prefix or version != self._version:
+                remembered.clear()  # changed by another thread meanwhile: drop what was made
         return made
 
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
         if self._inline_keys:
-            try:
-                made = self._made.get(key) if version is None else None
-            except TypeError:  # an unhashable key: Django formats it all the same
-                made = None
+            # Exact str only: a str subclass (a str Enum member) equal to a remembered key
+            # formats differently, and would otherwise get that key's made form.
+            made = self._made.get(key) if version is None and type(key) is str else None
             return made if made is not None else self._inline_key(key, version)
         if version is None:
             version = self.version
@@ -290,10 +293,7 @@ class CacheKitCache(BaseCache):
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         if self._inline_keys:  # make_and_validate_key, inlined: a get is a few hundred ns
-            try:
-                made = self._made.get(key) if version is None else None
-            except TypeError:
-                made = None
+            made = self._made.get(key) if version is None and type(key) is str else None
             if made is None:
                 made = self._inline_key(key, version)
         else:
@@ -324,10 +324,7 @@ class CacheKitCache(BaseCache):
         if nx:
             return self.add(key, value, timeout, version, tags=tags)
         if self._inline_keys:  # see get()
-            try:
-                made = self._made.get(key) if version is None else None
-            except TypeError:
-                made = None
+            made = self._made.get(key) if version is None and type(key) is str else None
             if made is None:
                 made = self._inline_key(key, version)
         else:
@@ -484,7 +481,9 @@ class CacheKitCache(BaseCache):
         core = self._cachekit
         # Duck-typed: importing the Redis provider would import redis-py, an optional extra.
         if not callable(getattr(core, "redis_client", None)):
-            raise UnsupportedOperation(
+            # AttributeError, so that hasattr(cache, "client") is False, as for Django's own
+            # backends (code probing for django-redis does that).
+            raise AttributeError(
                 f"{core.provider_name}:// caches have no Redis client (redis:// and "
                 "redis+cluster:// do)"
             )
@@ -787,9 +786,11 @@ class CacheKitCache(BaseCache):
     async def attl(self, key: Any, version: int | None = None) -> float | None:
         return await self._cachekit.attl(self.make_and_validate_key(key, version))
 
-    async def adelete_pattern(self, pattern: str, version: int | None = None) -> int:
+    async def adelete_pattern(
+        self, pattern: str, version: int | None = None, prefix: str | None = None
+    ) -> int:
         core = self._distributed_core("delete by pattern")
-        return await core.adelete_pattern(self.make_pattern(pattern, version))
+        return await core.adelete_pattern(self.make_pattern(pattern, version, prefix))
 
     async def ainvalidate_tags(self, tags: Iterable[str]) -> int:
         core = self._distributed_core("invalidate tags")

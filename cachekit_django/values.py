@@ -68,6 +68,10 @@ class Tree:
     parent's index among the containers already copied (0 is the root) and the key or index of
     the child in it. Pickling a tree pickles the plain value it holds (the gRPC service sends a
     Django memory cache's values that way).
+
+    The immutable leaves are shared, as a bare immutable value always was here; the one way to
+    tell is a NaN float, which equals itself inside a container only as the same object
+    (``[nan] == [nan]`` holds for a tree's copy, not for an unpickled one).
     """
 
     __slots__ = ("inner", "root")
@@ -100,7 +104,7 @@ class Tree:
             container = stack.pop()
             total += container.__sizeof__()
             if type(container) is dict:
-                total += sum(map(_getsizeof, container))
+                total += sum(map(_leaf_size, container))
                 items: Any = container.values()
             else:
                 items = container
@@ -108,11 +112,18 @@ class Tree:
                 if type(item) is dict or type(item) is list:
                     stack.append(item)
                 else:
-                    total += _getsizeof(item)
+                    total += _leaf_size(item)
         return total
 
     def __repr__(self) -> str:
         return f"Tree({self.root!r})"
+
+
+def _leaf_size(leaf: Any) -> int:
+    """An immutable leaf's size, with what a tuple or frozenset leaf holds."""
+    if type(leaf) is tuple or type(leaf) is frozenset:
+        return _getsizeof(leaf) + sum(map(_leaf_size, leaf))
+    return _getsizeof(leaf)
 
 
 def plant(value: dict[Any, Any] | list[Any]) -> Tree | None:

@@ -56,6 +56,8 @@ class ExtensionBase:
         # The app whose core cache was looked up last, and that core: the hot path compares
         # the current app with it instead of reading app.extensions.
         self._last: tuple[Flask | None, CoreCache | None] = (None, None)
+        # Bumped by init_app: a lookup that raced with one does not remember what it read.
+        self._generation = 0
         if app is not None:
             self.init_app(app, config)
 
@@ -71,6 +73,7 @@ class ExtensionBase:
         self.source_check = settings.source_check
         self.hash_method = settings.hash_method
         self.enable_signals = settings.enable_signals
+        self._generation += 1  # before the swap, _last reset after it: see _core
         previous = app.extensions.setdefault("cache", {}).get(self)
         if previous is not None:
             previous.close()
@@ -104,6 +107,7 @@ class ExtensionBase:
             return core
         if app is None:
             raise RuntimeError("cachekit_flask.Cache is not initialised: call init_app(app) first")
+        generation = self._generation
         try:
             core = app.extensions["cache"][self]
         except KeyError:  # another app's cache would be the wrong data: refuse, as Flask-Caching
@@ -112,6 +116,8 @@ class ExtensionBase:
                 "call init_app(app) for it"
             ) from None
         self._last = (app, core)
+        if generation != self._generation:  # init_app ran meanwhile: what was read may be old
+            self._last = (None, None)
         return core
 
     def _debug(self) -> bool:

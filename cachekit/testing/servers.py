@@ -369,7 +369,9 @@ class ServerProcess:
                 time.sleep(0.001)
             yield
         finally:
-            os.kill(pid, signal.SIGCONT)
+            if self.pid == pid:  # not killed or restarted in the block: the pid is still ours
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def restart(self) -> Self:
         """Stop (if still running) and start again on the same port."""

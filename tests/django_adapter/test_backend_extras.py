@@ -343,6 +343,7 @@ def test_raw_redis_client_as_django_redis_gives_it(redis_location: str) -> None:
         ):
             assert client.get(f"{REDIS_PREFIX}raw::1:n") == b"5"  # ints are stored as digits
             assert client.ping() is True
+        assert not hasattr(caches["mem"], "client")  # as for Django's own backends
         with pytest.raises(UnsupportedOperation, match="no Redis client"):
             backends.get_redis_connection("mem")
         with pytest.raises(NotImplementedError):  # django-redis's own message for such caches

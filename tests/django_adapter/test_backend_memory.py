@@ -4,6 +4,7 @@ copied."""
 
 from __future__ import annotations
 
+import enum
 import pickle
 import sys
 import threading
@@ -17,6 +18,7 @@ from django.core.cache.backends.base import BaseCache, CacheKeyWarning
 from django.core.cache.backends.locmem import LocMemCache
 from django.utils.safestring import SafeString, mark_safe
 
+from cachekit.errors import ValueTooLarge
 from cachekit_django.cache import InvalidCacheConfiguration, MemoryCache
 from cachekit_django.shared import close_shared
 from cachekit_django.values import TREE_MAX_ITEMS, Pickled, Tree, freeze, isolate, thaw
@@ -198,3 +200,25 @@ def test_made_keys_are_remembered_but_checked_as_django_checks_them(
         warnings.simplefilter("error")
         for i in range(5000):  # past the memo's bound: it starts over, keys stay right
             assert cache.make_and_validate_key(f"k{i}") == f"p:2:k{i}"
+
+
+def test_a_str_subclass_key_never_gets_an_equal_str_keys_entry(backend_factory: Factory) -> None:
+    # A str Enum member equals its value and hashes like it, but Django formats it differently.
+    class Color(str, enum.Enum):  # noqa: UP042 - formats as "Color.RED"; a StrEnum as "red"
+        RED = "red"
+
+    cache = backend_factory(MemoryCache, "str-enum")()
+    cache.set("red", "str value")
+    cache.set(Color.RED, "enum value")
+    assert cache.make_and_validate_key(Color.RED) == LocMemCache("x", {}).make_and_validate_key(
+        Color.RED
+    )
+    assert (cache.get("red"), cache.get(Color.RED)) == ("str value", "enum value")
+
+
+def test_plain_values_are_charged_what_they_hold(backend_factory: Factory) -> None:
+    rows = tuple("x" * 100_000 for _ in range(50))  # 5 MB inside a tuple leaf
+    cache = backend_factory(MemoryCache, "tree-size")(OPTIONS={"max_memory_bytes": 1_000_000})
+    with pytest.raises(ValueTooLarge):
+        cache.set("a", {"rows": rows})
+    assert sys.getsizeof(freeze({"rows": rows})) > 5_000_000

@@ -20,6 +20,10 @@ from ..aliases import for_command, format_bytes
 _ABSENT = object()
 
 
+#: What the memory backend's stored wrappers (cachekit_django.values) hold, without reading them.
+_FROZEN = {"Tree": "dict or list (plain data)", "Pickled": "pickled object"}
+
+
 def preview(value: Any, length: int) -> str:
     """A ``repr`` of ``value`` cut to about ``length`` characters, containers shortened first."""
     shortener = reprlib.Repr()
@@ -81,6 +85,8 @@ class Command(BaseCommand):
 
         value_text: str | None = None
         value_type = entry.value_type
+        if getattr(cache, "_freeze", False):  # the memory backend's own stored forms
+            value_type = _FROZEN.get(value_type, value_type)
         if options["value"]:
             value = cache.get(key, _ABSENT, version=version)
             if value is _ABSENT:
