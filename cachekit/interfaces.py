@@ -97,6 +97,14 @@ class Cache(abc.ABC):
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """Store only if ``key`` is absent; return whether it was absent."""
 
+    def replace(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` is present; return whether it was (``add``'s opposite:
+        django-redis's ``set(..., xx=True)``, memcached's ``replace``). Atomic on the built-in
+        providers; a non-positive ``ttl`` removes a present key. Providers without an atomic
+        way raise :class:`~cachekit.errors.UnsupportedOperation`."""
+        check_key(key)
+        raise UnsupportedOperation(f"{self.provider_name}:// caches cannot replace")
+
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was present."""
@@ -270,6 +278,9 @@ class Cache(abc.ABC):
     async def aadd(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         return self.add(key, value, ttl)
 
+    async def areplace(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        return self.replace(key, value, ttl)
+
     async def adelete(self, key: str) -> bool:
         return self.delete(key)
 
@@ -408,6 +419,14 @@ class DistributedCache(Cache):
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
         """Store only if absent; see :meth:`Cache.add`."""
 
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        """Store only if present; see :meth:`Cache.replace`. ``tags`` replace the old ones."""
+        check_key(key)
+        check_tags(tags)
+        raise UnsupportedOperation(f"{self.provider_name}:// caches cannot replace")
+
     @abc.abstractmethod
     def delete_pattern(self, pattern: str) -> int:
         """Remove the keys matching a glob pattern (``*``, ``?``, ``[...]``); return the count."""
@@ -450,6 +469,11 @@ class DistributedCache(Cache):
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
         return self.add(key, value, ttl, tags=tags)
+
+    async def areplace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        return self.replace(key, value, ttl, tags=tags)
 
     async def aset_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()

@@ -132,6 +132,7 @@ class DictCache(Cache):
 
 class TestDictCacheContract(CacheContract):
     lists_keys = False  # the base class's scan_keys: UnsupportedOperation
+    replaces = False  # the base class's replace: UnsupportedOperation
 
     @pytest.fixture
     def make_cache(self, clock: FakeClock) -> MakeCache:

@@ -41,6 +41,7 @@ def test_writes_are_accepted_and_forgotten(cache: NullCache) -> None:
     assert cache.set("k", 1) is None
     assert cache.add("k", 1) is True
     assert cache.add("k", 2) is True  # still absent: nothing was stored
+    assert cache.replace("k", 3) is False  # never present
     assert cache.set_many({"a": 1, "b": 2}, ttl=30, tags=["t"]) == []
     assert cache.incr("n", 5) == 5
     assert cache.incr("n", 5) == 5  # counts from 0 each time
@@ -75,6 +76,7 @@ def test_bad_keys_are_refused_as_everywhere(cache: NullCache, key: Any) -> None:
         lambda: cache.get(key),
         lambda: cache.set(key, 1),
         lambda: cache.add(key, 1),
+        lambda: cache.replace(key, 1),
         lambda: cache.delete(key),
         lambda: cache.exists(key),
         lambda: cache.touch(key),

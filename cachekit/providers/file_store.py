@@ -233,21 +233,26 @@ class FileStore:
         payload: bytes,
         expires_at: float,
         tags: frozenset[str] | None,
+        *,
         only_if_absent: bool = False,
+        only_if_present: bool = False,
     ) -> bool:
-        """Write an entry (``add``: only if no live one); whether it was written."""
+        """Write an entry (``add``: only if no live one; ``replace``: only over a live one);
+        whether it was written."""
         path = self.path(key)
         tmp = self._write_temp(key, payload, expires_at, tags)  # before the lock: held briefly
         count, pending = 0, True
         try:
             with self.locked() as held:
-                if only_if_absent and self.live(key, held, header_only=True) is not None:
+                if (only_if_absent or only_if_present) and (
+                    self.live(key, held, header_only=True) is None
+                ) == only_if_present:
                     return False
                 pending = False  # _commit disposes of tmp whatever happens
                 if self._commit(held, tmp, path):
                     count = self._lock.sync_count(held)
         finally:
-            if pending:  # add found a live entry, or the lock could not be taken
+            if pending:  # add/replace found (no) live entry, or the lock could not be taken
                 with suppress(FileNotFoundError):
                     os.unlink(tmp)
         self.enforce_bound(count)

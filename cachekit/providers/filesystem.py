@@ -247,12 +247,37 @@ class FileCache(DistributedCache):
         stored = self._dumps(value)
         expires_at = self._expiry(seconds)
         added: bool = self._guard(
-            "add", False, self._files.store, key, stored, expires_at, tagset, True
+            "add", False, self._files.store, key, stored, expires_at, tagset, only_if_absent=True
         )
         if added:
             with self._stats_lock:
                 self._sets += 1
         return added
+
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = check_key(key)
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        tagset = check_tags(tags)
+        if seconds is not None and seconds <= 0:
+            return self.delete(key)
+        stored = self._dumps(value)
+        expires_at = self._expiry(seconds)
+        replaced: bool = self._guard(
+            "replace",
+            False,
+            self._files.store,
+            key,
+            stored,
+            expires_at,
+            tagset,
+            only_if_present=True,
+        )
+        if replaced:
+            with self._stats_lock:
+                self._sets += 1
+        return replaced
 
     def touch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
         key = check_key(key)

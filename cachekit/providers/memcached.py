@@ -1005,6 +1005,29 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             self._counts()[2] += 1
         return bool(added)
 
+    def replace(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """memcached's own ``replace``: stored only over a present item, atomically."""
+        key = check_key(key)
+        seconds = resolve_ttl(ttl, self.default_ttl)
+        if seconds is not None and seconds <= 0:
+            return self.delete(key)
+        exptime = self._exptime(seconds)
+        try:
+            stored = self._key(key)
+            data, flags = self._encode(stored, value, exptime)
+            node = self._route(stored)
+            replaced = self._call(
+                node,
+                lambda c: c.replace(stored, data, exptime, noreply=False, flags=flags),
+                retry=False,
+            )
+        except BackendUnavailable as exc:
+            self._failed("replace", exc)
+            return False  # nothing was stored
+        if replaced:
+            self._counts()[2] += 1
+        return bool(replaced)
+
     def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
         """Store every item, one ``set_many`` round trip per server; returns the keys not stored
         (values over the item size limit, and, when failing open, keys of unreachable servers)."""

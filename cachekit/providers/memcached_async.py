@@ -51,6 +51,9 @@ class MemcachedAsyncOps(Cache):
     async def aadd(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         return await to_thread(self.add, key, value, ttl)
 
+    async def areplace(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        return await to_thread(self.replace, key, value, ttl)
+
     async def aset_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
         return await to_thread(self.set_many, dict(mapping), ttl)
 

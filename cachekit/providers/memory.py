@@ -493,6 +493,29 @@ class MemoryCache(DistributedCache):
         self._notify(removed)
         return added
 
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = check_key(key)
+        seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
+        tagset = check_tags(tags)
+        if self._dumps is not None:
+            value = self._dumps(value)
+        size = self._size(key, value)
+        removed: _Removed = []
+        with self._lock:
+            self._drain_logs()
+            if self._live(key, removed) is None:
+                replaced = False
+            elif seconds is not None and seconds <= 0:
+                replaced = self._delete_live([key], removed) == 1
+            else:
+                replaced = True
+                expires_at = None if seconds is None else self._clock() + seconds
+                removed.extend(self._store(key, value, expires_at, size, tagset) or ())
+        self._notify(removed)
+        return replaced
+
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:

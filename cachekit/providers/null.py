@@ -116,6 +116,12 @@ class NullCache(DistributedCache):
         self._accept(key, ttl, tags)
         return True
 
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        self._accept(key, ttl, tags)
+        return False  # nothing is ever present
+
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:

@@ -253,7 +253,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     # -- argument builders shared by the sync and async paths ----------------------------------
 
     def _store_args(
-        self, mapping: Mapping[str, Any], seconds: float, nx: bool, tags: frozenset[str] | None
+        self, mapping: Mapping[str, Any], seconds: float, mode: str, tags: frozenset[str] | None
     ) -> tuple[list[str], list[Any]]:
         prefix, side, close = self._kopen, self._side_prefix, self._kclose
         keys: list[str] = []
@@ -271,7 +271,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         tag_list = sorted(tags) if tags else []
         ms = 0 if seconds is None else px(seconds)
         tprefix = "" if self.hash_tags else self._tag_prefix  # cluster: tag sets apart
-        args: list[Any] = [ms, "1" if nx else "0", tprefix, self._prefix_len]
+        args: list[Any] = [ms, mode, tprefix, self._prefix_len]
         return keys, [*args, len(tag_list), *tag_list, *values]
 
     def _delete_args(self, keys: Iterable[str]) -> list[str]:
@@ -303,9 +303,9 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     # -- multi-key primitives, run inside _call: the cluster subclass does them per slot ----------
 
     def _store_raw(
-        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+        self, mapping: Mapping[str, Any], seconds: float | None, mode: str, tags: frozenset[str]
     ) -> int:
-        if not nx and not tags and self.plain_writes and len(mapping) > 1:
+        if mode == lua.PLAIN and not tags and self.plain_writes and len(mapping) > 1:
             dumps, check = self._dumps, self._check_key
             items = [
                 (k if type(k) is str and k and k[0] != "}" else check(k), dumps(v))
@@ -322,7 +322,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             ms = 0 if seconds is None else px(seconds)
             args = [ms, "0", self._tag_prefix, self._prefix_len, 0, *(b for _, b in items)]
             return int(lua.STORE(self._sync(), keys, args))
-        keys, args = self._store_args(mapping, seconds, nx, tags)  # type: ignore[arg-type]
+        keys, args = self._store_args(mapping, seconds, mode, tags)  # type: ignore[arg-type]
         return int(lua.STORE(self._sync(), keys, args))
 
     def _store_one(self, key: str, blob: bytes, ms: int) -> int:
@@ -539,7 +539,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             return []
         if not mapping:
             return []
-        stored = self._call("set", None, self._store_raw, mapping, seconds, False, tagset)
+        stored = self._call("set", None, self._store_raw, mapping, seconds, lua.PLAIN, tagset)
         if stored is None:
             return list(mapping)
         self._count(sets=stored)
@@ -551,7 +551,22 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         tagset = check_tags(tags)
         if seconds is not None and seconds <= 0:
             return not self.exists(key)
-        stored = self._call("add", 0, self._store_raw, {key: value}, seconds, True, tagset)
+        stored = self._call(
+            "add", 0, self._store_raw, {key: value}, seconds, lua.ONLY_ABSENT, tagset
+        )
+        self._count(sets=stored)
+        return bool(stored)
+
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = self._check_key(key)
+        seconds = self._ttl(ttl)
+        tagset = check_tags(tags)
+        if seconds is not None and seconds <= 0:
+            return self.delete(key)
+        store = self._store_raw
+        stored = self._call("replace", 0, store, {key: value}, seconds, lua.ONLY_PRESENT, tagset)
         self._count(sets=stored)
         return bool(stored)
 

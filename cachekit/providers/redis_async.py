@@ -69,7 +69,7 @@ class RedisAsyncOps(DistributedCache):
             self,
             mapping: Mapping[str, Any],
             seconds: float,
-            nx: bool,
+            mode: str,
             tags: frozenset[str] | None,
         ) -> tuple[list[str], list[Any]]: ...
         def _delete_args(self, keys: Iterable[str]) -> list[str]: ...
@@ -108,9 +108,9 @@ class RedisAsyncOps(DistributedCache):
     # -- multi-key primitives (per slot on a cluster) ----------------------------------------------
 
     async def _astore_raw(
-        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+        self, mapping: Mapping[str, Any], seconds: float | None, mode: str, tags: frozenset[str]
     ) -> int:
-        keys, args = self._store_args(mapping, seconds, nx, tags)  # type: ignore[arg-type]
+        keys, args = self._store_args(mapping, seconds, mode, tags)  # type: ignore[arg-type]
         return int(await lua.STORE.acall(self._clients.aclient(), keys, args))
 
     async def _adelete_raw(self, keys: Iterable[str]) -> int:
@@ -190,7 +190,9 @@ class RedisAsyncOps(DistributedCache):
             return []
         if not mapping:
             return []
-        stored = await self._acall("set", None, self._astore_raw, mapping, seconds, False, tagset)
+        stored = await self._acall(
+            "set", None, self._astore_raw, mapping, seconds, lua.PLAIN, tagset
+        )
         if stored is None:
             return list(mapping)
         self._count(sets=stored)
@@ -205,7 +207,21 @@ class RedisAsyncOps(DistributedCache):
         if seconds is not None and seconds <= 0:
             return not await self.aexists(key)
         store = self._astore_raw
-        stored = await self._acall("add", 0, store, {key: value}, seconds, True, tagset)
+        stored = await self._acall("add", 0, store, {key: value}, seconds, lua.ONLY_ABSENT, tagset)
+        self._count(sets=stored)
+        return bool(stored)
+
+    async def areplace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = self._check_key(key)
+        seconds = self._ttl(ttl)
+        tagset = check_tags(tags)
+        if seconds is not None and seconds <= 0:
+            return await self.adelete(key)
+        store = self._astore_raw
+        mode = lua.ONLY_PRESENT
+        stored = await self._acall("replace", 0, store, {key: value}, seconds, mode, tagset)
         self._count(sets=stored)
         return bool(stored)
 

@@ -99,12 +99,12 @@ class RedisClusterCache(RedisCache):
         return groups
 
     def _store_calls(
-        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+        self, mapping: Mapping[str, Any], seconds: float | None, mode: str, tags: frozenset[str]
     ) -> list[_Call]:
         calls: list[_Call] = []
         for group in self._by_slot(mapping).values():
             sub = {key: mapping[key] for key in group}
-            keys, args = self._store_args(sub, seconds, nx, tags)  # type: ignore[arg-type]
+            keys, args = self._store_args(sub, seconds, mode, tags)  # type: ignore[arg-type]
             calls.append((lua.STORE, keys, args))
         return calls
 
@@ -163,18 +163,18 @@ class RedisClusterCache(RedisCache):
     # -- the multi-key primitives, per slot ------------------------------------------------------
 
     def _store_raw(
-        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+        self, mapping: Mapping[str, Any], seconds: float | None, mode: str, tags: frozenset[str]
     ) -> int:
-        stored = sum(self._run(self._store_calls(mapping, seconds, nx, tags)))
+        stored = sum(self._run(self._store_calls(mapping, seconds, mode, tags)))
         if tags and stored:  # after the values: see the module docstring
             ms = 0 if seconds is None else lua.px(seconds)
             self._run(self._tag_calls(sorted(tags), ms, list(mapping)))
         return int(stored)
 
     async def _astore_raw(
-        self, mapping: Mapping[str, Any], seconds: float | None, nx: bool, tags: frozenset[str]
+        self, mapping: Mapping[str, Any], seconds: float | None, mode: str, tags: frozenset[str]
     ) -> int:
-        stored = sum(await self._arun(self._store_calls(mapping, seconds, nx, tags)))
+        stored = sum(await self._arun(self._store_calls(mapping, seconds, mode, tags)))
         if tags and stored:
             ms = 0 if seconds is None else lua.px(seconds)
             await self._arun(self._tag_calls(sorted(tags), ms, list(mapping)))

@@ -32,6 +32,9 @@ __all__ = [
     "INVALIDATE_SLOT",
     "RELEASE",
     "SCAN_BATCH",
+    "ONLY_ABSENT",
+    "ONLY_PRESENT",
+    "PLAIN",
     "STORE",
     "TAG_SET",
     "TOUCH",
@@ -101,9 +104,15 @@ class Script:
 #: prefix length, number of tags, the tags..., then one value per key. Returns how many stored.
 #: An empty tag-set prefix (Redis Cluster, where tag sets live in other slots) leaves the tag
 #: sets alone: only the value and its side key (the key's tags) are written.
+#: STORE's write modes (ARGV[2]): always, only if absent (``add``), only if present (``replace``).
+PLAIN: Final = "0"
+ONLY_ABSENT: Final = "1"
+ONLY_PRESENT: Final = "2"
+
 STORE: Final = Script("""
 local px = tonumber(ARGV[1])
 local nx = ARGV[2] == '1'
+local xx = ARGV[2] == '2'
 local tprefix = ARGV[3]
 local plen = tonumber(ARGV[4])
 local ntags = tonumber(ARGV[5])
@@ -115,6 +124,9 @@ for i = 1, #KEYS, 2 do
   if nx then
     if px > 0 then ok = redis.call('SET', data, value, 'NX', 'PX', px)
     else ok = redis.call('SET', data, value, 'NX') end
+  elseif xx then
+    if px > 0 then ok = redis.call('SET', data, value, 'XX', 'PX', px)
+    else ok = redis.call('SET', data, value, 'XX') end
   elseif px > 0 then ok = redis.call('SET', data, value, 'PX', px)
   else ok = redis.call('SET', data, value) end
   if ok then

@@ -435,6 +435,27 @@ class TieredCache(DistributedCache):
             self._count(sets=1)
         return added
 
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = check_key(key)
+        seconds = self._seconds(ttl)
+        tagset = check_tags(tags)
+        if seconds is not None and seconds <= 0:
+            return self.delete(key)
+        self._ensure_subscriber()
+        epoch = self._epoch
+        replaced = False
+        try:
+            replaced = self._l2.replace(key, value, ttl, tags=tagset or ())
+        finally:
+            if replaced:
+                self._written(epoch, {key: value}, seconds, tagset)
+                self._publish("keys", [key])
+        if replaced:
+            self._count(sets=1)
+        return replaced
+
     def delete(self, key: str) -> bool:
         return self.delete_many([key]) > 0
 
@@ -719,6 +740,27 @@ class TieredCache(DistributedCache):
         if added and (seconds is None or seconds > 0):
             self._count(sets=1)
         return added
+
+    async def areplace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        key = check_key(key)
+        seconds = self._seconds(ttl)
+        tagset = check_tags(tags)
+        if seconds is not None and seconds <= 0:
+            return await self.adelete(key)
+        self._ensure_subscriber()
+        epoch = self._epoch
+        replaced = False
+        try:
+            replaced = await self._l2.areplace(key, value, ttl, tags=tagset or ())
+        finally:
+            if replaced:
+                self._written(epoch, {key: value}, seconds, tagset)
+                await self._apublish("keys", [key])
+        if replaced:
+            self._count(sets=1)
+        return replaced
 
     async def adelete(self, key: str) -> bool:
         return await self.adelete_many([key]) > 0

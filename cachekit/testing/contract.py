@@ -100,6 +100,8 @@ class CacheContract:
     ttl_unit: float = 10.0
     #: Whether ``scan_keys`` lists keys (memcached cannot: it raises UnsupportedOperation).
     lists_keys: bool = True
+    #: Whether ``replace`` stores over present keys (else it must raise UnsupportedOperation).
+    replaces: bool = True
 
     @pytest.fixture
     def clock(self) -> FakeClock:
@@ -180,6 +182,33 @@ class CacheContract:
         advance(self.ttl_unit * 1.5)
         assert cache.add("k", 2) is True
         assert cache.get("k") == 2
+
+    def test_replace_only_when_present(self, cache: Cache) -> None:
+        if not self.replaces:
+            with pytest.raises(UnsupportedOperation):
+                cache.replace("k", 1)
+            return
+        assert cache.replace("k", 1) is False
+        assert not cache.exists("k")
+        cache.set("k", 1)
+        assert cache.replace("k", 2) is True
+        assert cache.get("k") == 2
+        assert cache.replace("k", 3, ttl=self.ttl_unit) is True
+        assert 0 < (cache.ttl("k") or 0) <= self.ttl_unit
+        assert cache.replace("k", 4, ttl=None) is True
+        assert cache.ttl("k") is None
+        # A non-positive TTL replaces with nothing: the key goes.
+        assert cache.replace("k", 5, ttl=0) is True
+        assert not cache.exists("k")
+        assert cache.replace("k", 5, ttl=0) is False
+
+    def test_replace_after_expiry(self, cache: Cache, advance: Callable[[float], None]) -> None:
+        if not self.replaces:
+            pytest.skip("this provider has no replace (test_replace_only_when_present checks)")
+        cache.set("k", 1, ttl=self.ttl_unit)
+        advance(self.ttl_unit * 1.5)
+        assert cache.replace("k", 2) is False
+        assert cache.get("k") is None
 
     def test_delete(self, cache: Cache) -> None:
         cache.set("k", 1)
@@ -441,6 +470,9 @@ class CacheContract:
             await cache.aset("k", 1)
             assert await cache.aget("k") == 1
             assert await cache.aadd("k", 2) is False
+            if self.replaces:
+                assert await cache.areplace("k", 1) is True
+                assert await cache.areplace("absent", 1) is False
             assert await cache.aexists("k")
             assert await cache.atouch("k", ttl=None)
             assert await cache.attl("k") is None
@@ -704,6 +736,23 @@ class DistributedCacheContract(CacheContract):
         cache.set("a", 3)
         assert cache.invalidate_tags(["new"]) == 0
         assert cache.get("a") == 3
+
+    def test_replace_replaces_tags(self, cache: DistributedCache) -> None:
+        if not self.replaces:
+            pytest.skip("this provider has no replace (test_replace_only_when_present checks)")
+        cache.set("a", 1, tags=["old"])
+        assert cache.replace("a", 2, tags=["new"]) is True
+        assert cache.replace("b", 2, tags=["new"]) is False
+        assert cache.invalidate_tags(["old"]) == 0
+        assert cache.invalidate_tags(["new"]) == 1
+        assert not cache.exists("a")
+
+        async def scenario() -> None:
+            await cache.aset("c", 1, tags=["old"])
+            assert await cache.areplace("c", 2, tags=["new"]) is True
+
+        asyncio.run(scenario())
+        assert cache.invalidate_tags(["new"]) == 1
 
     def test_tags_on_add_set_many_and_get_or_set(self, cache: DistributedCache) -> None:
         assert cache.add("a", 1, tags=["t"])

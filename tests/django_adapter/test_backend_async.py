@@ -57,6 +57,9 @@ def test_async_contract(backend: Any) -> None:
         assert await cache.aget("k") == {"v": [1]}
         assert await cache.aadd("k", "other") is False
         assert await cache.aadd("new", "x") is True
+        assert await cache.areplace("new", "y") is True
+        assert await cache.areplace("absent", "y") is False
+        assert await cache.aget("new") == "y"
         assert await cache.ahas_key("new")
         assert await cache.atouch("new", 60) is True
         assert await cache.atouch("missing") is False

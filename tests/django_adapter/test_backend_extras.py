@@ -152,6 +152,15 @@ def test_django_redis_extras(distributed: Any) -> None:
     assert cache.set("other", 9, nx=True) is False
     assert cache.get("other") == 3
     assert cache.set("fresh", 9, nx=True) is True
+    assert cache.set("absent", 1, xx=True) is False
+    assert not cache.has_key("absent")
+    assert cache.set("other", {"v": [10]}, 100, xx=True) is True
+    assert cache.get("other") == {"v": [10]}
+    assert cache.replace("other", 11, tags=["t"]) is True
+    assert cache.invalidate_tags(["t"]) == 1
+    with pytest.raises(ValueError, match="exclude"):
+        cache.set("k", 1, nx=True, xx=True)
+    cache.set("other", 3)
     assert cache.persist("session:a") is True
     assert cache.ttl("session:a") is None
     assert cache.pttl("session:a") is None
