@@ -5,7 +5,9 @@ method, one per instance under ``<module.qualname.repr(self)>_memver``); its key
 ``b64(hash(f"{name}{args}{kwargs}"))[:16]`` followed by those versions, so
 ``delete_memoized(f)`` only has to replace a version to orphan every result of ``f``. The keys
 are byte-identical to Flask-Caching's; what differs is that the signature is read once at
-decoration time, and that a miss is computed once per key (the core's ``get_or_set``).
+decoration time, that a miss is computed once per key (the core's ``get_or_set``), and that a
+hit reads the versions and the result together (one ``get_many``, one round trip on Redis or
+memcached, where Flask-Caching makes two) once the versions are known (:class:`_Guesses`).
 """
 
 from __future__ import annotations
@@ -155,6 +157,40 @@ async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
     return "".join(values)
 
 
+#: Version guesses kept per memoized function (one per instance for methods): the memo is
+#: dropped whole when full.
+_GUESSES = 1024
+
+
+class _Guesses:
+    """The versions last seen per (cache, version keys) of one memoized function.
+
+    A hit then reads the versions and the result in one ``get_many``, one round trip on a
+    network cache instead of two: the result's key is computed from the guessed versions and
+    read beside them, and counts only if the versions read back are the guess. A wrong guess
+    (``delete_memoized`` elsewhere, an evicted version) costs the usual second lookup.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, tuple[str, str | None]], str] = {}
+
+    def get(self, core: CoreCache, names: tuple[str, str | None]) -> str | None:
+        return self._seen.get((id(core), names))
+
+    def remember(self, core: CoreCache, names: tuple[str, str | None], version: str) -> None:
+        if len(self._seen) >= _GUESSES:
+            self._seen.clear()
+        self._seen[(id(core), names)] = version
+
+
+def _confirmed(found: dict[str, Any], keys: list[str], guess: str) -> bool:
+    """Whether the versions read under ``keys`` are the guessed (joined) ones."""
+    versions = [found.get(key) for key in keys]
+    return all(type(v) is str for v in versions) and "".join(versions) == guess
+
+
 class MemoizeMixin(CachedMixin):
     """The ``memoize`` decorator, ``delete_memoized`` and ``delete_memoized_verhash``."""
 
@@ -187,8 +223,49 @@ class MemoizeMixin(CachedMixin):
             keyer = _Keyer(f, make_name, hash_method, source_check, args_to_ignore)
             is_async = inspect.iscoroutinefunction(f)
 
+            guesses = _Guesses()
+
             def version_of(core: CoreCache, args: tuple[Any, ...]) -> str:
                 return _ensure_versions(core, _version_keys(*keyer.names(args)))
+
+            def lookup(
+                core: CoreCache, args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> tuple[str, bool, Any]:
+                """``(key, found, value)`` of a memoized call: see :class:`_Guesses`."""
+                names = keyer.names(args)
+                keys = _version_keys(*names)
+                guess = guesses.get(core, names)
+                if guess is not None:
+                    key = keyer.key(ext, keyer.sig, names[0], guess, args, kwargs)
+                    try:
+                        found = core.get_many([*keys, key])
+                    except SerializationError:  # left to the lookups below, one by one
+                        found = {}
+                    if _confirmed(found, keys, guess):
+                        return key, *classify(found.get(key, MISSING), cache_none)
+                version = _ensure_versions(core, keys)
+                guesses.remember(core, names, version)
+                key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
+                return key, *ext._lookup(core, key, cache_none)
+
+            async def alookup(
+                core: CoreCache, args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> tuple[str, bool, Any]:
+                names = keyer.names(args)
+                keys = _version_keys(*names)
+                guess = guesses.get(core, names)
+                if guess is not None:
+                    key = keyer.key(ext, keyer.sig, names[0], guess, args, kwargs)
+                    try:
+                        found = await core.aget_many([*keys, key])
+                    except SerializationError:
+                        found = {}
+                    if _confirmed(found, keys, guess):
+                        return key, *classify(found.get(key, MISSING), cache_none)
+                version = await _aensure_versions(core, keys)
+                guesses.remember(core, names, version)
+                key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
+                return key, *classify(await aget_decodable(core, key), cache_none)
 
             def key_of(core: CoreCache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
                 return keyer.key(
@@ -226,11 +303,11 @@ class MemoizeMixin(CachedMixin):
                 core = ext._core()
                 try:
                     forced = forced_p is not None and forced_p.forced(args, kwargs)
-                    cache_key = key_of(core, args, kwargs)
                     if forced:
+                        cache_key = key_of(core, args, kwargs)
                         found, rv = False, RECOMPUTE
                     else:
-                        found, rv = ext._lookup(core, cache_key, cache_none)
+                        cache_key, found, rv = lookup(core, args, kwargs)
                         if found and stale_p is not None and stale_p(rv, args, kwargs):
                             found, rv = False, RECOMPUTE
                 except Exception:
@@ -264,13 +341,15 @@ class MemoizeMixin(CachedMixin):
                 core = ext._core()
                 try:
                     forced = forced_p is not None and forced_p.forced(args, kwargs)
-                    fname, instance_fname = keyer.names(args)
-                    keys = _version_keys(fname, instance_fname)
-                    version = await _aensure_versions(core, keys)
-                    cache_key = keyer.key(ext, keyer.sig, fname, version, args, kwargs)
-                    found, rv = False, RECOMPUTE
-                    if not forced:
-                        found, rv = classify(await aget_decodable(core, cache_key), cache_none)
+                    if forced:
+                        fname, instance_fname = keyer.names(args)
+                        version = await _aensure_versions(
+                            core, _version_keys(fname, instance_fname)
+                        )
+                        cache_key = keyer.key(ext, keyer.sig, fname, version, args, kwargs)
+                        found, rv = False, RECOMPUTE
+                    else:
+                        cache_key, found, rv = await alookup(core, args, kwargs)
                         if found and stale_p is not None and stale_p(rv, args, kwargs):
                             found, rv = False, RECOMPUTE
                 except Exception:

@@ -560,3 +560,50 @@ def test_switching_from_flask_caching_on_the_same_redis_keys(redis_server: Redis
         assert cache.get("plain") == "x"
         assert cache.get_many("plain", "nope") == ["x", None]
         cache.clear()
+
+
+# -- memoized hits in one round trip -----------------------------------------------------------
+
+
+def test_memoized_hit_is_one_redis_command_and_sees_versions_changed_elsewhere(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    url = redis_server.url
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": "rt_"}
+    app, cache = make(config, "one-round-trip")
+    other_app, other = make(config, "another-process")  # a second process on the same Redis
+    calls = {"f": 0, "g": 0}
+
+    @cache.memoize(timeout=60)
+    def f(x: int) -> int:
+        calls["f"] += 1
+        return x * 10
+
+    @other.memoize(timeout=60)
+    def g(x: int) -> int:  # the same function, as another process's copy of it
+        calls["g"] += 1
+        return x * 10
+
+    g.__qualname__ = f.__qualname__
+    g.uncached.__qualname__ = f.uncached.__qualname__  # type: ignore[attr-defined]
+    raw = redis.Redis.from_url(url)
+
+    def commands() -> int:
+        return int(raw.info("stats")["total_commands_processed"])
+
+    with app.app_context():
+        assert f(1) == 10
+        assert f(1) == 10  # learns the version
+        before = commands()
+        assert f(1) == 10
+        assert commands() - before == 2  # one MGET of versions and result, and our INFO
+        assert calls["f"] == 1
+    with other_app.app_context():
+        other.delete_memoized(g)  # replaces the version f's keys carry
+    with app.app_context():
+        assert f(1) == 10
+        assert calls["f"] == 2  # the stale guess was caught: recomputed, not served
+        cache.clear()
+    raw.close()
