@@ -162,31 +162,28 @@ async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
 _GUESSES = 1024
 
 
-class _Guesses:
-    """The versions last seen per (cache, version keys) of one memoized function.
+class _Guesses(dict[tuple[int, tuple[str, str | None]], str]):
+    """The versions last seen per (cache id, version-key names) of one memoized function.
 
     A hit then reads the versions and the result in one ``get_many``, one round trip on a
     network cache instead of two: the result's key is computed from the guessed versions and
     read beside them, and counts only if the versions read back are the guess. A wrong guess
-    (``delete_memoized`` elsewhere, an evicted version) costs the usual second lookup.
+    (``delete_memoized`` elsewhere, an evicted version) costs the usual second lookup. A dict
+    (read with ``.get`` on the hot path); :meth:`remember` bounds it.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[int, tuple[str, str | None]], str] = {}
-
-    def get(self, core: CoreCache, names: tuple[str, str | None]) -> str | None:
-        return self._seen.get((id(core), names))
-
-    def remember(self, core: CoreCache, names: tuple[str, str | None], version: str) -> None:
-        if len(self._seen) >= _GUESSES:
-            self._seen.clear()
-        self._seen[(id(core), names)] = version
+    def remember(self, key: tuple[int, tuple[str, str | None]], version: str) -> None:
+        if len(self) >= _GUESSES:
+            self.clear()
+        self[key] = version
 
 
 def _confirmed(found: dict[str, Any], keys: list[str], guess: str) -> bool:
     """Whether the versions read under ``keys`` are the guessed (joined) ones."""
+    if len(keys) == 1:  # a function's one version (a method has two)
+        return found.get(keys[0]) == guess
     versions = [found.get(key) for key in keys]
     return all(type(v) is str for v in versions) and "".join(versions) == guess
 
@@ -234,7 +231,8 @@ class MemoizeMixin(CachedMixin):
                 """``(key, found, value)`` of a memoized call: see :class:`_Guesses`."""
                 names = keyer.names(args)
                 keys = _version_keys(*names)
-                guess = guesses.get(core, names)
+                seen = (id(core), names)
+                guess = guesses.get(seen)
                 if guess is not None:
                     key = keyer.key(ext, keyer.sig, names[0], guess, args, kwargs)
                     try:
@@ -244,7 +242,7 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = _ensure_versions(core, keys)
-                guesses.remember(core, names, version)
+                guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *ext._lookup(core, key, cache_none)
 
@@ -253,7 +251,8 @@ class MemoizeMixin(CachedMixin):
             ) -> tuple[str, bool, Any]:
                 names = keyer.names(args)
                 keys = _version_keys(*names)
-                guess = guesses.get(core, names)
+                seen = (id(core), names)
+                guess = guesses.get(seen)
                 if guess is not None:
                     key = keyer.key(ext, keyer.sig, names[0], guess, args, kwargs)
                     try:
@@ -263,7 +262,7 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = await _aensure_versions(core, keys)
-                guesses.remember(core, names, version)
+                guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *classify(await aget_decodable(core, key), cache_none)
 
