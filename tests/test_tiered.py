@@ -307,10 +307,12 @@ def test_a_write_in_one_instance_evicts_the_key_from_the_others_l1(
         lambda c: asyncio.run(c.aset("k", 9)),
         lambda c: asyncio.run(c.adelete("k")),
         lambda c: asyncio.run(c.ainvalidate_tags(["t"])),
+        lambda c: c.replace("k", 9),
+        lambda c: asyncio.run(c.areplace("k", 9)),
     ],
     ids=[
         "delete", "delete_many", "incr", "touch", "delete_pattern", "invalidate_tags", "clear",
-        "set_many", "aset", "adelete", "ainvalidate_tags",
+        "set_many", "aset", "adelete", "ainvalidate_tags", "replace", "areplace",
     ],
 )  # fmt: skip
 def test_every_write_invalidates_the_other_l1(
@@ -507,6 +509,30 @@ def test_fail_open_l2_down_serves_no_stale_l1_values(fresh_redis_server: RedisSe
         wait_for(lambda: cache.get("k", "miss") == "miss")
         cache.set("k", "dropped")  # fail-open: dropped by L2, so not kept in L1 either
         assert cache.get("k", "miss") == "miss"
+    finally:
+        cache.close()
+
+
+def test_a_failed_replace_evicts_l1_since_the_server_may_have_applied_it(
+    fresh_redis_server: RedisServer,
+) -> None:
+    cache = create_cache(
+        {
+            "url": "tiered://",
+            "l2": {"url": fresh_redis_server.url, "fail_open": True, **FAST},
+            "l1_ttl": 60,
+        }
+    )
+    assert isinstance(cache, TieredCache)
+    try:
+        assert cache.start(timeout=BOUND)
+        cache.set("k", "old")
+        cached(cache, "k", "old")
+        with fresh_redis_server.stalled():
+            assert cache.replace("k", "new") is False  # timed out: failed open
+        # The server read the command before it froze and applies it when it resumes.
+        wait_for(lambda: cache.l2.get("k") == "new")
+        assert cache.get("k") == "new"  # not the L1 copy of "old"
     finally:
         cache.close()
 

@@ -449,9 +449,13 @@ class TieredCache(DistributedCache):
         try:
             replaced = self._l2.replace(key, value, ttl, tags=tagset or ())
         finally:
+            # A replace that failed (or failed open, which reads as False) may still have
+            # reached the server: evict everywhere then, as set_many does.
             if replaced:
                 self._written(epoch, {key: value}, seconds, tagset)
-                self._publish("keys", [key])
+            else:
+                self._evict([key])
+            self._publish("keys", [key])
         if replaced:
             self._count(sets=1)
         return replaced
@@ -755,9 +759,11 @@ class TieredCache(DistributedCache):
         try:
             replaced = await self._l2.areplace(key, value, ttl, tags=tagset or ())
         finally:
-            if replaced:
+            if replaced:  # see replace()
                 self._written(epoch, {key: value}, seconds, tagset)
-                await self._apublish("keys", [key])
+            else:
+                self._evict([key])
+            await self._apublish("keys", [key])
         if replaced:
             self._count(sets=1)
         return replaced
