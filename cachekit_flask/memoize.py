@@ -272,17 +272,21 @@ class MemoizeMixin(CachedMixin):
                 )
 
             def refresh_versions(core: CoreCache, args: tuple[Any, ...], ttl: Any) -> None:
-                """After a store, the versions live as long as the result (Flask-Caching)."""
-                keys = _version_keys(*keyer.names(args))
-                found = core.get_many(keys)
-                versions = {k: found.get(k) for k in keys}
-                core.set_many({k: v or new_version_hash() for k, v in versions.items()}, ttl)
+                """After a store, the versions live as long as the result (Flask-Caching).
+
+                Their TTL is renewed with ``touch``, never by writing them back: a version read
+                and rewritten would undo a ``delete_memoized`` that landed in between, and the
+                results it orphaned would be served again. A missing one is created with
+                ``add`` (a racing creator's wins).
+                """
+                for key in _version_keys(*keyer.names(args)):
+                    if not core.touch(key, ttl):
+                        core.add(key, new_version_hash(), ttl)
 
             async def arefresh_versions(core: CoreCache, args: tuple[Any, ...], ttl: Any) -> None:
-                keys = _version_keys(*keyer.names(args))
-                found = await core.aget_many(keys)
-                versions = {k: found.get(k) for k in keys}
-                await core.aset_many({k: v or new_version_hash() for k, v in versions.items()}, ttl)
+                for key in _version_keys(*keyer.names(args)):
+                    if not await core.atouch(key, ttl):
+                        await core.aadd(key, new_version_hash(), ttl)
 
             def outcome(rv: Any) -> Any:
                 if inspect.isgenerator(rv):

@@ -607,3 +607,50 @@ def test_memoized_hit_is_one_redis_command_and_sees_versions_changed_elsewhere(
         assert calls["f"] == 2  # the stale guess was caught: recomputed, not served
         cache.clear()
     raw.close()
+
+
+def test_a_delete_memoized_from_elsewhere_is_never_undone(redis_server: RedisServer) -> None:
+    """Readers racing another process's ``delete_memoized``: once it has returned, no call may
+    return a result computed before it (review finding: refreshing the versions' TTL by
+    reading and rewriting them undid deletions that landed in between)."""
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_server.url}
+    config["CACHE_KEY_PREFIX"] = "undo_"
+    app, cache = make(config, "readers")
+    other_app, other = make(config, "deleter")
+    generation = {"made": 0, "published": 0}
+
+    @cache.memoize(timeout=60)
+    def f(x: int) -> int:
+        return generation["made"]
+
+    stale: list[tuple[int, int]] = []
+    calls = [0]
+    stop = time.monotonic() + 2.0
+
+    def reader() -> None:
+        with app.app_context():
+            while time.monotonic() < stop:
+                floor = generation["published"]
+                value = f(1)
+                calls[0] += 1
+                if value < floor:
+                    stale.append((value, floor))
+
+    def deleter() -> None:
+        with other_app.app_context():
+            while time.monotonic() < stop:
+                generation["made"] += 1
+                other.delete_memoized(f)
+                generation["published"] = generation["made"]
+                time.sleep(0.002)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads.append(threading.Thread(target=deleter))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with app.app_context():
+        cache.clear()
+    assert calls[0] > 100
+    assert stale == []
