@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from cachekit import MISSING, ConfigurationError, create_cache
+from cachekit.errors import BackendUnavailable
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.tiered import TieredCache
 from cachekit.testing.servers import RedisServer
@@ -533,6 +534,25 @@ def test_a_failed_replace_evicts_l1_since_the_server_may_have_applied_it(
         # The server read the command before it froze and applies it when it resumes.
         wait_for(lambda: cache.l2.get("k") == "new")
         assert cache.get("k") == "new"  # not the L1 copy of "old"
+    finally:
+        cache.close()
+
+
+def test_a_write_that_raised_leaves_nothing_in_l1(fresh_redis_server: RedisServer) -> None:
+    # Whether it reached the server is unknown: L1 must not answer with the value meanwhile.
+    cache = create_cache({"url": "tiered://", "l2": {"url": fresh_redis_server.url, **FAST}})
+    assert isinstance(cache, TieredCache)
+    try:
+        assert cache.start(timeout=BOUND)
+        cache.set("k", "old")
+        cached(cache, "k", "old")
+        with fresh_redis_server.stalled():
+            with pytest.raises(BackendUnavailable):
+                cache.set("k", "new")
+            with pytest.raises(BackendUnavailable):
+                asyncio.run(cache.aset_many({"k": "newer", "j": 1}))
+            assert not l1_holds(cache, "k")
+            assert not l1_holds(cache, "j")
     finally:
         cache.close()
 

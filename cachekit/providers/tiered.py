@@ -296,6 +296,23 @@ class TieredCache(DistributedCache):
             l1.delete_many(evict)
             self._epoch += 1
 
+    def _settle(
+        self,
+        epoch: int,
+        mapping: Mapping[str, Any],
+        failed: list[str] | None,
+        seconds: float | None,
+        tags: frozenset[str] | None,
+    ) -> None:
+        """L1 after an L2 ``set_many``: the stored values kept, the failed keys evicted (the
+        write may have reached the server anyway: the caller publishes the invalidation for
+        every key regardless); ``failed=None`` (it raised): nothing kept, since it may not."""
+        if failed is None:
+            self._evict(mapping)
+            return
+        stored = {k: v for k, v in mapping.items() if k not in failed} if failed else mapping
+        self._written(epoch, stored, seconds, tags, evict=failed)
+
     def _evict(self, keys: Iterable[str]) -> None:
         with self._lock:
             self._l1.delete_many(keys)
@@ -407,12 +424,12 @@ class TieredCache(DistributedCache):
         self._ensure_subscriber()
         epoch = self._epoch
         failed: list[str] = []
+        answered = False
         try:
             failed = self._l2.set_many(mapping, ttl, tags=tagset or ())
+            answered = True
         finally:
-            # Even a failed write may have reached the server: evict everywhere regardless.
-            stored = {k: v for k, v in mapping.items() if k not in failed} if failed else mapping
-            self._written(epoch, stored, seconds, tagset, evict=failed)
+            self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
             if mapping:
                 self._publish("keys", mapping)
         self._count(sets=len(mapping) - len(failed) if seconds is None or seconds > 0 else 0)
@@ -716,11 +733,12 @@ class TieredCache(DistributedCache):
         self._ensure_subscriber()
         epoch = self._epoch
         failed: list[str] = []
+        answered = False
         try:
             failed = await self._l2.aset_many(mapping, ttl, tags=tagset or ())
+            answered = True
         finally:
-            stored = {k: v for k, v in mapping.items() if k not in failed} if failed else mapping
-            self._written(epoch, stored, seconds, tagset, evict=failed)
+            self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
             if mapping:
                 await self._apublish("keys", mapping)
         self._count(sets=len(mapping) - len(failed) if seconds is None or seconds > 0 else 0)
