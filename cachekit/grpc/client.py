@@ -264,7 +264,7 @@ class GrpcCache(DistributedCache):
         return fields
 
     def _set(
-        self, key: str, value: Any, ttl: TTLArg, nx: bool, tags: Iterable[str]
+        self, key: str, value: Any, ttl: TTLArg, nx: bool, tags: Iterable[str], *, xx: bool = False
     ) -> pb.SetRequest:
         key = check_key(key)
         fields = self._fields(ttl, tags)
@@ -273,6 +273,7 @@ class GrpcCache(DistributedCache):
             key=key,
             value=self._value(value),
             only_if_absent=nx,
+            only_if_present=xx,
             **fields,
         )
 
@@ -330,6 +331,12 @@ class GrpcCache(DistributedCache):
 
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
         stored: bool = self._call("Set", self._set(key, value, ttl, True, tags)).stored
+        return stored
+
+    def replace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        stored: bool = self._call("Set", self._set(key, value, ttl, False, tags, xx=True)).stored
         return stored
 
     def delete(self, key: str) -> bool:
@@ -429,6 +436,13 @@ class GrpcCache(DistributedCache):
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
         stored: bool = (await self._acall("Set", self._set(key, value, ttl, True, tags))).stored
+        return stored
+
+    async def areplace(
+        self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
+    ) -> bool:
+        request = self._set(key, value, ttl, False, tags, xx=True)
+        stored: bool = (await self._acall("Set", request)).stored
         return stored
 
     async def adelete(self, key: str) -> bool:

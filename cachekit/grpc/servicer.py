@@ -143,8 +143,15 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         key = check_key(request.key)
         stored = self._stored(request.value)
         ttl = ns.effective_ttl(request_ttl(request))
+        if request.only_if_absent and request.only_if_present:
+            raise InvalidArgument("only_if_absent and only_if_present are mutually exclusive")
         if request.tags:
             return await self._set_tagged(ns, key, stored, ttl, request)
+        if request.only_if_present:
+            replaced = await ns.cache.areplace(key, stored, ttl)
+            if replaced:
+                ns.hub.publish(EventKind.SET, key)
+            return _STORED if replaced else _NOT_STORED
         if request.only_if_absent:
             added = await ns.cache.aadd(key, stored, ttl)
             if added:
@@ -166,6 +173,9 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         cache = _distributed(ns, "tag entries")
         if request.only_if_absent:
             if not await cache.aadd(key, stored, ttl, tags=tags):
+                return _NOT_STORED
+        elif request.only_if_present:
+            if not await cache.areplace(key, stored, ttl, tags=tags):
                 return _NOT_STORED
         else:
             await cache.aset(key, stored, ttl, tags=tags)

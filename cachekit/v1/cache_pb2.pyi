@@ -345,12 +345,15 @@ class SetRequest(_message.Message):
     NO_EXPIRY_FIELD_NUMBER: _builtins.int
     ONLY_IF_ABSENT_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    ONLY_IF_PRESENT_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     key: _builtins.str
     no_expiry: _builtins.bool
     """Never expires (capped by the namespace's max TTL); not together with ttl."""
     only_if_absent: _builtins.bool
     """Store only if the key is absent (cache "add")."""
+    only_if_present: _builtins.bool
+    """Store only if the key is present (cache "replace"); not together with only_if_absent."""
     @_builtins.property
     def value(self) -> Global___Value: ...
     @_builtins.property
@@ -374,10 +377,11 @@ class SetRequest(_message.Message):
         no_expiry: _builtins.bool = ...,
         only_if_absent: _builtins.bool = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
+        only_if_present: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "no_expiry", b"no_expiry", "only_if_absent", b"only_if_absent", "tags", b"tags", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "namespace", b"namespace", "no_expiry", b"no_expiry", "only_if_absent", b"only_if_absent", "only_if_present", b"only_if_present", "tags", b"tags", "ttl", b"ttl", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -389,7 +393,9 @@ class SetResponse(_message.Message):
 
     STORED_FIELD_NUMBER: _builtins.int
     stored: _builtins.bool
-    """Always true without only_if_absent; with it, whether the key was absent."""
+    """Always true without only_if_absent or only_if_present; with them, whether the key was
+    absent (present).
+    """
     def __init__(
         self,
         *,

@@ -36,7 +36,6 @@ def test_grpc_cache_is_a_distributed_cache() -> None:
 
 class TestGrpcContract(DistributedCacheContract):
     lists_tagged_keys = False  # the protocol has no call for it
-    replaces = False  # nor for replace
 
     @pytest.fixture
     def make_cache(self, server: ThreadedServer, clock: FakeClock) -> Iterator[MakeCache]:

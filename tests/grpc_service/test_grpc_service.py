@@ -262,6 +262,16 @@ def test_content_types_round_trip(
             pb.SetRequest(
                 namespace="default",
                 key="k",
+                value=pb.Value(data=b"x", content_type="text/plain"),
+                only_if_absent=True,
+                only_if_present=True,
+            ),
+            "mutually exclusive",
+        ),
+        (
+            pb.SetRequest(
+                namespace="default",
+                key="k",
                 value=pb.Value(data=b"x", content_type="application/x-protobuf"),
             ),
             "messageType",
