@@ -157,6 +157,9 @@ async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
     return "".join(values)
 
 
+#: Providers where a lookup is no round trip: two plain lookups cost less than the guess.
+_IN_PROCESS = frozenset({"memory", "null"})
+
 #: Version guesses kept per memoized function (one per instance for methods): the memo is
 #: dropped whole when full.
 _GUESSES = 1024
@@ -242,7 +245,8 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = _ensure_versions(core, keys)
-                guesses.remember(seen, version)
+                if core.provider_name not in _IN_PROCESS:
+                    guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *ext._lookup(core, key, cache_none)
 
@@ -262,7 +266,8 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = await _aensure_versions(core, keys)
-                guesses.remember(seen, version)
+                if core.provider_name not in _IN_PROCESS:
+                    guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *classify(await aget_decodable(core, key), cache_none)
 
