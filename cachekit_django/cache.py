@@ -363,15 +363,7 @@ class CacheKitCache(BaseCache):
         *,
         tags: Iterable[str] = (),
     ) -> bool:
-        made = self.make_and_validate_key(key, version)
-        value = self._store(value)
-        core: Any = self._cachekit
-        try:
-            if tags:
-                return bool(core.add(made, value, self._timeout(timeout), tags=self._tags(tags)))
-            return bool(core.add(made, value, self._timeout(timeout)))
-        except SerializationError as exc:
-            raise _pickle_error(exc) from None
+        return self._store_if("add", key, value, timeout, version, tags)
 
     def replace(
         self,
@@ -384,15 +376,19 @@ class CacheKitCache(BaseCache):
     ) -> bool:
         """Store only if the key is present, atomically (``set(..., xx=True)``); whether it
         was. Not in Django's API: ``add``'s opposite, as memcached's ``replace``."""
+        return self._store_if("replace", key, value, timeout, version, tags)
+
+    def _store_if(  # noqa: PLR0917 - add's and replace's arguments, passed on
+        self, op: str, key: Any, value: Any, timeout: Any, version: int | None, tags: Any
+    ) -> bool:
+        """The core's conditional write ``op`` (``add``/``replace``) of a Django key."""
         made = self.make_and_validate_key(key, version)
-        value = self._store(value)
-        core: Any = self._cachekit
+        write = getattr(self._cachekit, op)
+        value, ttl = self._store(value), self._timeout(timeout)
         try:
             if tags:
-                return bool(
-                    core.replace(made, value, self._timeout(timeout), tags=self._tags(tags))
-                )
-            return bool(core.replace(made, value, self._timeout(timeout)))
+                return bool(write(made, value, ttl, tags=self._tags(tags)))
+            return bool(write(made, value, ttl))
         except SerializationError as exc:
             raise _pickle_error(exc) from None
 
@@ -718,15 +714,7 @@ class CacheKitCache(BaseCache):
         *,
         tags: Iterable[str] = (),
     ) -> bool:
-        made = self.make_and_validate_key(key, version)
-        value, ttl = self._store(value), self._timeout(timeout)
-        core: Any = self._cachekit
-        try:
-            if tags:
-                return bool(await core.aadd(made, value, ttl, tags=self._tags(tags)))
-            return bool(await core.aadd(made, value, ttl))
-        except SerializationError as exc:
-            raise _pickle_error(exc) from None
+        return await self._astore_if("aadd", key, value, timeout, version, tags)
 
     async def areplace(
         self,
@@ -737,13 +725,18 @@ class CacheKitCache(BaseCache):
         *,
         tags: Iterable[str] = (),
     ) -> bool:
+        return await self._astore_if("areplace", key, value, timeout, version, tags)
+
+    async def _astore_if(  # noqa: PLR0917 - see _store_if
+        self, op: str, key: Any, value: Any, timeout: Any, version: int | None, tags: Any
+    ) -> bool:
         made = self.make_and_validate_key(key, version)
+        write = getattr(self._cachekit, op)
         value, ttl = self._store(value), self._timeout(timeout)
-        core: Any = self._cachekit
         try:
             if tags:
-                return bool(await core.areplace(made, value, ttl, tags=self._tags(tags)))
-            return bool(await core.areplace(made, value, ttl))
+                return bool(await write(made, value, ttl, tags=self._tags(tags)))
+            return bool(await write(made, value, ttl))
         except SerializationError as exc:
             raise _pickle_error(exc) from None
 

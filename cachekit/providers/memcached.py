@@ -988,22 +988,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         seconds = resolve_ttl(ttl, self.default_ttl)
         if seconds is not None and seconds <= 0:
             return not self.exists(key)
-        exptime = self._exptime(seconds)
-        try:
-            stored = self._key(key)
-            data, flags = self._encode(stored, value, exptime)
-            node = self._route(stored)
-            added = self._call(
-                node,
-                lambda c: c.add(stored, data, exptime, noreply=False, flags=flags),
-                retry=False,
-            )
-        except BackendUnavailable as exc:
-            self._failed("add", exc)
-            return False  # nothing was stored: never claim the key
-        if added:
-            self._counts()[2] += 1
-        return bool(added)
+        return self._store_if("add", key, value, seconds)
 
     def replace(self, key: str, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """memcached's own ``replace``: stored only over a present item, atomically."""
@@ -1011,22 +996,27 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         seconds = resolve_ttl(ttl, self.default_ttl)
         if seconds is not None and seconds <= 0:
             return self.delete(key)
+        return self._store_if("replace", key, value, seconds)
+
+    def _store_if(self, command: str, key: str, value: Any, seconds: float | None) -> bool:
+        """memcached's conditional ``add``/``replace``; whether it stored (never claimed when
+        the server could not be asked)."""
         exptime = self._exptime(seconds)
         try:
             stored = self._key(key)
             data, flags = self._encode(stored, value, exptime)
             node = self._route(stored)
-            replaced = self._call(
+            done = self._call(
                 node,
-                lambda c: c.replace(stored, data, exptime, noreply=False, flags=flags),
+                lambda c: getattr(c, command)(stored, data, exptime, noreply=False, flags=flags),
                 retry=False,
             )
         except BackendUnavailable as exc:
-            self._failed("replace", exc)
-            return False  # nothing was stored
-        if replaced:
+            self._failed(command, exc)
+            return False
+        if done:
             self._counts()[2] += 1
-        return bool(replaced)
+        return bool(done)
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
         """Store every item, one ``set_many`` round trip per server; returns the keys not stored

@@ -473,29 +473,19 @@ class MemoryCache(DistributedCache):
         self._notify(removed)
 
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
-        key = check_key(key)
-        seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
-        tagset = check_tags(tags)
-        if self._dumps is not None:
-            value = self._dumps(value)
-        size = self._size(key, value)
-        removed: _Removed = []
-        with self._lock:
-            self._drain_logs()
-            if self._live(key, removed) is not None:
-                added = False
-            elif seconds is not None and seconds <= 0:
-                added = True
-            else:
-                added = True
-                expires_at = None if seconds is None else self._clock() + seconds
-                removed.extend(self._store(key, value, expires_at, size, tagset) or ())
-        self._notify(removed)
-        return added
+        return self._store_if(False, key, value, ttl, tags)
 
     def replace(
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
+        return self._store_if(True, key, value, ttl, tags)
+
+    def _store_if(
+        self, present: bool, key: str, value: Any, ttl: TTLArg, tags: Iterable[str]
+    ) -> bool:
+        """``add`` (``present=False``) or ``replace``: store if the key's liveness is
+        ``present``, under the lock; whether it was. A non-positive TTL stores nothing (and
+        removes a replaced key)."""
         key = check_key(key)
         seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
         tagset = check_tags(tags)
@@ -505,16 +495,16 @@ class MemoryCache(DistributedCache):
         removed: _Removed = []
         with self._lock:
             self._drain_logs()
-            if self._live(key, removed) is None:
-                replaced = False
+            if (self._live(key, removed) is not None) != present:
+                done = False
             elif seconds is not None and seconds <= 0:
-                replaced = self._delete_live([key], removed) == 1
+                done = not present or self._delete_live([key], removed) == 1
             else:
-                replaced = True
+                done = True
                 expires_at = None if seconds is None else self._clock() + seconds
                 removed.extend(self._store(key, value, expires_at, size, tagset) or ())
         self._notify(removed)
-        return replaced
+        return done
 
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()

@@ -546,27 +546,24 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         return []
 
     def add(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> bool:
-        key = self._check_key(key)
-        seconds = self._ttl(ttl)
-        tagset = check_tags(tags)
-        if seconds is not None and seconds <= 0:
-            return not self.exists(key)
-        stored = self._call(
-            "add", 0, self._store_raw, {key: value}, seconds, lua.ONLY_ABSENT, tagset
-        )
-        self._count(sets=stored)
-        return bool(stored)
+        return self._store_if(lua.ONLY_ABSENT, key, value, ttl, tags)
 
     def replace(
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
+        return self._store_if(lua.ONLY_PRESENT, key, value, ttl, tags)
+
+    def _store_if(self, mode: str, key: str, value: Any, ttl: TTLArg, tags: Iterable[str]) -> bool:
+        """``add`` (``ONLY_ABSENT``) or ``replace`` (``ONLY_PRESENT``), atomic in the STORE
+        script; a non-positive TTL stores nothing (and removes a replaced key)."""
         key = self._check_key(key)
         seconds = self._ttl(ttl)
         tagset = check_tags(tags)
+        present = mode == lua.ONLY_PRESENT
         if seconds is not None and seconds <= 0:
-            return self.delete(key)
-        store = self._store_raw
-        stored = self._call("replace", 0, store, {key: value}, seconds, lua.ONLY_PRESENT, tagset)
+            return self.delete(key) if present else not self.exists(key)
+        op = "replace" if present else "add"
+        stored = self._call(op, 0, self._store_raw, {key: value}, seconds, mode, tagset)
         self._count(sets=stored)
         return bool(stored)
 

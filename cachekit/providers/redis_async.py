@@ -201,27 +201,25 @@ class RedisAsyncOps(DistributedCache):
     async def aadd(
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
-        key = self._check_key(key)
-        seconds = self._ttl(ttl)
-        tagset = check_tags(tags)
-        if seconds is not None and seconds <= 0:
-            return not await self.aexists(key)
-        store = self._astore_raw
-        stored = await self._acall("add", 0, store, {key: value}, seconds, lua.ONLY_ABSENT, tagset)
-        self._count(sets=stored)
-        return bool(stored)
+        return await self._astore_if(lua.ONLY_ABSENT, key, value, ttl, tags)
 
     async def areplace(
         self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> bool:
+        return await self._astore_if(lua.ONLY_PRESENT, key, value, ttl, tags)
+
+    async def _astore_if(
+        self, mode: str, key: str, value: Any, ttl: TTLArg, tags: Iterable[str]
+    ) -> bool:
+        """The sync ``_store_if``'s twin."""
         key = self._check_key(key)
         seconds = self._ttl(ttl)
         tagset = check_tags(tags)
+        present = mode == lua.ONLY_PRESENT
         if seconds is not None and seconds <= 0:
-            return await self.adelete(key)
-        store = self._astore_raw
-        mode = lua.ONLY_PRESENT
-        stored = await self._acall("replace", 0, store, {key: value}, seconds, mode, tagset)
+            return await self.adelete(key) if present else not await self.aexists(key)
+        op = "replace" if present else "add"
+        stored = await self._acall(op, 0, self._astore_raw, {key: value}, seconds, mode, tagset)
         self._count(sets=stored)
         return bool(stored)
 
