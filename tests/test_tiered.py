@@ -493,40 +493,33 @@ def test_l1_ttl_bounds_staleness_when_invalidations_are_lost(
         direct.close()
 
 
-def test_fail_open_l2_down_serves_no_stale_l1_values(fresh_redis_server: RedisServer) -> None:
-    cache = create_cache(
-        {
-            "url": "tiered://",
-            "l2": {"url": fresh_redis_server.url, "fail_open": True, **FAST},
-            "l1_ttl": 60,
-        }
-    )
+@contextlib.contextmanager
+def lone_tiered(server: RedisServer, *, fail_open: bool) -> Iterator[TieredCache]:
+    """A subscribed tiered cache alone on ``server`` (short timeouts), closed after."""
+    l2 = {"url": server.url, "fail_open": fail_open, **FAST}
+    cache = create_cache({"url": "tiered://", "l2": l2, "l1_ttl": 60})
     assert isinstance(cache, TieredCache)
     try:
         assert cache.start(timeout=BOUND)
+        yield cache
+    finally:
+        cache.close()
+
+
+def test_fail_open_l2_down_serves_no_stale_l1_values(fresh_redis_server: RedisServer) -> None:
+    with lone_tiered(fresh_redis_server, fail_open=True) as cache:
         cache.set("k", "v")
         assert cache.get("k") == "v"
         fresh_redis_server.kill()
         wait_for(lambda: cache.get("k", "miss") == "miss")
         cache.set("k", "dropped")  # fail-open: dropped by L2, so not kept in L1 either
         assert cache.get("k", "miss") == "miss"
-    finally:
-        cache.close()
 
 
 def test_a_failed_replace_evicts_l1_since_the_server_may_have_applied_it(
     fresh_redis_server: RedisServer,
 ) -> None:
-    cache = create_cache(
-        {
-            "url": "tiered://",
-            "l2": {"url": fresh_redis_server.url, "fail_open": True, **FAST},
-            "l1_ttl": 60,
-        }
-    )
-    assert isinstance(cache, TieredCache)
-    try:
-        assert cache.start(timeout=BOUND)
+    with lone_tiered(fresh_redis_server, fail_open=True) as cache:
         cache.set("k", "old")
         cached(cache, "k", "old")
         with fresh_redis_server.stalled():
@@ -534,16 +527,11 @@ def test_a_failed_replace_evicts_l1_since_the_server_may_have_applied_it(
         # The server read the command before it froze and applies it when it resumes.
         wait_for(lambda: cache.l2.get("k") == "new")
         assert cache.get("k") == "new"  # not the L1 copy of "old"
-    finally:
-        cache.close()
 
 
 def test_a_write_that_raised_leaves_nothing_in_l1(fresh_redis_server: RedisServer) -> None:
     # Whether it reached the server is unknown: L1 must not answer with the value meanwhile.
-    cache = create_cache({"url": "tiered://", "l2": {"url": fresh_redis_server.url, **FAST}})
-    assert isinstance(cache, TieredCache)
-    try:
-        assert cache.start(timeout=BOUND)
+    with lone_tiered(fresh_redis_server, fail_open=False) as cache:
         cache.set("k", "old")
         cached(cache, "k", "old")
         with fresh_redis_server.stalled():
@@ -553,17 +541,10 @@ def test_a_write_that_raised_leaves_nothing_in_l1(fresh_redis_server: RedisServe
                 asyncio.run(cache.aset_many({"k": "newer", "j": 1}))
             assert not l1_holds(cache, "k")
             assert not l1_holds(cache, "j")
-    finally:
-        cache.close()
 
 
 def test_fail_closed_l2_errors_propagate(fresh_redis_server: RedisServer) -> None:
-    from cachekit import BackendUnavailable
-
-    cache = create_cache({"url": "tiered://", "l2": {"url": fresh_redis_server.url, **FAST}})
-    assert isinstance(cache, TieredCache)
-    try:
-        assert cache.start(timeout=BOUND)
+    with lone_tiered(fresh_redis_server, fail_open=False) as cache:
         cache.set("k", "v")
         fresh_redis_server.kill()
         wait_for(lambda: not cache.subscriber_connected)
@@ -571,8 +552,6 @@ def test_fail_closed_l2_errors_propagate(fresh_redis_server: RedisServer) -> Non
             cache.get("k")
         with pytest.raises(BackendUnavailable):
             cache.set("k", 2)
-    finally:
-        cache.close()
 
 
 # -- life cycle ----------------------------------------------------------------------------------
