@@ -200,7 +200,7 @@ class CacheKitCache(BaseCache):
     @key_prefix.setter
     def key_prefix(self, value: str) -> None:
         self._key_prefix = value
-        self._made.clear()
+        self._forget_made_keys()
 
     @property
     def version(self) -> int:
@@ -209,7 +209,13 @@ class CacheKitCache(BaseCache):
     @version.setter
     def version(self, value: int) -> None:
         self._version = value
-        self._made.clear()
+        self._forget_made_keys()
+
+    def _forget_made_keys(self) -> None:
+        # vars(): a subclass may set key_prefix/version before calling our __init__.
+        made = vars(self).get("_made")
+        if made is not None:
+            made.clear()
 
     def _inline_key(self, key: Any, version: int | None) -> str:
         """make_and_validate_key for the default KEY_FUNCTION and validation, remembering keys

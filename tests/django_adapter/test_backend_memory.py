@@ -222,3 +222,15 @@ def test_plain_values_are_charged_what_they_hold(backend_factory: Factory) -> No
     with pytest.raises(ValueTooLarge):
         cache.set("a", {"rows": rows})
     assert sys.getsizeof(freeze({"rows": rows})) > 5_000_000
+
+
+def test_a_subclass_may_set_version_before_our_init() -> None:
+    class Early(MemoryCache):
+        def __init__(self, location: str, params: dict[str, Any]) -> None:
+            self.version = 3  # BaseCache's own __init__ sets it again from VERSION
+            super().__init__(location, params)
+
+    cache = Early("early", {"VERSION": 2})
+    cache.set("k", 1)
+    assert cache.make_and_validate_key("k") == ":2:k"
+    assert cache.get("k") == 1
