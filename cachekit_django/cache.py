@@ -104,6 +104,11 @@ def _escape_glob(text: str) -> str:
     return text.translate(_GLOB_SPECIALS)
 
 
+def _whole_seconds(seconds: float | None) -> int | None:
+    """Redis's ``TTL`` rounding (``(pttl + 500) // 1000``), for every provider alike."""
+    return None if seconds is None else int(seconds + 0.5)
+
+
 def _pickle_error(exc: SerializationError) -> BaseException:
     """The pickle error behind a core SerializationError, which is what Django's backends raise
     (``pickle.PickleError``, or ``TypeError`` for objects pickle refuses), else ``exc``."""
@@ -527,9 +532,10 @@ class CacheKitCache(BaseCache):
     def get_stats(self) -> CacheStats:
         return self._cachekit.get_stats()
 
-    def ttl(self, key: Any, version: int | None = None) -> float | None:
-        """Seconds left; ``None`` for a key that never expires, ``0.0`` for a missing key."""
-        return self._cachekit.ttl(self.make_and_validate_key(key, version))
+    def ttl(self, key: Any, version: int | None = None) -> int | None:
+        """django-redis's: whole seconds left, rounded as Redis's ``TTL`` rounds them; ``None``
+        for a key that never expires, ``0`` for a missing key (:meth:`pttl` for milliseconds)."""
+        return _whole_seconds(self._cachekit.ttl(self.make_and_validate_key(key, version)))
 
     def make_pattern(
         self, pattern: str, version: int | None = None, prefix: str | None = None
@@ -597,7 +603,7 @@ class CacheKitCache(BaseCache):
 
     def pttl(self, key: Any, version: int | None = None) -> int | None:
         """django-redis's: milliseconds left; ``None`` never expires, ``0`` missing."""
-        seconds = self.ttl(key, version)
+        seconds = self._cachekit.ttl(self.make_and_validate_key(key, version))
         return None if seconds is None else int(seconds * 1000)
 
     def _distributed_core(self, op: str) -> DistributedCache:
@@ -829,8 +835,8 @@ class CacheKitCache(BaseCache):
     async def aclose(self, **kwargs: Any) -> None:
         """See :meth:`close`."""
 
-    async def attl(self, key: Any, version: int | None = None) -> float | None:
-        return await self._cachekit.attl(self.make_and_validate_key(key, version))
+    async def attl(self, key: Any, version: int | None = None) -> int | None:
+        return _whole_seconds(await self._cachekit.attl(self.make_and_validate_key(key, version)))
 
     async def adelete_pattern(
         self, pattern: str, version: int | None = None, prefix: str | None = None

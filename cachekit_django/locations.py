@@ -25,6 +25,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from cachekit.config import parse_url
 from cachekit.errors import ConfigurationError
 
+from . import redis_options
+
 __all__ = ["DJANGO_OPTIONS", "KINDS", "Plan", "plan"]
 
 #: Django's own OPTIONS keys (read by ``BaseCache``), never passed to a provider.
@@ -146,11 +148,11 @@ def _file(location: str, options: dict[str, Any], django: dict[str, Any]) -> Pla
 
 def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
     servers = _servers(location) or ["redis://127.0.0.1:6379/0"]
-    notes: tuple[str, ...] = ()
+    notes = redis_options.translate(options)
     if len(servers) > 1:
         # Django's RedisCache writes to the first URL and reads from the others (replicas);
         # here every call goes to the first, which is correct, only not read-offloaded.
-        notes = (
+        notes += (
             f"LOCATION lists {len(servers)} Redis URLs: cachekit uses the first for reads and "
             "writes (replicas are not read from; use redis+sentinel:// for failover)",
         )
@@ -246,8 +248,9 @@ def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
 
 
 def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
+    notes = redis_options.translate(options)
     if isinstance(location, str) and location.startswith("redis+cluster://"):
-        return Plan(location, options, "redis+cluster")
+        return Plan(location, options, "redis+cluster", notes=notes)
     servers = _servers(location)
     if not servers:
         raise ConfigurationError(
@@ -256,7 +259,7 @@ def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
             key="LOCATION",
         )
     nodes = [_node(server) for server in servers]
-    return Plan("redis+cluster://" + ",".join(nodes), options, "redis+cluster")
+    return Plan("redis+cluster://" + ",".join(nodes), options, "redis+cluster", notes=notes)
 
 
 def _node(server: str) -> str:

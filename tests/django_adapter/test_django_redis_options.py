@@ -1,0 +1,134 @@
+"""django-redis's ``OPTIONS`` work unchanged: a switch is one ``BACKEND`` line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cachekit.errors import ConfigurationError
+from cachekit_django.cache import RedisCache
+from cachekit_django.checks import check_caches
+from cachekit_django.locations import plan
+
+#: django-redis's documented production entry (its README), OPTIONS as written there.
+DJANGO_REDIS_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "SOCKET_CONNECT_TIMEOUT": 5,
+    "SOCKET_TIMEOUT": 5,
+    "CONNECTION_POOL_KWARGS": {"max_connections": 100, "retry_on_timeout": True},
+    "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+    "COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor",
+    "IGNORE_EXCEPTIONS": True,
+}
+
+
+def test_options_become_the_providers() -> None:
+    result = plan("redis", "redis://h:6379/1", {"OPTIONS": {**DJANGO_REDIS_OPTIONS}})
+    assert result.options == {
+        "socket_connect_timeout": 5,
+        "socket_timeout": 5,
+        "max_connections": 100,
+        "serializer": "json",
+        "compression": "zlib",
+        "fail_open": True,
+    }
+    assert len(result.notes) == 1
+    assert "retry_on_timeout" in result.notes[0]
+
+
+def test_password_and_db_go_into_the_url_as_djangos_do() -> None:
+    options = {"PASSWORD": "p@ss", "CONNECTION_POOL_KWARGS": {"db": 3}}
+    assert plan("redis", "redis://h:6379", {"OPTIONS": options}).url == "redis://:p%40ss@h:6379/3"
+
+
+def test_classes_are_read_by_path_or_object() -> None:
+    from django_redis.serializers.pickle import PickleSerializer
+
+    result = plan("redis", "redis://h:6379/0", {"OPTIONS": {"SERIALIZER": PickleSerializer}})
+    assert result.options == {"serializer": "pickle"}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"CLIENT_CLASS": "django_redis.client.HerdClient"},
+        {"PARSER_CLASS": "redis.connection._HiredisParser"},
+        {"PICKLE_VERSION": -1},
+        {"CLOSE_CONNECTION": True},
+    ],
+)
+def test_accepted_but_unused_options_are_noted(entry: dict[str, Any]) -> None:
+    result = plan("redis", "redis://h:6379/0", {"OPTIONS": entry})
+    assert result.options == {}
+    [note] = result.notes
+    assert next(iter(entry)) in note or "HerdClient" in note
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "text"),
+    [
+        ({"CLIENT_CLASS": "django_redis.client.ShardClient"}, "CLIENT_CLASS", "Redis Cluster"),
+        ({"CLIENT_CLASS": "django_redis.client.SentinelClient"}, "CLIENT_CLASS", "sentinel"),
+        ({"CLIENT_CLASS": "myapp.MyClient"}, "CLIENT_CLASS", "own client"),
+        ({"SERIALIZER": "myapp.YamlSerializer"}, "SERIALIZER", "no cachekit equivalent"),
+        ({"COMPRESSOR": "django_redis.compressors.lz4.Lz4Compressor"}, "COMPRESSOR", "lz4"),
+        ({"COMPRESSOR": 3}, "COMPRESSOR", "dotted path"),
+        ({"CONNECTION_POOL_CLASS": "x.Pool"}, "CONNECTION_POOL_CLASS", "pools"),
+        ({"REDIS_CLIENT_CLASS": "x.Client"}, "REDIS_CLIENT_CLASS", "redis-py"),
+        ({"SENTINELS": [("s", 26379)]}, "SENTINELS", r"redis\+sentinel://"),
+        ({"CONNECTION_POOL_KWARGS": {"ssl": True}}, "CONNECTION_POOL_KWARGS", "'ssl'"),
+        ({"CONNECTION_POOL_KWARGS": 5}, "CONNECTION_POOL_KWARGS", "dict"),
+        ({"SOCKET_TIMEOUT": 1, "socket_timeout": 2}, "SOCKET_TIMEOUT", "keep one"),
+    ],
+)
+def test_what_cachekit_cannot_honour_is_refused(entry: dict[str, Any], key: str, text: str) -> None:
+    with pytest.raises(ConfigurationError, match=text) as info:
+        plan("redis", "redis://h:6379/0", {"OPTIONS": entry})
+    assert info.value.key == key
+
+
+def test_refusals_are_system_check_errors(settings: Any) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": "redis://h:6379/0",
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.ShardClient"},
+        }
+    }
+    [message] = check_caches()
+    assert message.id == "cachekit_django.E001"
+    assert "CLIENT_CLASS" in message.hint
+
+
+def test_the_cluster_backend_reads_them_too() -> None:
+    result = plan("redis+cluster", "h:7000,h:7001", {"OPTIONS": {"SOCKET_TIMEOUT": 2}})
+    assert result.options == {"socket_timeout": 2}
+
+
+@pytest.mark.servers
+def test_a_django_redis_entry_works_unchanged(settings: Any) -> None:
+    from cachekit.testing.servers import RedisServer
+
+    with RedisServer({"requirepass": "s3cr3t"}) as server:
+        location = f"redis://{server.host}:{server.port}/1"
+        entry = {"OPTIONS": {**DJANGO_REDIS_OPTIONS, "PASSWORD": "s3cr3t"}}
+        settings.CACHES = {
+            "r": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location, **entry}
+        }
+        [warning] = [m for m in check_caches() if m.obj == "CACHES['r']"]
+        assert warning.id == "cachekit_django.W001"  # retry_on_timeout, and nothing else
+        cache = RedisCache(location, entry)
+        page = {"html": "<p>hello</p>" * 500}
+        cache.set("page", page, 60)
+        assert cache.get("page") == page
+        info = cache.cachekit.inspect(cache.make_key("page"))
+        assert info is not None
+        assert (info.serializer, info.compression) == ("json", "zlib")
+        with pytest.raises(TypeError):  # as from django-redis's JSONSerializer (json.dumps)
+            cache.set("obj", object())
+        # IGNORE_EXCEPTIONS: an outage reads as a miss instead of raising.
+        server.stop()
+        assert cache.get("page", "fallback") == "fallback"
+        assert cache.cachekit.get_stats().extra["fail_open_errors_total"] >= 1
+        cache.close()
