@@ -426,10 +426,10 @@ def test_wire_round_trips_awkward_and_large_values(memcached_server: MemcachedSe
 
     values = [b"", b"\r\nEND\r\n", b"VALUE x 0 1\r\n", b"x" * 70_000, bytes(range(256)) * 3000]
     for i, value in enumerate(values):
-        set_one(client, b"wire:%d" % i, value, 0, 0, check_line=_check_line)
+        set_one(client, b"wire:%d" % i, (value[:3], value[3:]), 0, 0, check_line=_check_line)
         assert get_one(client, b"wire:%d" % i, _check_line, deserialize) == value
         assert client.get(b"wire:%d" % i) == value  # what pymemcache reads back
-    set_one(client, b"wire:f", b"v", 0, 4, check_line=_check_line)
+    set_one(client, b"wire:f", (b"", b"v"), 0, 4, check_line=_check_line)
     assert get_one(client, b"wire:f", _check_line, deserialize) == b"v"
     assert flagged == [4]
     assert get_one(client, b"wire:absent", _check_line, deserialize) is None
@@ -444,9 +444,9 @@ def test_wire_errors_close_the_connection(memcached_server: MemcachedServer) -> 
 
     client = _wire_client(memcached_server)
     with pytest.raises(MemcacheServerError):  # over the server's 1 MiB item limit
-        set_one(client, b"wire:big", b"x" * (2 << 20), 0, 0, check_line=_check_line)
+        set_one(client, b"wire:big", (b"", b"x" * (2 << 20)), 0, 0, check_line=_check_line)
     assert client.sock is None  # closed: no half-read reply can leak into the next command
-    set_one(client, b"wire:after", b"ok", 0, 0, check_line=_check_line)  # reconnects
+    set_one(client, b"wire:after", (b"ok", b""), 0, 0, check_line=_check_line)  # reconnects
     assert client.get(b"wire:after") == b"ok"
     client.close()
 
@@ -463,7 +463,8 @@ def test_wire_many_round_trips_awkward_and_large_values(memcached_server: Memcac
         b"wm:big": b"y" * 200_000,  # many recvs
         **{b"wm:%d" % i: b"v%d" % i * 50 for i in range(300)},
     }
-    assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
+    parts = {key: (value[:2], value[2:]) for key, value in values.items()}  # head, body
+    assert wire.set_many(client, parts, 0, 0, check_line=_check_line) == []
     got = wire.get_many(client, [*values, b"wm:absent"], _check_line, lambda k, v, f: v)
     assert got == values
     assert client.get_many(list(values)) == values  # what pymemcache reads back
@@ -482,7 +483,9 @@ def test_wire_set_many_gathers_large_values_across_partial_writes(
     client.sock.settimeout(5.0)  # as the provider's clients: sendmsg may then write partially
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # force partial writes
     values = {b"wl:%d" % i: bytes([i]) * 100_000 for i in range(40)}  # 4 MB: several sendmsg
-    assert wire.set_many(client, values, 0, 0, check_line=_check_line) == []
+    parts = {key: (b"h" + value[:3], value[3:]) for key, value in values.items()}
+    values = {key: head + body for key, (head, body) in parts.items()}
+    assert wire.set_many(client, parts, 0, 0, check_line=_check_line) == []
     assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == values
     client.close()
 
@@ -620,7 +623,7 @@ def test_wire_set_many_refusals_keep_the_connection(small_items: MemcachedServer
     from cachekit.providers.memcached import _check_line
 
     client = _wire_client(small_items)
-    values = {b"wt:a": b"a", b"wt:big": b"x" * 100_000, b"wt:b": b"b" * 5000}
+    values = {b"wt:a": (b"", b"a"), b"wt:big": (b"", b"x" * 100_000), b"wt:b": (b"b", b"b" * 4999)}
     assert wire.set_many(client, values, 0, 0, check_line=_check_line) == [b"wt:big"]
     assert client.sock is not None
     assert client.get_many([b"wt:a", b"wt:big", b"wt:b"]) == {b"wt:a": b"a", b"wt:b": b"b" * 5000}

@@ -420,6 +420,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             )
         )
         self._dumps = self._serializer.dumps
+        self._dumps_parts = self._serializer.dumps_parts
         self._loads = self._serializer.loads
         if key_policy not in ("hash", "reject"):
             raise ConfigurationError(f"key_policy must be hash or reject, got {key_policy!r}")
@@ -953,11 +954,12 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             exptime = self._exptime(seconds)
         try:
             stored = self._key(key)
-            data = self._dumps(value)
-            if len(data) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
+            data = self._dumps_parts(value)
+            if len(data[0]) + len(data[1]) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
                 flags = 0
             else:
-                data, flags = self._encode_large(data, exptime)
+                manifest, flags = self._encode_large(b"".join(data), exptime)
+                data = (b"", manifest)
             node = self._single
             if node is None or not node.breaker.allow():
                 node = self._route(stored, checked=node)
@@ -1034,24 +1036,24 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         # Refused before sending: their old values go, as memcached drops a value it refuses.
         refused_here: list[str] = []
         by_stored: dict[bytes, str] = {}
-        payloads: dict[int, dict[bytes, bytes]] = {0: {}, _FLAG_CHUNKED: {}}
+        payloads: dict[int, dict[bytes, wire.Payload]] = {0: {}, _FLAG_CHUNKED: {}}
         plain = payloads[0]
-        dumps = self._dumps
+        dumps = self._dumps_parts
         limit = self.max_item_size - _ITEM_OVERHEAD
         try:
             stored_keys = self._stored_keys([key for key, _ in items])
             for (stored, key), (_, value) in zip(stored_keys.items(), items, strict=True):
                 data = dumps(value)
-                if len(data) + len(stored) <= limit:
+                if len(data[0]) + len(data[1]) + len(stored) <= limit:
                     plain[stored] = data
                 else:
                     try:
-                        data, flags = self._encode_large(data, exptime)
+                        manifest, flags = self._encode_large(b"".join(data), exptime)
                     except ValueTooLarge:
                         failed.append(key)
                         refused_here.append(key)
                         continue
-                    payloads[flags][stored] = data
+                    payloads[flags][stored] = (b"", manifest)
                 by_stored[stored] = key
         except BackendUnavailable as exc:
             self._failed("set_many", exc)

@@ -27,14 +27,20 @@ from __future__ import annotations
 
 import _socket as _c_socket
 import math
+import operator
 import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-__all__ = ["get_many", "get_one", "kernel_timeouts", "set_many", "set_one"]
+__all__ = ["Payload", "get_many", "get_one", "kernel_timeouts", "set_many", "set_one"]
 
+#: A value to store as two parts sent back to back (``Serializer.dumps_parts``): the header
+#: and the body, so that a large body is never copied behind its header before the send.
+Payload = tuple[bytes, bytes]
+
+_BODY: Final = operator.itemgetter(1)
 _RECV: Final = 65536
 _REPLY: Final = 4096  # status replies are a few bytes: no 64 KiB buffer to allocate per call
 #: Gathering parts with ``sendmsg`` instead of joining them pays off for a joined size of about
@@ -161,7 +167,7 @@ def get_one(
 def set_one(
     client: Any,
     stored: bytes,
-    data: bytes,
+    data: Payload,
     exptime: int,
     flags: int,
     *,
@@ -169,12 +175,16 @@ def set_one(
 ) -> None:
     """``set`` one key, waiting for ``STORED``."""
     sock = _socket(client)
+    head, body = data
     try:
-        head = b"set %b %d %d %d\r\n" % (stored, flags, exptime, len(data))
-        if len(data) < _GATHER_ONE:
-            sock.sendall(head + data + b"\r\n")
+        size = len(head) + len(body)
+        if size < _GATHER_ONE:  # one copy of the body, into the request
+            sock.sendall(
+                b"set %b %d %d %d\r\n%b%b\r\n" % (stored, flags, exptime, size, head, body)
+            )
         else:  # gathered by the kernel rather than copied here
-            _send_parts(sock, [head, data, b"\r\n"])
+            line = b"set %b %d %d %d\r\n%b" % (stored, flags, exptime, size, head)
+            _send_parts(sock, [line, body, b"\r\n"])
         reply = sock.recv(_REPLY)
         while not reply.endswith(b"\r\n"):
             more = sock.recv(_RECV)
@@ -256,7 +266,7 @@ def get_many(
 
 def set_many(
     client: Any,
-    values: dict[bytes, bytes],
+    values: dict[bytes, Payload],
     exptime: int,
     flags: int,
     *,
@@ -272,20 +282,23 @@ def set_many(
         return []
     sock = _socket(client)
     try:
-        if sum(map(len, values.values())) < _GATHER_FROM * len(values):
+        if sum(map(len, map(_BODY, values.values()))) < _GATHER_FROM * len(values):
             sock.sendall(
                 b"".join(
                     [
-                        b"set %b %d %d %d\r\n%b\r\n" % (key, flags, exptime, len(data), data)
-                        for key, data in values.items()
+                        b"set %b %d %d %d\r\n%b%b\r\n"
+                        % (key, flags, exptime, len(head) + len(body), head, body)
+                        for key, (head, body) in values.items()
                     ]
                 )
             )
         else:  # large values: gathered by the kernel rather than copied twice here
             parts: list[bytes] = []
-            for key, data in values.items():
-                parts.append(b"set %b %d %d %d\r\n" % (key, flags, exptime, len(data)))
-                parts.append(data)
+            for key, (head, body) in values.items():
+                parts.append(
+                    b"set %b %d %d %d\r\n%b" % (key, flags, exptime, len(head) + len(body), head)
+                )
+                parts.append(body)
                 parts.append(b"\r\n")
             _send_parts(sock, parts)
         # Usually every reply is STORED: the whole answer is then one known string, and one

@@ -48,6 +48,12 @@ class Serializer(abc.ABC):
     def loads(self, data: bytes) -> Any:
         """Decode bytes from :meth:`dumps`; bad or untrusted bytes raise SerializationError."""
 
+    def dumps_parts(self, value: Any) -> tuple[bytes, bytes]:
+        """:meth:`dumps` as ``(head, body)``, whose concatenation is what :meth:`dumps` returns:
+        a writer that gathers its send (memcached's) then never copies a large body behind a
+        small header. This default joins nothing and returns ``(b"", dumps(value))``."""
+        return b"", self.dumps(value)
+
 
 class SerializerOptions(TypedDict, total=False):
     """The options every built-in serializer accepts (those of ``make_serializer``)."""
@@ -138,21 +144,36 @@ class CodecSerializer(Reader, Serializer):
             ) from exc
         return self._seal(self._codec_headers, body)
 
+    def dumps_parts(self, value: Any) -> tuple[bytes, bytes]:
+        # Split only where it saves a copy worth having: an unsigned ``bytes`` value, whose
+        # body is the caller's own object (signing hashes the joined form anyway).
+        if type(value) is not bytes or self._mac is not None:
+            return b"", self.dumps(value)
+        headers = self._raw_headers
+        size = len(value)
+        if size < self._threshold or self._stays_raw(value, size):
+            return headers[0], value
+        packed = self._compress(value)
+        return (headers[1], packed) if len(packed) < size else (headers[0], value)
+
+    def _stays_raw(self, body: bytes, size: int) -> bool:
+        """Whether a body at or over the threshold is stored uncompressed: too small to probe
+        (under _PROBE_FROM it is compressed and kept if smaller), or noise-like, or its probe
+        does not shrink."""
+        return size >= _PROBE_FROM and (
+            # compression.noise_like(body[:_PROBE]), inlined: for noise (media, encrypted or
+            # compressed blobs) this test is all compression costs a write, and two Python
+            # calls and a slice were a third of it.
+            (
+                len((head := body[:SET_SPAN]).translate(None, head[::SET_STEP])) >= _SET_LIMIT
+                and body.find(body[_REPEAT_AT:_PROBE], 0, _REPEAT_AT) < 0
+            )
+            or self._probe(body[:_PROBE]) >= _PROBE_KEEP
+        )
+
     def _seal(self, headers: tuple[bytes, bytes], body: bytes) -> bytes:
         size = len(body)
-        if size < self._threshold or (
-            size >= _PROBE_FROM
-            and (
-                # compression.noise_like(body[:_PROBE]), inlined: for noise (media, encrypted or
-                # compressed blobs) this test is all compression costs a write, and two Python
-                # calls and a slice were a third of it.
-                (
-                    len((head := body[:SET_SPAN]).translate(None, head[::SET_STEP])) >= _SET_LIMIT
-                    and body.find(body[_REPEAT_AT:_PROBE], 0, _REPEAT_AT) < 0
-                )
-                or self._probe(body[:_PROBE]) >= _PROBE_KEEP
-            )
-        ):
+        if size < self._threshold or self._stays_raw(body, size):
             out = headers[0] + body
         else:
             packed = self._compress(body)
