@@ -604,7 +604,7 @@ class CacheKitCache(BaseCache):
     def pttl(self, key: Any, version: int | None = None) -> int | None:
         """django-redis's: milliseconds left; ``None`` never expires, ``0`` missing."""
         seconds = self._cachekit.ttl(self.make_and_validate_key(key, version))
-        return None if seconds is None else int(seconds * 1000)
+        return None if seconds is None else round(seconds * 1000)  # 1.001 s is 1001 ms
 
     def _distributed_core(self, op: str) -> DistributedCache:
         core = self._cachekit

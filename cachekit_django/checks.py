@@ -11,7 +11,9 @@ closed (building never connects), so every option the provider validates is chec
 ``cachekit_django.E003``  ``VERSION`` not an integer (or a string of one)
 ``cachekit_django.E004``  ``KEY_FUNCTION`` cannot be imported or is not callable
 ``cachekit_django.E005``  ``CACHEKIT_INVALIDATE_TAGS`` is malformed (see :mod:`.signals`)
-``cachekit_django.W001``  part of ``LOCATION`` is accepted but unused (Redis read replicas)
+``cachekit_django.W001``  part of ``LOCATION``/``OPTIONS`` is accepted but unused or done
+                          cachekit's own way (Redis read replicas, django-redis's
+                          ``PARSER_CLASS``, pymemcache's ``retry_timeout``...)
 ``cachekit_django.W002``  a file cache's directory matches, is inside or contains ``MEDIA_ROOT``,
                           ``STATIC_ROOT`` or a ``STATICFILES_DIRS`` entry (Django's
                           ``caches.W002``, which looks at ``FileBasedCache`` only)
@@ -54,6 +56,13 @@ def _backend_class(path: Any) -> type[CacheKitCache] | None:
         except ImportError:
             return None  # Django reports a missing backend itself
     return cls if isinstance(cls, type) and issubclass(cls, CacheKitCache) else None
+
+
+def _note_hint(alias: str, note: str) -> str:
+    where = f"CACHES[{alias!r}]"
+    if note.startswith("LOCATION"):
+        return f"{where}['LOCATION'] works as it is ({_DOCS})."
+    return f"Remove it from {where}['OPTIONS'] to silence this warning ({_DOCS})."
 
 
 def _hint(alias: str, key: str | None) -> str:
@@ -129,22 +138,27 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
                 )
             )
     params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+    plan = None
     try:
         plan = cls.plan(entry.get("LOCATION", ""), params)
         build_unshared(plan).close()
     except ConfigurationError as exc:
+        key = exc.key
+        if plan is not None and key is not None:
+            key = plan.aliases.get(key, key)  # the key the user wrote (django-redis's name)
         messages.append(
             Error(
                 f"{cls.__name__}: {exc}",
-                hint=_hint(alias, exc.key),
+                hint=_hint(alias, key),
                 obj=obj,
                 id="cachekit_django.E001",
             )
         )
         return messages
     for note in plan.notes:
-        hint = _hint(alias, "LOCATION")
-        messages.append(Warning(note, hint=hint, obj=obj, id="cachekit_django.W001"))
+        messages.append(
+            Warning(note, hint=_note_hint(alias, note), obj=obj, id="cachekit_django.W001")
+        )
     if plan.scheme == "file":
         messages.extend(_file_location_checks(alias, entry.get("LOCATION"), plan))
     return messages

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from cachekit.config import parse_url
 from cachekit.errors import ConfigurationError
@@ -67,6 +67,9 @@ class Plan:
     cull: tuple[int, int] | None = None
     #: Things accepted but not used, for a system-check warning.
     notes: tuple[str, ...] = field(default=())
+    #: The OPTIONS key the user wrote for a provider option set from another name
+    #: (django-redis's ``SOCKET_TIMEOUT`` for ``socket_timeout``): errors name it.
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def _servers(location: str | Sequence[str]) -> list[str]:
@@ -148,7 +151,8 @@ def _file(location: str, options: dict[str, Any], django: dict[str, Any]) -> Pla
 
 def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
     servers = _servers(location) or ["redis://127.0.0.1:6379/0"]
-    notes = redis_options.translate(options)
+    translated = redis_options.translate(options, _django_redis_ignores_exceptions())
+    notes = translated.notes
     if len(servers) > 1:
         # Django's RedisCache writes to the first URL and reads from the others (replicas);
         # here every call goes to the first, which is correct, only not read-offloaded.
@@ -162,14 +166,22 @@ def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
             f"a Redis LOCATION is a URL such as redis://127.0.0.1:6379/0, got {url!r}",
             key="LOCATION",
         )
-    url, unused = _pool_options(url, options)
+    url, unused = _pool_options(url, options, translated.aliases)
     if unused:
         notes = (
             *notes,
             f"OPTIONS {', '.join(map(repr, unused))} are redis-py connection settings cachekit "
             "does not use (its retries and timeouts are the retries/socket_* options)",
         )
-    return Plan(url, options, parse_url(url).scheme, notes=notes)
+    return Plan(url, options, parse_url(url).scheme, notes=notes, aliases=translated.aliases)
+
+
+def _django_redis_ignores_exceptions() -> bool:
+    """django-redis's ``DJANGO_REDIS_IGNORE_EXCEPTIONS`` setting (its ``IGNORE_EXCEPTIONS``
+    default): a site switching from django-redis keeps failing open."""
+    from django.conf import settings
+
+    return settings.configured and bool(getattr(settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False))
 
 
 #: Django's RedisCache passes OPTIONS to redis-py's ConnectionPool.from_url, whose URL wins
@@ -179,36 +191,59 @@ _URL_PARTS: Final = ("db", "username", "password")
 _UNUSED_POOL_OPTIONS: Final = ("client_name", "retry_on_timeout")
 
 
-def _pool_options(url: str, options: dict[str, Any]) -> tuple[str, list[str]]:
-    """Django's documented ``OPTIONS={"db": "10"}`` (and credentials) moved into the URL, as
-    redis-py's ``from_url`` reads them: the URL's own database and credentials win."""
+def _pool_options(
+    url: str, options: dict[str, Any], aliases: Mapping[str, str] | None = None
+) -> tuple[str, list[str]]:
+    """Django's documented ``OPTIONS={"db": "10"}`` (and credentials, and redis-py's
+    ``redis://h?db=2``) moved into the URL, as redis-py's ``from_url`` reads them: each part the
+    URL has itself wins, each part it lacks is filled in."""
+    aliases = aliases or {}
     given = {key: options.pop(key) for key in _URL_PARTS if key in options}
     unused = sorted(key for key in _UNUSED_POOL_OPTIONS if options.pop(key, None) is not None)
-    if not given:
-        return url, unused
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        if "db" in given:  # unix:// and sentinel URLs say it in their own way
-            options["db"] = given.pop("db")
-        if given:
-            raise ConfigurationError(
-                f"put the credentials in the {parts.scheme}:// URL", key=next(iter(given))
-            )
-        return url, unused
-    netloc, path = parts.netloc, parts.path
-    if "db" in given and path.strip("/") == "":
+    scheme, netloc, path, query = parts.scheme, parts.netloc, parts.path, parts.query
+    segments = [segment for segment in path.split("/") if segment]
+    if scheme in ("redis", "rediss") and not segments:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        in_query = [value for name, value in pairs if name == "db"]
+        if in_query:  # redis://h:6379?db=2, a form redis-py and django-redis read
+            given.setdefault("db", in_query[-1])
+            query = urlencode([(name, value) for name, value in pairs if name != "db"])
+    if given.get("db") is not None:
+        key = aliases.get("db", "db")
         try:
-            path = f"/{int(given['db'])}"
+            db = int(given["db"])
         except (TypeError, ValueError):
             raise ConfigurationError(
-                f"db must be a database number, got {given['db']!r}", key="db"
+                f"db must be a database number, got {given['db']!r}", key=key
             ) from None
-    if "@" not in netloc and ("username" in given or "password" in given):
-        user = quote(str(given.get("username") or ""), safe="")
-        password = given.get("password")
-        auth = user if password is None else f"{user}:{quote(str(password), safe='')}"
-        netloc = f"{auth}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment)), unused
+        if scheme in ("redis", "rediss") and not segments:
+            path = f"/{db}"
+        elif scheme == "redis+sentinel" and len(segments) == 1:  # /SERVICE -> /SERVICE/DB
+            path = f"/{segments[0]}/{db}"
+        elif scheme == "unix":
+            options.setdefault("db", db)  # unix:///path.sock?db=N: the query's own wins
+        elif scheme == "redis+cluster" and db != 0:
+            raise ConfigurationError(f"a Redis Cluster has database 0 only, got {db}", key=key)
+    netloc = _credentials(netloc, given.get("username"), given.get("password"))
+    if (netloc, path, query) == (parts.netloc, parts.path, parts.query):
+        return url, unused
+    # Not urlunsplit: it writes unix:///path.sock, whose netloc is empty, as unix:/path.sock.
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else ""), unused
+
+
+def _credentials(netloc: str, username: Any, password: Any) -> str:
+    """``netloc`` with the username and password it lacks (each on its own, as redis-py's
+    ``from_url`` fills them); empty ones are not credentials."""
+    userinfo, _, hosts = netloc.rpartition("@")
+    user, colon, secret = userinfo.partition(":")
+    if username and not user:
+        user = quote(str(username), safe="")
+    if password and not secret:
+        secret, colon = quote(str(password), safe=""), ":"
+    if not user and not secret:
+        return netloc
+    return f"{user}{colon}{secret}@{hosts}"
 
 
 def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
@@ -248,18 +283,26 @@ def _memcached(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
 
 
 def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
-    notes = redis_options.translate(options)
+    translated = redis_options.translate(options, _django_redis_ignores_exceptions())
     if isinstance(location, str) and location.startswith("redis+cluster://"):
-        return Plan(location, options, "redis+cluster", notes=notes)
-    servers = _servers(location)
-    if not servers:
-        raise ConfigurationError(
-            "a Redis Cluster LOCATION lists startup nodes: 'h1:7000,h2:7001' or "
-            "'redis+cluster://h1:7000,h2:7001'",
-            key="LOCATION",
+        url = location
+    else:
+        servers = _servers(location)
+        if not servers:
+            raise ConfigurationError(
+                "a Redis Cluster LOCATION lists startup nodes: 'h1:7000,h2:7001' or "
+                "'redis+cluster://h1:7000,h2:7001'",
+                key="LOCATION",
+            )
+        url = "redis+cluster://" + ",".join(_node(server) for server in servers)
+    url, unused = _pool_options(url, options, translated.aliases)
+    notes = translated.notes
+    if unused:
+        notes += (
+            f"OPTIONS {', '.join(map(repr, unused))} are redis-py connection settings cachekit "
+            "does not use (its retries and timeouts are the retries/socket_* options)",
         )
-    nodes = [_node(server) for server in servers]
-    return Plan("redis+cluster://" + ",".join(nodes), options, "redis+cluster", notes=notes)
+    return Plan(url, options, "redis+cluster", notes=notes, aliases=translated.aliases)
 
 
 def _node(server: str) -> str:

@@ -11,22 +11,27 @@ hint, rather than being quietly ignored.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cachekit.errors import ConfigurationError
 
-__all__ = ["DJANGO_REDIS_OPTIONS", "translate"]
+__all__ = ["DJANGO_REDIS_OPTIONS", "Translated", "translate"]
 
 _PACKAGE: Final = "django_redis."
-#: Direct renames: django-redis's option -> the provider's.
-_RENAMES: Final = {
+#: Renames: django-redis's option -> the provider's.
+_TIMEOUTS: Final = {
     "SOCKET_TIMEOUT": "socket_timeout",
     "SOCKET_CONNECT_TIMEOUT": "socket_connect_timeout",
-    "PASSWORD": "password",
-    "USERNAME": "username",
-    "IGNORE_EXCEPTIONS": "fail_open",
 }
+_CREDENTIALS: Final = {"PASSWORD": "password", "USERNAME": "username"}
+_JSON_NOTE: Final = (
+    "OPTIONS SERIALIZER JSONSerializer: cachekit's json serializer refuses datetime, date, "
+    "time, timedelta, Decimal and lazy translation strings, which django-redis's "
+    "(DjangoJSONEncoder) writes as strings: set() raises TypeError for them; use 'pickle', "
+    "or convert them first"
+)
 _SERIALIZERS: Final = {
     "django_redis.serializers.pickle.PickleSerializer": "pickle",
     "django_redis.serializers.json.JSONSerializer": "json",
@@ -37,17 +42,17 @@ _COMPRESSORS: Final = {
     "django_redis.compressors.zlib.ZlibCompressor": "zlib",
     "django_redis.compressors.zstd.ZStdCompressor": "zstd",
 }
+_HERD_NOTE: Final = (
+    "OPTIONS CLIENT_CLASS HerdClient: the default client is used. HerdClient serves a stale "
+    "value to get() while one caller refreshes it; cachekit instead protects get_or_set (one "
+    "computation per key across processes, a Redis lock), and a plain get() of an expired key "
+    "is a miss"
+)
 _CLIENTS: Final = {
     "django_redis.client.DefaultClient": None,
     "django_redis.client.default.DefaultClient": None,
-    "django_redis.client.HerdClient": (
-        "OPTIONS CLIENT_CLASS HerdClient: cachekit's get_or_set already computes once per key "
-        "across processes (a Redis lock), so herd timeouts are not used"
-    ),
-    "django_redis.client.herd.HerdClient": (
-        "OPTIONS CLIENT_CLASS HerdClient: cachekit's get_or_set already computes once per key "
-        "across processes (a Redis lock), so herd timeouts are not used"
-    ),
+    "django_redis.client.HerdClient": _HERD_NOTE,
+    "django_redis.client.herd.HerdClient": _HERD_NOTE,
 }
 _CLIENT_HINTS: Final = {
     "SentinelClient": "give a redis+sentinel://s1:26379,s2:26379/mymaster/0 LOCATION instead",
@@ -73,6 +78,13 @@ _POOL_KWARGS: Final = frozenset(
         "ssl_check_hostname",
     }
 )
+#: redis-py's other spellings of ``ssl_cert_reqs`` (``ssl.VerifyMode`` members are ints).
+_CERT_REQS: Final[dict[Any, str]] = {
+    None: "none",
+    ssl.CERT_NONE: "none",
+    ssl.CERT_OPTIONAL: "optional",
+    ssl.CERT_REQUIRED: "required",
+}
 #: ``CONNECTION_POOL_KWARGS`` redis-py takes that cachekit decides itself.
 _POOL_IGNORED: Final = frozenset({"retry_on_timeout", "client_name", "decode_responses"})
 #: Accepted with a note: what cachekit does instead.
@@ -95,17 +107,29 @@ _REFUSED: Final = {
 }
 #: Every django-redis OPTIONS key this module reads.
 DJANGO_REDIS_OPTIONS: Final = frozenset(
-    {*_RENAMES, "CLIENT_CLASS", "SERIALIZER", "COMPRESSOR", "CONNECTION_POOL_KWARGS"}
+    {*_TIMEOUTS, *_CREDENTIALS, "IGNORE_EXCEPTIONS", "CLIENT_CLASS", "SERIALIZER", "COMPRESSOR"}
+    | {"CONNECTION_POOL_KWARGS"}
     | set(_NOTED)
     | set(_REFUSED)
 )
 
 
-def translate(options: dict[str, Any]) -> tuple[str, ...]:
-    """Replace django-redis's keys in ``options`` (in place) by the provider's; returns the
-    notes for what is accepted but not used. Raises :class:`ConfigurationError` naming the key
-    for what cachekit cannot honour."""
+class Translated(NamedTuple):
+    """What :func:`translate` found: warnings for what is accepted but not used, and the key
+    the user wrote for each provider option it set (so errors name the user's key)."""
+
+    notes: tuple[str, ...]
+    aliases: dict[str, str]
+
+
+def translate(options: dict[str, Any], ignore_exceptions: bool = False) -> Translated:
+    """Replace django-redis's keys in ``options`` (in place) by the provider's. Raises
+    :class:`ConfigurationError` naming the key for what cachekit cannot honour.
+
+    ``ignore_exceptions`` is django-redis's ``DJANGO_REDIS_IGNORE_EXCEPTIONS`` setting: the
+    default of ``IGNORE_EXCEPTIONS``, so of ``fail_open`` when neither is given."""
     notes: list[str] = []
+    aliases: dict[str, str] = {}
     for key in sorted(DJANGO_REDIS_OPTIONS & set(options)):
         value = options.pop(key)
         if key in _REFUSED:
@@ -114,28 +138,49 @@ def translate(options: dict[str, Any]) -> tuple[str, ...]:
             )
         if key in _NOTED:
             notes.append(f"OPTIONS {key!r} is not used: {_NOTED[key]}")
-        elif key in _RENAMES:
-            _put(options, _RENAMES[key], value, key)
+        elif key in _TIMEOUTS:
+            # django-redis passes a timeout only when it is truthy: 0 and None mean none.
+            _put(options, aliases, _TIMEOUTS[key], value or None, key)
+        elif key in _CREDENTIALS:
+            if value:  # django-redis skips an empty one (os.environ.get(...) unset)
+                _put(options, aliases, _CREDENTIALS[key], value, key)
+        elif key == "IGNORE_EXCEPTIONS":
+            _put(options, aliases, "fail_open", _flag(key, value), key)
         elif key == "CLIENT_CLASS":
             note = _client(value)
             if note:
                 notes.append(note)
         elif key == "SERIALIZER":
-            _put(options, "serializer", _choice(key, value, _SERIALIZERS), key)
+            name = _choice(key, value, _SERIALIZERS)
+            _put(options, aliases, "serializer", name, key)
+            if name == "json":
+                notes.append(_JSON_NOTE)
         elif key == "COMPRESSOR":
-            _put(options, "compression", _choice(key, value, _COMPRESSORS), key)
+            _put(options, aliases, "compression", _choice(key, value, _COMPRESSORS), key)
         else:
-            notes.extend(_pool_kwargs(options, value))
-    return tuple(notes)
+            notes.extend(_pool_kwargs(options, aliases, value))
+    if ignore_exceptions and "fail_open" not in options:
+        options["fail_open"] = True
+        aliases["fail_open"] = "DJANGO_REDIS_IGNORE_EXCEPTIONS"
+    return Translated(tuple(notes), aliases)
 
 
-def _put(options: dict[str, Any], name: str, value: Any, given_as: str) -> None:
+def _put(
+    options: dict[str, Any], aliases: dict[str, str], name: str, value: Any, given_as: str
+) -> None:
     if name in options:
         raise ConfigurationError(
             f"OPTIONS gives both {given_as!r} (django-redis's name) and {name!r}: keep one",
             key=given_as,
         )
     options[name] = value
+    aliases[name] = given_as.partition("[")[0]  # the OPTIONS key the user wrote
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+        return bool(value)
+    raise ConfigurationError(f"{key} must be True or False, got {value!r}", key=key)
 
 
 def _dotted(key: str, value: Any) -> str:
@@ -173,16 +218,22 @@ def _client(value: Any) -> str | None:
     )
 
 
-def _pool_kwargs(options: dict[str, Any], value: Any) -> list[str]:
+def _pool_kwargs(options: dict[str, Any], aliases: dict[str, str], value: Any) -> list[str]:
     if not isinstance(value, Mapping):
         raise ConfigurationError(
             f"CONNECTION_POOL_KWARGS must be a dict, got {type(value).__name__}",
             key="CONNECTION_POOL_KWARGS",
         )
     unused: list[str] = []
-    for name, setting in value.items():
+    for name, given in value.items():
         if name in _POOL_KWARGS:
-            _put(options, name, setting, f"CONNECTION_POOL_KWARGS[{name!r}]")
+            setting = given
+            if name == "ssl_cert_reqs" and (given is None or type(given) is not str):
+                # redis-py also takes None and ssl.CERT_* (Heroku's recipe: None)
+                setting = _CERT_REQS.get(given, given) if isinstance(given, int | None) else given
+            if name in ("username", "password") and not setting:
+                continue
+            _put(options, aliases, name, setting, f"CONNECTION_POOL_KWARGS[{name!r}]")
         elif name in _POOL_IGNORED:
             unused.append(name)
         else:

@@ -499,6 +499,19 @@ def test_dumps_parts_join_to_dumps(name: str, comp: str, secret: bytes | None) -
             assert body is value or len(body) < len(value)
 
 
+def test_dumps_parts_never_bypasses_a_subclass_dumps() -> None:
+    """Review finding: splitting bytes past an overridden ``dumps`` stored what that ``dumps``
+    would not have written (here, without its version prefix)."""
+
+    class Versioned(PickleSerializer):
+        def dumps(self, value: Any) -> bytes:
+            return b"V2" + super().dumps(value)
+
+    serializer = Versioned(compression="none")
+    assert b"".join(serializer.dumps_parts(b"abc" * 2000)) == serializer.dumps(b"abc" * 2000)
+    assert ProtobufSerializer(compression="none").dumps_parts(b"x" * 99)[1] == b"x" * 99  # split
+
+
 def test_dumps_parts_default_for_other_serializers() -> None:
     class Upper(Serializer):
         name = "upper"

@@ -111,6 +111,8 @@ class CodecSerializer(Reader, Serializer):
         self._str_headers = self._headers(Codec.STR, method)
         self._codec_headers = self._headers(self.codec_id, method)
         self._compression_method = method
+        cls = type(self)
+        self._splits = cls.dumps is cls._dumps_writing_bytes_raw
 
     def _headers(self, codec: int, method: int, extras: bytes | None = None) -> tuple[bytes, bytes]:
         """The (uncompressed, compressed) headers of one codec, computed once."""
@@ -119,6 +121,11 @@ class CodecSerializer(Reader, Serializer):
             pack_header(codec, Compression.NONE, signed=signed, extras=extras),
             pack_header(codec, method, signed=signed, extras=extras),
         )
+
+    #: The ``dumps`` that encodes ``bytes`` exactly as :meth:`dumps_parts` splits them: a
+    #: subclass that overrides ``dumps`` is not split past (one that hands ``bytes`` on to
+    #: this ``dumps`` unchanged may name its own ``dumps`` here).
+    _dumps_writing_bytes_raw: ClassVar[Callable[..., bytes]]
 
     def dumps(self, value: Any) -> bytes:
         tp = type(value)
@@ -146,8 +153,9 @@ class CodecSerializer(Reader, Serializer):
 
     def dumps_parts(self, value: Any) -> tuple[bytes, bytes]:
         # Split only where it saves a copy worth having: an unsigned ``bytes`` value, whose
-        # body is the caller's own object (signing hashes the joined form anyway).
-        if type(value) is not bytes or self._mac is not None:
+        # body is the caller's own object (signing hashes the joined form anyway); and only
+        # while dumps is one that writes bytes as this does, never past a subclass's own.
+        if type(value) is not bytes or self._mac is not None or not self._splits:
             return b"", self.dumps(value)
         headers = self._raw_headers
         size = len(value)
@@ -190,6 +198,9 @@ class CodecSerializer(Reader, Serializer):
             f"<{type(self).__name__} compression={self.compression!r} "
             f"threshold={self.compress_threshold} signed={self.signed}>"
         )
+
+
+CodecSerializer._dumps_writing_bytes_raw = CodecSerializer.dumps
 
 
 # Large bodies are probed before being compressed whole: their first _PROBE bytes, compressed

@@ -124,3 +124,7 @@ class ProtobufSerializer(CodecSerializer):
         except self._encode_error as exc:  # e.g. a proto2 required field is unset
             raise SerializationError(f"cannot encode {tp.__name__}: {exc}") from exc
         return self._seal(headers, body)
+
+
+# Its dumps hands everything but messages, bytes included, to CodecSerializer.dumps unchanged.
+ProtobufSerializer._dumps_writing_bytes_raw = ProtobufSerializer.dumps

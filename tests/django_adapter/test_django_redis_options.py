@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import pytest
@@ -23,6 +24,13 @@ DJANGO_REDIS_OPTIONS = {
 }
 
 
+def _built(kind: str, location: str, options: dict[str, Any]) -> None:
+    """Plan and build (not connect) as the system checks do."""
+    from cachekit_django.shared import build_unshared
+
+    build_unshared(plan(kind, location, {"OPTIONS": options})).close()
+
+
 def test_options_become_the_providers() -> None:
     result = plan("redis", "redis://h:6379/1", {"OPTIONS": {**DJANGO_REDIS_OPTIONS}})
     assert result.options == {
@@ -33,8 +41,9 @@ def test_options_become_the_providers() -> None:
         "compression": "zlib",
         "fail_open": True,
     }
-    assert len(result.notes) == 1
-    assert "retry_on_timeout" in result.notes[0]
+    pool_note, json_note = result.notes  # in key order: CONNECTION_POOL_KWARGS, SERIALIZER
+    assert "DjangoJSONEncoder" in json_note
+    assert "retry_on_timeout" in pool_note
 
 
 def test_password_and_db_go_into_the_url_as_djangos_do() -> None:
@@ -102,8 +111,100 @@ def test_refusals_are_system_check_errors(settings: Any) -> None:
 
 
 def test_the_cluster_backend_reads_them_too() -> None:
-    result = plan("redis+cluster", "h:7000,h:7001", {"OPTIONS": {"SOCKET_TIMEOUT": 2}})
+    options = {"SOCKET_TIMEOUT": 2, "PASSWORD": "pw", "USERNAME": "u"}
+    result = plan("redis+cluster", "h:7000,h:7001", {"OPTIONS": options})
     assert result.options == {"socket_timeout": 2}
+    assert result.url == "redis+cluster://u:pw@h:7000,h:7001"  # review finding: E001 before
+    _built("redis+cluster", "h:7000,h:7001", {"PASSWORD": "pw"})
+
+
+@pytest.mark.parametrize(
+    ("location", "options", "url"),
+    [
+        # Review finding: a URL with half the credentials lost the other half.
+        ("redis://alice@h:6379/0", {"PASSWORD": "pw"}, "redis://alice:pw@h:6379/0"),
+        ("redis://:pw@h:6379/0", {"USERNAME": "bob"}, "redis://bob:pw@h:6379/0"),
+        ("redis://a:url@h:6379/0", {"PASSWORD": "option"}, "redis://a:url@h:6379/0"),
+        ("redis://h:6379/0", {"PASSWORD": None, "USERNAME": ""}, "redis://h:6379/0"),
+        ("redis://h:6379", {"CONNECTION_POOL_KWARGS": {"password": ""}}, "redis://h:6379"),
+        ("unix:///tmp/r.sock", {"PASSWORD": "pw"}, "unix://:pw@/tmp/r.sock"),
+        (
+            "redis+sentinel://s1:26379/mymaster",
+            {"CONNECTION_POOL_KWARGS": {"db": 3}},
+            "redis+sentinel://s1:26379/mymaster/3",
+        ),
+        ("redis://h:6379?db=2", {}, "redis://h:6379/2"),  # redis-py's and django-redis's form
+    ],
+)
+def test_credentials_and_db_fill_what_the_url_lacks(
+    location: str, options: dict[str, Any], url: str
+) -> None:
+    assert plan("redis", location, {"OPTIONS": options}).url == url
+    _built("redis", location, options)
+
+
+@pytest.mark.parametrize("value", [None, 0, ssl.CERT_NONE, "none"])
+def test_ssl_cert_reqs_as_redis_py_takes_it(value: Any) -> None:
+    """Review finding: Heroku's ``{"ssl_cert_reqs": None}`` failed E001."""
+    options = {"CONNECTION_POOL_KWARGS": {"ssl_cert_reqs": value}}
+    assert plan("redis", "rediss://h:6380/0", {"OPTIONS": options}).options == {
+        "ssl_cert_reqs": "none"
+    }
+    _built("redis", "rediss://h:6380/0", options)
+
+
+@pytest.mark.parametrize("value", [0, None])
+def test_falsy_timeouts_mean_none_as_in_django_redis(value: Any) -> None:
+    result = plan("redis", "redis://h:6379/0", {"OPTIONS": {"SOCKET_TIMEOUT": value}})
+    assert result.options == {"socket_timeout": None}
+
+
+def test_errors_name_the_key_the_user_wrote(settings: Any) -> None:
+    """Review finding: a bad SOCKET_TIMEOUT was reported as OPTIONS['socket_timeout']."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": "redis://h:6379/0",
+            "OPTIONS": {"SOCKET_TIMEOUT": "soon"},
+        },
+        "flag": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": "redis://h:6379/0",
+            "OPTIONS": {"IGNORE_EXCEPTIONS": "yes"},
+        },
+    }
+    by_alias = {message.obj: message for message in check_caches()}
+    assert "['SOCKET_TIMEOUT']" in by_alias["CACHES['default']"].hint
+    assert "['IGNORE_EXCEPTIONS']" in by_alias["CACHES['flag']"].hint
+
+
+def test_warnings_point_at_options(settings: Any) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": "redis://h:6379/0",
+            "OPTIONS": {"PARSER_CLASS": "redis.connection._HiredisParser"},
+        }
+    }
+    [warning] = check_caches()
+    assert "['OPTIONS']" in warning.hint
+
+
+def test_json_serializer_is_noted() -> None:
+    options = {"SERIALIZER": "django_redis.serializers.json.JSONSerializer"}
+    [note] = plan("redis", "redis://h:6379/0", {"OPTIONS": options}).notes
+    assert "datetime" in note
+
+
+def test_djangos_redis_global_ignore_exceptions_is_the_default(settings: Any) -> None:
+    """django-redis's ``DJANGO_REDIS_IGNORE_EXCEPTIONS`` setting keeps a switched site failing
+    open; an explicit option still wins."""
+    settings.DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    assert plan("redis", "redis://h:6379/0", {}).options == {"fail_open": True}
+    assert plan("redis+cluster", "h:7000", {}).options == {"fail_open": True}
+    explicit = {"OPTIONS": {"IGNORE_EXCEPTIONS": False}}
+    assert plan("redis", "redis://h:6379/0", explicit).options == {"fail_open": False}
+    assert plan("memory", "m", {}).options.get("fail_open") is None
 
 
 @pytest.mark.servers
@@ -116,8 +217,8 @@ def test_a_django_redis_entry_works_unchanged(settings: Any) -> None:
         settings.CACHES = {
             "r": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location, **entry}
         }
-        [warning] = [m for m in check_caches() if m.obj == "CACHES['r']"]
-        assert warning.id == "cachekit_django.W001"  # retry_on_timeout, and nothing else
+        warnings = [m for m in check_caches() if m.obj == "CACHES['r']"]
+        assert [m.id for m in warnings] == ["cachekit_django.W001"] * 2  # json, retry_on_timeout
         cache = RedisCache(location, entry)
         page = {"html": "<p>hello</p>" * 500}
         cache.set("page", page, 60)
