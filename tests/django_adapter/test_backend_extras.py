@@ -300,6 +300,25 @@ def test_get_stats(backend_factory: Factory) -> None:
 
 
 @pytest.mark.servers
+@pytest.mark.parametrize("kind", ["memcached", "file"])
+def test_ttl_in_whole_seconds_on_the_other_providers(
+    kind: str, backend_factory: Factory, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """django-redis's ``ttl`` (whole seconds, ``0`` missing) on providers without patterns."""
+    if kind == "memcached":
+        location = request.getfixturevalue("memcached_location")
+        cache: Any = backend_factory(backends.MemcachedCache, location)()
+    else:
+        cache = backend_factory(backends.FileCache, str(tmp_path))()
+    cache.set("timed", 1, 100)
+    cache.set("forever", 1, None)
+    assert cache.ttl("timed") == 100
+    assert type(cache.ttl("timed")) is int
+    assert cache.ttl("forever") is None
+    assert cache.ttl("missing") == 0
+
+
+@pytest.mark.servers
 def test_memcached_refuses_what_it_cannot_do(
     backend_factory: Factory, memcached_location: str
 ) -> None:
