@@ -142,7 +142,9 @@ class CachedMixin(ExtensionBase):
                     digest = hasher(str(tuple(sorted(pairs))).encode())
                     if check:
                         digest.update(source.source())
-                    return prefix_part(path, use_request, kw) + str(digest.hexdigest())
+                    # As Flask-Caching: with a query string the path is the request's when not
+                    # given (never url_for, which a view routed under another endpoint lacks).
+                    return prefix_part(path, True, kw) + str(digest.hexdigest())
                 key = prefix_part(path, use_request, kw)
                 if check:
                     key += source.hexdigest(hasher)

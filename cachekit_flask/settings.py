@@ -280,7 +280,8 @@ class FlaskCacheSettings:
         if kind == "file":
             return kind, "file://", cls._filesystem_options(config)
         if kind == "null":
-            if not _bool(config, "CACHE_NO_NULL_WARNING"):
+            # Flask-Caching warns for exactly CACHE_TYPE == "NullCache" (its default included).
+            if cache_type == "NullCache" and not _bool(config, "CACHE_NO_NULL_WARNING"):
                 warnings.warn(  # Flask-Caching's warning, silenced the same way
                     "cachekit_flask: CACHE_TYPE is set to NullCache, caching is effectively "
                     "disabled (set CACHE_NO_NULL_WARNING=True to silence this)",
@@ -320,8 +321,16 @@ class FlaskCacheSettings:
                     f"CACHE_REDIS_URL must be a redis:// URL, got {redis_url!r}",
                     key="CACHE_REDIS_URL",
                 )
+            if "CACHE_REDIS_DB" in config and not _names_db(redis_url):
+                # Flask-Caching calls redis.from_url(url, db=CACHE_REDIS_DB): the URL's own
+                # database wins, and this fills in one it lacks.
+                redis_url = _with_db(redis_url, cls._db(config))
             return kind, redis_url, {"prefix": prefix}
         host = config.get("CACHE_REDIS_HOST", "localhost")
+        if not isinstance(host, str):
+            # Flask-Caching also takes a redis.Redis client here: its connection settings are
+            # read (cachekit builds its own pools and client).
+            return kind, _client_url(host), {"prefix": prefix}
         try:
             port = int(config.get("CACHE_REDIS_PORT", 6379))
         except (TypeError, ValueError):
@@ -411,3 +420,39 @@ _FLASK_KEY_OF = {
     "serializer": "CACHE_SERIALIZER",
     "fail_open": "CACHE_IGNORE_ERRORS",
 }
+
+
+def _names_db(url: str) -> bool:
+    """Whether a Redis URL says its database (``/N`` or ``?db=N``), as redis-py reads it."""
+    parts = urlsplit(url)
+    return parts.path.strip("/") != "" or "db" in parse_qs(parts.query)
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"{url}{'&' if parts.query else '?'}db={db}"
+    base = url.split("?", 1)[0].rstrip("/")
+    return f"{base}/{db}" + (f"?{parts.query}" if parts.query else "")
+
+
+def _client_url(client: Any) -> str:
+    """The URL of a ``redis.Redis`` client given as ``CACHE_REDIS_HOST``."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if not isinstance(kwargs, Mapping):
+        raise ConfigurationError(
+            "CACHE_REDIS_HOST must be a host name or a redis.Redis client, "
+            f"got {type(client).__name__}",
+            key="CACHE_REDIS_HOST",
+        )
+    user = quote(str(kwargs.get("username") or ""), safe="")
+    password = kwargs.get("password")
+    auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    db = int(kwargs.get("db") or 0)
+    if kwargs.get("path"):
+        return f"unix://{auth}{kwargs['path']}?db={db}"
+    pool_class = type(client.connection_pool).__name__
+    connection = getattr(client.connection_pool, "connection_class", None)
+    tls = getattr(connection, "__name__", "") == "SSLConnection" or "SSL" in pool_class
+    scheme = "rediss" if tls else "redis"
+    return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"

@@ -128,13 +128,14 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
             )
         path = "/" + url.path.lstrip("/")
         return ConnectionSettings(scheme, (), db_option or 0, unix_path=path, **auth, **common)
-    if db_option is not None:
+    parts = [part for part in url.path.split("/") if part]
+    if db_option is not None and not (scheme in ("redis", "rediss") and not parts):
+        # redis-py reads redis://host:6379?db=2 too; a database in both places is ambiguous.
         raise ConfigurationError(
             f"{scheme}:// URLs name the database in the path ({scheme}://host:port/DB)", key="db"
         )
     default_port = 26379 if scheme == "redis+sentinel" else 6379
     hosts = tuple((host or "127.0.0.1", port or default_port) for host, port in url.hosts)
-    parts = [part for part in url.path.split("/") if part]
     if scheme == "redis+cluster":
         if not hosts or parts not in ([], ["0"]):
             raise ConfigurationError(
@@ -157,7 +158,7 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
             f"a {scheme} URL looks like {scheme}://[user:pass@]host:port/DB, got {url.raw!r}",
             key="url",
         )
-    db = _db(parts[0], url.raw) if parts else 0
+    db = _db(parts[0], url.raw) if parts else (db_option or 0)
     return ConnectionSettings(
         scheme, hosts or (("127.0.0.1", 6379),), db, ssl=ssl, **auth, **common
     )

@@ -111,6 +111,60 @@ def test_redis_from_host_port_db_password(redis_binary: str) -> None:
         cache.cache.close()
 
 
+@pytest.mark.parametrize(("path", "db"), [("", 3), ("/", 3), ("/5", 5), ("?db=6", 6)])
+def test_redis_url_without_a_db_takes_cache_redis_db(
+    redis_server: RedisServer, path: str, db: int
+) -> None:
+    """Found by Flask-Caching's own tests: it calls ``redis.from_url(url, db=CACHE_REDIS_DB)``,
+    so the URL's database wins and ``CACHE_REDIS_DB`` fills in a missing one."""
+    import redis
+
+    url = f"redis://{redis_server.host}:{redis_server.port}{path}"
+    app, cache = build(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=url, CACHE_REDIS_DB=3)
+    with app.app_context():
+        cache.set("dbk", 1)
+    raw = redis.Redis(host=redis_server.host, port=redis_server.port, db=db)
+    assert raw.exists("flask_cache_dbk") == 1
+    raw.delete("flask_cache_dbk")
+    cache.cache.close()
+
+
+def test_redis_host_may_be_a_redis_client(redis_binary: str) -> None:
+    """Flask-Caching 2.5 documents ``CACHE_REDIS_HOST=redis.Redis(...)``: its connection
+    settings are used (cachekit builds its own client)."""
+    import redis
+
+    with RedisServer({"requirepass": "pw"}, binary=redis_binary) as server:
+        client = redis.Redis(host=server.host, port=server.port, db=4, password="pw")
+        app, cache = build(CACHE_TYPE="RedisCache", CACHE_REDIS_HOST=client)
+        with app.app_context():
+            cache.set("k", 1)
+            assert cache.get("k") == 1
+        assert client.exists("flask_cache_k") == 1
+        cache.cache.close()
+    with pytest.raises(ConfigurationError, match="CACHE_REDIS_HOST") as info:
+        build(CACHE_TYPE="RedisCache", CACHE_REDIS_HOST=object())
+    assert info.value.key == "CACHE_REDIS_HOST"
+
+
+@pytest.mark.parametrize(("cache_type", "warns"), [("NullCache", True), ("null", False)])
+def test_null_warning_as_flask_caching_gives_it(cache_type: str, warns: bool) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build(CACHE_TYPE=cache_type)
+    assert any("NullCache" in str(w.message) for w in caught) is warns
+
+
+def test_packages_are_typed() -> None:
+    """Found by Flask-Caching's tests: mypy skipped ``cachekit_flask`` (no ``py.typed``)."""
+    from importlib.resources import files
+
+    assert files("cachekit_flask").joinpath("py.typed").is_file()
+    assert files("cachekit_django").joinpath("py.typed").is_file()
+
+
 def test_redis_sentinel(redis_sentinel: RedisSentinel) -> None:
     app, cache = build(
         CACHE_TYPE="RedisSentinelCache",
