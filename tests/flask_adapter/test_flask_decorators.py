@@ -163,6 +163,23 @@ def test_cached_query_string_ignores_argument_order(make_app: AppFactory) -> Non
         assert cache.get("view//search" + digest) == first.decode()
 
 
+def test_cached_query_string_key_uses_the_request_path(make_app: AppFactory) -> None:
+    """Found by Flask-Caching's own tests: without ``path`` the key is ``request.path``'s, even
+    for a view routed under another endpoint name (``url_for`` would fail there)."""
+    app, cache = make_app()
+
+    @cache.cached(query_string=True)
+    def view() -> str:
+        return "v"
+
+    app.add_url_rule("/works", "works", view)
+    digest = hashlib.sha256(str((("a", "1"),)).encode()).hexdigest()
+    with app.test_request_context("/works?a=1"):
+        assert view.make_cache_key() == "view//works" + digest
+        assert view() == "v"
+        assert cache.delete_cached(view) is True
+
+
 def test_cached_hash_method(make_app: AppFactory) -> None:
     app, cache = make_app()
 
