@@ -25,6 +25,7 @@ from cachekit import DistributedCache as CoreDistributedCache
 from cachekit.errors import ConfigurationError, SerializationError, UnsupportedOperation
 
 from .calling import RECOMPUTE
+from .public import PublicCalls, overrides_proxies, remember_proxies
 from .settings import FlaskCacheSettings, flask_timeout_to_ttl
 
 __all__ = ["STATE_KEY", "ExtensionBase"]
@@ -56,6 +57,14 @@ class ExtensionBase:
         # The app whose core cache was looked up last, and that core: the hot path compares
         # the current app with it instead of reading app.extensions.
         self._last: tuple[Flask | None, CoreCache | None] = (None, None)
+        # Whether the proxies the decorators use are overridden (by a subclass, or patched on
+        # the class by instrumentation): they then go through them (:mod:`.public`), as
+        # Flask-Caching 2.5's do. Looked at again by each init_app.
+        self._public_view: PublicCalls | None = None
+        self._public_calls = False
+        #: What the decorators call for "the core": the core itself, or the public view.
+        self._decorator_core: Callable[[], Any] = self._core
+        self._see_proxies()
         # Bumped by init_app: a lookup that raced with one does not remember what it read.
         self._generation = 0
         if app is not None:
@@ -70,6 +79,7 @@ class ExtensionBase:
         merged.update(config or {})
         settings = FlaskCacheSettings.from_config(merged)
         core = settings.build()
+        self._see_proxies()
         self.source_check = settings.source_check
         self.hash_method = settings.hash_method
         self.enable_signals = settings.enable_signals
@@ -120,6 +130,19 @@ class ExtensionBase:
             self._last = (None, None)
         return core
 
+    def _see_proxies(self) -> None:
+        self._public_calls = overrides_proxies(type(self))
+        self._decorator_core = self._public_core if self._public_calls else self._core
+
+    def _public_core(self) -> PublicCalls:
+        """For a class whose proxy methods are overridden: a core-shaped view over them (one
+        per core, so memoize can key by it)."""
+        core = self._core()
+        public = self._public_view
+        if public is None or public._core is not core:
+            public = self._public_view = PublicCalls(self, core)
+        return public
+
     def _debug(self) -> bool:
         try:
             return bool(current_app.debug)
@@ -127,6 +150,8 @@ class ExtensionBase:
             return bool(self.app is not None and self.app.debug)
 
     def _distributed(self, core: CoreCache, what: str) -> CoreDistributedCache:
+        if isinstance(core, PublicCalls):  # the public set takes tags (and checks the core)
+            return core  # type: ignore[return-value]
         if not isinstance(core, CoreDistributedCache):
             raise UnsupportedOperation(
                 f"{what} needs a provider with tags and patterns (memory, redis, tiered, file); "
@@ -222,6 +247,11 @@ class ExtensionBase:
 
     def _lookup(self, core: CoreCache, key: str, cache_none: bool) -> tuple[bool, Any]:
         """``(found, value)``; a cached ``None`` is :data:`RECOMPUTE` unless ``cache_none``."""
+        if isinstance(core, PublicCalls):  # Flask-Caching's calls: get, and has for a None
+            rv = self.get(key)
+            if rv is None and not (cache_none and self.has(key)):
+                return False, MISSING
+            return True, rv
         try:
             rv = core.get(key, MISSING)
         except SerializationError as exc:  # overwritten by the recomputed value
@@ -256,3 +286,7 @@ def classify(rv: Any, cache_none: bool) -> tuple[bool, Any]:
     if rv is None and not cache_none:
         return False, RECOMPUTE
     return True, rv
+
+
+# What the proxies are unless overridden (see overrides_proxies).
+remember_proxies(ExtensionBase)

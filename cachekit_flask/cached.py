@@ -37,6 +37,7 @@ from .calling import (
 )
 from .keys import QueryArgs, Signature, query_args_as_pairs
 from .protocols import CachedFunction
+from .public import PublicCalls
 from .settings import flask_timeout_to_ttl
 from .signals import cache_view_hit, cache_view_miss
 
@@ -177,7 +178,7 @@ class CachedMixin(ExtensionBase):
                 cache_key = key_for(args, kwargs)
                 if forced_p is not None and forced_p.forced(args, kwargs):
                     return cache_key, False, RECOMPUTE
-                found, rv = ext._lookup(ext._core(), cache_key, cache_none)
+                found, rv = ext._lookup(ext._decorator_core(), cache_key, cache_none)
                 if found and stale_p is not None and stale_p(rv, args, kwargs):
                     return cache_key, False, RECOMPUTE
                 return cache_key, found, rv
@@ -241,7 +242,7 @@ class CachedMixin(ExtensionBase):
             async def decorated_async(*args: Any, **kwargs: Any) -> Any:
                 if unless_p is not None and unless_p.bypass(func, args, kwargs):
                     return await func(*args, **kwargs)
-                core = ext._core()
+                core = ext._decorator_core()
                 try:
                     cache_key = key_for(args, kwargs)
                     found, rv = False, RECOMPUTE
@@ -302,7 +303,9 @@ class CachedMixin(ExtensionBase):
         core: CoreCache | None = None,
     ) -> Any:
         """Compute a missing value once (single-flight) and store it; cache errors are logged."""
-        core = self._core() if core is None else core
+        core = self._decorator_core() if core is None else core
+        # Through the public methods, a miss is computed and set as in Flask-Caching: no flight.
+        single_flight = single_flight and not isinstance(core, PublicCalls)
         done: list[Any] = []
 
         def factory() -> Any:

@@ -308,7 +308,7 @@ class MemoizeMixin(CachedMixin):
             def decorated_function(*args: Any, **kwargs: Any) -> Any:
                 if unless_p is not None and unless_p.bypass(func, args, kwargs):
                     return func(*args, **kwargs)
-                core = ext._core()
+                core = ext._decorator_core()
                 try:
                     forced = forced_p is not None and forced_p.forced(args, kwargs)
                     if forced:
@@ -346,7 +346,7 @@ class MemoizeMixin(CachedMixin):
             async def decorated_async(*args: Any, **kwargs: Any) -> Any:
                 if unless_p is not None and unless_p.bypass(func, args, kwargs):
                     return await func(*args, **kwargs)
-                core = ext._core()
+                core = ext._decorator_core()
                 try:
                     forced = forced_p is not None and forced_p.forced(args, kwargs)
                     if forced:
@@ -391,7 +391,7 @@ class MemoizeMixin(CachedMixin):
 
             def make_cache_key(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
                 """The key of ``fn(*args, **kwargs)`` (``fn`` is the undecorated function)."""
-                core = ext._core()
+                core = ext._decorator_core()
                 if fn is f:
                     return key_of(core, args, kwargs)
                 fname, instance_fname = function_namespace(fn, args)
@@ -427,7 +427,7 @@ class MemoizeMixin(CachedMixin):
         if not (args or kwargs):
             fname, instance_fname = function_namespace(f)
             key = _version_keys(fname, instance_fname)[-1]
-            self._core().set_many({key: new_version_hash()}, _VERSION_FOREVER)
+            self.set_many({key: new_version_hash()}, 0)  # a public call, as in Flask-Caching
             return
         args = _ensure_self_arg(f, args)
         self.delete(f.make_cache_key(f.uncached, *args, **kwargs))
@@ -440,7 +440,7 @@ class MemoizeMixin(CachedMixin):
                 "reference."
             )
         fname, instance_fname = function_namespace(f)
-        self._core().delete(_version_keys(fname, instance_fname)[-1])
+        self.delete_many(_version_keys(fname, instance_fname)[-1])  # public, as Flask-Caching
 
 
 def _ensure_self_arg(f: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
