@@ -150,7 +150,8 @@ class ExtensionBase:
             return bool(self.app is not None and self.app.debug)
 
     def _distributed(self, core: CoreCache, what: str) -> CoreDistributedCache:
-        if isinstance(core, PublicCalls):  # the public set takes tags (and checks the core)
+        if isinstance(core, PublicCalls):  # the public set takes tags, if the core does
+            self._distributed(core._core, what)
             return core  # type: ignore[return-value]
         if not isinstance(core, CoreDistributedCache):
             raise UnsupportedOperation(

@@ -425,7 +425,10 @@ _FLASK_KEY_OF = {
 def _names_db(url: str) -> bool:
     """Whether a Redis URL says its database (``/N`` or ``?db=N``), as redis-py reads it."""
     parts = urlsplit(url)
-    return parts.path.strip("/") != "" or "db" in parse_qs(parts.query)
+    in_query = "db" in parse_qs(parts.query)
+    if parts.scheme == "unix":  # its path is the socket's
+        return in_query
+    return parts.path.strip("/") != "" or in_query
 
 
 def _with_db(url: str, db: int) -> str:

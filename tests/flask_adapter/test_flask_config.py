@@ -129,6 +129,14 @@ def test_redis_url_without_a_db_takes_cache_redis_db(
     cache.cache.close()
 
 
+def test_cache_redis_db_fills_a_unix_url_without_one() -> None:
+    from cachekit_flask.settings import _names_db, _with_db
+
+    assert not _names_db("unix:///run/redis.sock")
+    assert _with_db("unix:///run/redis.sock", 2) == "unix:///run/redis.sock?db=2"
+    assert _names_db("unix:///run/redis.sock?db=1")
+
+
 def test_redis_host_may_be_a_redis_client(redis_binary: str) -> None:
     """Flask-Caching 2.5 documents ``CACHE_REDIS_HOST=redis.Redis(...)``: its connection
     settings are used (cachekit builds its own client)."""
