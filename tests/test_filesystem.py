@@ -150,6 +150,17 @@ def test_writes_leave_no_temporaries_and_respect_the_mode(tmp_path: Path) -> Non
         assert {stat.S_IMODE(f.stat().st_mode) for f in files if f.suffix == ".ckc"} == {mode}
 
 
+def test_every_directory_it_creates_is_private(tmp_path: Path) -> None:
+    """Found by Django's own cache tests (``test_cache_dir_permissions``, CVE-2020-24584):
+    ``os.makedirs`` left the parents it created world-readable."""
+    tmp_path.chmod(0o755)
+    cache = FileCache(tmp_path / "a" / "b" / "leaf")
+    cache.set("k", 1)
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "leaf"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # an existing parent is left as is
+
+
 def test_clear_removes_only_its_own_files(directory: Path) -> None:
     directory.mkdir()
     (directory / "notes.txt").write_text("keep me")

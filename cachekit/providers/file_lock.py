@@ -36,12 +36,32 @@ _COUNT = struct.Struct(">Q")
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 
 
+def make_dirs(path: str, mode: int) -> None:
+    """``os.makedirs(path, exist_ok=True)`` that gives ``mode`` to *every* directory it creates.
+
+    ``os.makedirs`` gives it to the last one only, its parents getting the umask's default
+    (world-readable, usually): the hole Django closed in ``FileBasedCache`` (CVE-2020-24584).
+    """
+    head, tail = os.path.split(path)
+    if not tail:
+        head, tail = os.path.split(head)
+    if head and tail and not os.path.exists(head):
+        make_dirs(head, mode)
+        if tail == os.curdir:
+            return
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 def _open_creating(path: str, directory: str, mode: int, dir_mode: int) -> int:
     """Open (creating) a lock file; the directory is made on first use, not on start-up."""
     try:
         return os.open(path, _OPEN_FLAGS, mode)
     except FileNotFoundError:
-        os.makedirs(directory, mode=dir_mode, exist_ok=True)
+        make_dirs(directory, dir_mode)
         return os.open(path, _OPEN_FLAGS, mode)
 
 

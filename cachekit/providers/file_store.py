@@ -42,7 +42,7 @@ from .file_format import (
     key_lock_name,
     read_entry,
 )
-from .file_lock import DirectoryLock, Held, KeyLock, remove_free_key_lock
+from .file_lock import DirectoryLock, Held, KeyLock, make_dirs, remove_free_key_lock
 
 __all__ = ["FileStore"]
 
@@ -179,7 +179,7 @@ class FileStore:
         try:
             fd, tmp = tempfile.mkstemp(TMP_SUFFIX, TMP_PREFIX, self.directory)
         except FileNotFoundError:  # the directory is made on the first write, not on start-up
-            os.makedirs(self.directory, mode=self._dir_mode, exist_ok=True)
+            make_dirs(self.directory, self._dir_mode)
             fd, tmp = tempfile.mkstemp(TMP_SUFFIX, TMP_PREFIX, self.directory)
         try:
             with os.fdopen(fd, "wb") as f:
