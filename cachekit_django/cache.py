@@ -104,6 +104,10 @@ def _escape_glob(text: str) -> str:
     return text.translate(_GLOB_SPECIALS)
 
 
+#: memcached reads an expiry beyond this many seconds as a Unix time.
+_THIRTY_DAYS = 30 * 24 * 3600
+
+
 def _whole_seconds(seconds: float | None) -> int | None:
     """Redis's ``TTL`` rounding (``(pttl + 500) // 1000``), for every provider alike."""
     return None if seconds is None else int(seconds + 0.5)
@@ -178,13 +182,7 @@ class CacheKitCache(BaseCache):
         self._freeze = provider == "memory" and not serialized
         self._isolate = provider == "tiered"
         self._distributed = isinstance(core, DistributedCache)
-        cls = type(self)
-        self._default_keys = (
-            self.key_func is default_key_func and cls.make_key is CacheKitCache.make_key
-        )
-        self._fast_validation = cls.validate_key is CacheKitCache.validate_key
-        # get/set inline make_and_validate_key when neither part of it is customised.
-        self._inline_keys = self._default_keys and self._fast_validation
+        self._see_key_parts()
         # Bound once: the per-call path does no attribute lookups on the core.
         self._get: Callable[..., Any] = core.get
         self._set: Callable[..., Any] = core.set
@@ -214,6 +212,35 @@ class CacheKitCache(BaseCache):
     @version.setter
     def version(self, value: int) -> None:
         self._version = value
+        self._forget_made_keys()
+
+    #: What makes and checks keys: replacing one, on the class or on an instance (``cache.
+    #: key_func = ...``, ``mock.patch.object(cache, "make_key")``), turns the fast paths off.
+    _KEY_PARTS: ClassVar[frozenset[str]] = frozenset({"key_func", "make_key", "validate_key"})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in self._KEY_PARTS and "_made" in vars(self):
+            self._see_key_parts()
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name in self._KEY_PARTS and "_made" in vars(self):
+            self._see_key_parts()
+
+    def _see_key_parts(self) -> None:
+        """Decide the key fast paths from what makes and checks keys now."""
+        cls, own = type(self), vars(self)
+        self._default_keys = (
+            getattr(self, "key_func", None) is default_key_func
+            and cls.make_key is CacheKitCache.make_key
+            and "make_key" not in own
+        )
+        self._fast_validation = (
+            cls.validate_key is CacheKitCache.validate_key and "validate_key" not in own
+        )
+        # get/set inline make_and_validate_key when neither part of it is customised.
+        self._inline_keys = self._default_keys and self._fast_validation
         self._forget_made_keys()
 
     def _forget_made_keys(self) -> None:
@@ -887,11 +914,19 @@ class MemoryCache(CacheKitCache):
     kind = "memory"
 
 
+def _redis_backend_timeout(self: CacheKitCache, timeout: Any = DEFAULT_TIMEOUT) -> int | None:
+    """Django's ``RedisCache.get_backend_timeout``: whole seconds (``None`` never expires, ``0``
+    deletes), where ``BaseCache``'s (``LocMemCache``'s) is an absolute time."""
+    timeout = self._timeout(timeout)
+    return None if timeout is None else max(0, int(timeout))
+
+
 class RedisCache(CacheKitCache):
     """Redis; ``LOCATION`` as Django's ``RedisCache`` (``redis://``, ``rediss://``,
     ``unix://``), or ``redis+sentinel://``."""
 
     kind = "redis"
+    get_backend_timeout = _redis_backend_timeout
 
 
 class MemcachedCache(CacheKitCache):
@@ -900,18 +935,32 @@ class MemcachedCache(CacheKitCache):
 
     kind = "memcached"
 
+    def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int:
+        """Django's memcached backends': ``0`` never expires, ``-1`` deletes, beyond 30 days an
+        absolute time (as memcached reads it)."""
+        timeout = self._timeout(timeout)
+        if timeout is None:
+            return 0
+        if int(timeout) == 0:
+            timeout = -1
+        if timeout > _THIRTY_DAYS:
+            timeout += int(time.time())
+        return int(timeout)
+
 
 class RedisClusterCache(CacheKitCache):
     """Redis Cluster; ``LOCATION`` lists startup nodes (``"h1:7000,h2:7001"``) or is a
     ``redis+cluster://`` URL."""
 
     kind = "redis+cluster"
+    get_backend_timeout = _redis_backend_timeout
 
 
 class TieredCache(CacheKitCache):
     """A near cache: ``LOCATION`` is a ``tiered://?l1=...&l2=...`` URL."""
 
     kind = "tiered"
+    get_backend_timeout = _redis_backend_timeout  # relative seconds, as its providers take
 
 
 class FileCache(CacheKitCache):

@@ -18,6 +18,8 @@ closed (building never connects), so every option the provider validates is chec
                           ``STATIC_ROOT`` or a ``STATICFILES_DIRS`` entry (Django's
                           ``caches.W002``, which looks at ``FileBasedCache`` only)
 ``cachekit_django.W003``  a file cache's ``LOCATION`` is a relative path (``caches.W003``)
+``cachekit_django.W004``  memory caches with one ``LOCATION`` name but different ``OPTIONS``:
+                          separate stores, where ``LocMemCache`` shares one by name
 =======================  =====================================================================
 """
 
@@ -217,9 +219,51 @@ def check_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every cachekit backend in ``settings.CACHES``."""
     caches = getattr(settings, "CACHES", {})
     messages: list[CheckMessage] = []
+    valid: dict[str, Mapping[str, Any]] = {}
     for alias, entry in caches.items():
         if isinstance(entry, Mapping):
-            messages.extend(_check_entry(alias, entry))
+            found = _check_entry(alias, entry)
+            messages.extend(found)
+            if not any(isinstance(message, Error) for message in found):
+                valid[alias] = entry
+    messages.extend(_split_memory_names(valid))
+    return messages
+
+
+def _split_memory_names(caches: Mapping[str, Mapping[str, Any]]) -> list[CheckMessage]:
+    """Memory aliases with one ``LOCATION`` name share one store only when their ``OPTIONS``
+    agree (a store has one bound and policy); ``LocMemCache`` shares by name alone."""
+    by_name: dict[str, dict[Any, list[str]]] = {}
+    for alias, entry in caches.items():
+        cls = _backend_class(entry.get("BACKEND"))
+        if cls is None:
+            continue
+        params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+        try:
+            plan = cls.plan(entry.get("LOCATION", ""), params)
+        except ConfigurationError:
+            continue  # reported by _check_entry
+        if plan.scheme != "memory" or plan.url != "memory://":
+            continue
+        shared = (plan.cull, sorted(plan.options.items(), key=lambda item: item[0]))
+        by_name.setdefault(str(plan.options.get("name")), {}).setdefault(repr(shared), []).append(
+            alias
+        )
+    messages: list[CheckMessage] = []
+    for name, stores in by_name.items():
+        if len(stores) < 2:
+            continue
+        aliases = sorted(alias for group in stores.values() for alias in group)
+        messages.append(
+            Warning(
+                f"memory caches {', '.join(map(repr, aliases))} share the LOCATION name "
+                f"{name!r} but not their OPTIONS, so they keep separate stores (LocMemCache "
+                "would share one store between them)",
+                hint="Give them the same OPTIONS to share one store, or distinct LOCATION names.",
+                obj=f"CACHES[{aliases[0]!r}]",
+                id="cachekit_django.W004",
+            )
+        )
     return messages
 
 

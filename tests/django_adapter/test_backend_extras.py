@@ -414,6 +414,46 @@ def test_subclasses_customise_keys_as_in_django(recwarn: pytest.WarningsRecorder
     upper.clear()
 
 
+def test_key_parts_replaced_on_an_instance_are_used() -> None:
+    """Found by Django's own cache tests: a ``key_func`` assigned after construction (and a
+    ``make_key`` patched onto the instance) were ignored by the fast key path."""
+    from unittest import mock
+
+    cache: Any = backends.MemoryCache("keyparts", {})
+    cache.get("warm")  # the made-key memo holds ':1:warm'
+    cache.key_func = lambda key, prefix, version: f"custom-{key}"
+    cache.set("warm", 1)
+    assert cache.cachekit.get("custom-warm") == 1
+    assert cache.get("warm") == 1
+    assert cache._inline_keys is False
+    cache.key_func = backends.default_key_func  # Django's again: the fast path again
+    assert cache._inline_keys is True
+    assert cache.get("warm") is None  # ':1:warm', not the memo of before
+    with mock.patch.object(cache, "make_key", lambda key, version=None: f"patched-{key}"):
+        cache.set("p", 2)
+        assert cache.cachekit.get("patched-p") == 2
+    cache.set("p", 3)
+    assert cache.cachekit.get(":1:p") == 3
+    cache.clear()
+
+
+def test_get_backend_timeout_as_each_replaced_backend_gives_it(
+    backend_factory: Factory,
+) -> None:
+    """Found by Django's own tests: Django's RedisCache gives whole seconds, its memcached
+    backends memcached's form; LocMemCache's (BaseCache's) is an absolute time."""
+    import time as clock
+
+    redis_like = backends.RedisCache("redis://127.0.0.1:1/0", {"TIMEOUT": 300})
+    assert [redis_like.get_backend_timeout(t) for t in (10, -5, None, 2.7)] == [10, 0, None, 2]
+    assert redis_like.get_backend_timeout() == 300
+    mc = backends.MemcachedCache("127.0.0.1:1", {})
+    assert [mc.get_backend_timeout(t) for t in (10, 0, None)] == [10, -1, 0]
+    assert mc.get_backend_timeout(40 * 24 * 3600) > clock.time()
+    memory = backends.MemoryCache("bt", {})
+    assert abs(memory.get_backend_timeout(10) - (clock.time() + 10)) < 5
+
+
 @pytest.mark.servers
 def test_redis_backend_behind_sentinel(backend_factory: Factory, redis_sentinel: Any) -> None:
     options = {"prefix": f"{REDIS_PREFIX}sentinel:"}

@@ -159,6 +159,20 @@ def test_djangos_documented_redis_options_work(settings: Any) -> None:
         cache.close()
 
 
+def test_one_memory_name_with_different_options_is_a_warning(settings: Any) -> None:
+    """Found by Django's own cache tests: LocMemCache shares a store by name alone; here a
+    store has one bound, so different OPTIONS keep separate stores, and the check says so."""
+    messages = _caches(
+        settings,
+        small={"BACKEND": MEMORY, "OPTIONS": {"MAX_ENTRIES": 9}},
+        same={"BACKEND": MEMORY, "TIMEOUT": 60},  # TIMEOUT is per alias: one store with default
+        other={"BACKEND": MEMORY, "LOCATION": "other", "OPTIONS": {"MAX_ENTRIES": 9}},
+    )
+    [warning] = messages
+    assert warning.id == "cachekit_django.W004"
+    assert "'default', 'same', 'small'" in warning.msg
+
+
 def test_replicas_are_a_warning(settings: Any) -> None:
     [message] = _caches(
         settings,
