@@ -143,6 +143,11 @@ def test_incr_of_a_missing_key_gets_the_default_ttl(make: Any) -> None:
     cache.set("s", "text")
     with pytest.raises(NotAnInteger):
         cache.incr("s")
+    # Also redis-py's ResponseError, as Django's RedisCache raises it (found by Django's tests).
+    with pytest.raises(redis.exceptions.ResponseError):
+        cache.incr("s")
+    with pytest.raises(redis.exceptions.ResponseError):
+        cache.incr("n", 1.5)
 
 
 def test_clear_and_delete_pattern_stay_in_the_prefix(make: Any, raw: redis.Redis) -> None:

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import redis.exceptions
 
 from ..config import Option, ParsedURL, parse_options, parse_url
-from ..errors import CacheError, ConfigurationError, InvalidKey, NotAnInteger
+from ..errors import CacheError, ConfigurationError, InvalidKey
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
@@ -50,7 +50,7 @@ from . import redis_scripts as lua
 from . import redis_wire as wire
 from .redis_async import RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
-from .redis_errors import RedisUnavailable
+from .redis_errors import RedisNotAnInteger, RedisUnavailable
 from .redis_inspect import RedisInspectOps
 from .redis_lock import CacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
@@ -213,7 +213,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         if isinstance(exc, redis.exceptions.ResponseError) and not isinstance(exc, _UNAVAILABLE):
             message = str(exc)
             if "not an integer" in message or "overflow" in message:
-                raise NotAnInteger(f"cache {self.name!r}: {op}: {message}") from exc
+                raise RedisNotAnInteger(f"cache {self.name!r}: {op}: {message}") from exc
             raise CacheError(f"cache {self.name!r}: {op}: server error: {message}") from exc
         if isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _UNAVAILABLE):
             raise CacheError(f"cache {self.name!r}: {op}: {exc}") from exc
@@ -590,7 +590,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def incr(self, key: str, delta: int = 1) -> int:
         key = self._check_key(key)
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise RedisNotAnInteger(f"delta must be an int, got {delta!r}")
         ms = 0 if self.default_ttl is None else px(self.default_ttl)
         data = self._kopen + key + self._kclose
         return int(self._script("incr", RAISE, lua.INCR, [data], [delta, ms]))

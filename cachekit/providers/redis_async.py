@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from ..errors import InvalidKey, NotAnInteger
+from ..errors import InvalidKey
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker
 from ..sentinels import DEFAULT, MISSING
 from ..ttl import TTLArg
 from . import redis_scripts as lua
 from .redis_conn import UNAVAILABLE, RedisClients
+from .redis_errors import RedisNotAnInteger
 from .redis_lock import AsyncCacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, px
 
@@ -245,14 +246,14 @@ class RedisAsyncOps(DistributedCache):
     async def aincr(self, key: str, delta: int = 1) -> int:
         key = self._check_key(key)
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise RedisNotAnInteger(f"delta must be an int, got {delta!r}")
         ms = 0 if self.default_ttl is None else px(self.default_ttl)
         data = self._kopen + key + self._kclose
         return int(await self._ascript("incr", RAISE, lua.INCR, [data], [delta, ms]))
 
     async def adecr(self, key: str, delta: int = 1) -> int:
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise RedisNotAnInteger(f"delta must be an int, got {delta!r}")
         return await self.aincr(key, -delta)
 
     async def atagged_keys(self, tags: Iterable[str]) -> list[str]:

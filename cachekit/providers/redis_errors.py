@@ -2,22 +2,29 @@
 
 Code written against redis-py, Django's ``RedisCache`` or django-redis catches
 ``redis.exceptions.ConnectionError`` for an outage and ``redis.exceptions.LockError`` for a lock
-misuse; code written against cachekit catches :class:`~cachekit.errors.BackendUnavailable` and
-:class:`~cachekit.errors.LockError`. The Redis providers raise these subclasses of both, so
-switching a project to cachekit does not turn its outage handlers into dead code.
+misuse, and ``redis.exceptions.ResponseError`` when ``incr`` meets a value that is not an
+integer; code written against cachekit catches :class:`~cachekit.errors.BackendUnavailable`,
+:class:`~cachekit.errors.LockError` and :class:`~cachekit.errors.NotAnInteger`. The Redis
+providers raise subclasses of both, so switching a project to cachekit does not turn its
+handlers into dead code.
 """
 
 from __future__ import annotations
 
 import redis.exceptions
 
-from ..errors import BackendUnavailable, LockError, LockNotOwned
+from ..errors import BackendUnavailable, LockError, LockNotOwned, NotAnInteger
 
-__all__ = ["RedisLockError", "RedisLockNotOwned", "RedisUnavailable"]
+__all__ = ["RedisLockError", "RedisLockNotOwned", "RedisNotAnInteger", "RedisUnavailable"]
 
 
 class RedisUnavailable(BackendUnavailable, redis.exceptions.ConnectionError):
     """Redis could not be reached (or its circuit breaker is open)."""
+
+
+class RedisNotAnInteger(NotAnInteger, redis.exceptions.ResponseError):
+    """``incr``/``decr`` of a value that is not an integer (or by a delta that is not): the
+    server's refusal, which redis-py and Django's ``RedisCache`` raise as ``ResponseError``."""
 
 
 class RedisLockError(LockError, redis.exceptions.LockError):
