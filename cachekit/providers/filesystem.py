@@ -63,7 +63,7 @@ from .file_format import INF
 from .file_options import OPTIONS, build_serializer, checked, directory_option, mode_option
 from .file_store import FileStore
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "FileCache"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "FileCache", "FileUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ DEFAULT_STAMPEDE_TIMEOUT = 10.0
 #: While another process computes a key, waiters look for its value after 5 ms, then back off
 #: (doubling) to one look every 100 ms: ``flock`` has no timeout to block with.
 _FIRST_POLL, _LAST_POLL = 0.005, 0.1
+
+
+class FileUnavailable(BackendUnavailable, OSError):
+    """The disk failed (permissions, no space...): cachekit's outage error and an ``OSError``,
+    as Django's ``FileBasedCache`` lets it through, so handlers of either keep working."""
 
 
 class FileCache(DistributedCache):
@@ -132,7 +137,7 @@ class FileCache(DistributedCache):
         if not callable(clock):
             raise ConfigurationError(f"clock must be callable, got {clock!r}", key="clock")
         self._clock = clock
-        self._fail_open = FailOpen(bool(fail_open), name=name)
+        self._fail_open = FailOpen(bool(fail_open), name=name, error=FileUnavailable)
         self._files = FileStore(
             self.directory,
             name=name,
@@ -306,7 +311,7 @@ class FileCache(DistributedCache):
         except OSError as exc:
             self._fail_open.handle("incr", exc)  # raises unless fail-open (which counts it)
             # Fail-open too: no fallback number would be honest, so the failure is raised.
-            raise BackendUnavailable(f"cache {self.name!r}: incr failed: {exc}") from exc
+            raise FileUnavailable(f"cache {self.name!r}: incr failed: {exc}") from exc
 
     def _incr(self, key: str, delta: int) -> int:
         with self._files.locked() as held:
@@ -496,4 +501,4 @@ class FileCache(DistributedCache):
         try:
             return fn(*args)
         except OSError as exc:
-            raise BackendUnavailable(f"cache {self.name!r}: {operation} failed: {exc}") from exc
+            raise FileUnavailable(f"cache {self.name!r}: {operation} failed: {exc}") from exc
