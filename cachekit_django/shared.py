@@ -7,9 +7,10 @@ of opening a pool per thread. The core caches are thread-safe, so sharing is sou
 
 Django-style culling (``MAX_ENTRIES``/``CULL_FREQUENCY``) is an eviction listener: the memory
 provider, bounded at ``MAX_ENTRIES``, evicts one entry when a new key would exceed the bound,
-and the listener then removes the rest of the 1/``CULL_FREQUENCY`` share (everything but the
-new key for 0), oldest stored first - the counts ``LocMemCache`` leaves, with no cost on the
-write path until the bound is reached.
+and the listener then evicts the rest of the 1/``CULL_FREQUENCY`` share (everything but the
+new key for 0) as the provider's policy chooses - with the default LRU policy, the least
+recently used, as ``LocMemCache`` culls - leaving the counts ``LocMemCache`` leaves, with no
+cost on the write path until the bound is reached.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ _caches: dict[tuple[Any, ...], Cache] = {}
 class Culler:
     """Eviction listener giving a bounded memory cache ``LocMemCache``'s culling counts."""
 
-    __slots__ = ("cache", "cull_frequency", "max_entries", "then")
+    __slots__ = ("_culling", "cache", "cull_frequency", "max_entries", "then")
 
     def __init__(self, max_entries: int, cull_frequency: int, then: Any = None) -> None:
         self.max_entries = max_entries
         self.cull_frequency = cull_frequency
         self.then = then  # a user's eviction_listener, still called for every eviction
         self.cache: MemoryCache | None = None
+        self._culling = threading.local()  # the evictions of a cull do not start another
 
     def __call__(self, key: str, value: Any, cause: RemovalCause) -> None:
         if self.then is not None:
@@ -46,15 +48,21 @@ class Culler:
         cache = self.cache
         if cause is not RemovalCause.EVICTED or cache is None:
             return
-        keys = cache.keys()  # insertion order: the key whose write evicted is last
+        if getattr(self._culling, "active", False):
+            return
+        held = len(cache.keys())
         if self.cull_frequency == 0:
-            extra = len(keys) - 1
+            extra = held - 1
         else:
             # LocMemCache removes max_entries // cull_frequency before inserting; the provider
             # has removed one already.
-            extra = min(self.max_entries // self.cull_frequency - 1, len(keys) - 1)
+            extra = min(self.max_entries // self.cull_frequency - 1, held - 1)
         if extra > 0:
-            cache.delete_many(keys[:extra])
+            self._culling.active = True
+            try:
+                cache.evict(extra)  # the least recently used under LRU: the new key stays
+            finally:
+                self._culling.active = False
 
 
 def _hashable(value: Any) -> Hashable:

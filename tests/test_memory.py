@@ -425,3 +425,22 @@ def test_a_write_that_compacts_the_heap_keeps_its_own_node() -> None:
     clock.advance(10)
     cache.set("other", 1, ttl=1000)  # a write sweeps what is due
     assert "victim" not in cache._data
+
+
+def test_evict_takes_the_policys_next_victims() -> None:
+    removed: list[tuple[str, RemovalCause]] = []
+    cache = MemoryCache(eviction_listener=lambda k, v, cause: removed.append((k, cause)))
+    for i in range(5):
+        cache.set(f"k{i}", i)
+    cache.get("k0")  # recently used: the LRU policy keeps it
+    assert cache.evict(2) == 2
+    assert sorted(cache.keys()) == ["k0", "k3", "k4"]
+    assert removed == [("k1", RemovalCause.EVICTED), ("k2", RemovalCause.EVICTED)]
+    assert cache.get_stats().evictions == 2
+    assert cache.evict(10) == 3  # no more than it holds
+    assert cache.keys() == []
+    assert cache.evict(0) == 0
+    from cachekit.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        cache.evict(-1)

@@ -66,7 +66,7 @@ from ..config import (
     size_option,
 )
 from ..entry import EntryInfo, describe_payload
-from ..errors import ConfigurationError, NotAnInteger, ValueTooLarge
+from ..errors import ConfigurationError, InvalidArgument, NotAnInteger, ValueTooLarge
 from ..glob import compile_glob
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args, sorted_page
@@ -791,11 +791,18 @@ class MemoryCache(DistributedCache):
         self._expiry_heap = [(e[1], k) for k, e in self._data.items() if e[1] is not None]
         heapq.heapify(self._expiry_heap)
 
-    def _evict(self, removed: _Removed | None) -> _Removed | None:
+    def _evict(self, removed: _Removed | None, count: int | None = None) -> _Removed | None:
+        """Evict what the policy chooses: down to the bounds, or ``count`` entries."""
         data, evict, pop = self._data, self._policy.evict, self._data.pop
         entry_limit, memory_limit = self._entry_limit, self._memory_limit
         listening = self._listener is not None
-        while len(data) > entry_limit or self._memory > memory_limit:
+        while (
+            len(data) > entry_limit or self._memory > memory_limit
+            if count is None
+            else count > 0 and data
+        ):
+            if count is not None:
+                count -= 1
             victim = evict()
             entry = pop(victim)
             self._memory -= entry[2]
@@ -807,6 +814,20 @@ class MemoryCache(DistributedCache):
                     removed = []
                 removed.append((victim, entry[0], RemovalCause.EVICTED))
         return removed
+
+    def evict(self, count: int) -> int:
+        """Evict ``count`` entries (fewer if it holds fewer), those the eviction policy would
+        evict next: counted as evictions and reported to the listener as ``EVICTED``. Used for
+        ``LocMemCache``-style culling (a share of the entries at once); returns how many went."""
+        if type(count) is not int or count < 0:
+            raise InvalidArgument(f"count must be an int >= 0, got {count!r}")
+        with self._lock:
+            self._drain_logs()
+            before = len(self._data)
+            removed = self._evict(None, count)
+            evicted = before - len(self._data)
+        self._notify(removed)
+        return evicted
 
     def _sweep(self, removed: _Removed | None) -> _Removed:
         """Expire entries whose heap node is due.

@@ -46,6 +46,24 @@ def test_culling_leaves_what_locmem_leaves(
     assert cache.has_key("cull49")  # the newest key is never culled
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda c: c.__name__)
+def test_culling_removes_the_least_recently_used_as_locmem_does(
+    backend_factory: Factory, backend: type[BaseCache]
+) -> None:
+    """Found by Django's own tests (``test_lru_get``, ``test_lru_set``, ``test_lru_incr``): a
+    cull removed the oldest stored, so a hot key went where LocMemCache keeps it."""
+    options = {"MAX_ENTRIES": 9, "CULL_FREQUENCY": 3}
+    cache = backend_factory(backend, f"cull-lru-{backend.__name__}")(OPTIONS=options)
+    cache.clear()
+    for i in range(9):
+        cache.set(f"k{i}", i)
+    for i in range(3):  # the three oldest, read: now the most recently used
+        assert cache.get(f"k{i}") == i
+    cache.incr("k3")  # incr is a use too
+    cache.set("k9", 9)  # a cull: three go, the least recently used
+    assert [cache.has_key(f"k{i}") for i in range(10)] == ([True] * 4 + [False] * 3 + [True] * 3)
+
+
 def test_culling_removes_oldest_and_native_bounds_use_the_policy(backend_factory: Factory) -> None:
     culled = backend_factory(MemoryCache, "cull-order")(OPTIONS={"MAX_ENTRIES": 10})
     culled.clear()
