@@ -138,10 +138,13 @@ class Cache(abc.ABC):
         """Whether ``key`` holds a live value (does not count as a hit or a miss where possible)."""
         return self.get(key, MISSING) is not MISSING
 
+    #: What a non-integer raises here (a provider's subclass may also be its driver's error).
+    not_an_integer: ClassVar[type[NotAnInteger]] = NotAnInteger
+
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta`` and return the new value."""
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise self.not_an_integer(f"delta must be an int, got {delta!r}")
         return self.incr(key, -delta)
 
     def scan_keys(

@@ -132,7 +132,10 @@ def _ensure_versions(core: CoreCache, keys: list[str]) -> str:
                 core.set(key, value, _VERSION_FOREVER)
             elif not core.add(key, value, _VERSION_FOREVER):
                 current = core.get(key)
-                value = value if current is None else current
+                if current is None:  # present but unreadable (e.g. Flask-Caching's): replace it
+                    core.set(key, value, _VERSION_FOREVER)
+                else:
+                    value = current
         values.append(value)
     return "".join(values)
 
@@ -152,13 +155,19 @@ async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
                 await core.aset(key, value, _VERSION_FOREVER)
             elif not await core.aadd(key, value, _VERSION_FOREVER):
                 current = await core.aget(key)
-                value = value if current is None else current
+                if current is None:  # see _ensure_versions
+                    await core.aset(key, value, _VERSION_FOREVER)
+                else:
+                    value = current
         values.append(value)
     return "".join(values)
 
 
 #: Providers where a lookup is no round trip: two plain lookups cost less than the guess.
 _IN_PROCESS = frozenset({"memory", "null"})
+#: Cores whose memoized hits are not guessed: in-process ones (two lookups are cheaper), and
+#: the public view of an overriding subclass, whose hits must go through its own ``get``.
+_NO_GUESSES = _IN_PROCESS | {"public"}
 
 #: Version guesses kept per memoized function (one per instance for methods): the memo is
 #: dropped whole when full.
@@ -245,7 +254,7 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = _ensure_versions(core, keys)
-                if core.provider_name not in _IN_PROCESS:
+                if core.provider_name not in _NO_GUESSES:
                     guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *ext._lookup(core, key, cache_none)
@@ -266,7 +275,7 @@ class MemoizeMixin(CachedMixin):
                     if _confirmed(found, keys, guess):
                         return key, *classify(found.get(key, MISSING), cache_none)
                 version = await _aensure_versions(core, keys)
-                if core.provider_name not in _IN_PROCESS:
+                if core.provider_name not in _NO_GUESSES:
                     guesses.remember(seen, version)
                 key = keyer.key(ext, keyer.sig, names[0], version, args, kwargs)
                 return key, *classify(await aget_decodable(core, key), cache_none)

@@ -148,6 +148,8 @@ def test_incr_of_a_missing_key_gets_the_default_ttl(make: Any) -> None:
         cache.incr("s")
     with pytest.raises(redis.exceptions.ResponseError):
         cache.incr("n", 1.5)
+    with pytest.raises(redis.exceptions.ResponseError):
+        cache.decr("n", 1.5)
 
 
 def test_clear_and_delete_pattern_stay_in_the_prefix(make: Any, raw: redis.Redis) -> None:

@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio
 
+from .. import errors
 from ..errors import (
     BackendUnavailable,
     CacheError,
@@ -90,8 +91,18 @@ ERROR_KEY = "cachekit-error"
 
 async def _abort(context: Context, exc: Exception) -> None:
     code, message = status_of(exc)
-    kind = type(exc).__name__ if isinstance(exc, CacheError) else ""
+    kind = public_error_name(exc) if isinstance(exc, CacheError) else ""
     await context.abort(code, message, trailing_metadata=((ERROR_KEY, kind),) if kind else ())
+
+
+def public_error_name(exc: BaseException) -> str:
+    """The first class of ``exc`` that ``cachekit.errors`` exports: a provider's subclass
+    (``RedisNotAnInteger``) travels as the public error its clients know (``NotAnInteger``)."""
+    for cls in type(exc).__mro__:
+        name: str = cls.__name__
+        if name in errors.__all__ and getattr(errors, name) is cls:
+            return name
+    return ""
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -155,3 +155,79 @@ def test_proxies_patched_onto_the_class_are_seen(monkeypatch: pytest.MonkeyPatch
 
     app.test_client().get("/p")
     assert seen == ["view//p"]
+
+
+def _overriding(base: type) -> type:
+    class Wrapping(base):  # type: ignore[misc, valid-type]
+        """Stores values wrapped and unwraps them on read: its get must see every hit."""
+
+        def set(self, key: str, value: Any, timeout: Any = None, **kwargs: Any) -> Any:
+            return super().set(key, ("wrapped", value), timeout, **kwargs)
+
+        def get(self, key: str) -> Any:
+            return _unwrapped(super().get(key))
+
+        def get_many(self, *keys: str) -> list[Any]:
+            return [_unwrapped(value) for value in super().get_many(*keys)]
+
+    return Wrapping
+
+
+def _unwrapped(value: Any) -> Any:
+    return value[1] if isinstance(value, tuple) and value[:1] == ("wrapped",) else value
+
+
+@pytest.mark.parametrize("backend", ["simple", "redis"])
+def test_memoized_hits_go_through_an_overridden_get(
+    impl: str, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Review findings: memoized hits were read with get_many past the subclass's get (the
+    wrapped value came back), and a cached None never hit again (cache_none=True)."""
+    redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+    app = flask.Flask("wrapping")
+    app.config.update(backend_config(backend, redis_url))
+    cache = _overriding(IMPLS[impl])(app)
+    runs: list[int] = []
+
+    @cache.memoize()
+    def double(n: int) -> int:
+        runs.append(n)
+        return 2 * n
+
+    @cache.memoize(cache_none=True)
+    def nothing(n: int) -> None:
+        runs.append(-n)
+
+    with app.app_context():
+        cache.clear()
+        assert [double(5) for _ in range(3)] == [10, 10, 10]
+        assert [nothing(1) for _ in range(3)] == [None, None, None]
+        assert runs == [5, -1]
+        cache.clear()
+
+
+def test_unreadable_version_keys_are_replaced_through_the_public_view(
+    redis_server: Any,
+) -> None:
+    """Review finding: a version key holding data this cache cannot decode (Flask-Caching's)
+    made every call through an overriding subclass miss and leave an orphan entry."""
+    app = flask.Flask("unreadable")
+    app.config.update(backend_config("redis", redis_server.url))
+    cache = _overriding(cachekit_flask.Cache)(app)
+    runs: list[int] = []
+
+    @cache.memoize()
+    def triple(n: int) -> int:
+        runs.append(n)
+        return 3 * n
+
+    with app.app_context():
+        cache.clear()
+        core = cache.cache
+        qualname = triple.__qualname__.replace("<locals>", "locals")
+        version_key = f"{triple.__module__}.{qualname}_memver"
+        core.redis_client().set(core.prefix + version_key, b"\x80\x04not cachekit's")
+        assert [triple(2) for _ in range(3)] == [6, 6, 6]
+        assert runs == [2]
+        assert cache.get(version_key) is not None  # replaced by a version it can read
+        cache.clear()

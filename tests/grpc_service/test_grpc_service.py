@@ -649,3 +649,18 @@ def test_async_client_against_a_live_server(server: ThreadedServer) -> None:
     assert got == [1]
     assert info is not None
     assert info.value_type == "list"
+
+
+def test_provider_error_subclasses_travel_as_their_public_class() -> None:
+    """Review finding: a Redis-backed server sent ``RedisNotAnInteger``, a name clients do not
+    know, so they raised a bare CacheError instead of NotAnInteger."""
+    from cachekit.errors import BackendUnavailable, NotAnInteger
+    from cachekit.grpc.interceptors import public_error_name
+    from cachekit.providers.filesystem import FileUnavailable
+    from cachekit.providers.redis_errors import RedisNotAnInteger, RedisUnavailable
+
+    assert public_error_name(RedisNotAnInteger("x")) == "NotAnInteger"
+    assert public_error_name(NotAnInteger("x")) == "NotAnInteger"
+    assert public_error_name(RedisUnavailable("x")) == "BackendUnavailable"
+    assert public_error_name(FileUnavailable("x")) == "BackendUnavailable"
+    assert public_error_name(BackendUnavailable("x")) == "BackendUnavailable"
