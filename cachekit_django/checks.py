@@ -64,7 +64,11 @@ def _note_hint(alias: str, note: str) -> str:
     where = f"CACHES[{alias!r}]"
     if note.startswith("LOCATION"):
         return f"{where}['LOCATION'] works as it is ({_DOCS})."
-    return f"Remove it from {where}['OPTIONS'] to silence this warning ({_DOCS})."
+    return (
+        f"It is accepted as it is; to silence this warning remove it from {where}['OPTIONS'] "
+        f"(or change it as the message says), or add 'cachekit_django.W001' to "
+        f"SILENCED_SYSTEM_CHECKS ({_DOCS})."
+    )
 
 
 def _hint(alias: str, key: str | None) -> str:

@@ -50,17 +50,18 @@ class Culler:
             return
         if getattr(self._culling, "active", False):
             return
-        held = len(cache.keys())
+        # Down to what LocMemCache leaves after a cull and the write that caused it: it removes
+        # max_entries // cull_frequency (all for 0) before inserting. A target, not a share:
+        # a set_many of k new keys evicts k times, and only the first of them culls.
         if self.cull_frequency == 0:
-            extra = held - 1
+            target = 1
         else:
-            # LocMemCache removes max_entries // cull_frequency before inserting; the provider
-            # has removed one already.
-            extra = min(self.max_entries // self.cull_frequency - 1, held - 1)
+            target = self.max_entries - self.max_entries // self.cull_frequency + 1
+        extra = len(cache.keys()) - target
         if extra > 0:
             self._culling.active = True
             try:
-                cache.evict(extra)  # the least recently used under LRU: the new key stays
+                cache.evict(extra)  # under LRU the least recently used: the new key stays
             finally:
                 self._culling.active = False
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -330,7 +331,8 @@ class FlaskCacheSettings:
         if not isinstance(host, str):
             # Flask-Caching also takes a redis.Redis client here: its connection settings are
             # read (cachekit builds its own pools and client).
-            return kind, _client_url(host), {"prefix": prefix}
+            url, tls = _client_url(host)
+            return kind, url, {"prefix": prefix, **tls}
         try:
             port = int(config.get("CACHE_REDIS_PORT", 6379))
         except (TypeError, ValueError):
@@ -422,6 +424,14 @@ _FLASK_KEY_OF = {
 }
 
 
+#: redis-py's ``ssl_cert_reqs`` spellings as cachekit's option takes them.
+_CERT_REQS: dict[Any, str] = {
+    ssl.CERT_NONE: "none",
+    ssl.CERT_OPTIONAL: "optional",
+    ssl.CERT_REQUIRED: "required",
+}
+
+
 def _names_db(url: str) -> bool:
     """Whether a Redis URL says its database (``/N`` or ``?db=N``), as redis-py reads it."""
     parts = urlsplit(url)
@@ -439,13 +449,21 @@ def _with_db(url: str, db: int) -> str:
     return f"{base}/{db}" + (f"?{parts.query}" if parts.query else "")
 
 
-def _client_url(client: Any) -> str:
-    """The URL of a ``redis.Redis`` client given as ``CACHE_REDIS_HOST``."""
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
-    if not isinstance(kwargs, Mapping):
+def _client_url(client: Any) -> tuple[str, dict[str, Any]]:
+    """The URL and TLS options of a ``redis.Redis`` client given as ``CACHE_REDIS_HOST`` (its
+    timeouts and pool size are cachekit's own options, not read from it)."""
+    import redis
+
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, Mapping) or type(pool) not in (
+        redis.ConnectionPool,
+        redis.BlockingConnectionPool,
+    ):
         raise ConfigurationError(
-            "CACHE_REDIS_HOST must be a host name or a redis.Redis client, "
-            f"got {type(client).__name__}",
+            "CACHE_REDIS_HOST must be a host name or a redis.Redis client on a plain connection "
+            f"pool, got {type(client).__name__} (for Sentinel, use CACHE_TYPE="
+            "'RedisSentinelCache' with CACHE_REDIS_SENTINELS)",
             key="CACHE_REDIS_HOST",
         )
     user = quote(str(kwargs.get("username") or ""), safe="")
@@ -453,9 +471,21 @@ def _client_url(client: Any) -> str:
     auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
     db = int(kwargs.get("db") or 0)
     if kwargs.get("path"):
-        return f"unix://{auth}{kwargs['path']}?db={db}"
-    pool_class = type(client.connection_pool).__name__
-    connection = getattr(client.connection_pool, "connection_class", None)
-    tls = getattr(connection, "__name__", "") == "SSLConnection" or "SSL" in pool_class
-    scheme = "rediss" if tls else "redis"
-    return f"{scheme}://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+        return f"unix://{auth}{os.path.abspath(kwargs['path'])}?db={db}", {}
+    host = str(kwargs.get("host", "localhost"))
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    port = kwargs.get("port", 6379)
+    if not issubclass(pool.connection_class, redis.SSLConnection):
+        return f"redis://{auth}{host}:{port}/{db}", {}
+    tls = {
+        name: kwargs[name]
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+        if kwargs.get(name) is not None
+    }
+    reqs = kwargs.get("ssl_cert_reqs")
+    if reqs is not None:
+        tls["ssl_cert_reqs"] = _CERT_REQS.get(reqs, reqs)
+        if tls["ssl_cert_reqs"] == "none":  # nothing verified: no host name to check either
+            tls.pop("ssl_check_hostname", None)
+    return f"rediss://{auth}{host}:{port}/{db}", tls

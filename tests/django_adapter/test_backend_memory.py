@@ -64,6 +64,18 @@ def test_culling_removes_the_least_recently_used_as_locmem_does(
     assert [cache.has_key(f"k{i}") for i in range(10)] == ([True] * 4 + [False] * 3 + [True] * 3)
 
 
+def test_set_many_into_a_full_cache_culls_once(backend_factory: Factory) -> None:
+    """Review finding: each eviction of a set_many started a cull of its own, so 5 new keys into
+    a full cache of 30 left 1 entry (LocMemCache: 25)."""
+    options = {"MAX_ENTRIES": 30, "CULL_FREQUENCY": 3}
+    cache = backend_factory(MemoryCache, "cull-many")(OPTIONS=options)
+    cache.clear()
+    cache.set_many({f"old{i}": i for i in range(30)})
+    cache.set_many({f"new{i}": i for i in range(5)})
+    assert all(cache.has_key(f"new{i}") for i in range(5))
+    assert 21 <= cache.get_stats().items <= 25  # LocMemCache: 25 (it culls before the first)
+
+
 def test_culling_removes_oldest_and_native_bounds_use_the_policy(backend_factory: Factory) -> None:
     culled = backend_factory(MemoryCache, "cull-order")(OPTIONS={"MAX_ENTRIES": 10})
     culled.clear()

@@ -137,6 +137,32 @@ def test_cache_redis_db_fills_a_unix_url_without_one() -> None:
     assert _names_db("unix:///run/redis.sock?db=1")
 
 
+def test_a_redis_client_as_host_keeps_tls_ipv6_and_refuses_sentinel() -> None:
+    """Review findings: a client's TLS settings were dropped, an IPv6 host made a bad URL, and
+    a Sentinel-managed client silently became localhost."""
+    import ssl
+
+    import redis
+    import redis.sentinel
+
+    client = redis.Redis(host="h", port=6380, ssl=True, ssl_ca_certs="/ca.pem",
+                         ssl_cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+    settings = cachekit_flask.settings.FlaskCacheSettings.from_config(
+        {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": client}
+    )
+    assert settings.url == "rediss://h:6380/0"
+    assert settings.options["ssl_ca_certs"] == "/ca.pem"
+    assert settings.options["ssl_cert_reqs"] == "required"
+    six = redis.Redis(host="::1", port=6379, db=2)
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_HOST": six}
+    assert cachekit_flask.settings.FlaskCacheSettings.from_config(config).url == (
+        "redis://[::1]:6379/2"
+    )
+    managed = redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("mymaster")
+    with pytest.raises(ConfigurationError, match="RedisSentinelCache"):
+        build(CACHE_TYPE="RedisCache", CACHE_REDIS_HOST=managed)
+
+
 def test_redis_host_may_be_a_redis_client(redis_binary: str) -> None:
     """Flask-Caching 2.5 documents ``CACHE_REDIS_HOST=redis.Redis(...)``: its connection
     settings are used (cachekit builds its own client)."""
