@@ -139,12 +139,12 @@ class Cache(abc.ABC):
         return self.get(key, MISSING) is not MISSING
 
     #: What a non-integer raises here (a provider's subclass may also be its driver's error).
-    not_an_integer: ClassVar[type[NotAnInteger]] = NotAnInteger
+    _not_an_integer: ClassVar[type[NotAnInteger]] = NotAnInteger
 
     def decr(self, key: str, delta: int = 1) -> int:
         """Atomically subtract ``delta`` and return the new value."""
         if type(delta) is not int:
-            raise self.not_an_integer(f"delta must be an int, got {delta!r}")
+            raise self._not_an_integer(f"delta must be an int, got {delta!r}")
         return self.incr(key, -delta)
 
     def scan_keys(

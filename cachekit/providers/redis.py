@@ -67,7 +67,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     """A cache on a Redis server (standalone, TLS, unix socket or behind Sentinel)."""
 
     provider_name = "redis"
-    not_an_integer = RedisNotAnInteger
+    _not_an_integer = RedisNotAnInteger
     #: URL schemes this class serves.
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", "redis+sentinel")
     #: Wrap user keys in a ``{...}`` hash tag (Redis Cluster: an entry's keys share a slot).
