@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cachekit import create_cache
-from cachekit.errors import ConfigurationError, InvalidKey, ValueTooLarge
+from cachekit.errors import ConfigurationError, InvalidKey, NotAnInteger, ValueTooLarge
 from cachekit.providers.memcached import MAX_KEY_LENGTH, MemcachedCache
 from cachekit.sentinels import MISSING
 from cachekit.testing.servers import MemcachedServer
@@ -267,6 +267,28 @@ def test_counters_go_negative_and_back(make: Any) -> None:
     assert cache.decr("c", 1) == -1
     cache.set("big", 2**70)
     assert cache.incr("big") == 2**70 + 1
+
+
+def test_a_non_integer_raises_pymemcaches_error_too(make: Any) -> None:
+    # Django's PyMemcacheCache lets pymemcache's MemcacheClientError through for a value
+    # memcached cannot increment; handlers of either class keep working.
+    from pymemcache.exceptions import MemcacheClientError
+
+    cache = make(prefix="nan:")
+    cache.set("s", "text")
+    cache.set("n", 1)
+    for call in (
+        lambda: cache.incr("s"),
+        lambda: cache.decr("s"),
+        lambda: cache.incr("n", 1.5),  # type: ignore[arg-type]
+        lambda: cache.decr("n", 1.5),  # type: ignore[arg-type]
+        lambda: asyncio.run(cache.adecr("n", 1.5)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(NotAnInteger) as caught:
+            call()
+        assert isinstance(caught.value, MemcacheClientError)
+    assert cache.get("s") == "text"
+    assert cache.get("n") == 1
 
 
 # -- namespaces ------------------------------------------------------------------------------------

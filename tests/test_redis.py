@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import pickle
 import random
 import subprocess
 import sys
@@ -150,6 +151,20 @@ def test_incr_of_a_missing_key_gets_the_default_ttl(make: Any) -> None:
         cache.incr("n", 1.5)
     with pytest.raises(redis.exceptions.ResponseError):
         cache.decr("n", 1.5)
+
+
+def test_errors_that_are_also_redis_pys_have_a_repr_and_pickle() -> None:
+    # RedisNotAnInteger's repr() raised: TypeError.__init__ skipped redis-py's, whose repr reads
+    # what that sets (found as an asyncio Task repr crashing in a test).
+    from cachekit.providers import redis_errors
+
+    for name in redis_errors.__all__:
+        error = getattr(redis_errors, name)("boom")
+        assert name in repr(error)
+        assert str(error) == "boom"
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert repr(copy) == repr(error)
 
 
 def test_clear_and_delete_pattern_stay_in_the_prefix(make: Any, raw: redis.Redis) -> None:

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from cachekit import MISSING, ConfigurationError, create_cache
-from cachekit.errors import BackendUnavailable
+from cachekit.errors import BackendUnavailable, NotAnInteger
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.tiered import TieredCache
 from cachekit.testing.servers import RedisServer
@@ -66,6 +66,22 @@ def make(redis_server: RedisServer) -> Iterator[Callable[..., TieredCache]]:
         with contextlib.suppress(Exception):  # a test may have killed its server
             cache.clear()
         cache.close()
+
+
+def test_a_bad_delta_raises_the_l2s_class(make: Callable[..., TieredCache]) -> None:
+    # The L2's own error (redis-py's ResponseError too), from incr and decr, sync and async.
+    cache = make()
+    cache.set("n", 1)
+    for call in (
+        lambda: cache.incr("n", 1.5),  # type: ignore[arg-type]
+        lambda: cache.decr("n", 1.5),  # type: ignore[arg-type]
+        lambda: asyncio.run(cache.aincr("n", 1.5)),  # type: ignore[arg-type]
+        lambda: asyncio.run(cache.adecr("n", 1.5)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(NotAnInteger) as caught:
+            call()
+        assert isinstance(caught.value, redis.exceptions.ResponseError)
+    assert cache.get("n") == 1
 
 
 def _calls(raw: redis.Redis, command: str) -> int:

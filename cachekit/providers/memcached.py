@@ -79,7 +79,6 @@ from ..errors import (
     BackendUnavailable,
     ConfigurationError,
     InvalidKey,
-    NotAnInteger,
     SerializationError,
     ValueTooLarge,
 )
@@ -93,6 +92,7 @@ from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from . import memcached_wire as wire
 from .hashring import KetamaRing
 from .memcached_async import MemcachedAsyncOps
+from .memcached_errors import MemcachedNotAnInteger
 from .memcached_wire import get_one, set_one
 
 __all__ = ["MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
@@ -357,6 +357,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
     """A cache over one or more memcached servers; see the module docstring for the design."""
 
     provider_name = "memcached"
+    _not_an_integer = MemcachedNotAnInteger
 
     #: Options accepted in ``memcached://host:port,...?option=value`` URLs and config dicts.
     options: ClassVar[dict[str, Option]] = {
@@ -1170,7 +1171,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         """Atomic on the server; see the module docstring for how negatives are handled."""
         key = check_key(key)
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise MemcachedNotAnInteger(f"delta must be an int, got {delta!r}")
         try:
             return self._incr(key, delta)
         except BackendUnavailable as exc:
@@ -1220,11 +1221,11 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             return self._start_counter(node, stored, delta)
         flags = _meta_flags(line)
         if int(flags.get("f", b"0")) & _FLAG_CHUNKED or raw[:1] == b"\xc1":
-            raise NotAnInteger("the value is not an integer")
+            raise MemcachedNotAnInteger("the value is not an integer")
         try:
             current = parse_decimal(raw)
         except SerializationError:
-            raise NotAnInteger("the stored value is not an integer") from None
+            raise MemcachedNotAnInteger("the stored value is not an integer") from None
         new = current + delta
         remaining = int(flags["t"])
         # The remaining TTL, so that incr keeps the expiry (0 = never); it is already whole

@@ -26,6 +26,11 @@ class RedisNotAnInteger(NotAnInteger, redis.exceptions.ResponseError):
     """``incr``/``decr`` of a value that is not an integer (or by a delta that is not): the
     server's refusal, which redis-py and Django's ``RedisCache`` raise as ``ResponseError``."""
 
+    def __init__(self, *args: object) -> None:
+        # NotAnInteger is a TypeError, whose __init__ does not pass on to redis-py's: without
+        # this the error lacks the attributes its repr() reads, and repr() itself raises.
+        redis.exceptions.ResponseError.__init__(self, *args)
+
 
 class RedisLockError(LockError, redis.exceptions.LockError):
     """A Redis lock could not be acquired within ``blocking_timeout``, or was misused."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import Option, ParsedURL, choice_option, parse_options, parse_url, seconds_option
 from ..entry import EntryInfo
-from ..errors import ConfigurationError, InvalidKey, NotAnInteger, UnsupportedOperation
+from ..errors import ConfigurationError, InvalidKey, UnsupportedOperation
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..sentinels import DEFAULT, MISSING
 from ..stats import CacheStats
@@ -821,9 +821,14 @@ class TieredCache(DistributedCache):
             self._evict([key])
             await self._apublish("keys", [key])
 
+    def decr(self, key: str, delta: int = 1) -> int:
+        if type(delta) is not int:  # the L2's class, as its own incr raises for such a delta
+            raise self._l2._not_an_integer(f"delta must be an int, got {delta!r}")
+        return self.incr(key, -delta)
+
     async def adecr(self, key: str, delta: int = 1) -> int:
         if type(delta) is not int:
-            raise NotAnInteger(f"delta must be an int, got {delta!r}")
+            raise self._l2._not_an_integer(f"delta must be an int, got {delta!r}")
         return await self.aincr(key, -delta)
 
     async def adelete_pattern(self, pattern: str) -> int:

@@ -121,6 +121,10 @@ class DjangoCacheContract:
         with pytest.raises(ValueError, match="not found"):
             cache.decr("does_not_exist")
         assert not cache.has_key("does_not_exist")
+        cache.set("text", "abc")
+        with pytest.raises(TypeError):  # as from LocMemCache; NotAnInteger is one everywhere
+            cache.incr("text")
+        assert cache.get("text") == "abc"
 
     def test_close(self, cache: BaseCache) -> None:
         cache.set("a", 1)
