@@ -25,7 +25,6 @@ from cachekit.errors import CacheError
 from .base import ExtensionBase, aget_decodable, classify
 from .calling import (
     RECOMPUTE,
-    CachedResponse,
     ComputeOwn,
     NotStored,
     Predicate,
@@ -34,12 +33,13 @@ from .calling import (
     filter_value,
     join_generator,
     optional,
+    own_timeout,
 )
 from .keys import QueryArgs, Signature, query_args_as_pairs
 from .protocols import CachedFunction
 from .public import PublicCalls
 from .settings import flask_timeout_to_ttl
-from .signals import cache_view_hit, cache_view_miss
+from .signals import cache_view_hit, cache_view_miss, emit
 
 if TYPE_CHECKING:
     from cachekit import Cache as CoreCache
@@ -190,7 +190,7 @@ class CachedMixin(ExtensionBase):
                     _indicate_hit(found)
                 if ext.enable_signals:
                     signal = cache_view_hit if found else cache_view_miss
-                    signal.send(cache=ext, cache_key=cache_key, args=args, kwargs=kwargs)
+                    emit(signal, cache=ext, cache_key=cache_key, args=args, kwargs=kwargs)
 
             def outcome(rv: Any) -> Any:
                 """The value to store, or a signal that it must not be (or has its own TTL)."""
@@ -198,8 +198,9 @@ class CachedMixin(ExtensionBase):
                     rv = join_generator(rv)
                 if response_filter is not None and not response_filter(filter_value(rv)):
                     raise NotStored(rv)
-                if isinstance(rv, CachedResponse) and rv.timeout:
-                    raise StoreWith(rv, rv.timeout)
+                own = own_timeout(rv)
+                if own:
+                    raise StoreWith(rv, own)
                 return rv
 
             def ttl() -> Any:

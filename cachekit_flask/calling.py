@@ -12,6 +12,7 @@ exception, and these exceptions copy as that) and computes its own, as without t
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,20 @@ class CachedResponse(Response):
         self.__dict__ = response.__dict__
         ttl = flask_timeout_to_ttl(timeout)
         self.timeout = None if not isinstance(ttl, int | float) else int(ttl)
+
+
+def own_timeout(rv: Any) -> int | None:
+    """The TTL a view's response asks for: a :class:`CachedResponse`'s, or that of
+    Flask-Caching's own ``CachedResponse`` (an app that changed only its ``Cache`` import still
+    returns those); ``None`` for any other value or no timeout."""
+    if isinstance(rv, CachedResponse):
+        return rv.timeout
+    theirs = sys.modules.get("flask_caching")  # not imported: the app cannot have made one
+    their_class = getattr(theirs, "CachedResponse", None)
+    if their_class is None or not isinstance(rv, their_class):
+        return None
+    ttl = flask_timeout_to_ttl(rv.timeout)
+    return None if not isinstance(ttl, int | float) else int(ttl)
 
 
 class ComputeOwn(Exception):

@@ -28,7 +28,7 @@ from .calling import RECOMPUTE, NotStored, Predicate, StalePredicate, join_gener
 from .keys import Signature, function_namespace, get_id, new_version_hash
 from .protocols import MemoizedFunction
 from .settings import flask_timeout_to_ttl
-from .signals import cache_memoize_hit, cache_memoize_miss
+from .signals import cache_memoize_hit, cache_memoize_miss, emit
 
 if TYPE_CHECKING:
     from cachekit import Cache as CoreCache
@@ -311,7 +311,7 @@ class MemoizeMixin(CachedMixin):
 
             def signal(found: bool, cache_key: str, args: Any, kwargs: Any) -> None:
                 sig = cache_memoize_hit if found else cache_memoize_miss
-                sig.send(cache=ext, cache_key=cache_key, f=f, args=args, kwargs=kwargs)
+                emit(sig, cache=ext, cache_key=cache_key, f=f, args=args, kwargs=kwargs)
 
             @functools.wraps(f)
             def decorated_function(*args: Any, **kwargs: Any) -> Any:

@@ -654,3 +654,86 @@ def test_a_delete_memoized_from_elsewhere_is_never_undone(redis_server: RedisSer
         cache.clear()
     assert calls[0] > 100
     assert stale == []
+
+
+@pytest.mark.parametrize("view_async", [False, True])
+def test_flask_cachings_own_cached_response_sets_the_ttl(view_async: bool) -> None:
+    """Found by Flask-Caching's own suite: an app that changed only its ``Cache`` import still
+    returns ``flask_caching.CachedResponse``; its timeout was ignored (the decorator's used)."""
+    import flask_caching
+
+    app, cache = make({"CACHE_TYPE": "SimpleCache"}, name=f"fc-cached-response-{view_async}")
+
+    def response() -> flask.Response:
+        return flask_caching.CachedResponse(flask.make_response("body"), timeout=120)
+
+    if view_async:
+
+        @app.route("/cr")
+        @cache.cached(timeout=5)
+        async def cr() -> flask.Response:
+            return response()
+
+    else:
+
+        @app.route("/cr")
+        @cache.cached(timeout=5)
+        def cr() -> flask.Response:  # type: ignore[misc]
+            return response()
+
+    with app.test_client() as client:
+        assert client.get("/cr").data == b"body"
+        assert client.get("/cr").data == b"body"
+    with app.app_context():
+        assert 5 < cache.cache.ttl("view//cr") <= 120
+
+
+def test_receivers_of_flask_cachings_signals_are_sent_ours_too() -> None:
+    """Found by Flask-Caching's own suite: receivers an app connected to
+    ``flask_caching.signals`` heard nothing once only its ``Cache`` import changed."""
+    from flask_caching import signals as theirs
+
+    app, cache = make(
+        {"CACHE_TYPE": "SimpleCache", "CACHE_ENABLE_SIGNALS": True}, name="fc-signals"
+    )
+    heard: list[tuple[str, str]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            assert kwargs["cache"] is cache
+            heard.append((name, kwargs["cache_key"]))
+
+        return receive
+
+    receivers = {
+        name: receiver(name) for name in ("view_hit", "view_miss", "memo_hit", "memo_miss")
+    }
+    theirs.cache_view_hit.connect(receivers["view_hit"])
+    theirs.cache_view_miss.connect(receivers["view_miss"])
+    theirs.cache_memoize_hit.connect(receivers["memo_hit"])
+    theirs.cache_memoize_miss.connect(receivers["memo_miss"])
+    ours: list[str] = []
+
+    def ours_heard(sender: Any, **kwargs: Any) -> None:
+        ours.append("view_hit")
+
+    cachekit_flask.cache_view_hit.connect(ours_heard)
+
+    @app.route("/v")
+    @cache.cached()
+    def v() -> str:
+        return "v"
+
+    @cache.memoize()
+    def double(n: int) -> int:
+        return 2 * n
+
+    with app.test_client() as client:
+        client.get("/v")
+        client.get("/v")
+    with app.test_request_context():
+        double(2)
+        double(2)
+    assert [name for name, _ in heard] == ["view_miss", "view_hit", "memo_miss", "memo_hit"]
+    assert heard[0][1] == "view//v"
+    assert ours == ["view_hit"]
