@@ -12,6 +12,7 @@ exception, and these exceptions copy as that) and computes its own, as without t
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,11 @@ from typing import Any
 from flask import Response
 from werkzeug.exceptions import HTTPException
 
+from cachekit.errors import ConfigurationError
+
 from .settings import flask_timeout_to_ttl
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CachedResponse",
@@ -28,6 +33,7 @@ __all__ = [
     "NotStored",
     "StoreWith",
     "join_generator",
+    "own_timeout",
     "wants_args",
     "wants_extra_args",
 ]
@@ -41,16 +47,21 @@ RECOMPUTE: Any = type("Recompute", (), {"__repr__": lambda self: "RECOMPUTE"})()
 class CachedResponse(Response):
     """A response a ``cached`` view returns to choose its own TTL (Flask-Caching's class)."""
 
-    timeout: int | None = None
+    timeout: float | None = None
 
     def __init__(self, response: Response, timeout: Any) -> None:
         # Adopt the response's state in place, as Flask-Caching does.
         self.__dict__ = response.__dict__
-        ttl = flask_timeout_to_ttl(timeout)
-        self.timeout = None if not isinstance(ttl, int | float) else int(ttl)
+        self.timeout = _seconds(flask_timeout_to_ttl(timeout))
 
 
-def own_timeout(rv: Any) -> int | None:
+def _seconds(ttl: Any) -> float | None:
+    """A TTL from :func:`flask_timeout_to_ttl` as seconds (a fraction kept: 0.5 is not 0, which
+    would mean the decorator's timeout), or ``None`` for the default and for never."""
+    return ttl if isinstance(ttl, int | float) else None
+
+
+def own_timeout(rv: Any) -> float | None:
     """The TTL a view's response asks for: a :class:`CachedResponse`'s, or that of
     Flask-Caching's own ``CachedResponse`` (an app that changed only its ``Cache`` import still
     returns those); ``None`` for any other value or no timeout."""
@@ -60,8 +71,14 @@ def own_timeout(rv: Any) -> int | None:
     their_class = getattr(theirs, "CachedResponse", None)
     if their_class is None or not isinstance(rv, their_class):
         return None
-    ttl = flask_timeout_to_ttl(rv.timeout)
-    return None if not isinstance(ttl, int | float) else int(ttl)
+    try:
+        return _seconds(flask_timeout_to_ttl(rv.timeout))
+    except ConfigurationError:  # Flask-Caching stores such a response anyway: keep the view up
+        logger.warning(
+            "flask_caching.CachedResponse timeout %r is not seconds: the decorator's is used",
+            rv.timeout,
+        )
+        return None
 
 
 class ComputeOwn(Exception):

@@ -191,6 +191,8 @@ def run_pytest(
     print(f"compat: pytest exited {proc.returncode} after {seconds:.1f}s: {' '.join(tail)}")
     if not results.is_file():
         raise CompatError(f"pytest wrote no results (exit {proc.returncode}); see {log}")
+    if proc.returncode not in (0, 1):  # 0: all passed, 1: some failed; else interrupted/broken
+        raise CompatError(f"pytest did not finish its run (exit {proc.returncode}); see {log}")
     data = json.loads(results.read_text(encoding="utf-8"))
     return Run(data["outcomes"], data["messages"], proc.returncode, seconds)
 

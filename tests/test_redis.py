@@ -165,6 +165,7 @@ def test_errors_that_are_also_redis_pys_have_a_repr_and_pickle() -> None:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error)
         assert repr(copy) == repr(error)
+        assert copy.args == error.args
 
 
 def test_clear_and_delete_pattern_stay_in_the_prefix(make: Any, raw: redis.Redis) -> None:

@@ -118,8 +118,9 @@ _BAD_KEY_BYTES: Final = re.compile(rb"[\x00-\x20\x7f]")
 #: Compare-and-swap rounds of the slow ``incr`` path before giving up on a very hot key.
 _CAS_ATTEMPTS: Final = 100
 
-# Filled in by _driver() the first time a client is built: the module never imports pymemcache
-# at import time (the ``memcached`` extra is optional).
+# Filled in by _driver() the first time a client is built, which names the extra to install
+# when pymemcache is missing (the ``memcached`` extra is optional; ``memcached_errors`` imports
+# it when present, so that its error class can be pymemcache's too).
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 _SERVER_ERROR: type[BaseException] = OSError
 _CLIENT_ERROR: type[BaseException] = OSError

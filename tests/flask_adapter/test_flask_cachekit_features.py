@@ -728,12 +728,58 @@ def test_receivers_of_flask_cachings_signals_are_sent_ours_too() -> None:
     def double(n: int) -> int:
         return 2 * n
 
-    with app.test_client() as client:
-        client.get("/v")
-        client.get("/v")
-    with app.test_request_context():
-        double(2)
-        double(2)
+    try:
+        with app.test_client() as client:
+            client.get("/v")
+            client.get("/v")
+        with app.test_request_context():
+            double(2)
+            double(2)
+    finally:
+        theirs.cache_view_hit.disconnect(receivers["view_hit"])
+        theirs.cache_view_miss.disconnect(receivers["view_miss"])
+        theirs.cache_memoize_hit.disconnect(receivers["memo_hit"])
+        theirs.cache_memoize_miss.disconnect(receivers["memo_miss"])
+        cachekit_flask.cache_view_hit.disconnect(ours_heard)
     assert [name for name, _ in heard] == ["view_miss", "view_hit", "memo_miss", "memo_hit"]
     assert heard[0][1] == "view//v"
     assert ours == ["view_hit"]
+
+
+@pytest.mark.parametrize("theirs", [False, True])
+def test_a_cached_responses_fractional_timeout_is_kept(theirs: bool) -> None:
+    """From a review: ``int()`` made 0.5 into 0 (the decorator's timeout) and 1.9 into 1."""
+    import flask_caching
+
+    module: Any = flask_caching if theirs else cachekit_flask
+    app, cache = make({"CACHE_TYPE": "SimpleCache"}, name=f"fraction-{theirs}")
+
+    @app.route("/f")
+    @cache.cached(timeout=300)
+    def f() -> flask.Response:
+        return module.CachedResponse(flask.make_response("body"), timeout=1.9)
+
+    with app.test_client() as client:
+        assert client.get("/f").data == b"body"
+    with app.app_context():
+        assert 1 < cache.cache.ttl("view//f") <= 1.9
+
+
+def test_flask_cachings_cached_response_with_a_bad_timeout_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Flask-Caching stores such a response; ours keeps the view up with the decorator's TTL."""
+    import flask_caching
+
+    app, cache = make({"CACHE_TYPE": "SimpleCache"}, name="bad-timeout")
+
+    @app.route("/b")
+    @cache.cached(timeout=60)
+    def b() -> flask.Response:
+        return flask_caching.CachedResponse(flask.make_response("body"), timeout=True)
+
+    with app.test_client() as client:
+        assert client.get("/b").data == b"body"
+    with app.app_context():
+        assert 59 < cache.cache.ttl("view//b") <= 60
+    assert "is not seconds" in caplog.text
