@@ -81,7 +81,8 @@ def extract(sdist: Path, members: Mapping[str, str], dest: Path) -> None:
                     out = dest / target / member.name[len(prefix) :]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     source = tar.extractfile(member)
-                    assert source is not None
+                    if source is None:  # isfile() above: only a corrupt archive gets here
+                        raise CompatError(f"{sdist.name}: cannot read {member.name}")
                     out.write_bytes(source.read())
                     found[prefix] += 1
     empty = [prefix for prefix, count in found.items() if count == 0]
