@@ -12,7 +12,8 @@ owns is redone here. Keys are made and validated exactly as ``BaseCache`` does (
 the default key function - checked by C-level ``str`` methods instead of a regex generator.
 ``TIMEOUT``/``timeout`` map onto the core's TTLs one to one (``None`` forever, ``<= 0`` not
 stored), ``incr``/``decr`` of a missing key raise ``ValueError``, ``set_many`` returns the keys
-that failed, ``delete_many`` returns ``None``. The core caches are shared per process
+that failed, ``delete_many`` returns how many it removed (as django-redis; ``None`` for none
+given, as Django). The core caches are shared per process
 (:mod:`.shared`), so ``close()`` keeps their pools, as Django's ``RedisCache`` does.
 
 The in-process providers store objects, so values are copied where Django's ``LocMemCache``
@@ -41,6 +42,7 @@ from cachekit import MISSING, Cache, CacheStats, DistributedCache
 from cachekit.config import parse_url
 from cachekit.errors import (
     ConfigurationError,
+    InvalidArgument,
     SerializationError,
     UnsupportedOperation,
     ValueTooLarge,
@@ -111,6 +113,19 @@ _THIRTY_DAYS = 30 * 24 * 3600
 def _whole_seconds(seconds: float | None) -> int | None:
     """Redis's ``TTL`` rounding (``(pttl + 500) // 1000``), for every provider alike."""
     return None if seconds is None else int(seconds + 0.5)
+
+
+def _unix_seconds(when: Any, per_second: int, method: str) -> float:
+    """``when`` of ``expire_at``/``pexpire_at`` as a Unix time in seconds: a datetime, or a
+    number of seconds (``per_second=1``) or milliseconds (``1000``) since the epoch."""
+    if isinstance(when, datetime.datetime):
+        return when.timestamp()
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return when / per_second
+    raise InvalidArgument(
+        f"{method}(): when must be a datetime or a Unix time in "
+        f"{'seconds' if per_second == 1 else 'milliseconds'}, got {when!r}"
+    )
 
 
 def _pickle_error(exc: SerializationError) -> BaseException:
@@ -476,10 +491,13 @@ class CacheKitCache(BaseCache):
             raise _pickle_error(exc) from None
         return [originals[k] for k in failed]
 
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> int | None:
+        """How many of ``keys`` were removed, as django-redis returns it (Django's backends
+        return ``None``); ``None`` for no keys, as Django's."""
         made = [self.make_and_validate_key(key, version) for key in keys]
-        if made:
-            self._cachekit.delete_many(made)
+        if not made:
+            return None
+        return self._cachekit.delete_many(made)
 
     def incr(
         self,
@@ -613,17 +631,29 @@ class CacheKitCache(BaseCache):
         return self.touch(key, None, version)
 
     def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
-        """django-redis's: a new timeout in seconds (``touch``); whether the key exists."""
+        """django-redis's: a new timeout in seconds (``touch``; ``DEFAULT_TIMEOUT`` is the
+        alias's ``TIMEOUT``); whether the key exists."""
         return self.touch(key, timeout, version)
 
-    def pexpire(self, key: Any, timeout: float, version: int | None = None) -> bool:
-        """django-redis's: a new timeout in milliseconds."""
-        return self.touch(key, timeout / 1000, version)
+    def pexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """django-redis's: a new timeout in milliseconds. ``DEFAULT_TIMEOUT`` is the alias's
+        ``TIMEOUT`` in seconds, as for ``expire`` (django-redis hands that number of seconds to
+        ``PEXPIRE`` as milliseconds)."""
+        if timeout is DEFAULT_TIMEOUT:
+            return self.touch(key, timeout, version)
+        return self.touch(key, None if timeout is None else timeout / 1000, version)
 
-    def expire_at(self, key: Any, when: datetime.datetime, version: int | None = None) -> bool:
-        """django-redis's: expire at ``when`` (an aware or local naive datetime); a time in the
-        past removes the key, as Redis ``EXPIREAT`` does."""
-        seconds = when.timestamp() - time.time()
+    def expire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
+        """django-redis's: expire at ``when``, a datetime (aware, or naive in local time) or a
+        Unix time in seconds; a time in the past removes the key, as Redis ``EXPIREAT`` does."""
+        return self._expire_at(key, _unix_seconds(when, 1, "expire_at"), version)
+
+    def pexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
+        """django-redis's: :meth:`expire_at` with a Unix time in milliseconds (or a datetime)."""
+        return self._expire_at(key, _unix_seconds(when, 1000, "pexpire_at"), version)
+
+    def _expire_at(self, key: Any, at: float, version: int | None) -> bool:
+        seconds = at - time.time()
         if seconds <= 0:
             return self.delete(key, version)
         return self.touch(key, seconds, version)
@@ -825,10 +855,12 @@ class CacheKitCache(BaseCache):
             raise _pickle_error(exc) from None
         return [originals[k] for k in failed]
 
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> int | None:
+        """See :meth:`delete_many`."""
         made = [self.make_and_validate_key(key, version) for key in keys]
-        if made:
-            await self._cachekit.adelete_many(made)
+        if not made:
+            return None
+        return await self._cachekit.adelete_many(made)
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         made = self.make_and_validate_key(key, version)

@@ -94,6 +94,9 @@ _NOTED: Final = {
     "django-redis in any case)",
     "REPLICA_READ_ONLY": "replicas are not read from",
     "CLOSE_CONNECTION": "connections are pooled per process and kept across requests",
+    "LOG_IGNORED_EXCEPTIONS": "django-redis itself reads only the "
+    "DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS setting; with fail_open (IGNORE_EXCEPTIONS) cachekit "
+    "logs outages itself (one WARNING per 10 s) and counts them",
 }
 #: Refused: the part they replace is cachekit's own.
 _REFUSED: Final = {

@@ -69,7 +69,8 @@ def test_async_contract(backend: Any) -> None:
         assert await cache.adecr("a") == 5
         with pytest.raises(ValueError, match="not found"):
             await cache.aincr("missing")
-        await cache.adelete_many(["a", "b"])
+        assert await cache.adelete_many(["a", "b"]) == 2  # as delete_many
+        assert await cache.adelete_many([]) is None
         assert await cache.aget_many(["a", "b"]) == {}
         assert await cache.adelete("new") is True
         assert await cache.adelete("new") is False

@@ -182,6 +182,53 @@ def test_django_redis_extras(distributed: Any) -> None:
     assert cache.incr("counter", ignore_key_check=True) == 6
 
 
+def test_django_redis_expiry_forms(distributed: Any) -> None:
+    """expire_at/pexpire_at take a datetime or a Unix time (seconds / milliseconds), and
+    expire/pexpire take DEFAULT_TIMEOUT, as django-redis's do (found by django-redis's own
+    tests: an int raised AttributeError, pexpire_at was missing, DEFAULT_TIMEOUT / 1000)."""
+    import datetime
+
+    from django.core.cache.backends.base import DEFAULT_TIMEOUT
+
+    from cachekit.errors import InvalidArgument
+
+    cache = distributed
+    cache.default_timeout = 120
+    cache.set("k", 1, None)
+    assert cache.expire_at("k", int(time.time()) + 60) is True
+    assert 59 <= cache.ttl("k") <= 60
+    assert cache.expire_at("k", time.time() + 30.0) is True  # a float too
+    assert 29 <= cache.ttl("k") <= 30
+    assert cache.pexpire_at("k", int(time.time() * 1000) + 40_000) is True
+    assert 39 <= cache.ttl("k") <= 40
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=50)
+    assert cache.pexpire_at("k", soon) is True
+    assert 49 <= cache.ttl("k") <= 50
+    assert cache.pexpire("k", DEFAULT_TIMEOUT) is True  # the alias's TIMEOUT, in seconds
+    assert 119 <= cache.ttl("k") <= 120
+    cache.persist("k")
+    assert cache.expire("k", DEFAULT_TIMEOUT) is True
+    assert 119 <= cache.ttl("k") <= 120
+    assert cache.pexpire("missing", DEFAULT_TIMEOUT) is False
+    assert cache.pexpire_at("missing", soon) is False
+    assert cache.expire_at("missing", int(time.time()) + 60) is False
+    for bad in ("tomorrow", True, None):
+        with pytest.raises(InvalidArgument, match="Unix time"):
+            cache.expire_at("k", bad)
+    with pytest.raises(InvalidArgument, match="milliseconds"):
+        cache.pexpire_at("k", datetime.date.today())
+    assert cache.pexpire_at("k", int(time.time() * 1000) - 1000) is True  # past: removed
+    assert not cache.has_key("k")
+
+
+def test_delete_many_counts_as_django_redis(distributed: Any) -> None:
+    cache = distributed
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    assert cache.delete_many(["a", "b", "missing"]) == 2
+    assert cache.delete_many(k for k in ["a", "b"]) == 0  # a generator, as django-redis takes
+    assert cache.delete_many([]) is None  # Django's own test_delete_many_no_keys
+
+
 @pytest.mark.servers
 def test_lock(backend_factory: Factory, redis_location: str) -> None:
     options = {"prefix": f"{REDIS_PREFIX}lock:"}

@@ -65,6 +65,7 @@ def test_classes_are_read_by_path_or_object() -> None:
         {"PARSER_CLASS": "redis.connection._HiredisParser"},
         {"PICKLE_VERSION": -1},
         {"CLOSE_CONNECTION": True},
+        {"LOG_IGNORED_EXCEPTIONS": True},  # django-redis reads only its global setting
     ],
 )
 def test_accepted_but_unused_options_are_noted(entry: dict[str, Any]) -> None:
