@@ -10,6 +10,7 @@ import pytest
 
 from cachekit.errors import BackendUnavailable
 from cachekit.providers.memcached import MemcachedCache
+from cachekit.resilience import BreakerState
 from cachekit.testing.servers import MemcachedServer
 
 
@@ -210,3 +211,27 @@ def test_a_stalled_server_times_out_reads_and_writes(
                 return False
 
         wait_for(recovered)
+
+
+def test_a_multi_key_call_runs_the_half_open_probe_it_was_granted(
+    memcached_cluster: list[MemcachedServer],
+) -> None:
+    """Several keys of a half-open node in one get_many ride on its single probe. Asking its
+    breaker once per key took the probe with the first key and refused the next (the other
+    nodes being open), the call failed, and the granted probe never ran: the node stayed
+    half-open, refused, for the life of the process."""
+    servers = [(s.host, s.port) for s in memcached_cluster]
+    with MemcachedCache(servers, breaker_failures=1, breaker_recovery=0.3, prefix="hp:") as cache:
+        keys = [f"k{i}" for i in range(300)]
+        cache.set_many(dict.fromkeys(keys, "v"))
+        first = cache._nodes[f"{memcached_cluster[0].host}:{memcached_cluster[0].port}"]
+        owned = [k for k in keys if cache._route(cache._key(k)) is first][:5]
+        assert len(owned) == 5
+        first.breaker.failure()
+        time.sleep(0.35)
+        assert first.breaker.state is BreakerState.HALF_OPEN
+        for node in cache._nodes.values():
+            if node is not first:
+                node.breaker.failure()  # the others open: no fallback for its keys
+        assert cache.get_many(owned) == dict.fromkeys(owned, "v")
+        assert first.breaker.state is BreakerState.CLOSED

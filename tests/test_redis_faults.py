@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from cachekit.errors import BackendUnavailable
+from cachekit.errors import BackendUnavailable, SerializationError
 from cachekit.providers.redis import RedisCache
 from cachekit.resilience import BreakerState
 from cachekit.testing.servers import RedisServer
@@ -198,3 +199,73 @@ def test_data_persisted_before_the_outage_survives_kill_9(redis_binary: str) -> 
             assert cache.invalidate_tags(["t"]) == 1
         finally:
             cache.close()
+
+
+def _half_open(cache: Any, server: RedisServer) -> None:
+    server.kill()
+    with pytest.raises(BackendUnavailable):
+        cache.get("k")
+    assert cache.breaker.state is BreakerState.OPEN
+    server.start()
+    time.sleep(cache.breaker.recovery_timeout + 0.05)
+    assert cache.breaker.state is BreakerState.HALF_OPEN
+
+
+def test_a_probe_that_raises_before_reaching_the_server_gives_the_probe_back(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    """The half-open probe was a write of a value that cannot be pickled: that says nothing
+    about the server, and must not leave the breaker refusing every later call."""
+    cache = make(breaker_failures=1, breaker_recovery=30)
+    cache.set("k", 1)
+    cache.breaker.recovery_timeout = 0.2  # short only once open: the set above stays closed
+    _half_open(cache, fresh_redis_server)
+    with pytest.raises(SerializationError):
+        cache.set_many({"a": lambda: None})
+    assert cache.breaker.state is BreakerState.HALF_OPEN
+    cache.set("k", 2)  # the next call probes, succeeds and closes the breaker
+    assert cache.breaker.state is BreakerState.CLOSED
+    assert cache.get("k") == 2
+
+
+def test_a_cancelled_async_probe_gives_the_probe_back(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    cache = make(breaker_failures=1, breaker_recovery=0.3)
+
+    async def scenario() -> None:
+        await cache.aset("k", "v")
+        with fresh_redis_server.stalled():  # the probe is in flight when its caller gives up
+            with pytest.raises(BackendUnavailable):
+                await cache.aget("k")  # socket timeout: the breaker opens
+            await asyncio.sleep(0.35)
+            assert cache.breaker.state is BreakerState.HALF_OPEN
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(cache.aget("k"), 0.1)
+        assert await cache.aget("k") == "v"  # probed again: no "circuit breaker open"
+        assert cache.breaker.state is BreakerState.CLOSED
+
+    asyncio.run(scenario())
+
+
+def test_get_stats_refused_by_an_acl_is_reported_not_raised(
+    make: Any, fresh_redis_server: RedisServer
+) -> None:
+    admin = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-@dangerous")
+    admin.close()
+    url = f"redis://app:pw@{fresh_redis_server.host}:{fresh_redis_server.port}/0"
+    cache = RedisCache(url, **FAST, breaker_failures=1, breaker_recovery=0.2)
+    try:
+        cache.set("x", 1)
+        stats = cache.get_stats()
+        assert (
+            "NOPERM" in stats.extra["server_error"] or "permission" in stats.extra["server_error"]
+        )
+        cache.breaker.failure()  # open; then the half-open probe is get_stats's own call
+        time.sleep(0.25)
+        cache.get_stats()
+        assert cache.breaker.state is BreakerState.CLOSED  # it answered: the server is up
+        assert cache.get("x") == 1
+    finally:
+        cache.close()

@@ -89,3 +89,37 @@ def test_fail_open_counts_and_rate_limits_its_warnings(caplog: pytest.LogCapture
         "fail_open_get_errors_total": 5,
         "fail_open_set_errors_total": 1,
     }
+
+
+def test_a_released_probe_lets_the_next_call_probe() -> None:
+    """A probe that ended with no verdict (it raised before reaching the server, or was
+    cancelled) gives the probe back instead of leaving the breaker half-open for good."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=2, clock=clock)
+    breaker.failure()
+    clock.advance(2)
+    assert breaker.allow()
+    assert not breaker.allow()
+    breaker.release()
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow()  # the next call is the probe
+    breaker.success()
+    assert breaker.state is BreakerState.CLOSED
+    breaker.release()  # no-op when closed
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.allow()
+
+
+def test_a_probe_that_never_reports_is_deemed_lost_after_the_recovery_timeout() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_timeout=2, clock=clock)
+    breaker.failure()
+    clock.advance(2)
+    assert breaker.allow()  # granted, and then never heard from
+    clock.advance(1.9)
+    assert not breaker.allow()  # still within its time
+    clock.advance(0.1)
+    assert breaker.allow()  # lost: another call may probe
+    assert not breaker.allow()
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN

@@ -605,3 +605,70 @@ def test_lock_is_l2s(make: Callable[..., TieredCache]) -> None:
         local.lock("job")
     with pytest.raises(UnsupportedOperation):
         local.alock("job")
+
+
+def test_close_returns_while_another_thread_keeps_using_the_cache(
+    make: Callable[..., TieredCache],
+) -> None:
+    """A request thread still reading while the app closes the cache restarts the subscriber;
+    that restart must not clear the stop flag the closing thread's subscriber waits on (it
+    did, about half the time, and close() then never returned)."""
+    for _ in range(5):
+        cache = make()
+        cache.set("k", "v")
+        stop = threading.Event()
+
+        def reader(cache: TieredCache = cache, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                cache.get("k")
+
+        worker = threading.Thread(target=reader, daemon=True)
+        worker.start()
+        time.sleep(0.05)
+        closer = threading.Thread(target=cache.close, daemon=True)
+        closer.start()
+        closer.join(BOUND)
+        stop.set()
+        worker.join(BOUND)
+        assert not closer.is_alive(), "close() hung"
+        cache.close()  # the subscriber the reader restarted
+        assert not cache.subscriber_connected
+
+
+def test_a_publish_refused_by_an_acl_is_counted_not_raised(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis 7 denies PUBLISH by default to a user granted keys and commands only
+    (acl-pubsub-default resetchannels): the write has landed in L2, so the caller must not get
+    a raw redis-py error; the failed publish is counted and logged, like a dropped one."""
+    admin = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")
+    admin.close()
+    l2 = f"redis://app:pw@{fresh_redis_server.host}:{fresh_redis_server.port}/0"
+    cache = create_cache({"url": "tiered://", "l2": {"url": l2, **FAST}, "l1_ttl": 30})
+    assert isinstance(cache, TieredCache)
+    with caplog.at_level("WARNING", logger="cachekit.providers.invalidation"):
+        cache.set("k", "v1")
+        assert cache.l2.get("k") == "v1"
+        assert cache.get_stats().extra["invalidation_publish_errors"] >= 1
+        cache.close()  # the wake-up publish is refused too: close still returns cleanly
+    assert any("publish" in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_subscriber_losses_are_logged_at_most_once_per_interval(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage retries the subscription every second: one warning, then one when it is
+    back, not a line per attempt."""
+    with (
+        caplog.at_level("WARNING", logger="cachekit.providers.invalidation"),
+        lone_tiered(fresh_redis_server, fail_open=True) as cache,
+    ):
+        fresh_redis_server.kill()
+        wait_for(lambda: cache.get_stats().extra["subscriber_reconnects"] >= 3, timeout=10)
+        fresh_redis_server.start()
+        wait_for(lambda: cache.subscriber_connected, timeout=10)
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("invalidation")]
+    assert len([m for m in messages if " lost " in m]) == 1, messages
+    assert len([m for m in messages if "resubscribed;" in m]) == 1, messages

@@ -94,6 +94,9 @@ BACKOFF = (0.05, 1.0)
 #: Seconds between two warnings about failed publishes.
 LOG_INTERVAL = 10.0
 _ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# A publish (or SUBSCRIBE) can also be refused by a server that is up: Redis 7's default ACL
+# (acl-pubsub-default resetchannels) denies channels to a user granted only keys and commands.
+_REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 
 
 class Invalidation(NamedTuple):
@@ -157,6 +160,10 @@ class InvalidationChannel:
         self.publish_errors = 0
         self.reconnects = 0
         self._last_log = float("-inf")
+        # Subscriber failures are logged like publish failures: at most once per LOG_INTERVAL.
+        self._sub_last_log = float("-inf")
+        self._sub_failures = 0
+        self._sub_lost = False
 
     def _after_fork(self, origin: str) -> None:
         """In a forked child: not subscribed (its thread stayed in the parent), with the child
@@ -177,7 +184,7 @@ class InvalidationChannel:
         data = encode(self.origin, kind, items)
         try:
             self._publisher.sync().publish(self.channel, data)
-        except _ERRORS as exc:
+        except _REDIS_ERRORS as exc:
             self._publish_failed(exc)
         else:
             self.sent += 1
@@ -186,7 +193,7 @@ class InvalidationChannel:
         data = encode(self.origin, kind, items)
         try:
             await self._publisher.aclient().publish(self.channel, data)
-        except _ERRORS as exc:
+        except _REDIS_ERRORS as exc:
             self._publish_failed(exc)
         else:
             self.sent += 1
@@ -209,9 +216,14 @@ class InvalidationChannel:
         with self._lock:
             if self._thread is not None:
                 return
-            self._stop.clear()
+            # Each thread its own stop flag: a start() racing a stop() (another thread using
+            # the cache while it closes) must not clear the flag the stopping thread waits on.
+            self._stop = stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name=f"cachekit-invalidation:{self.channel}", daemon=True
+                target=self._run,
+                args=(stop,),
+                name=f"cachekit-invalidation:{self.channel}",
+                daemon=True,
             )
             self._thread.start()
 
@@ -223,47 +235,75 @@ class InvalidationChannel:
         """Stop the thread and close every connection; :meth:`start` may be called again."""
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            # If this fails, the thread notices the stop flag within POLL_SECONDS anyway.
-            with contextlib.suppress(*_ERRORS):
-                self._publisher.sync().publish(self._wake_channel, b"")
-            thread.join()
-        self._publisher.close()
-        self._subscriber.close()
+            stop = self._stop
+        try:
+            if thread is not None:
+                stop.set()
+                # If this fails, the thread notices the stop flag within POLL_SECONDS anyway.
+                with contextlib.suppress(*_REDIS_ERRORS):
+                    self._publisher.sync().publish(self._wake_channel, b"")
+                thread.join()
+        finally:
+            self._publisher.close()
+            self._subscriber.close()
 
     async def aclose(self) -> None:
         """Close the running loop's async publishing client."""
         await self._publisher.aclose()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         delay = BACKOFF[0]
-        while not self._stop.is_set():
+        while not stop.is_set():
             pubsub = None
             try:
                 pubsub = self._subscriber.sync().pubsub()  # type: ignore[no-untyped-call]
-                self._listen(pubsub)
+                self._listen(pubsub, stop)
                 delay = BACKOFF[0]
-            except _ERRORS as exc:
-                if not self._stop.is_set():
-                    log.warning("invalidation subscriber of %r lost: %s", self.channel, exc)
-            except Exception:
-                log.exception("invalidation subscriber of %r failed", self.channel)
+            except Exception as exc:
+                if not stop.is_set():
+                    self._subscriber_failed(exc)
             finally:
                 self._set_state(False)
                 if pubsub is not None:
                     pubsub.close()
-            if self._stop.wait(delay):
+            if stop.wait(delay):
                 break
             delay = min(delay * 2, BACKOFF[1])
             self.reconnects += 1
 
-    def _listen(self, pubsub: Any) -> None:
+    def _subscriber_failed(self, exc: Exception) -> None:
+        """Log a lost subscription at most once per LOG_INTERVAL, with the attempts between:
+        a Redis outage retries every second and must not write a line each time."""
+        self._sub_failures += 1
+        now = time.monotonic()
+        if now - self._sub_last_log < LOG_INTERVAL:
+            return
+        self._sub_last_log = now
+        count, self._sub_failures = self._sub_failures, 0
+        self._sub_lost = True
+        if isinstance(exc, _REDIS_ERRORS):  # the connection, or the server refusing (ACL)
+            log.warning(
+                "invalidation subscriber of %r lost (%d failed attempt(s) since the last "
+                "report; L1 bypassed until resubscribed): %s",
+                self.channel,
+                count,
+                exc,
+            )
+        else:  # not Redis's doing: a bug here; keep its traceback
+            log.error(
+                "invalidation subscriber of %r failed (%d failed attempt(s) since the last "
+                "report; L1 bypassed until resubscribed)",
+                self.channel,
+                count,
+                exc_info=exc,
+            )
+
+    def _listen(self, pubsub: Any, stop: threading.Event) -> None:
         pubsub.subscribe(self.channel, self._wake_channel)
         pending = 2
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
         while pending:
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             if time.monotonic() > deadline:
                 raise redis.exceptions.TimeoutError("no SUBSCRIBE confirmation")
@@ -272,9 +312,14 @@ class InvalidationChannel:
                 pending -= 1
         # Subscribed: from now on every later write's message will reach us.
         self._set_state(True)
+        if self._sub_lost:
+            self._sub_lost = False
+            self._sub_failures = 0
+            self._sub_last_log = float("-inf")
+            log.warning("invalidation subscriber of %r resubscribed; L1 in use again", self.channel)
         ping_sent: float | None = None
         last_seen = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             message = pubsub.get_message(timeout=POLL_SECONDS)
             now = time.monotonic()
             if message is None:

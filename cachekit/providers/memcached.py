@@ -704,6 +704,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                 raise BackendUnavailable(
                     f"memcached {node.address} refused a command: {error}"
                 ) from error
+            node.breaker.release()  # not the server's doing: no verdict on it
             raise error
         node.breaker.failure()
         # A kernel timeout (memcached_wire.kernel_timeouts) surfaces as EAGAIN: say what it is.
@@ -715,10 +716,35 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         if single is not None:  # one server: no per-key routing
             keys = list(stored_keys)
             return {self._route(keys[0]): keys} if keys else {}
+        # Each node's breaker is asked once per call: a half-open breaker grants one probe,
+        # and every key that node owns rides on it. Asked per key, it gave the probe to the
+        # first key and refused the next, whose failed routing then dropped the call with the
+        # granted probe unrun. (Once any node is granted, every key can fall back to it.)
         groups: dict[_Node, list[bytes]] = {}
+        allowed: dict[_Node, bool] = {}
+        nodes, ring = self._nodes, self._ring
         for stored in stored_keys:
-            groups.setdefault(self._route(stored), []).append(stored)
+            node = nodes[ring.get_node(stored)]
+            verdict = allowed.get(node)
+            if verdict is None:
+                verdict = allowed[node] = node.breaker.allow()
+            if not verdict:
+                node = self._fallback(stored, node, allowed)
+            groups.setdefault(node, []).append(stored)
         return groups
+
+    def _fallback(self, stored: bytes, owner: _Node, allowed: dict[_Node, bool]) -> _Node:
+        """The next node on the ring that allows a call, asking each breaker once per call."""
+        for address in self._ring.iter_nodes(stored):
+            node = self._nodes[address]
+            if node is owner:
+                continue
+            verdict = allowed.get(node)
+            if verdict is None:
+                verdict = allowed[node] = node.breaker.allow()
+            if verdict:
+                return node
+        raise BackendUnavailable("every memcached server is unavailable (circuits open)")
 
     def _exptime(self, seconds: float | None) -> int:
         """memcached's exptime for a positive TTL (see the module docstring)."""

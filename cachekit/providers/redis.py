@@ -243,6 +243,9 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         except redis.exceptions.RedisError as exc:
             breaker.success()
             return self._failed(op, exc, fallback)
+        except BaseException:  # no verdict on the server (a value that cannot be encoded,
+            breaker.release()  # a cancelled await): a half-open probe may go again
+            raise
         breaker.success()
         return result
 
@@ -745,6 +748,12 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             except _UNAVAILABLE as exc:
                 self._breaker.failure()
                 extra["server_error"] = str(exc)
+            except redis.exceptions.RedisError as exc:  # it answered: INFO or SCAN refused (ACL)
+                self._breaker.success()
+                extra["server_error"] = str(exc)
+            except BaseException:
+                self._breaker.release()
+                raise
             else:
                 self._breaker.success()
                 memory = int(info.get("used_memory", 0))

@@ -98,6 +98,9 @@ class RedisAsyncOps(DistributedCache):
         except redis.exceptions.RedisError as exc:
             breaker.success()
             return self._failed(op, exc, fallback)
+        except BaseException:  # no verdict on the server (a value that cannot be encoded,
+            breaker.release()  # a cancelled await): a half-open probe may go again
+            raise
         breaker.success()
         return result
 

@@ -404,7 +404,10 @@ class RedisClients:
             client, self._sync = self._sync, None
         if client is not None:
             if self.settings.scheme != "redis+cluster":  # a cluster client closes its nodes
-                client.connection_pool.disconnect()
+                # Idle connections only: one another thread is using finishes its command
+                # (closing its socket under it raised redis-py's internal errors, untyped),
+                # then goes back to this dropped pool and is closed when that is collected.
+                client.connection_pool.disconnect(inuse_connections=False)
             client.close()
             for sentinel_client in getattr(client, "cachekit_sentinels", ()):
                 sentinel_client.close()

@@ -7,6 +7,12 @@ microseconds per request instead of a connect timeout. After ``recovery_timeout`
 through as a *half-open* probe: its success closes the breaker, its failure re-opens it for
 another ``recovery_timeout``. Only the probe goes through while half-open, so a recovering server
 is not hit by every waiting request at once.
+
+A probe can also end with no verdict on the server: the call raised before it reached the
+network (a value that cannot be serialized), a caller cancelled it, or a multi-key call was
+granted it and gave up. Such a call gives the probe back with :meth:`release`; and a probe
+that has not reported within ``recovery_timeout`` is deemed lost and another is let through,
+so no lost probe can keep a recovered server refused for the life of the process.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ class CircuitBreaker:
     """Thread-safe breaker; ``allow()`` before a call, then ``success()`` or ``failure()``."""
 
     __slots__ = (
-        "_clock", "_failures", "_lock", "_opened_at", "_probing", "_state", "failure_threshold",
-        "name", "opened_count", "recovery_timeout", "rejected_count",
+        "_clock", "_failures", "_lock", "_opened_at", "_probe_started", "_probing", "_state",
+        "failure_threshold", "name", "opened_count", "recovery_timeout", "rejected_count",
     )  # fmt: skip
 
     def __init__(
@@ -65,6 +71,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+        self._probe_started = 0.0
         #: Times the breaker opened, and calls refused while open (for stats and metrics).
         self.opened_count = 0
         self.rejected_count = 0
@@ -81,6 +88,12 @@ class CircuitBreaker:
         ):
             self._state = BreakerState.HALF_OPEN
             self._probing = False
+        elif (
+            self._probing
+            and self._state is BreakerState.HALF_OPEN
+            and self._clock() - self._probe_started >= self.recovery_timeout
+        ):
+            self._probing = False  # lost: it never reported (see the module docstring)
         return self._state
 
     def _after_fork(self) -> None:
@@ -96,6 +109,7 @@ class CircuitBreaker:
                 return True
             if state is BreakerState.HALF_OPEN and not self._probing:
                 self._probing = True
+                self._probe_started = self._clock()
                 return True
             self.rejected_count += 1
             return False
@@ -107,6 +121,15 @@ class CircuitBreaker:
             self._state = BreakerState.CLOSED
             self._failures = 0
             self._probing = False
+
+    def release(self) -> None:
+        """Give back a call allowed by :meth:`allow` that ended with no verdict on the server
+        (it raised before reaching it, or was cancelled): a half-open probe may go again."""
+        if self._state is BreakerState.CLOSED:
+            return
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._probing = False
 
     def failure(self) -> None:
         with self._lock:
