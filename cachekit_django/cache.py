@@ -50,6 +50,7 @@ from cachekit.errors import (
 from cachekit.interfaces import check_tags
 
 from .locations import Plan, plan
+from .redis_structures import RedisStructuresMixin
 from .shared import shared_cache
 from .values import IMMUTABLE_TYPES, Pickled, Tree, freeze, isolate
 
@@ -953,9 +954,10 @@ def _redis_backend_timeout(self: CacheKitCache, timeout: Any = DEFAULT_TIMEOUT) 
     return None if timeout is None else max(0, int(timeout))
 
 
-class RedisCache(CacheKitCache):
+class RedisCache(RedisStructuresMixin, CacheKitCache):
     """Redis; ``LOCATION`` as Django's ``RedisCache`` (``redis://``, ``rediss://``,
-    ``unix://``), or ``redis+sentinel://``."""
+    ``unix://``), or ``redis+sentinel://``. django-redis's hash, set and sorted-set methods
+    come from :class:`~.redis_structures.RedisStructuresMixin`."""
 
     kind = "redis"
     get_backend_timeout = _redis_backend_timeout
@@ -980,9 +982,10 @@ class MemcachedCache(CacheKitCache):
         return int(timeout)
 
 
-class RedisClusterCache(CacheKitCache):
+class RedisClusterCache(RedisStructuresMixin, CacheKitCache):
     """Redis Cluster; ``LOCATION`` lists startup nodes (``"h1:7000,h2:7001"``) or is a
-    ``redis+cluster://`` URL."""
+    ``redis+cluster://`` URL. Has django-redis's data-structure methods (one key per command
+    where django-redis takes several: each key has a slot of its own)."""
 
     kind = "redis+cluster"
     get_backend_timeout = _redis_backend_timeout
