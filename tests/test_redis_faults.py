@@ -269,3 +269,39 @@ def test_get_stats_refused_by_an_acl_is_reported_not_raised(
         assert cache.get("x") == 1
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_server_refusing_writes_at_maxmemory_is_an_outage_of_writes(
+    make: Any, fresh_redis_server: RedisServer, fail_open: bool
+) -> None:
+    """``OOM command not allowed`` (maxmemory under noeviction) is up-but-refusing: writes
+    raise BackendUnavailable, or with fail_open are dropped and counted like any outage,
+    reads go on, and the breaker stays closed (the server answers, and fast)."""
+    admin = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    cache = make(fail_open=fail_open)
+    cache.set("k", "v")
+    admin.config_set("maxmemory", 1)
+    try:
+        writes = {
+            "set": lambda: cache.set("k2", "v"),
+            "set_many": lambda: cache.set_many({"a": 1}),
+            "add": lambda: cache.add("n", 1),
+            "aset": lambda: asyncio.run(cache.aset("z", 1)),
+        }
+        for write in writes.values():
+            if fail_open:
+                write()
+            else:
+                with pytest.raises(BackendUnavailable, match="maxmemory"):
+                    write()
+        assert cache.get("k") == "v"
+        assert cache.breaker.state is BreakerState.CLOSED
+        if fail_open:
+            assert cache.set_many({"b": 2}) == ["b"]
+            assert cache.get_stats().extra["fail_open_errors_total"] == len(writes) + 1
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+    cache.set("k2", "stored")
+    assert cache.get("k2") == "stored"

@@ -58,6 +58,11 @@ from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
 __all__ = ["SCAN_BATCH", "RedisCache"]
 
 _UNAVAILABLE = UNAVAILABLE
+#: A server that answers but refuses writes, ``OOM`` (``maxmemory`` reached under
+#: ``noeviction``) or ``MISCONF`` (a failing RDB save with ``stop-writes-on-bgsave-error``), is
+#: an outage of writes: it raises ``BackendUnavailable``, or with ``fail_open`` the write is
+#: dropped and counted. It does not trip the breaker: reads still work, and the answer was fast.
+_REFUSING_WRITES = (redis.exceptions.OutOfMemoryError,)
 _RAISE = RAISE
 _NOTHING = (None, True)  # GET's fallback when failing open: a miss
 _READ_FROM = wire.READ_FROM
@@ -211,12 +216,16 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
 
     def _failed(self, op: str, exc: BaseException, fallback: Any) -> Any:
         """A failure: raise (fail-closed, or no honest fallback) or count it and fall back."""
-        if isinstance(exc, redis.exceptions.ResponseError) and not isinstance(exc, _UNAVAILABLE):
+        if isinstance(exc, _REFUSING_WRITES) or (
+            isinstance(exc, redis.exceptions.ResponseError) and "MISCONF " in str(exc)
+        ):
+            pass  # up but refusing writes (see _REFUSING_WRITES): fail-open applies
+        elif isinstance(exc, redis.exceptions.ResponseError) and not isinstance(exc, _UNAVAILABLE):
             message = str(exc)
             if "not an integer" in message or "overflow" in message:
                 raise RedisNotAnInteger(f"cache {self.name!r}: {op}: {message}") from exc
             raise CacheError(f"cache {self.name!r}: {op}: server error: {message}") from exc
-        if isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _UNAVAILABLE):
+        elif isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _UNAVAILABLE):
             raise CacheError(f"cache {self.name!r}: {op}: {exc}") from exc
         self._fail_open.handle(op, exc)  # raises BackendUnavailable unless failing open
         if fallback is _RAISE:
