@@ -559,6 +559,22 @@ def test_a_write_that_raised_leaves_nothing_in_l1(fresh_redis_server: RedisServe
             assert not l1_holds(cache, "j")
 
 
+def test_an_add_that_raised_evicts_l1_since_the_server_may_have_applied_it(
+    fresh_redis_server: RedisServer,
+) -> None:
+    with lone_tiered(fresh_redis_server, fail_open=False) as cache:
+        cache.set("k", "old")
+        cached(cache, "k", "old")
+        cache.l2.delete("k")  # gone from L2 behind the tiered cache's back: L1 still has it
+        with fresh_redis_server.stalled():
+            with pytest.raises(BackendUnavailable):
+                cache.add("k", "new")
+            assert not l1_holds(cache, "k")
+            with pytest.raises(BackendUnavailable):
+                asyncio.run(cache.aadd("k", "newer"))
+        wait_for(lambda: cache.get("k") == "new")  # the server applied it on resuming
+
+
 def test_fail_closed_l2_errors_propagate(fresh_redis_server: RedisServer) -> None:
     with lone_tiered(fresh_redis_server, fail_open=False) as cache:
         cache.set("k", "v")
@@ -672,3 +688,33 @@ def test_subscriber_losses_are_logged_at_most_once_per_interval(
     messages = [r.getMessage() for r in caplog.records if r.name.endswith("invalidation")]
     assert len([m for m in messages if " lost " in m]) == 1, messages
     assert len([m for m in messages if "resubscribed;" in m]) == 1, messages
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        lambda c: c.get_or_set("k", lambda: "new"),
+        lambda c: c.get_or_set("k", "new"),
+        lambda c: asyncio.run(c.aget_or_set("k", lambda: "new")),
+    ],
+    ids=["factory", "default", "async"],
+)
+def test_a_value_stored_by_get_or_set_evicts_the_other_l1(
+    make: Callable[..., TieredCache],
+    redis_server: RedisServer,
+    fill: Callable[[TieredCache], Any],
+) -> None:
+    """L2 lost the key with no invalidation (maxmemory eviction, a flush by hand): the value
+    get_or_set then stores is a write like any other, and the peers' copies go."""
+    a, b = make(), make()  # a: the instance that fills, with nothing in its own L1
+    b.set("k", "old")
+    cached(b, "k", "old")
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        (stored,) = raw.keys(f"{a.l2.prefix}*k*")  # type: ignore[attr-defined]
+        raw.delete(stored)  # gone from L2, silently
+    finally:
+        raw.close()
+    assert fill(a) == "new"
+    wait_for(lambda: b.get("k") == "new")
+    assert a.get_or_set("k", lambda: "newer") == "new"  # a hit: nothing stored, nothing sent

@@ -441,12 +441,16 @@ class TieredCache(DistributedCache):
         tagset = check_tags(tags)
         self._ensure_subscriber()
         epoch = self._epoch
-        added = False
+        added = answered = False
         try:
             added = self._l2.add(key, value, ttl, tags=tagset or ())
+            answered = True
         finally:
             if added and (seconds is None or seconds > 0):
                 self._written(epoch, {key: value}, seconds, tagset)
+                self._publish("keys", [key])
+            elif not answered:  # it raised, and may still have reached the server
+                self._evict([key])
                 self._publish("keys", [key])
         if added and (seconds is None or seconds > 0):
             self._count(sets=1)
@@ -573,7 +577,11 @@ class TieredCache(DistributedCache):
         value = self.get(key, MISSING)  # an L2 hit fills L1
         if value is not MISSING:
             return value
-        return self._l2.get_or_set(key, default_or_factory, ttl, tags=tagset)
+        ran, source = _watched(default_or_factory)
+        value = self._l2.get_or_set(key, source, ttl, tags=tagset)
+        if ran[0] or value is default_or_factory:
+            self._stored_by_get_or_set(key)
+        return value
 
     async def aget_or_set(
         self,
@@ -589,7 +597,18 @@ class TieredCache(DistributedCache):
         value = await self.aget(key, MISSING)
         if value is not MISSING:
             return value
-        return await self._l2.aget_or_set(key, default_or_factory, ttl, tags=tagset)
+        ran, source = _watched(default_or_factory)
+        value = await self._l2.aget_or_set(key, source, ttl, tags=tagset)
+        if ran[0] or value is default_or_factory:
+            self._evict([key])
+            await self._apublish("keys", [key])
+        return value
+
+    def _stored_by_get_or_set(self, key: str) -> None:
+        """L2 stored a value here while other processes' L1 may still hold an older one (L2
+        lost the key without an invalidation: maxmemory eviction, a flush): say so."""
+        self._evict([key])
+        self._publish("keys", [key])
 
     # -- stats and life cycle -----------------------------------------------------------------
 
@@ -752,12 +771,16 @@ class TieredCache(DistributedCache):
         tagset = check_tags(tags)
         self._ensure_subscriber()
         epoch = self._epoch
-        added = False
+        added = answered = False
         try:
             added = await self._l2.aadd(key, value, ttl, tags=tagset or ())
+            answered = True
         finally:
             if added and (seconds is None or seconds > 0):
                 self._written(epoch, {key: value}, seconds, tagset)
+                await self._apublish("keys", [key])
+            elif not answered:  # it raised, and may still have reached the server
+                self._evict([key])
                 await self._apublish("keys", [key])
         if added and (seconds is None or seconds > 0):
             self._count(sets=1)
@@ -874,6 +897,20 @@ class TieredCache(DistributedCache):
 
     async def aget_stats(self) -> CacheStats:
         return self.get_stats()
+
+
+def _watched(default_or_factory: Any) -> tuple[list[bool], Any]:
+    """``get_or_set``'s argument, and a flag set if it is called (the value was computed, and
+    stored, here). A plain default is told apart by identity: L2 returns a decoded copy."""
+    ran = [False]
+    if not callable(default_or_factory):
+        return ran, default_or_factory
+
+    def compute() -> Any:
+        ran[0] = True
+        return default_or_factory()
+
+    return ran, compute
 
 
 def _redis_settings(spec: str | Mapping[str, Any]) -> Any:
