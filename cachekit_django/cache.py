@@ -43,6 +43,7 @@ from cachekit.config import parse_url
 from cachekit.errors import (
     ConfigurationError,
     InvalidArgument,
+    NotAnInteger,
     SerializationError,
     UnsupportedOperation,
     ValueTooLarge,
@@ -515,7 +516,24 @@ class CacheKitCache(BaseCache):
         # between the check and the increment the race is the one Django's RedisCache has.
         if not ignore_key_check and not self._cachekit.exists(made):
             raise ValueError(f"Key '{made}' not found")
-        return self._cachekit.incr(made, delta)
+        try:
+            return self._cachekit.incr(made, delta)
+        except NotAnInteger:
+            total = self._incr_beyond_int64(made, delta, ignore_key_check)
+            if total is None:
+                raise
+            return total
+
+    def _incr_beyond_int64(self, made: str, delta: Any, create: bool) -> int | None:
+        """django-redis's fallback when Redis's ``INCRBY`` overflows (signed 64 bits): the sum
+        in Python, stored as an int keeping the TTL (atomic: ``WATCH``/``MULTI``). ``None``
+        where it does not apply (not Redis, a delta or value that is not an int)."""
+        core = self._cachekit
+        if type(delta) is not int or not callable(getattr(core, "redis_client", None)):
+            return None
+        from cachekit.providers import redis_raw
+
+        return redis_raw.add_to_int(core, made, delta, create=create)
 
     def get_or_set(
         self,

@@ -13,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis.exceptions
+
 from ..errors import UnsupportedOperation
 from .redis import RedisCache
-from .redis_scripts import escape_glob
+from .redis_async import RAISE
+from .redis_scripts import escape_glob, px
 
-__all__ = ["call", "data_key", "data_keys", "decode", "encode", "match_pattern"]
+__all__ = ["add_to_int", "call", "data_key", "data_keys", "decode", "encode", "match_pattern"]
 
 
 def data_key(provider: RedisCache, key: str) -> str:
@@ -70,3 +73,39 @@ def call(provider: RedisCache, op: str, fn: Callable[[Any], Any]) -> Any:
     behind its circuit breaker, an outage raising ``RedisUnavailable`` (or, with ``fail_open``,
     logged and counted, returning ``None``), a server error ``CacheError``."""
     return provider._call(op, None, lambda: fn(provider.redis_client()))
+
+
+def add_to_int(provider: RedisCache, key: str, delta: int, *, create: bool) -> int | None:
+    """Add ``delta`` to the int stored at ``key`` in Python, for sums beyond what Redis's
+    ``INCRBY`` takes (signed 64 bits), keeping the key's TTL: the fallback django-redis has,
+    made atomic with ``WATCH``/``MULTI`` (retried if the key changes meanwhile). ``None`` when
+    the value is not an int; a missing key raises ``ValueError`` unless ``create``, which starts
+    it at 0 with the provider's ``default_ttl``."""
+    rkey = data_key(provider, key)
+
+    def run(client: Any) -> int | None:
+        with client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(rkey)
+                    raw = pipe.get(rkey)
+                    if raw is None:
+                        if not create:
+                            raise ValueError(f"Key '{key}' not found")
+                        value: Any = 0
+                        ms = 0 if provider.default_ttl is None else px(provider.default_ttl)
+                    else:
+                        value = decode(provider, raw)
+                        ms = int(pipe.pttl(rkey))
+                    if type(value) is not int:
+                        return None
+                    total = value + delta
+                    pipe.multi()
+                    pipe.set(rkey, encode(provider, total), px=ms if ms > 0 else None)
+                    pipe.execute()
+                    return total
+                except redis.exceptions.WatchError:
+                    continue
+
+    result: int | None = provider._call("incr", RAISE, run, provider.redis_client())
+    return result

@@ -221,6 +221,51 @@ def test_django_redis_expiry_forms(distributed: Any) -> None:
     assert not cache.has_key("k")
 
 
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_incr_beyond_64_bits_as_django_redis(
+    kind: str, request: pytest.FixtureRequest, backend_factory: Factory
+) -> None:
+    """Redis's INCRBY stops at signed 64 bits; django-redis then adds in Python and stores the
+    int keeping the TTL (found by its own tests): so do the Redis backends, atomically."""
+    from cachekit.errors import NotAnInteger
+
+    cls, fixture = {
+        "redis": (backends.RedisCache, "redis_location"),
+        "cluster": (backends.RedisClusterCache, "cluster_location"),
+    }[kind]
+    options = {"prefix": f"{REDIS_PREFIX}bigincr-{kind}:"}
+    cache: Any = backend_factory(cls, request.getfixturevalue(fixture))(OPTIONS=options)
+    top = 2**63 - 1
+    cache.set("num", top, 100)
+    assert cache.incr("num") == top + 1
+    assert cache.get("num") == top + 1
+    assert 99 <= cache.ttl("num") <= 100  # the TTL is kept
+    assert cache.incr("num", 2) == top + 3
+    assert cache.decr("num", 3) == top  # back in range: INCRBY again
+    assert cache.decr("num", -1) == top + 1
+    cache.set("forever", top, None)
+    assert cache.incr("forever") == top + 1
+    assert cache.ttl("forever") is None
+    assert cache.incr("fresh", 2**64, ignore_key_check=True) == 2**64
+    cache.set("text", "abc")
+    with pytest.raises(NotAnInteger):
+        cache.incr("text")
+    with pytest.raises(NotAnInteger):
+        cache.incr("num", 1.5)
+    cache.set("shared", top)
+
+    def bump() -> None:
+        for _ in range(10):
+            cache.incr("shared")
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.get("shared") == top + 40  # WATCH/MULTI: no lost update
+
+
 def test_delete_many_counts_as_django_redis(distributed: Any) -> None:
     cache = distributed
     cache.set_many({"a": 1, "b": 2, "c": 3})
