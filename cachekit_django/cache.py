@@ -885,7 +885,18 @@ class CacheKitCache(BaseCache):
         made = self.make_and_validate_key(key, version)
         if not await self._cachekit.aexists(made):
             raise ValueError(f"Key '{made}' not found")
-        return await self._cachekit.aincr(made, delta)
+        try:
+            return await self._cachekit.aincr(made, delta)
+        except NotAnInteger:
+            core = self._cachekit
+            if type(delta) is not int or not callable(getattr(core, "redis_client", None)):
+                raise
+            from cachekit.providers import redis_raw
+
+            total = await redis_raw.aadd_to_int(core, made, delta, create=False)
+            if total is None:
+                raise
+            return total
 
     async def aget_or_set(
         self,

@@ -20,7 +20,16 @@ from .redis import RedisCache
 from .redis_async import RAISE
 from .redis_scripts import escape_glob, px
 
-__all__ = ["add_to_int", "call", "data_key", "data_keys", "decode", "encode", "match_pattern"]
+__all__ = [
+    "aadd_to_int",
+    "add_to_int",
+    "call",
+    "data_key",
+    "data_keys",
+    "decode",
+    "encode",
+    "match_pattern",
+]
 
 
 def data_key(provider: RedisCache, key: str) -> str:
@@ -52,13 +61,18 @@ def decode(provider: RedisCache, raw: bytes) -> Any:
     return provider._loads(raw)
 
 
-def match_pattern(provider: RedisCache, match: str) -> bytes:
+def match_pattern(provider: RedisCache, match: Any) -> bytes:
     """A ``SSCAN MATCH`` glob over encoded members for ``match``, a glob over str members: the
     encoding's header, escaped, then ``match`` itself. Raises :class:`UnsupportedOperation` when
     the serializer does not store a str as header + its UTF-8 (a signed serializer appends a
     signature); members long enough to be compressed do not match."""
+    if isinstance(match, bytes):
+        raw = match
+    elif isinstance(match, str):
+        raw = match.encode()
+    else:  # django-redis encodes any value: an int, say, matches that member exactly
+        return escape_glob(encode(provider, match).decode("latin-1")).encode("latin-1")
     encoded = encode(provider, match)
-    raw = match.encode()
     if not encoded.endswith(raw):
         raise UnsupportedOperation(
             "match: this cache's serializer does not store str members as their text (a "
@@ -89,19 +103,12 @@ def add_to_int(provider: RedisCache, key: str, delta: int, *, create: bool) -> i
                 try:
                     pipe.watch(rkey)
                     raw = pipe.get(rkey)
-                    if raw is None:
-                        if not create:
-                            raise ValueError(f"Key '{key}' not found")
-                        value: Any = 0
-                        ms = 0 if provider.default_ttl is None else px(provider.default_ttl)
-                    else:
-                        value = decode(provider, raw)
-                        ms = int(pipe.pttl(rkey))
-                    if type(value) is not int:
+                    ms = None if raw is None else int(pipe.pttl(rkey))
+                    total, px_ms = _sum(provider, key, raw, ms, delta, create=create)
+                    if total is None:
                         return None
-                    total = value + delta
                     pipe.multi()
-                    pipe.set(rkey, encode(provider, total), px=ms if ms > 0 else None)
+                    pipe.set(rkey, encode(provider, total), px=px_ms)
                     pipe.execute()
                     return total
                 except redis.exceptions.WatchError:
@@ -109,3 +116,44 @@ def add_to_int(provider: RedisCache, key: str, delta: int, *, create: bool) -> i
 
     result: int | None = provider._call("incr", RAISE, run, provider.redis_client())
     return result
+
+
+async def aadd_to_int(provider: RedisCache, key: str, delta: int, *, create: bool) -> int | None:
+    """:func:`add_to_int` on the provider's asyncio client (the ``aincr`` fallback)."""
+    rkey = data_key(provider, key)
+
+    async def run(client: Any) -> int | None:
+        async with client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(rkey)
+                    raw = await pipe.get(rkey)
+                    ms = None if raw is None else int(await pipe.pttl(rkey))
+                    total, px_ms = _sum(provider, key, raw, ms, delta, create=create)
+                    if total is None:
+                        return None
+                    pipe.multi()
+                    pipe.set(rkey, encode(provider, total), px=px_ms)
+                    await pipe.execute()
+                    return total
+                except redis.exceptions.WatchError:
+                    continue
+
+    result: int | None = await provider._acall("incr", RAISE, run, provider._clients.aclient())
+    return result
+
+
+def _sum(
+    provider: RedisCache, key: str, raw: bytes | None, ms: int | None, delta: int, *, create: bool
+) -> tuple[int | None, int | None]:
+    """The new value and its PX (``None``: no expiry) from what WATCH read: ``(None, None)``
+    when the stored value is not an int."""
+    if raw is None:
+        if not create:
+            raise ValueError(f"Key '{key}' not found")
+        default_ms = 0 if provider.default_ttl is None else px(provider.default_ttl)
+        return delta, default_ms if default_ms > 0 else None
+    value = decode(provider, raw)
+    if type(value) is not int:
+        return None, None
+    return value + delta, ms if ms is not None and ms > 0 else None

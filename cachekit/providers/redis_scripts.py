@@ -220,12 +220,14 @@ return 1
 """)
 
 #: KEYS: data.  ARGV: delta, px for a new key (0 = none). INCRBY keeps an existing key's TTL;
-#: a key it creates gets the default TTL in the same atomic step.
+#: a key it creates gets the default TTL in the same atomic step. The new value is returned as
+#: GET reads it, not as INCRBY's reply: that becomes a Lua number, a double, which rounds past
+#: 2**53 (and turned 2**63-1 into -2**63).
 INCR: Final = Script("""
 local existed = redis.call('EXISTS', KEYS[1])
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[1], ARGV[1])
 if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return value
+return redis.call('GET', KEYS[1])
 """)
 
 #: KEYS: lock.  ARGV: token. Deletes the lock only if we still own it.

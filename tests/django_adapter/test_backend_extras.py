@@ -3,6 +3,7 @@ stampede-safe ``get_or_set``, statistics - and clear refusals where a provider c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -264,6 +265,37 @@ def test_incr_beyond_64_bits_as_django_redis(
     for thread in threads:
         thread.join()
     assert cache.get("shared") == top + 40  # WATCH/MULTI: no lost update
+
+    async def async_twins() -> None:
+        cache.set("anum", top, 100)
+        assert await cache.aincr("anum") == top + 1  # on the asyncio client, as incr's
+        assert 99 <= cache.ttl("anum") <= 100
+        assert await cache.adecr("anum", 2) == top - 1
+        assert await cache.adecr("anum", -(2**64)) == top - 1 + 2**64
+        with pytest.raises(NotAnInteger):
+            await cache.aincr("text")
+
+    asyncio.run(async_twins())
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_incr_returns_the_exact_value_past_2_to_the_53(
+    kind: str, request: pytest.FixtureRequest, backend_factory: Factory
+) -> None:
+    """The INCR script returned INCRBY's reply through a Lua number (a double): past 2**53 the
+    value returned was rounded, and 2**63-1 came back as -2**63 (the stored one was right)."""
+    cls, fixture = {
+        "redis": (backends.RedisCache, "redis_location"),
+        "cluster": (backends.RedisClusterCache, "cluster_location"),
+    }[kind]
+    options = {"prefix": f"{REDIS_PREFIX}exactincr-{kind}:"}
+    cache: Any = backend_factory(cls, request.getfixturevalue(fixture))(OPTIONS=options)
+    cache.set("p", 2**53)
+    assert cache.incr("p") == 2**53 + 1
+    cache.set("q", 2**63 - 2)
+    assert cache.incr("q") == 2**63 - 1
+    assert asyncio.run(cache.adecr("q", 2**62)) == 2**63 - 1 - 2**62
+    assert cache.incr("fresh", 2**62 + 1, ignore_key_check=True) == 2**62 + 1
 
 
 def test_delete_many_counts_as_django_redis(distributed: Any) -> None:

@@ -75,6 +75,9 @@ def test_set_scans_match_str_members(structures: Any) -> None:
     assert set(cache.sscan_iter("names", match="bar*", count=1)) == {"bar1", "bar2"}
     assert set(cache.sscan_iter("names")) == {"bar1", "bar2", "zoo", "b*r", 7}
     assert cache.sscan("names", match="b\\*r") == {"b*r"}
+    assert cache.sscan("names", match=7) == {7}  # any value, encoded, as django-redis takes
+    cache.sadd("raw", b"ab", b"cd")
+    assert cache.sscan("raw", match=b"a*") == {b"ab"}
 
 
 def test_set_scan_match_is_refused_for_signed_members(
