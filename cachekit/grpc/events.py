@@ -3,7 +3,9 @@
 Each subscriber has a bounded queue. Publishing never waits: when a subscriber's queue is full,
 its pending events are dropped and replaced by one ``OVERFLOW`` event, which tells the client
 to drop its whole near cache. A slow subscriber therefore costs bounded memory and never
-silently misses an invalidation (it learns that it missed some).
+silently misses an invalidation (it learns that it missed some). The terminal event,
+``NAMESPACE_DELETED``, is never dropped: a full queue is replaced by ``OVERFLOW`` followed by
+it, and nothing is queued after it (the stream ends there).
 
 Writes that remove keys the server cannot name publish a ``CLEAR`` instead of per-key events:
 a pattern delete carries its ``pattern``; a tag invalidation carries its ``tags`` and an empty
@@ -44,14 +46,20 @@ class Event:
 class Subscription:
     """One ``Watch`` stream's queue."""
 
-    __slots__ = ("dropped", "queue")
+    __slots__ = ("closed", "dropped", "queue")
 
     def __init__(self, size: int) -> None:
+        # Two places at least (EventHub checks): an OVERFLOW and the terminal event always fit.
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
         #: Overflows so far (each one replaced the pending events with an OVERFLOW event).
         self.dropped = 0
+        #: Whether the terminal event is queued: later events are not (the stream ends there).
+        self.closed = False
 
     def offer(self, event: Event) -> None:
+        if self.closed:
+            return
+        terminal = event.kind == EventKind.NAMESPACE_DELETED
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -59,6 +67,9 @@ class Subscription:
                 self.queue.get_nowait()
             self.dropped += 1
             self.queue.put_nowait(Event(EventKind.OVERFLOW))
+            if terminal:
+                self.queue.put_nowait(event)
+        self.closed = terminal
 
     async def next(self) -> Event:
         return await self.queue.get()

@@ -35,14 +35,17 @@ from .interceptors import (
 )
 from .metrics import RpcMetrics
 from .namespaces import Namespaces
-from .servicer import DEFAULT_MAX_VALUE_BYTES, CacheServicer
+from .servicer import (
+    DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    CacheServicer,
+)
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "CacheServer", "serve", "server_options"]
 
 log = logging.getLogger("cachekit.grpc")
 
-#: Largest request or response message (gRPC's own default); SetMultiple batches must fit.
-DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
 #: Seconds running calls get to finish after SIGTERM.
 DEFAULT_GRACE = 5.0
 
@@ -163,6 +166,7 @@ class CacheServer:
         metrics_port: int | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_key_bytes: int | None = None,
         watch_queue_size: int = 1024,
     ) -> None:
         if type(port) is not int or not 0 <= port <= 65535:
@@ -177,6 +181,13 @@ class CacheServer:
             raise ConfigurationError(
                 "max_value_bytes must be >= 1 and at most max_message_bytes", key="max_value_bytes"
             )
+        if max_key_bytes is None:  # 64 KiB, or a quarter of a smaller message limit
+            max_key_bytes = max(1, min(DEFAULT_MAX_KEY_BYTES, max_message_bytes // 4))
+        if not 1 <= max_key_bytes <= max_message_bytes // 4:
+            raise ConfigurationError(
+                "max_key_bytes must be >= 1 and at most a quarter of max_message_bytes",
+                key="max_key_bytes",
+            )
         self.namespaces = (
             namespaces
             if isinstance(namespaces, Namespaces)
@@ -189,6 +200,7 @@ class CacheServer:
         self.metrics_server: Any = None
         self.max_message_bytes = max_message_bytes
         self.max_value_bytes = max_value_bytes
+        self.max_key_bytes = max_key_bytes
         self.interceptors: list[MethodInterceptor] = [
             MetricsInterceptor(self.metrics, self.namespaces),
             AuthInterceptor(token, admin_token),
@@ -206,7 +218,13 @@ class CacheServer:
         methods = _Methods(self.interceptors)
         registry: Any = methods  # stands in for the server the generated code expects
         cache_pb2_grpc.add_CacheServiceServicer_to_server(
-            CacheServicer(self.namespaces, max_value_bytes=self.max_value_bytes), registry
+            CacheServicer(
+                self.namespaces,
+                max_value_bytes=self.max_value_bytes,
+                max_key_bytes=self.max_key_bytes,
+                max_message_bytes=self.max_message_bytes,
+            ),
+            registry,
         )
         admin_pb2_grpc.add_CacheAdminServiceServicer_to_server(
             AdminServicer(self.namespaces, self.metrics), registry
@@ -285,6 +303,7 @@ def serve(
     ready: Callable[[int], None] | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_key_bytes: int | None = None,
     grace: float = DEFAULT_GRACE,
 ) -> None:
     """Serve ``namespaces`` until SIGTERM/SIGINT, then shut down gracefully and return.
@@ -304,6 +323,7 @@ def serve(
         metrics_port=metrics_port,
         max_message_bytes=max_message_bytes,
         max_value_bytes=max_value_bytes,
+        max_key_bytes=max_key_bytes,
     )
     asyncio.run(_run(server, ready, grace))
 

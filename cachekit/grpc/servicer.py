@@ -17,8 +17,9 @@ from typing import Any
 
 import grpc
 
-from ..errors import UnsupportedOperation, ValueTooLarge
+from ..errors import InvalidKey, NotAnInteger, UnsupportedOperation, ValueTooLarge
 from ..interfaces import Cache, DistributedCache, check_key, check_tags
+from ..providers.memory import MemoryCache
 from ..sentinels import DEFAULT, MISSING, DefaultType
 from ..v1 import cache_pb2 as pb
 from ..v1 import cache_pb2_grpc as pb_grpc
@@ -34,10 +35,20 @@ from .convert import (
 from .events import Event, EventKind
 from .namespaces import Namespace, Namespaces
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "MAX_PAGE_SIZE", "CacheServicer"]
+__all__ = [
+    "DEFAULT_MAX_KEY_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_PAGE_SIZE",
+    "CacheServicer",
+]
 
 #: Largest value accepted by default (memcached's default item size).
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
+#: Largest key accepted by default, in UTF-8 bytes.
+DEFAULT_MAX_KEY_BYTES = 64 << 10
+#: Largest request or response message by default (gRPC's own default).
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 _MAX_KEYS_PER_CALL = 10_000
@@ -72,6 +83,37 @@ def _fill(value: pb.Value, stored: Any) -> None:
     value.content_type, value.data = values.to_wire(stored)
 
 
+_MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
+
+
+def _memory_add(cache: MemoryCache, key: str, delta: int, ttl: float | DefaultType | None) -> int:
+    """``incr`` on a memory cache, refused when the result would leave int64.
+
+    Synchronous on purpose: it runs on the server's event loop without awaiting, so no other
+    call of this server runs between the check and the write. Code of the serving process that
+    shares the cache from another thread could still count in between; the result is checked
+    again after the write and an increment that left int64 is undone (additions commute, so
+    the value ends as if this one had been refused).
+    """
+    current = cache._peek(key)
+    if current is MISSING:
+        if ttl is not DEFAULT and cache.add(key, delta, ttl):
+            return delta
+    elif type(current) is int and not _MIN64 <= current + delta <= _MAX64:
+        raise _out_of_range(key, current, delta)
+    value = cache.incr(key, delta)  # NotAnInteger for a value that is not an int
+    if not _MIN64 <= value <= _MAX64:
+        cache.incr(key, -delta)
+        raise _out_of_range(key, value - delta, delta)
+    return value
+
+
+def _out_of_range(key: str, current: int, delta: int) -> NotAnInteger:
+    return NotAnInteger(
+        f"{key!r} is {current}: adding {delta} leaves the 64-bit range (nothing was changed)"
+    )
+
+
 # Immutable answers, shared: never modified after this point.
 _NOT_FOUND = pb.GetResponse(found=False)
 _STORED = pb.SetResponse(stored=True)
@@ -82,10 +124,28 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     """The data-plane RPCs; ``namespaces`` is shared with the admin service."""
 
     def __init__(
-        self, namespaces: Namespaces, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+        self,
+        namespaces: Namespaces,
+        *,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.namespaces = namespaces
         self.max_value_bytes = max_value_bytes
+        self.max_key_bytes = max_key_bytes
+        self.max_message_bytes = max_message_bytes
+
+    def _key(self, key: str) -> str:
+        """A request's key: the core's rules, and at most ``max_key_bytes`` in UTF-8."""
+        key = check_key(key)
+        # A str holds at most 4 UTF-8 bytes per character: most keys need no encoding.
+        if len(key) * 4 > self.max_key_bytes and len(key.encode()) > self.max_key_bytes:
+            raise InvalidKey(
+                f"key of {len(key.encode())} bytes is over this server's limit of "
+                f"{self.max_key_bytes} bytes"
+            )
+        return key
 
     def _stored(self, value: pb.Value) -> int | bytes:
         data = value.data  # each read of a bytes field copies it: once
@@ -96,17 +156,16 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             )
         return values.to_stored(value.content_type, data)
 
-    @staticmethod
-    def _keys(keys: Any) -> list[str]:
+    def _keys(self, keys: Any) -> list[str]:
         if len(keys) > _MAX_KEYS_PER_CALL:
             raise InvalidArgument(f"at most {_MAX_KEYS_PER_CALL} keys per call, got {len(keys)}")
-        return [check_key(k) for k in keys]
+        return [self._key(k) for k in keys]
 
     # -- single keys -------------------------------------------------------------------------
 
     async def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         ns = self.namespaces.get(request.namespace)
-        key = check_key(request.key)
+        key = self._key(request.key)
         if request.inspect:
             entry = pb.Entry(key=key)
             if not await self._metadata(ns.cache, entry):
@@ -140,7 +199,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
 
     async def Set(self, request: pb.SetRequest, context: Any) -> pb.SetResponse:
         ns = self.namespaces.get(request.namespace)
-        key = check_key(request.key)
+        key = self._key(request.key)
         stored = self._stored(request.value)
         ttl = ns.effective_ttl(request_ttl(request))
         if request.only_if_absent and request.only_if_present:
@@ -184,7 +243,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
 
     async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
         ns = self.namespaces.get(request.namespace)
-        key = check_key(request.key)
+        key = self._key(request.key)
         deleted = await ns.cache.adelete(key)
         if deleted:
             ns.hub.publish(EventKind.DELETE, key)
@@ -192,13 +251,13 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
 
     async def Exists(self, request: pb.ExistsRequest, context: Any) -> pb.ExistsResponse:
         ns = self.namespaces.get(request.namespace)
-        return pb.ExistsResponse(exists=await ns.cache.aexists(check_key(request.key)))
+        return pb.ExistsResponse(exists=await ns.cache.aexists(self._key(request.key)))
 
     async def TouchExpiration(
         self, request: pb.TouchExpirationRequest, context: Any
     ) -> pb.TouchExpirationResponse:
         ns = self.namespaces.get(request.namespace)
-        key = check_key(request.key)
+        key = self._key(request.key)
         ttl = ns.effective_ttl(request_ttl(request))
         touched = await ns.cache.atouch(key, ttl)
         if touched:
@@ -209,18 +268,35 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     # -- counters -------------------------------------------------------------------------------
 
     async def _add(self, ns: Namespace, key: str, delta: int) -> int:
-        value = await ns.cache.aincr(key, delta)
+        """``incr`` that keeps the value an int64 (the response's type) and a created counter
+        within the namespace's TTL limits; a result outside int64 is refused, nothing changed.
+        """
+        if not _MIN64 <= delta <= _MAX64:  # Decrement by -2**63: Redis's DECRBY refuses it too
+            raise InvalidArgument(f"the negated delta {delta} is not a 64-bit integer")
+        cache = ns.cache
+        ttl = ns.effective_ttl(DEFAULT)
+        if isinstance(cache, MemoryCache):
+            value = _memory_add(cache, key, delta, ttl)
+        else:
+            # A created counter takes the namespace's TTL: add first (atomic), else count on.
+            # The provider refuses a result outside its range (Redis: NotAnInteger).
+            if ttl is not DEFAULT and await cache.aadd(key, delta, ttl):
+                value = delta
+            else:
+                value = await cache.aincr(key, delta)
+            if not _MIN64 <= value <= _MAX64:  # a provider whose counters are wider
+                raise NotAnInteger(f"{key!r} is now {value}, outside the 64-bit range")
         ns.hub.publish(EventKind.SET, key)
         return value
 
     async def Increment(self, request: pb.IncrementRequest, context: Any) -> pb.IncrementResponse:
         ns = self.namespaces.get(request.namespace)
-        value = await self._add(ns, check_key(request.key), request.delta)
+        value = await self._add(ns, self._key(request.key), request.delta)
         return pb.IncrementResponse(value=value)
 
     async def Decrement(self, request: pb.DecrementRequest, context: Any) -> pb.DecrementResponse:
         ns = self.namespaces.get(request.namespace)
-        value = await self._add(ns, check_key(request.key), -(request.delta))
+        value = await self._add(ns, self._key(request.key), -(request.delta))
         return pb.DecrementResponse(value=value)
 
     # -- many keys ------------------------------------------------------------------------------

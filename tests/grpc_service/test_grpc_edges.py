@@ -1,0 +1,196 @@
+"""Edges of the gRPC server found by review: counters at the int64 bounds, a behind watcher on a
+deleted namespace, policy changes keeping tags, TTL limits on counters, namespace names and
+ownership of ``cachekit serve``'s caches, size limits, Duration ranges (real servers only)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc_helpers import ThreadedServer
+
+from cachekit import create_cache
+from cachekit.grpc.events import EventKind
+from cachekit.v1 import admin_pb2 as apb
+from cachekit.v1 import admin_pb2_grpc as apb_grpc
+from cachekit.v1 import cache_pb2 as pb
+from cachekit.v1 import cache_pb2_grpc as pb_grpc
+
+Code = grpc.StatusCode
+_ids = itertools.count()
+INT = "application/vnd.cachekit.int"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThreadedServer]:
+    with ThreadedServer({"default": create_cache("memory://edges")}, watch_queue_size=4) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def channel(server: ThreadedServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as ch:
+        yield ch
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> pb_grpc.CacheServiceStub:
+    return pb_grpc.CacheServiceStub(channel)
+
+
+@pytest.fixture
+def admin(channel: grpc.Channel) -> apb_grpc.CacheAdminServiceStub:
+    return apb_grpc.CacheAdminServiceStub(channel)
+
+
+@pytest.fixture
+def ns(admin: apb_grpc.CacheAdminServiceStub) -> Iterator[str]:
+    name = f"edge{next(_ids)}"
+    admin.CreateNamespace(apb.CreateNamespaceRequest(namespace=name, url="memory://"))
+    yield name
+    if name in [n.name for n in admin.ListNamespaces(apb.ListNamespacesRequest()).namespaces]:
+        admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace=name))
+
+
+def status(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()  # type: ignore[attr-defined]
+
+
+# -- Watch -------------------------------------------------------------------------------------
+
+
+async def _fill_then_delete(hub: Any) -> None:
+    """Overflow every subscriber, then publish the deletion, with no await in between (the
+    Watch coroutines cannot drain their queue meanwhile): what DeleteNamespace publishes."""
+    for i in range(20):
+        hub.publish(EventKind.SET, f"k{i}")
+    hub.publish(EventKind.NAMESPACE_DELETED)
+
+
+def test_a_watcher_behind_still_gets_namespace_deleted(
+    server: ThreadedServer, stub: pb_grpc.CacheServiceStub, ns: str
+) -> None:
+    stream = stub.Watch(pb.WatchRequest(namespace=ns), timeout=5)
+    stream.initial_metadata()  # subscribed (a queue of 4 events: the fixture's server)
+    server.run(_fill_then_delete(server.server.namespaces.get(ns).hub))
+    kinds = [e.kind for e in stream]  # ends: the deletion is terminal
+    assert kinds == [pb.EVENT_KIND_OVERFLOW, pb.EVENT_KIND_NAMESPACE_DELETED]
+
+
+# -- counters ----------------------------------------------------------------------------------
+
+MAX64 = (1 << 63) - 1
+MIN64 = -(1 << 63)
+
+
+def _int(stub: pb_grpc.CacheServiceStub, ns: str, key: str) -> int | None:
+    got = stub.Get(pb.GetRequest(namespace=ns, key=key))
+    return int(got.entry.value.data) if got.found else None
+
+
+def _set_int(stub: pb_grpc.CacheServiceStub, ns: str, key: str, value: int) -> None:
+    stub.Set(
+        pb.SetRequest(namespace=ns, key=key, value=pb.Value(data=b"%d" % value, content_type=INT))
+    )
+
+
+def _code(call: Any) -> grpc.StatusCode:
+    return status(call)[0]
+
+
+def test_counters_refuse_to_leave_int64_and_change_nothing(
+    stub: pb_grpc.CacheServiceStub, ns: str
+) -> None:
+    _set_int(stub, ns, "hi", MAX64)
+    _set_int(stub, ns, "lo", MIN64)
+    incr, decr = stub.Increment, stub.Decrement
+    code, message = status(lambda: incr(pb.IncrementRequest(namespace=ns, key="hi", delta=1)))
+    assert code == Code.FAILED_PRECONDITION, message
+    assert "64-bit" in message
+    fp = Code.FAILED_PRECONDITION
+    assert _code(lambda: decr(pb.DecrementRequest(namespace=ns, key="lo", delta=1))) == fp
+    assert _code(lambda: incr(pb.IncrementRequest(namespace=ns, key="lo", delta=MIN64))) == fp
+    assert (_int(stub, ns, "hi"), _int(stub, ns, "lo")) == (MAX64, MIN64)
+    # -(-2**63) is no int64: refused before anything is created, as Redis's DECRBY refuses it
+    invalid = Code.INVALID_ARGUMENT
+    assert _code(lambda: decr(pb.DecrementRequest(namespace=ns, key="d", delta=MIN64))) == invalid
+    assert _int(stub, ns, "d") is None
+    # up to the bounds is fine
+    assert stub.Increment(pb.IncrementRequest(namespace=ns, key="hi", delta=0)).value == MAX64
+    assert stub.Decrement(pb.DecrementRequest(namespace=ns, key="hi", delta=MAX64)).value == 0
+    assert stub.Decrement(pb.DecrementRequest(namespace=ns, key="n", delta=MAX64)).value == -MAX64
+
+
+def test_concurrent_increments_stop_exactly_at_the_bound(
+    stub: pb_grpc.CacheServiceStub, ns: str
+) -> None:
+    start = MAX64 - 40
+    _set_int(stub, ns, "c", start)
+    calls = [
+        stub.Increment.future(pb.IncrementRequest(namespace=ns, key="c", delta=1))
+        for _ in range(100)
+    ]
+    codes = [call.code() for call in calls]
+    assert codes.count(Code.OK) == 40
+    assert codes.count(Code.FAILED_PRECONDITION) == 60
+    assert _int(stub, ns, "c") == MAX64
+
+
+def _ttl(stub: pb_grpc.CacheServiceStub, ns: str, key: str) -> float:
+    """The entry's TTL in seconds; -1.0 when it has none (never expires)."""
+    entry = stub.Get(pb.GetRequest(namespace=ns, key=key, include_metadata=True)).entry
+    return entry.ttl.seconds + entry.ttl.nanos / 1e9 if entry.HasField("ttl") else -1.0
+
+
+def test_a_counter_created_by_increment_gets_the_namespace_ttl_limits(
+    stub: pb_grpc.CacheServiceStub, admin: apb_grpc.CacheAdminServiceStub, ns: str
+) -> None:
+    admin.ConfigurePolicy(
+        apb.ConfigurePolicyRequest(
+            namespace=ns, default_ttl={"seconds": 5}, max_ttl={"seconds": 10}
+        )
+    )
+    assert stub.Increment(pb.IncrementRequest(namespace=ns, key="a", delta=3)).value == 3
+    assert stub.Decrement(pb.DecrementRequest(namespace=ns, key="b", delta=3)).value == -3
+    assert 4 < _ttl(stub, ns, "a") <= 5
+    assert 4 < _ttl(stub, ns, "b") <= 5
+    # an existing counter keeps its TTL and counts on
+    assert stub.Increment(pb.IncrementRequest(namespace=ns, key="a", delta=1)).value == 4
+    # max_ttl alone caps the provider's "never"
+    admin.ConfigurePolicy(apb.ConfigurePolicyRequest(namespace=ns, default_ttl={}))
+    stub.Increment(pb.IncrementRequest(namespace=ns, key="c", delta=1))
+    assert 9 < _ttl(stub, ns, "c") <= 10
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+def test_keys_over_the_key_limit_are_invalid_everywhere(
+    stub: pb_grpc.CacheServiceStub, ns: str
+) -> None:
+    big, ok = "k" * (64 * 1024 + 1), "é" * (32 * 1024)  # 65537 bytes; 65536 bytes
+    one = pb.Value(data=b"1")
+    calls = [
+        lambda k: stub.Set(pb.SetRequest(namespace=ns, key=k, value=one)),
+        lambda k: stub.Get(pb.GetRequest(namespace=ns, key=k)),
+        lambda k: stub.Delete(pb.DeleteRequest(namespace=ns, key=k)),
+        lambda k: stub.Exists(pb.ExistsRequest(namespace=ns, key=k)),
+        lambda k: stub.TouchExpiration(pb.TouchExpirationRequest(namespace=ns, key=k)),
+        lambda k: stub.Increment(pb.IncrementRequest(namespace=ns, key=k)),
+        lambda k: stub.GetMultiple(pb.GetMultipleRequest(namespace=ns, keys=["a", k])),
+        lambda k: stub.SetMultiple(pb.SetMultipleRequest(namespace=ns, values={k: one})),
+        lambda k: stub.DeleteMultiple(pb.DeleteMultipleRequest(namespace=ns, keys=[k])),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call(big)
+        assert info.value.code() == Code.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        assert ("cachekit-error", "InvalidKey") in info.value.trailing_metadata()  # type: ignore[attr-defined]
+    assert not stub.Exists(pb.ExistsRequest(namespace=ns, key=big[:-1])).exists  # at the limit
+    assert stub.Set(pb.SetRequest(namespace=ns, key=ok, value=one)).stored
+    assert stub.Keys(pb.KeysRequest(namespace=ns)).keys == [ok]
