@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigurationError
-from ..factory import create_cache
-from ..interfaces import Cache
+from .namespaces import Namespaces
 
 __all__ = ["main"]
 
@@ -41,19 +40,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_namespaces(url: str, extra: Sequence[str]) -> dict[str, Cache]:
-    """``{"default": url, NAME: URL...}`` as caches; a bad URL names its option."""
+def build_namespaces(url: str, extra: Sequence[str]) -> Namespaces:
+    """``{"default": url, NAME: URL...}`` as namespaces the server built and owns (it closes
+    them, may rebuild a memory one for ``ConfigurePolicy``, and lists their URLs); each cache
+    is named after its namespace unless its URL sets ``name=``. A bad URL names its option."""
     specs = {"default": url}
     for item in extra:
         name, sep, spec = item.partition("=")
         if not sep or not name or not spec:
             raise ConfigurationError(f"--namespace takes NAME=URL, got {item!r}", key="namespace")
         specs[name] = spec
-    caches: dict[str, Cache] = {}
-    for name, spec in specs.items():
-        options = {"name": name} if spec.startswith("memory:") and "name=" not in spec else {}
-        caches[name] = create_cache(spec, **options)
-    return caches
+    namespaces = Namespaces()
+    try:
+        for name, spec in specs.items():
+            namespaces.create(name, spec)
+    except BaseException:
+        namespaces.close()  # the ones built before the bad one
+        raise
+    return namespaces
 
 
 def main(argv: Sequence[str]) -> int:
@@ -71,7 +75,7 @@ def main(argv: Sequence[str]) -> int:
 
         def ready(port: int) -> None:
             scheme = "grpcs" if args.tls_cert else "grpc"
-            names = ", ".join(sorted(caches))
+            names = ", ".join(caches.names())
             print(f"cachekit: serving {names} on {scheme}://{args.host}:{port}", flush=True)
 
         serve(

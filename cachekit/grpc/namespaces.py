@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import CacheError, ConfigurationError
 from ..factory import create_cache
@@ -20,7 +20,14 @@ from ..providers.memory import MemoryCache
 from ..sentinels import DEFAULT, DefaultType
 from .events import EventHub
 
-__all__ = ["Namespace", "NamespaceExists", "NamespaceNotFound", "Namespaces", "redact_url"]
+__all__ = [
+    "Namespace",
+    "NamespaceExists",
+    "NamespaceNotFound",
+    "Namespaces",
+    "build_cache",
+    "redact_url",
+]
 
 #: Namespace names: what a URL path segment can hold without escaping.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -44,6 +51,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def build_cache(name: str, url: str) -> Cache:
+    """The cache of namespace ``name`` from a provider URL, named after the namespace unless the
+    URL sets ``name=`` (metrics and errors name the namespace; a Redis cache without ``prefix=``
+    keeps its keys under ``cachekit:NAME:``, one prefix per namespace)."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    options = {} if any(k == "name" for k, _ in query) else {"name": name}
+    return create_cache(url, **options)
+
+
 def redact_url(url: str) -> str:
     """``url`` without its password (and without any query option named like a secret)."""
     parts = urlsplit(url)
@@ -58,6 +74,8 @@ def redact_url(url: str) -> str:
         if item
         for k in (item.partition("=")[0],)
     )
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret (urlunsplit would drop the "//" of "memory://?...")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -177,8 +195,7 @@ class Namespaces:
         if name in self._by_name:
             raise NamespaceExists(f"namespace {name!r} already exists")
         url = url or "memory://"
-        options = {"name": name} if url.startswith("memory:") and "name=" not in url else {}
-        cache = create_cache(url, **options)
+        cache = build_cache(name, url)
         ns = Namespace(
             name, cache, url=redact_url(url), owned=True, events=EventHub(self.queue_size)
         )

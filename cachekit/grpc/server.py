@@ -290,7 +290,7 @@ class CacheServer:
 
 
 def serve(
-    namespaces: Mapping[str, Cache],
+    namespaces: Mapping[str, Cache] | Namespaces,
     *,
     host: str = "127.0.0.1",
     port: int = 50051,

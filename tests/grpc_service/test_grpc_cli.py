@@ -61,8 +61,8 @@ def test_serve_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_namespace_specs() -> None:
-    caches = build_namespaces("memory://", ["a=memory://?max_entries=5"])
-    assert sorted(caches) == ["a", "default"]
-    assert caches["a"].name == "a"
+    namespaces = build_namespaces("memory://", ["a=memory://?max_entries=5"])
+    assert namespaces.names() == ["a", "default"]
+    assert namespaces.get("a").cache.name == "a"
     with pytest.raises(ConfigurationError, match="NAME=URL"):
         build_namespaces("memory://", ["nourl"])

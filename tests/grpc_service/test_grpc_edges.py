@@ -5,6 +5,7 @@ ownership of ``cachekit serve``'s caches, size limits, Duration ranges (real ser
 from __future__ import annotations
 
 import itertools
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
+from cachekit.grpc.cli import build_namespaces
 from cachekit.grpc.events import EventKind
 from cachekit.v1 import admin_pb2 as apb
 from cachekit.v1 import admin_pb2_grpc as apb_grpc
@@ -194,3 +196,50 @@ def test_keys_over_the_key_limit_are_invalid_everywhere(
     assert not stub.Exists(pb.ExistsRequest(namespace=ns, key=big[:-1])).exists  # at the limit
     assert stub.Set(pb.SetRequest(namespace=ns, key=ok, value=one)).stored
     assert stub.Keys(pb.KeysRequest(namespace=ns)).keys == [ok]
+
+
+# -- `cachekit serve`'s namespaces -------------------------------------------------------------
+
+
+def test_serve_owns_the_caches_it_builds() -> None:
+    namespaces = build_namespaces("memory://", ["b=memory://?max_entries=5"])
+    with ThreadedServer(namespaces) as srv, grpc.insecure_channel(srv.target) as ch:
+        admin = apb_grpc.CacheAdminServiceStub(ch)
+        made = admin.ConfigurePolicy(
+            apb.ConfigurePolicyRequest(namespace="default", max_entries=10)
+        ).namespace
+        assert made.policy.max_entries == 10
+        listed = admin.ListNamespaces(apb.ListNamespacesRequest()).namespaces
+        assert [(n.name, n.url) for n in listed] == [
+            ("b", "memory://?max_entries=5"),
+            ("default", "memory://"),
+        ]
+        # what makes the server close them at shutdown (memory's close has nothing to observe)
+        assert all(ns.owned for ns in srv.server.namespaces)
+
+
+def test_every_namespace_cache_is_named_after_its_namespace(redis_server: Any) -> None:
+    url = redis_server.url
+    namespaces = build_namespaces(
+        "memory://", [f"sessions={url}?prefix=s:", f"pages={url}", f"own={url}?name=mine"]
+    )
+    with ThreadedServer(namespaces, metrics_port=0) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = pb_grpc.CacheServiceStub(ch)
+        for name in ("sessions", "pages", "own"):
+            stub.Set(pb.SetRequest(namespace=name, key="k", value=pb.Value(data=name.encode())))
+        # one prefix per namespace: "pages" and "own" do not share their keys
+        got = {
+            n: stub.Get(pb.GetRequest(namespace=n, key="k")).entry.value.data
+            for n in ("pages", "own")
+        }
+        assert got == {"pages": b"pages", "own": b"own"}
+        metrics = f"http://127.0.0.1:{srv.server.metrics_port}/metrics"
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            text = response.read().decode()
+        for name in ("pages", "own"):
+            stub.Delete(pb.DeleteRequest(namespace=name, key="k"))
+    exported = {
+        line.split('cache="')[1].split('"')[0] for line in text.splitlines() if 'cache="' in line
+    }
+    assert exported == {"default", "sessions", "pages", "mine"}
+    assert [ns.cache.name for ns in namespaces] == ["default", "mine", "pages", "sessions"]
