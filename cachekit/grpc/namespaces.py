@@ -17,7 +17,7 @@ from ..errors import CacheError, ConfigurationError
 from ..factory import create_cache
 from ..interfaces import Cache
 from ..providers.memory import MemoryCache
-from ..sentinels import DEFAULT, DefaultType
+from ..sentinels import DEFAULT, MISSING, DefaultType
 from .events import EventHub
 
 __all__ = [
@@ -146,15 +146,16 @@ class Namespace:
         }
         options.update(changes)
         new = create_cache("memory://", **options)
+        assert isinstance(new, MemoryCache)
         for key in old.keys():
-            value = old.get(key, _ABSENT)
-            if value is _ABSENT:
+            value = old._peek(key)  # not counted as a hit
+            if value is MISSING:
                 continue
             remaining = old.ttl(key)
             if remaining == 0.0:
                 continue
             try:
-                new.set(key, value, ttl=remaining)
+                new.set(key, value, ttl=remaining, tags=old.tags_of(key))
             except CacheError:
                 continue  # over the new memory bound on its own: not kept, as set_many would
         self.cache = new
@@ -163,9 +164,6 @@ class Namespace:
 
 class UnsupportedPolicy(CacheError):
     """ConfigurePolicy asked a namespace for something its provider cannot change."""
-
-
-_ABSENT = object()
 
 
 class Namespaces:

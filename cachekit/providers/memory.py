@@ -626,6 +626,14 @@ class MemoryCache(DistributedCache):
                 if (entry := data.get(key)) is not None and (entry[1] is None or entry[1] > now)
             )
 
+    def tags_of(self, key: str) -> frozenset[str]:
+        """The tags ``key`` was stored with (empty when it has none or is not live)."""
+        key = check_key(key)
+        with self._lock:
+            if self._peek(key) is MISSING:
+                return frozenset()
+            return self._tags.tags_of(key) or frozenset()
+
     def _after_fork(self) -> None:
         """The entries stay (a forked child starts with its parent's cache, as with any
         in-process memory); the lock, which another thread may have held, is replaced."""

@@ -243,3 +243,22 @@ def test_every_namespace_cache_is_named_after_its_namespace(redis_server: Any) -
     }
     assert exported == {"default", "sessions", "pages", "mine"}
     assert [ns.cache.name for ns in namespaces] == ["default", "mine", "pages", "sessions"]
+
+
+# -- ConfigurePolicy ---------------------------------------------------------------------------
+
+
+def test_eviction_changes_keep_every_entrys_tags(
+    stub: pb_grpc.CacheServiceStub, admin: apb_grpc.CacheAdminServiceStub, ns: str
+) -> None:
+    one = pb.Value(data=b"1")
+    stub.Set(pb.SetRequest(namespace=ns, key="u1", value=one, tags=["user", "a"], no_expiry=True))
+    stub.Set(pb.SetRequest(namespace=ns, key="u2", value=one, tags=["user"], ttl={"seconds": 100}))
+    stub.Set(pb.SetRequest(namespace=ns, key="plain", value=one))
+    admin.ConfigurePolicy(apb.ConfigurePolicyRequest(namespace=ns, max_entries=500))
+    admin.ConfigurePolicy(apb.ConfigurePolicyRequest(namespace=ns, eviction_policy="lfu"))
+    assert 99 < _ttl(stub, ns, "u2") <= 100
+    assert stub.InvalidateTags(pb.InvalidateTagsRequest(namespace=ns, tags=["a"])).count == 1
+    assert stub.InvalidateTags(pb.InvalidateTagsRequest(namespace=ns, tags=["user"])).count == 1
+    keys = stub.Keys(pb.KeysRequest(namespace=ns)).keys
+    assert list(keys) == ["plain"]
