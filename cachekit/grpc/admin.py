@@ -6,7 +6,7 @@ from typing import Any
 
 from ..v1 import admin_pb2 as apb
 from ..v1 import admin_pb2_grpc as apb_grpc
-from .convert import InvalidArgument, duration, seconds, stats_message
+from .convert import InvalidArgument, check_duration, duration, seconds, stats_message
 from .events import EventKind
 from .metrics import RpcMetrics
 from .namespaces import Namespace, Namespaces
@@ -31,7 +31,7 @@ def _info(ns: Namespace) -> apb.NamespaceInfo:
 
 
 def _limit(request: Any, field: str) -> float | None:
-    value = seconds(getattr(request, field))
+    value = seconds(check_duration(getattr(request, field), field))
     if value < 0:
         raise InvalidArgument(f"{field} must not be negative, got {value}s")
     return value or None

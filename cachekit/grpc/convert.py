@@ -17,8 +17,10 @@ from ..v1 import cache_pb2 as pb
 
 __all__ = [
     "InvalidArgument",
+    "check_duration",
     "check_pattern",
     "duration",
+    "in_timestamp_range",
     "request_ttl",
     "seconds",
     "stats_message",
@@ -26,6 +28,26 @@ __all__ = [
 ]
 
 _MAX_PATTERN = 1024
+#: google.protobuf.Duration's valid range (+-10 000 years) and Timestamp's last second
+#: (9999-12-31T23:59:59Z): JSON (grpcurl, transcoding, JsonFormat) refuses anything past them.
+MAX_DURATION_SECONDS = 315_576_000_000
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def check_duration(value: Duration, field: str) -> Duration:
+    """``value`` if it is a valid Duration (range, nanos, signs), else InvalidArgument."""
+    secs, nanos = value.seconds, value.nanos
+    if (
+        abs(secs) > MAX_DURATION_SECONDS
+        or abs(nanos) > 999_999_999
+        or (secs > 0 > nanos)
+        or (secs < 0 < nanos)
+    ):
+        raise InvalidArgument(
+            f"{field} is not a valid google.protobuf.Duration (seconds {secs}, nanos {nanos}; "
+            f"at most {MAX_DURATION_SECONDS} seconds)"
+        )
+    return value
 
 
 def seconds(value: Duration) -> float:
@@ -35,6 +57,11 @@ def seconds(value: Duration) -> float:
 def duration(value: float) -> Duration:
     whole = int(value)
     return Duration(seconds=whole, nanos=round((value - whole) * 1e9))
+
+
+def in_timestamp_range(epoch: float) -> bool:
+    """Whether ``epoch`` is a valid Timestamp (up to 9999-12-31T23:59:59Z)."""
+    return epoch < MAX_TIMESTAMP_SECONDS + 1
 
 
 def timestamp(epoch: float) -> Timestamp:
@@ -53,7 +80,7 @@ def request_ttl(
         return None
     if not has_ttl:
         return DEFAULT
-    value = seconds(getattr(message, field))
+    value = seconds(check_duration(getattr(message, field), field))
     if value < 0:
         raise InvalidArgument(
             f"{field} must not be negative (zero removes the entry), got {value}s"

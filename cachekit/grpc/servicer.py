@@ -25,9 +25,11 @@ from ..v1 import cache_pb2 as pb
 from ..v1 import cache_pb2_grpc as pb_grpc
 from . import values
 from .convert import (
+    MAX_DURATION_SECONDS,
     InvalidArgument,
     check_pattern,
     duration,
+    in_timestamp_range,
     request_ttl,
     stats_message,
     timestamp,
@@ -190,9 +192,11 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         info = await cache.ainspect(entry.key)
         if info is None:
             return False
-        if info.ttl is not None:
+        if info.ttl is not None and info.ttl <= MAX_DURATION_SECONDS:
             entry.ttl.CopyFrom(duration(info.ttl))
-            entry.expires_at.CopyFrom(timestamp(time.time() + info.ttl))
+            expires_at = time.time() + info.ttl
+            if in_timestamp_range(expires_at):  # past 9999-12-31: unset, as JSON requires
+                entry.expires_at.CopyFrom(timestamp(expires_at))
         if info.size is not None:
             entry.size = info.size
         return True

@@ -11,6 +11,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
@@ -262,3 +264,33 @@ def test_eviction_changes_keep_every_entrys_tags(
     assert stub.InvalidateTags(pb.InvalidateTagsRequest(namespace=ns, tags=["user"])).count == 1
     keys = stub.Keys(pb.KeysRequest(namespace=ns)).keys
     assert list(keys) == ["plain"]
+
+
+# -- Durations and Timestamps ------------------------------------------------------------------
+
+
+def test_ttls_outside_durations_range_are_invalid(
+    stub: pb_grpc.CacheServiceStub, admin: apb_grpc.CacheAdminServiceStub, ns: str
+) -> None:
+    one = pb.Value(data=b"1")
+    bad = [Duration(seconds=10**12), Duration(seconds=1, nanos=-1), Duration(nanos=10**9)]
+    for ttl in bad:
+        set_ = pb.SetRequest(namespace=ns, key="a", value=one, ttl=ttl)
+        assert _code(lambda r=set_: stub.Set(r)) == Code.INVALID_ARGUMENT
+        touch = pb.TouchExpirationRequest(namespace=ns, key="a", ttl=ttl)
+        assert _code(lambda r=touch: stub.TouchExpiration(r)) == Code.INVALID_ARGUMENT
+        policy = apb.ConfigurePolicyRequest(namespace=ns, max_ttl=ttl)
+        assert _code(lambda r=policy: admin.ConfigurePolicy(r)) == Code.INVALID_ARGUMENT
+    assert not stub.Exists(pb.ExistsRequest(namespace=ns, key="a")).exists
+
+
+def test_expires_at_is_unset_past_year_9999(stub: pb_grpc.CacheServiceStub, ns: str) -> None:
+    longest = Duration(seconds=315_576_000_000)  # valid, and past 9999-12-31 from now
+    stub.Set(pb.SetRequest(namespace=ns, key="a", value=pb.Value(data=b"1"), ttl=longest))
+    got = stub.Get(pb.GetRequest(namespace=ns, key="a", include_metadata=True))
+    assert got.entry.HasField("ttl")
+    assert not got.entry.HasField("expires_at")
+    json_format.MessageToJson(got)  # what grpcurl and JSON transcoding do
+    stub.Set(pb.SetRequest(namespace=ns, key="b", value=pb.Value(data=b"1"), ttl={"seconds": 60}))
+    near = stub.Get(pb.GetRequest(namespace=ns, key="b", include_metadata=True)).entry
+    assert near.HasField("expires_at")
