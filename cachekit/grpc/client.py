@@ -391,7 +391,13 @@ class GrpcCache(DistributedCache):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
-        return self._many(self._call("GetMultiple", request))
+        found: dict[str, Any] = {}
+        while True:  # the server leaves unread what would not fit in one response
+            response = self._call("GetMultiple", request)
+            found.update(self._many(response))
+            if not response.unread_keys:
+                return found
+            request = pb.GetMultipleRequest(namespace=self.namespace, keys=response.unread_keys)
 
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
@@ -471,7 +477,13 @@ class GrpcCache(DistributedCache):
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
-        return self._many(await self._acall("GetMultiple", request))
+        found: dict[str, Any] = {}
+        while True:  # the server leaves unread what would not fit in one response
+            response = await self._acall("GetMultiple", request)
+            found.update(self._many(response))
+            if not response.unread_keys:
+                return found
+            request = pb.GetMultipleRequest(namespace=self.namespace, keys=response.unread_keys)
 
     async def aset_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()

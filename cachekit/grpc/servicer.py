@@ -86,6 +86,36 @@ def _fill(value: pb.Value, stored: Any) -> None:
 
 
 _MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
+#: Bytes of a response kept free under max_message_bytes (rounding, nothing else).
+_HEADROOM = 64
+
+
+def _field_size(length: int) -> int:
+    """Bytes of a length-delimited field numbered under 16 holding ``length`` bytes."""
+    return 1 + max(1, (length.bit_length() + 6) // 7) + length
+
+
+def _fitting(found: dict[str, Any], budget: int) -> pb.GetMultipleResponse:
+    """The entries of ``found`` that fit in ``budget`` bytes, in order; the keys of the others
+    in ``unread_keys`` (the client asks again). The first entry is always sent: a response
+    that cannot hold it fails as an oversized message, instead of never making progress."""
+    keys = list(found)
+    response = pb.GetMultipleResponse()
+    # Every key starts as unread; an entry that takes its place costs the difference.
+    key_costs = [_field_size(len(k.encode())) for k in keys]
+    total = sum(key_costs)
+    entries = response.entries
+    for i, key in enumerate(keys):
+        entry = entries.add()
+        entry.key = key
+        _fill(entry.value, found[key])
+        grown = total + _field_size(entry.ByteSize()) - key_costs[i]
+        if i and grown > budget:
+            del entries[-1]
+            response.unread_keys.extend(keys[i:])
+            break
+        total = grown
+    return response
 
 
 def _memory_add(cache: MemoryCache, key: str, delta: int, ttl: float | DefaultType | None) -> int:
@@ -310,9 +340,13 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     ) -> pb.GetMultipleResponse:
         ns = self.namespaces.get(request.namespace)
         found = await ns.cache.aget_many(self._keys(request.keys))
-        return pb.GetMultipleResponse(
+        response = pb.GetMultipleResponse(
             entries=[pb.Entry(key=k, value=_value(v)) for k, v in found.items()]
         )
+        budget = self.max_message_bytes - _HEADROOM
+        if response.ByteSize() <= budget:
+            return response
+        return _fitting(found, budget)
 
     async def SetMultiple(
         self, request: pb.SetMultipleRequest, context: Any
@@ -385,8 +419,17 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             raise InvalidArgument(f"page_size must not be negative, got {request.page_size}")
         count = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         pattern = check_pattern(request.pattern or "*")
-        cursor, keys = await ns.cache.ascan_keys(pattern, cursor=request.page_token, count=count)
-        return pb.KeysResponse(keys=keys, next_page_token=cursor)
+        token = request.page_token
+        cursor, keys = await ns.cache.ascan_keys(pattern, cursor=token, count=count)
+        response = pb.KeysResponse(keys=keys, next_page_token=cursor)
+        budget = self.max_message_bytes - _HEADROOM
+        while (size := response.ByteSize()) > budget and count > 1:
+            # Too big a page (long keys): the same page again, smaller. A scan from one token
+            # reads and changes nothing, so asking it again with a smaller count is safe.
+            count = max(1, min(count - 1, len(keys) * budget // size))
+            cursor, keys = await ns.cache.ascan_keys(pattern, cursor=token, count=count)
+            response = pb.KeysResponse(keys=keys, next_page_token=cursor)
+        return response
 
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
         ns = self.namespaces.get(request.namespace)

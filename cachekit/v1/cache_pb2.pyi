@@ -519,18 +519,27 @@ class GetMultipleResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
+    UNREAD_KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
         """Present keys only."""
+
+    @_builtins.property
+    def unread_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Requested keys that were not read because the response would have passed the server's
+        message size limit: ask for them again. Never holds the key of the first entry, so every
+        response makes progress. Servers from before this field never set it.
+        """
 
     def __init__(
         self,
         *,
         entries: _abc.Iterable[Global___Entry] | None = ...,
+        unread_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "unread_keys", b"unread_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,7 +4,9 @@ ownership of ``cachekit serve``'s caches, size limits, Duration ranges (real ser
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
 from cachekit.grpc.cli import build_namespaces
+from cachekit.grpc.client import GrpcCache
 from cachekit.grpc.events import EventKind
 from cachekit.v1 import admin_pb2 as apb
 from cachekit.v1 import admin_pb2_grpc as apb_grpc
@@ -294,3 +297,49 @@ def test_expires_at_is_unset_past_year_9999(stub: pb_grpc.CacheServiceStub, ns: 
     stub.Set(pb.SetRequest(namespace=ns, key="b", value=pb.Value(data=b"1"), ttl={"seconds": 60}))
     near = stub.Get(pb.GetRequest(namespace=ns, key="b", include_metadata=True)).entry
     assert near.HasField("expires_at")
+
+
+@pytest.fixture(scope="module")
+def small() -> Iterator[ThreadedServer]:
+    """A server with 64 KiB messages, 16 KiB values and (a quarter of messages) 16 KiB keys."""
+    caches = {"default": create_cache("memory://small")}
+    with ThreadedServer(caches, max_message_bytes=64 << 10, max_value_bytes=16 << 10) as srv:
+        yield srv
+
+
+def test_get_multiple_stays_under_the_message_limit(small: ThreadedServer) -> None:
+    cache = GrpcCache(f"grpc://{small.target}/default")
+    try:
+        values = {f"v{i}": os.urandom(15 << 10) for i in range(10)}  # 150 KiB in all
+        for key, value in values.items():
+            cache.set(key, value)
+        with grpc.insecure_channel(small.target) as ch:
+            request = pb.GetMultipleRequest(namespace="default", keys=[*values, "absent"])
+            first = pb_grpc.CacheServiceStub(ch).GetMultiple(request)
+        read = [e.key for e in first.entries]
+        assert 0 < len(read) < 10
+        assert read + list(first.unread_keys) == list(values)  # misses are not unread
+        assert cache.get_many([*values, "absent"]) == values  # GrpcCache asks for the rest
+        assert asyncio.run(cache.aget_many(list(values))) == values
+    finally:
+        cache.clear()
+        cache.close()
+
+
+def test_keys_pages_stay_under_the_message_limit(small: ThreadedServer) -> None:
+    keys = {f"{i:02d}" + "k" * (12 << 10) for i in range(20)}  # 240 KiB of keys
+    with grpc.insecure_channel(small.target) as ch:
+        stub = pb_grpc.CacheServiceStub(ch)
+        for key in keys:
+            stub.Set(pb.SetRequest(namespace="default", key=key, value=pb.Value(data=b"1")))
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = stub.Keys(pb.KeysRequest(namespace="default", page_size=100, page_token=token))
+            assert page.keys
+            seen.extend(page.keys)
+            token = page.next_page_token
+            if not token:
+                break
+        stub.Clear(pb.ClearRequest(namespace="default"))
+    assert sorted(seen) == sorted(keys)
