@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from ..errors import CacheError, ConfigurationError
+from ..errors import CacheError, ConfigurationError, UnsupportedOperation
 from ..factory import create_cache
 from ..interfaces import Cache
 from ..providers.memory import MemoryCache
@@ -162,8 +162,9 @@ class Namespace:
         old.close()
 
 
-class UnsupportedPolicy(CacheError):
-    """ConfigurePolicy asked a namespace for something its provider cannot change."""
+class UnsupportedPolicy(UnsupportedOperation):
+    """ConfigurePolicy asked a namespace for something its provider cannot change (travels to
+    clients as the public ``UnsupportedOperation``)."""
 
 
 class Namespaces:

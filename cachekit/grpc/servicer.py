@@ -86,6 +86,8 @@ def _fill(value: pb.Value, stored: Any) -> None:
 
 
 _MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
+#: Redis SCAN cursors are unsigned 64-bit.
+_MAX_SCAN_CURSOR = (1 << 64) - 1
 #: Bytes of a response kept free under max_message_bytes (rounding, nothing else).
 _HEADROOM = 64
 
@@ -420,6 +422,9 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         count = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         pattern = check_pattern(request.pattern or "*")
         token = request.page_token
+        native = getattr(ns.cache, "_native_scan_cursor", False)  # Redis SCAN: unsigned 64-bit
+        if native and token.isdecimal() and int(token) > _MAX_SCAN_CURSOR:
+            raise InvalidArgument(f"not a cursor this cache handed out: {token!r}")
         cursor, keys = await ns.cache.ascan_keys(pattern, cursor=token, count=count)
         response = pb.KeysResponse(keys=keys, next_page_token=cursor)
         budget = self.max_message_bytes - _HEADROOM

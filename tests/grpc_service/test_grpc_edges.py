@@ -343,3 +343,31 @@ def test_keys_pages_stay_under_the_message_limit(small: ThreadedServer) -> None:
                 break
         stub.Clear(pb.ClearRequest(namespace="default"))
     assert sorted(seen) == sorted(keys)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_policy_refusals_travel_as_unsupported_operation(
+    admin: apb_grpc.CacheAdminServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:  # "default" was handed over in code: not ours
+        admin.ConfigurePolicy(apb.ConfigurePolicyRequest(namespace="default", max_entries=10))
+    assert info.value.code() == Code.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    trailers = info.value.trailing_metadata()  # type: ignore[attr-defined]
+    assert ("cachekit-error", "UnsupportedOperation") in trailers
+
+
+def test_a_redis_page_token_past_64_bits_is_invalid(
+    stub: pb_grpc.CacheServiceStub, admin: apb_grpc.CacheAdminServiceStub, redis_server: Any
+) -> None:
+    name = f"edge{next(_ids)}"
+    url = f"{redis_server.url}?prefix={name}:"
+    admin.CreateNamespace(apb.CreateNamespaceRequest(namespace=name, url=url))
+    try:
+        for token in ("99999999999999999999999", "zzz", "-1"):
+            request = pb.KeysRequest(namespace=name, page_token=token)
+            assert _code(lambda r=request: stub.Keys(r)) == Code.INVALID_ARGUMENT, token
+        assert stub.Keys(pb.KeysRequest(namespace=name)).next_page_token == ""
+    finally:
+        admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace=name))
