@@ -9,6 +9,7 @@ file) exit with a ``click`` usage error, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -198,6 +199,14 @@ def serve_grpc_command(  # noqa: PLR0917 - one parameter per click option
     metrics_port: int | None,
 ) -> None:
     """Serve the app's caches over gRPC (one namespace per cache name) until SIGTERM."""
+    for given, env in ((token, "CACHEKIT_GRPC_TOKEN"), (admin_token, "CACHEKIT_GRPC_ADMIN_TOKEN")):
+        # click reads an empty variable as unset: most often a secret that did not render, and
+        # serving without authentication then would be a silent downgrade.
+        if given == "" or (given is None and os.environ.get(env) == ""):
+            raise click.UsageError(
+                f"${env} (or its option) is set but empty; give a token, or unset it to serve "
+                "without one"
+            )
     try:
         from cachekit.grpc.server import serve
     except ImportError as exc:

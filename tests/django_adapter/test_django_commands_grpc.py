@@ -87,6 +87,8 @@ def test_serves_cachekit_aliases_until_sigterm() -> None:
         (["--metrics-port", "-1"], "--metrics-port must be 0-65535"),
         (["--alias", "locmem"], "not cachekit backends, cannot be served: locmem"),
         (["--alias", "nope"], "'nope' is not in settings.CACHES"),
+        (["--token", ""], r"--token \(or \$CACHEKIT_GRPC_TOKEN\) is set but empty"),
+        (["--admin-token", ""], "--admin-token .* is set but empty"),
     ],
 )
 def test_user_mistakes_are_command_errors(args: list[str], message: str) -> None:
@@ -97,4 +99,14 @@ def test_user_mistakes_are_command_errors(args: list[str], message: str) -> None
 @override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 def test_nothing_to_serve_is_a_command_error() -> None:
     with pytest.raises(CommandError, match=r"no cachekit backend in settings\.CACHES to serve"):
+        call_command("cachekit_grpc", stdout=io.StringIO())
+
+
+def test_an_empty_token_variable_is_refused_not_served_unauthenticated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret that did not render leaves CACHEKIT_GRPC_TOKEN empty: that used to serve with
+    no authentication at all (admin calls such as Flush included)."""
+    monkeypatch.setenv("CACHEKIT_GRPC_TOKEN", "")
+    with pytest.raises(CommandError, match="set but empty"):
         call_command("cachekit_grpc", stdout=io.StringIO())

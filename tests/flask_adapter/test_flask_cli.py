@@ -187,3 +187,23 @@ def test_serve_grpc_for_real(tmp_path: Path) -> None:
                 proc.kill()
                 _, stderr = proc.communicate()
     assert proc.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        ([], {"CACHEKIT_GRPC_TOKEN": ""}),
+        ([], {"CACHEKIT_GRPC_ADMIN_TOKEN": ""}),
+        (["--token", ""], {}),
+    ],
+    ids=["empty-env-token", "empty-env-admin-token", "empty-option"],
+)
+def test_serve_grpc_refuses_an_empty_token(args: list[str], env: dict[str, str]) -> None:
+    """click reads an empty variable as unset, which served without authentication: a secret
+    that failed to render must not open the service, admin calls included."""
+    app, _ = build()
+    result = app.test_cli_runner().invoke(
+        args=["cachekit", "serve-grpc", "--port", "0", *args], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert "set but empty" in result.output

@@ -17,6 +17,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from cachekit.errors import CacheError
+
 from ..aliases import for_command
 
 _MAX_PORT = 65535
@@ -66,6 +68,17 @@ class Command(BaseCommand):
         metrics_port: int | None = options["metrics_port"]
         if metrics_port is not None and not 0 <= metrics_port <= _MAX_PORT:
             raise CommandError(f"--metrics-port must be 0-{_MAX_PORT}, got {metrics_port}")
+        for flag, env in (
+            ("token", "CACHEKIT_GRPC_TOKEN"),
+            ("admin_token", "CACHEKIT_GRPC_ADMIN_TOKEN"),
+        ):
+            if options[flag] == "":
+                # Most often a secret that did not render: serving without authentication
+                # then would be a silent downgrade, so it must be asked for by leaving it unset.
+                raise CommandError(
+                    f"--{flag.replace('_', '-')} (or ${env}) is set but empty; give a token, "
+                    "or unset it to serve without one"
+                )
         cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
         if (cert is None) != (key is None):
             raise CommandError("--tls-cert and --tls-key go together")
@@ -114,17 +127,20 @@ class Command(BaseCommand):
                 )
                 self.stdout.flush()
 
-        serve(
-            namespaces,
-            host=options["host"],
-            port=port,
-            token=options["token"] or None,
-            admin_token=options["admin_token"] or None,
-            tls_cert=cert,
-            tls_key=key,
-            tls_client_ca=client_ca,
-            metrics_port=metrics_port,
-            ready=ready,
-        )
+        try:
+            serve(
+                namespaces,
+                host=options["host"],
+                port=port,
+                token=options["token"],
+                admin_token=options["admin_token"],
+                tls_cert=cert,
+                tls_key=key,
+                tls_client_ca=client_ca,
+                metrics_port=metrics_port,
+                ready=ready,
+            )
+        except (CacheError, OSError) as exc:  # a bad namespace name, a port in use...
+            raise CommandError(str(exc)) from exc
         if verbosity >= 1:
             self.stdout.write("cachekit gRPC stopped.")
