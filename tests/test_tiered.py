@@ -718,3 +718,41 @@ def test_a_value_stored_by_get_or_set_evicts_the_other_l1(
     assert fill(a) == "new"
     wait_for(lambda: b.get("k") == "new")
     assert a.get_or_set("k", lambda: "newer") == "new"  # a hit: nothing stored, nothing sent
+
+
+def test_async_stats_keys_and_inspect_use_l2s_async_twins(fresh_redis_server: RedisServer) -> None:
+    """They called L2's sync methods: a stalled Redis blocked the event loop throughout."""
+
+    async def turns_during(call: Any) -> tuple[Any, int]:
+        turns = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal turns
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                turns += 1
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            return await call, turns
+        finally:
+            done.set()
+            await ticking
+
+    with lone_tiered(fresh_redis_server, fail_open=False) as cache:
+        cache.set("k", "v")
+
+        async def scenario() -> None:
+            assert (await cache.ascan_keys())[1] == ["k"]
+            assert (await cache.ainspect("k")) is not None
+            with fresh_redis_server.stalled():
+                stats, turns = await turns_during(cache.aget_stats())
+                assert "server_error" in stats.extra["l2"]
+                assert turns >= 10
+                with pytest.raises(BackendUnavailable):
+                    await cache.ascan_keys()
+                with pytest.raises(BackendUnavailable):
+                    await cache.ainspect("k")
+
+        asyncio.run(scenario())

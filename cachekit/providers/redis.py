@@ -743,35 +743,66 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
 
     def get_stats(self) -> CacheStats:
         """Client-side counters, plus server figures read now (see ``docs/redis.md``)."""
-        items = memory = evictions = expirations = 0
-        extra: dict[str, Any] = {
-            **self._breaker.snapshot(),
-            **self._fail_open.snapshot(),
-            "server": self._clients.settings.describe(),
-        }
+        extra = self._stats_extra()
+        read: tuple[int, dict[str, Any]] | None = None
         if self._breaker.allow():
             try:
                 client = self._sync()
                 items = sum(1 for _ in self._scan(escape_glob(self._prefix) + "*"))
-                info = self._server_info(client)
-            except _UNAVAILABLE as exc:
-                self._breaker.failure()
-                extra["server_error"] = str(exc)
-            except redis.exceptions.RedisError as exc:  # it answered: INFO or SCAN refused (ACL)
-                self._breaker.success()
-                extra["server_error"] = str(exc)
-            except BaseException:
-                self._breaker.release()
-                raise
+                read = items, self._server_info(client)
+            except BaseException as exc:
+                self._stats_failed(exc, extra)
             else:
                 self._breaker.success()
-                memory = int(info.get("used_memory", 0))
-                evictions = int(info.get("evicted_keys", 0))
-                expirations = int(info.get("expired_keys", 0))
-                extra["db_keys"] = int(
-                    info.get(f"db{self._clients.settings.db}", {}).get("keys", 0)
-                )
-                extra["server_version"] = str(info.get("redis_version", ""))
+        return self._stats(extra, read)
+
+    async def aget_stats(self) -> CacheStats:
+        """:meth:`get_stats` on the asyncio client: a stalled server stalls this call only,
+        not the event loop."""
+        extra = self._stats_extra()
+        read: tuple[int, dict[str, Any]] | None = None
+        if self._breaker.allow():
+            try:
+                client = self._clients.aclient()
+                items = 0
+                async for _ in client.scan_iter(
+                    match=escape_glob(self._prefix) + "*", count=SCAN_BATCH
+                ):
+                    items += 1
+                read = items, await self._aserver_info(client)
+            except BaseException as exc:
+                self._stats_failed(exc, extra)
+            else:
+                self._breaker.success()
+        return self._stats(extra, read)
+
+    def _stats_extra(self) -> dict[str, Any]:
+        return {
+            **self._breaker.snapshot(),
+            **self._fail_open.snapshot(),
+            "server": self._clients.settings.describe(),
+        }
+
+    def _stats_failed(self, exc: BaseException, extra: dict[str, Any]) -> None:
+        """Stats never raise for the server: its error goes into ``extra`` (and the breaker)."""
+        if isinstance(exc, _UNAVAILABLE):
+            self._breaker.failure()
+        elif isinstance(exc, redis.exceptions.RedisError):  # it answered: INFO or SCAN refused
+            self._breaker.success()
+        else:  # no verdict on the server (cancelled, interrupted)
+            self._breaker.release()
+            raise exc
+        extra["server_error"] = str(exc)
+
+    def _stats(self, extra: dict[str, Any], read: tuple[int, dict[str, Any]] | None) -> CacheStats:
+        items = memory = evictions = expirations = 0
+        if read is not None:
+            items, info = read
+            memory = int(info.get("used_memory", 0))
+            evictions = int(info.get("evicted_keys", 0))
+            expirations = int(info.get("expired_keys", 0))
+            extra["db_keys"] = int(info.get(f"db{self._clients.settings.db}", {}).get("keys", 0))
+            extra["server_version"] = str(info.get("redis_version", ""))
         with self._stats_lock:
             hits, misses, sets, deletes = self._hits, self._misses, self._sets, self._deletes
         return CacheStats(
@@ -784,6 +815,10 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def _server_info(self, client: Any) -> dict[str, Any]:
         """``INFO all`` of the server (summed over the primaries of a cluster)."""
         info: dict[str, Any] = client.info("all")
+        return info
+
+    async def _aserver_info(self, client: Any) -> dict[str, Any]:
+        info: dict[str, Any] = await client.info("all")
         return info
 
     def reset_stats(self) -> None:

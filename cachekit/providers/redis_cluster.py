@@ -251,14 +251,21 @@ class RedisClusterCache(RedisCache):
 
     def _server_info(self, client: Any) -> dict[str, Any]:
         """``INFO all`` of every primary, summed (``redis_version`` of one of them)."""
-        per_node: dict[str, dict[str, Any]] = client.info("all", target_nodes=client.PRIMARIES)
-        total: dict[str, Any] = {"used_memory": 0, "evicted_keys": 0, "expired_keys": 0}
-        keys = 0
-        for info in per_node.values():
-            for name in ("used_memory", "evicted_keys", "expired_keys"):
-                total[name] += int(info.get(name, 0))
-            keys += int(info.get("db0", {}).get("keys", 0))
-            total["redis_version"] = info.get("redis_version", "")
-        total["db0"] = {"keys": keys}
-        total["cluster_primaries"] = len(per_node)
-        return total
+        return _summed(client.info("all", target_nodes=client.PRIMARIES))
+
+    async def _aserver_info(self, client: Any) -> dict[str, Any]:
+        return _summed(await client.info("all", target_nodes=client.PRIMARIES))
+
+
+def _summed(per_node: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-primary ``INFO`` figures as one server's."""
+    total: dict[str, Any] = {"used_memory": 0, "evicted_keys": 0, "expired_keys": 0}
+    keys = 0
+    for info in per_node.values():
+        for name in ("used_memory", "evicted_keys", "expired_keys"):
+            total[name] += int(info.get(name, 0))
+        keys += int(info.get("db0", {}).get("keys", 0))
+        total["redis_version"] = info.get("redis_version", "")
+    total["db0"] = {"keys": keys}
+    total["cluster_primaries"] = len(per_node)
+    return total

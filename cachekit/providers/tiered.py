@@ -389,9 +389,17 @@ class TieredCache(DistributedCache):
         """L2's keys: L1 holds a subset of them."""
         return self._l2.scan_keys(pattern, cursor=cursor, count=count)
 
+    async def ascan_keys(
+        self, pattern: str = "*", *, cursor: str = "", count: int = 100
+    ) -> tuple[str, list[str]]:
+        return await self._l2.ascan_keys(pattern, cursor=cursor, count=count)
+
     def inspect(self, key: str) -> EntryInfo | None:
         """The entry as L2 stores it (L1 holds decoded copies of it)."""
         return self._l2.inspect(key)
+
+    async def ainspect(self, key: str) -> EntryInfo | None:
+        return await self._l2.ainspect(key)
 
     def lock(self, name: str, **options: Any) -> Any:
         """L2's distributed lock (see the Redis provider's ``lock``); L1 has no part in it."""
@@ -613,8 +621,13 @@ class TieredCache(DistributedCache):
     # -- stats and life cycle -----------------------------------------------------------------
 
     def get_stats(self) -> CacheStats:
+        return self._stats(self._l2.get_stats())
+
+    async def aget_stats(self) -> CacheStats:
+        return self._stats(await self._l2.aget_stats())
+
+    def _stats(self, l2: CacheStats) -> CacheStats:
         l1 = self._l1.get_stats()
-        l2 = self._l2.get_stats()
         channel = self._channel
         with self._lock:
             l2_hits, l2_misses, sets, deletes = (
@@ -894,9 +907,6 @@ class TieredCache(DistributedCache):
                 self._l1.clear()
                 self._epoch += 1
             await self._apublish("clear")
-
-    async def aget_stats(self) -> CacheStats:
-        return self.get_stats()
 
 
 def _watched(default_or_factory: Any) -> tuple[list[bool], Any]:
