@@ -652,3 +652,21 @@ def test_no_health_checks_without_the_interval_or_before_it(
             cache.get_many(["a"])
             cache.set("b", 1)
         assert _pings(raw) == before
+
+
+def test_the_longest_ttl_taken_works_in_every_write_path(make: Any) -> None:
+    """A Lua script hands numbers to Redis as "%.17g": a TTL of 1e14 s (1e17 ms) reached
+    PEXPIRE as "1e+17" and set_many, tagged writes, add and touch failed halfway, while a plain
+    set took it. Every TTL accepted now works everywhere; a longer one is refused up front."""
+    from cachekit.errors import InvalidArgument
+    from cachekit.providers.redis_scripts import MAX_PX
+
+    cache = make()
+    with pytest.raises(InvalidArgument):
+        cache.set_many({"a": 1}, ttl=1e14)
+    longest = MAX_PX / 1000
+    assert cache.set_many({"a": 1}, ttl=longest) == []
+    cache.set("t", 1, ttl=longest, tags=["x"])
+    assert cache.add("n", 1, ttl=longest) is True
+    assert cache.touch("t", longest) is True
+    assert cache.ttl("t") == pytest.approx(longest, rel=1e-6)

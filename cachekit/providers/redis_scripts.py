@@ -50,14 +50,17 @@ SCAN_BATCH: Final = 1000
 _GLOB_SPECIALS: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
-#: Redis refuses an expiry whose absolute time overflows a signed 64-bit millisecond count.
-MAX_PX = 2**62
+#: The longest TTL in milliseconds (~285,000 years): the largest a Lua script holds exactly
+#: (its numbers are doubles). Redis refuses an expiry whose absolute time overflows a signed
+#: 64-bit millisecond count, and a script hands the numbers it computed with to Redis as
+#: "%.17g", so 10**17 ms arrived as "1e+17" and the script's write failed halfway.
+MAX_PX = 2**53
 
 
 def px(seconds: float) -> int:
     """Seconds as Redis milliseconds; a positive TTL never rounds down to 0 (= no expiry).
 
-    A TTL Redis would refuse (over ~146 million years) is refused here, before any command:
+    A TTL over :data:`MAX_PX` (~285,000 years) is refused here, before any command:
     halfway through a write it could leave the write half done.
     """
     ms = max(1, round(seconds * 1000))
