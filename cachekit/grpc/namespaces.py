@@ -226,13 +226,16 @@ class Namespaces:
         return ns
 
     def names(self) -> list[str]:
-        return sorted(self._by_name)
+        return sorted(self._by_name)  # one C call: a snapshot, whatever another thread does
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
     def __iter__(self) -> Any:
-        return iter([self._by_name[n] for n in self.names()])
+        # The Prometheus scrape thread iterates while the server's loop may delete a namespace:
+        # names then lookups raised KeyError; one copy (a single C call) cannot.
+        snapshot = dict(self._by_name)
+        return iter([snapshot[n] for n in sorted(snapshot)])
 
     def close(self) -> None:
         """Close the caches the server built."""

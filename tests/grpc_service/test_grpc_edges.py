@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from cachekit import create_cache
 from cachekit.grpc.cli import build_namespaces
 from cachekit.grpc.client import GrpcCache
 from cachekit.grpc.events import EventKind
+from cachekit.grpc.namespaces import Namespaces
 from cachekit.v1 import admin_pb2 as apb
 from cachekit.v1 import admin_pb2_grpc as apb_grpc
 from cachekit.v1 import cache_pb2 as pb
@@ -371,3 +374,38 @@ def test_a_redis_page_token_past_64_bits_is_invalid(
         assert stub.Keys(pb.KeysRequest(namespace=name)).next_page_token == ""
     finally:
         admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace=name))
+
+
+def test_iterating_namespaces_while_another_thread_deletes_them() -> None:
+    """The Prometheus scrape thread iterates the namespaces while the server's loop deletes
+    one: names, then a lookup per name, raised KeyError in between (forced here by a tiny GIL
+    switch interval; it failed within a few hundred rounds)."""
+    namespaces = Namespaces({})
+    cache = create_cache("memory://race")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                for _ in namespaces:
+                    pass
+            except Exception as exc:
+                errors.append(exc)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        for i in range(20000):
+            namespaces.add(f"n{i % 50}", cache)
+            namespaces.delete(f"n{i % 50}")
+            if errors:
+                break
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert not errors, errors[0]
