@@ -9,6 +9,8 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import Iterator
@@ -19,8 +21,10 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import cachekit
 import cachekit.metrics
 from cachekit.errors import ConfigurationError
 from cachekit.metrics import DEFAULT_LATENCY_BOUNDS, LatencySampler
@@ -34,6 +38,7 @@ from cachekit.metrics.prometheus import (
 )
 from cachekit.providers.memory import MemoryCache
 from cachekit.stats import CacheStats
+from cachekit.testing.servers import MemcachedServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -332,6 +337,127 @@ def test_failing_get_stats_does_not_break_the_scrape(
     assert any(
         "broken" in record.getMessage() and record.exc_info is not None for record in caplog.records
     )
+
+
+def sample(registry: CollectorRegistry, name: str, cache: str) -> float | None:
+    """One sample of the text exposition by its exact name (``_created`` ones included)."""
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for found in family.samples:
+            if found.name == name and found.labels.get("cache") == cache:
+                return found.value
+    return None
+
+
+def test_reset_stats_is_exported_as_a_counter_reset(registry: CollectorRegistry) -> None:
+    cache = exercised_cache("reset")
+    register_cache(cache, registry)
+    started = cache.get_stats().started_at
+    assert sample(registry, "cachekit_hits_total", "reset") == 2.0
+    assert sample(registry, "cachekit_hits_created", "reset") == pytest.approx(started)
+    assert sample(registry, "cachekit_get_latency_seconds_created", "reset") == pytest.approx(
+        started
+    )
+
+    time.sleep(0.01)
+    cache.reset_stats()
+    restarted = cache.get_stats().started_at
+    assert restarted > started
+    # The counters went down; their _created moved on, so Prometheus reads a reset.
+    assert sample(registry, "cachekit_hits_total", "reset") == 0.0
+    assert sample(registry, "cachekit_hits_created", "reset") == pytest.approx(restarted)
+    assert sample(registry, "cachekit_evictions_created", "reset") == pytest.approx(restarted)
+    assert sample(registry, "cachekit_get_latency_seconds_created", "reset") == pytest.approx(
+        restarted
+    )
+    openmetrics = openmetrics_latest(registry).decode()
+    assert 'cachekit_hits_created{cache="reset",provider="memory"}' in openmetrics
+
+
+def test_nested_extras_are_flattened_one_level(
+    registry: CollectorRegistry, redis_server: RedisServer
+) -> None:
+    l2 = urllib.parse.quote(redis_server.url.rsplit("/", 1)[0] + "/9", safe="")
+    cache = cachekit.create_cache(f"tiered://?l1=memory%3A%2F%2F&l2={l2}", name="tier-extras")
+    try:
+        cache.set("a", 1)
+        register_cache(cache, registry)
+        families = scrape(registry)
+        # The tiered cache reports its L2's breaker under extra["l2"].
+        assert value(families, "cachekit_l2_breaker_state", "tier-extras") == 0.0
+        assert value(families, "cachekit_l2_db_keys", "tier-extras") is not None
+        assert value(families, "cachekit_l1_hits", "tier-extras") is not None
+    finally:
+        cache.close()
+
+
+def test_per_node_extras_stay_out(
+    registry: CollectorRegistry, memcached_cluster: list[MemcachedServer]
+) -> None:
+    nodes = ",".join(f"{server.host}:{server.port}" for server in memcached_cluster)
+    cache = cachekit.create_cache(f"memcached://{nodes}", name="mc-extras")
+    try:
+        register_cache(cache, registry)
+        text = generate_latest(registry).decode()
+        assert 'cachekit_nodes_up{cache="mc-extras",provider="memcached"} 3.0' in text
+        assert str(memcached_cluster[0].port) not in text  # no series per node address
+    finally:
+        cache.close()
+
+
+def test_unreadable_redis_server_leaves_its_figures_out(
+    registry: CollectorRegistry, fresh_redis_server: RedisServer
+) -> None:
+    cache = cachekit.create_cache(fresh_redis_server.url + "?socket_timeout=0.5", name="down-redis")
+    try:
+        cache.set("a", 1)
+        cache.get("a")
+        register_cache(cache, registry)
+        assert sample(registry, "cachekit_server_up", "down-redis") == 1.0
+        assert sample(registry, "cachekit_evictions_total", "down-redis") == 0.0
+        assert sample(registry, "cachekit_items", "down-redis") == 1.0
+
+        fresh_redis_server.kill()
+        for _ in range(6):  # INFO failing, then the breaker open: no read tried at all
+            families = scrape(registry)
+            assert value(families, "cachekit_server_up", "down-redis") == 0.0
+            for name in (
+                "cachekit_evictions_total",
+                "cachekit_expirations_total",
+                "cachekit_items",
+                "cachekit_memory_bytes",
+            ):
+                assert value(families, name, "down-redis") is None, name
+            # Client-side counters are still the cache's own: they stay.
+            assert value(families, "cachekit_hits_total", "down-redis") == 1.0
+    finally:
+        cache.close()
+
+
+def test_memcached_with_a_node_down_leaves_its_server_figures_out(
+    registry: CollectorRegistry, memcached_cluster: list[MemcachedServer]
+) -> None:
+    nodes = ",".join(f"{server.host}:{server.port}" for server in memcached_cluster)
+    cache = cachekit.create_cache(f"memcached://{nodes}?timeout=0.5", name="mc-down")
+    try:
+        register_cache(cache, registry)
+        assert sample(registry, "cachekit_server_up", "mc-down") == 1.0
+        assert sample(registry, "cachekit_evictions_total", "mc-down") == 0.0
+        memcached_cluster[0].kill()
+        families = scrape(registry)
+        assert value(families, "cachekit_server_up", "mc-down") == 0.0
+        # A sum over the answering nodes only would fall, then jump back.
+        assert value(families, "cachekit_evictions_total", "mc-down") is None
+        assert value(families, "cachekit_memory_bytes", "mc-down") is None
+        assert value(families, "cachekit_nodes_up", "mc-down") == 2.0
+    finally:
+        cache.close()
+
+
+def test_caches_without_a_server_have_no_server_up(registry: CollectorRegistry) -> None:
+    cache = exercised_cache("local")
+    register_cache(cache, registry)
+    assert sample(registry, "cachekit_server_up", "local") is None
+    assert sample(registry, "cachekit_evictions_total", "local") == 0.0
 
 
 def test_default_registry_is_used_when_none_given() -> None:

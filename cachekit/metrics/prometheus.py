@@ -13,6 +13,18 @@ next scrape. One :class:`CacheCollector` is kept per ``CollectorRegistry``.
 A failing ``get_stats()`` (a provider bug, a server gone away) is logged and that cache is left
 out of the scrape, counted in ``cachekit_stats_errors_total``; metrics never break the scrape,
 let alone the caller.
+
+Network providers answer ``get_stats()`` even while their server is unreachable, with their
+client-side counters and zeros (or, for memcached, a sum over the nodes that answered) for the
+figures read from the server. Exported as such, ``cachekit_evictions_total`` would fall to 0 and
+jump back when the server returns - a phantom burst for ``rate()``. So when ``extra`` says the
+server read failed (``server_error``, a Redis snapshot without ``server_version``, memcached
+``nodes_up`` below its node count, at the top level or nested as a tiered cache's ``l2``), the
+server-derived series (evictions, expirations, items, memory and its limit) are left out of that
+scrape, and ``cachekit_server_up`` says 0 (1 when read; absent for caches without a server).
+
+Counters carry ``_created`` (the snapshot's ``started_at``), so a ``reset_stats()`` reads as a
+counter reset rather than as counters going down.
 """
 
 from __future__ import annotations
@@ -22,9 +34,9 @@ import math
 import re
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cachekit.errors import ConfigurationError
 
@@ -58,6 +70,7 @@ __all__ = [
     "extra_metric_name",
     "make_wsgi_app",
     "register_cache",
+    "server_read_failed",
     "start_metrics_server",
     "unregister_cache",
 ]
@@ -85,6 +98,16 @@ _GAUGES: tuple[tuple[str, str], ...] = (
 )
 _HISTOGRAM = ("cachekit_get_latency_seconds", "Latency of a sample of get() calls.")
 _STATS_ERRORS = ("cachekit_stats_errors", "Scrapes that skipped this cache: get_stats() raised.")
+_SERVER_UP = (
+    "cachekit_server_up",
+    "1 when this scrape read the server's figures, 0 when it could not (those series are left "
+    "out); only caches backed by a server.",
+)
+#: Series read from the server, left out of a scrape whose server read failed.
+_SERVER_COUNTERS = frozenset({"cachekit_evictions", "cachekit_expirations"})
+_SERVER_GAUGES = frozenset(
+    {"cachekit_items", "cachekit_memory_bytes", "cachekit_memory_limit_bytes"}
+)
 
 # Every exposed sample name the core families produce; an ``extra`` gauge may not take one.
 _RESERVED = frozenset(
@@ -92,6 +115,7 @@ _RESERVED = frozenset(
     + [name for name, _ in _GAUGES]
     + [f"{_HISTOGRAM[0]}{suffix}" for suffix in ("", "_bucket", "_sum", "_count", "_created")]
     + [f"{_STATS_ERRORS[0]}{suffix}" for suffix in ("", "_total", "_created")]
+    + [_SERVER_UP[0]]
 )
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9_]+")
 
@@ -107,6 +131,36 @@ def extra_metric_name(key: str) -> str | None:
         return None
     name = f"cachekit_{body}"
     return None if name in _RESERVED else name
+
+
+def server_read_failed(extra: Mapping[str, Any]) -> bool | None:
+    """Whether a snapshot's server figures are missing: ``None`` when ``extra`` shows no server.
+
+    Read from what the providers put in ``extra``: Redis (``server``, plus ``server_version``
+    once INFO answered, or ``server_error``), memcached (``nodes`` and ``nodes_up``), and the
+    same one level down (a tiered cache's ``l2``).
+    """
+    verdict: bool | None = None
+    if "server_error" in extra:
+        return True
+    if "server" in extra:
+        if "server_version" not in extra:  # the breaker was open: no read was tried
+            return True
+        verdict = False
+    nodes = extra.get("nodes")
+    if isinstance(nodes, Mapping) and nodes:
+        up = extra.get("nodes_up")
+        if not isinstance(up, int) or up < len(nodes):
+            return True
+        verdict = False
+    for key, value in extra.items():
+        if key != "nodes" and isinstance(value, Mapping):
+            nested = server_read_failed(value)
+            if nested:
+                return True
+            if nested is not None:
+                verdict = False
+    return verdict
 
 
 def _bound_label(bound: float) -> str:
@@ -129,12 +183,14 @@ class _Families:
         self.gauges = {name: GaugeMetricFamily(name, doc, labels=_LABELS) for name, doc in _GAUGES}
         self.histogram = HistogramMetricFamily(*_HISTOGRAM, labels=_LABELS)
         self.stats_errors = CounterMetricFamily(*_STATS_ERRORS, labels=_LABELS)
+        self.server_up = GaugeMetricFamily(*_SERVER_UP, labels=_LABELS)
 
     def __iter__(self) -> Iterator[Metric]:
         yield from self.counters.values()
         yield from self.gauges.values()
         yield self.histogram
         yield self.stats_errors
+        yield self.server_up
 
 
 class CacheCollector:
@@ -250,17 +306,29 @@ class CacheCollector:
     @staticmethod
     def _add_core(families: _Families, stats: CacheStats) -> None:
         labels = [stats.name, stats.provider]
+        failed = server_read_failed(stats.extra)
+        if failed is not None:
+            families.server_up.add_metric(labels, 0.0 if failed else 1.0)
+        created = float(stats.started_at)
         for name, attr, _ in _COUNTERS:
-            families.counters[name].add_metric(labels, float(getattr(stats, attr)))
+            if failed and name in _SERVER_COUNTERS:
+                continue  # a zero now would read as a reset, and the next figure as a burst
+            families.counters[name].add_metric(labels, float(getattr(stats, attr)), created=created)
         gauges = families.gauges
-        gauges["cachekit_items"].add_metric(labels, float(stats.items))
-        gauges["cachekit_memory_bytes"].add_metric(labels, float(stats.memory_bytes))
-        if stats.memory_limit is not None:
-            gauges["cachekit_memory_limit_bytes"].add_metric(labels, float(stats.memory_limit))
-        if stats.max_entries is not None:
-            gauges["cachekit_max_entries"].add_metric(labels, float(stats.max_entries))
-        gauges["cachekit_hit_ratio"].add_metric(labels, stats.hit_ratio)
-        gauges["cachekit_uptime_seconds"].add_metric(labels, float(stats.uptime))
+        values: dict[str, float | None] = {
+            "cachekit_items": float(stats.items),
+            "cachekit_memory_bytes": float(stats.memory_bytes),
+            "cachekit_memory_limit_bytes": (
+                None if stats.memory_limit is None else float(stats.memory_limit)
+            ),
+            "cachekit_max_entries": None if stats.max_entries is None else float(stats.max_entries),
+            "cachekit_hit_ratio": stats.hit_ratio,
+            "cachekit_uptime_seconds": float(stats.uptime),
+        }
+        for name, gauge_value in values.items():
+            if gauge_value is None or (failed and name in _SERVER_GAUGES):
+                continue
+            gauges[name].add_metric(labels, gauge_value)
 
         buckets = stats.get_latency_buckets
         if not buckets:
@@ -272,22 +340,31 @@ class CacheCollector:
                 stats.name,
             )
             return
-        families.histogram.add_metric(
+        histogram = families.histogram
+        histogram.add_metric(
             labels,
             [(_bound_label(bound), float(count)) for bound, count in buckets],
             float(stats.get_latency_sum),
         )
+        # HistogramMetricFamily.add_metric takes no ``created``: the sample by hand, as
+        # prometheus-client's own histograms expose it (text format: a ``_created`` gauge).
+        histogram.add_sample(
+            f"{_HISTOGRAM[0]}_created", dict(zip(_LABELS, labels, strict=True)), created
+        )
 
     @staticmethod
     def _extras(snapshots: list[CacheStats]) -> Iterator[Metric]:
-        """Numeric ``CacheStats.extra`` entries as ``cachekit_<key>`` gauges (bools as 0/1)."""
+        """Numeric ``CacheStats.extra`` entries as ``cachekit_<key>`` gauges (bools as 0/1).
+
+        A nested mapping (a tiered cache's ``l2``) is flattened one level, its entries prefixed
+        with its key (``l2_breaker_state``); deeper ones (memcached's per-node ``nodes``, keyed
+        by address) are left out, so the series stay per cache, never per node or key.
+        """
         families: dict[str, GaugeMetricFamily] = {}
         seen: set[tuple[str, str, str]] = set()
         for stats in snapshots:
-            for key, value in stats.extra.items():
-                if not isinstance(value, (int, float)):  # bool is an int: 0/1
-                    continue
-                name = extra_metric_name(str(key))
+            for key, value in _flat_extras(stats.extra):
+                name = extra_metric_name(key)
                 if name is None or (name, stats.name, stats.provider) in seen:
                     continue
                 seen.add((name, stats.name, stats.provider))
@@ -298,6 +375,20 @@ class CacheCollector:
                     )
                 family.add_metric([stats.name, stats.provider], float(value))
         yield from families.values()
+
+
+def _flat_extras(extra: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+    """The numeric entries of ``extra``, then those of its mappings one level down, prefixed."""
+    nested: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in extra.items():
+        if isinstance(value, (int, float)):  # bool is an int: 0/1
+            yield str(key), value
+        elif isinstance(value, Mapping):
+            nested.append((str(key), value))
+    for prefix, mapping in nested:
+        for key, value in mapping.items():
+            if isinstance(value, (int, float)):
+                yield f"{prefix}_{key}", value
 
 
 # -- one collector per registry ---------------------------------------------------------------
