@@ -38,6 +38,9 @@ from .ttl import TTLArg, to_seconds
 
 __all__ = ["Cache", "DistributedCache", "EntryInfo", "check_key", "check_tags"]
 
+#: Exact types a single-flight leader's unstored result may be handed to its waiters as is.
+_SHAREABLE: frozenset[type] = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
 
 def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
     """Tags as a frozenset (``None`` for none); a bare ``str`` would be split into letters."""
@@ -233,14 +236,23 @@ class Cache(abc.ABC):
             key,
             lambda: self._lead(key, factory, add),
             lambda: self._compute_alone(key, factory, add),
-            lambda value: self._stored_or(key, value),
+            lambda value: self._stored_or(key, value, factory, add),
         )
 
-    def _stored_or(self, key: str, value: Any) -> Any:
+    def _stored_or(
+        self, key: str, value: Any, factory: Callable[[], Any], add: Callable[[str, Any], bool]
+    ) -> Any:
         """What a single-flight waiter gets: the stored value (its own copy where the provider
-        decodes one per read), else (nothing was stored) the leader's ``value``."""
+        decodes one per read). If nothing was stored (failing open, a null cache, a value too
+        big), the leader's ``value`` only if immutable: a mutable one is an object of the
+        leader's (a response its request code then changes), so the waiter computes its own,
+        as without a cache."""
         current = self._peek(key)
-        return value if current is MISSING else current
+        if current is not MISSING:
+            return current
+        if type(value) in _SHAREABLE:
+            return value
+        return self._compute_alone(key, factory, add)
 
     def _lead(self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]) -> Any:
         """What this process's single-flight leader runs: providers that keep other processes
@@ -356,13 +368,23 @@ class Cache(abc.ABC):
             key,
             lambda: self._alead(key, factory, add),
             lambda: self._acompute_alone(key, factory, add),
-            lambda value: self._astored_or(key, value),
+            lambda value: self._astored_or(key, value, factory, add),
         )
 
-    async def _astored_or(self, key: str, value: Any) -> Any:
+    async def _astored_or(
+        self,
+        key: str,
+        value: Any,
+        factory: Callable[[], Any],
+        add: Callable[[str, Any], Awaitable[bool]],
+    ) -> Any:
         """The async twin of :meth:`_stored_or`."""
         current = await self._apeek(key)
-        return value if current is MISSING else current
+        if current is not MISSING:
+            return current
+        if type(value) in _SHAREABLE:
+            return value
+        return await self._acompute_alone(key, factory, add)
 
     async def _alead(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]

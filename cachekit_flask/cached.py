@@ -20,7 +20,7 @@ from flask import Flask, g, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from cachekit import MISSING
-from cachekit.errors import CacheError
+from cachekit.errors import BackendUnavailable, CacheError
 
 from .base import ExtensionBase, aget_decodable, classify
 from .calling import (
@@ -308,8 +308,10 @@ class CachedMixin(ExtensionBase):
         # Through the public methods, a miss is computed and set as in Flask-Caching: no flight.
         single_flight = single_flight and not isinstance(core, PublicCalls)
         done: list[Any] = []
+        started: list[bool] = []
 
         def factory() -> Any:
+            started.append(True)
             try:
                 value = compute()
             except StoreWith as signal:  # stored within the flight: its waiters read it
@@ -336,11 +338,20 @@ class CachedMixin(ExtensionBase):
             if stored is not MISSING:
                 return stored
             return self._fill(cache_key, compute, ttl, tags, single_flight=False, core=core)
-        except CacheError:
-            if not done or self._debug():
+        except CacheError as exc:
+            if self._debug() or (started and not done):  # debug, or the function's own error
+                raise
+            if not done and not isinstance(exc, BackendUnavailable):  # a misuse: say so
                 raise
             logger.exception("Exception possibly due to cache backend.")
-            return done[0]
+            if done:
+                return done[0]
+            # The backend failed before the function ran (get_or_set's second read, its lock):
+            # Flask-Caching computes the value then, uncached, and so does this.
+            try:
+                return compute()
+            except (NotStored, StoreWith) as signal:
+                return signal.value
 
     async def _afill(
         self,
@@ -353,8 +364,10 @@ class CachedMixin(ExtensionBase):
         single_flight: bool,
     ) -> Any:
         done: list[Any] = []
+        started: list[bool] = []
 
         async def factory() -> Any:
+            started.append(True)
             try:
                 value = await compute()
             except StoreWith as signal:  # see _fill
@@ -383,11 +396,18 @@ class CachedMixin(ExtensionBase):
             if stored is not MISSING:
                 return stored
             return await self._afill(core, cache_key, compute, ttl, tags, single_flight=False)
-        except CacheError:
-            if not done or self._debug():
+        except CacheError as exc:
+            if self._debug() or (started and not done):  # see _fill
+                raise
+            if not done and not isinstance(exc, BackendUnavailable):
                 raise
             logger.exception("Exception possibly due to cache backend.")
-            return done[0]
+            if done:
+                return done[0]
+            try:
+                return await compute()
+            except (NotStored, StoreWith) as signal:
+                return signal.value
 
     def _store(
         self, core: CoreCache, key: str, value: Any, ttl: Any, tags: list[str] | None

@@ -172,3 +172,38 @@ def test_answers_match_cachelib_null_cache_where_the_contracts_meet(cache: NullC
     assert refused == []  # the same fact: every key accepted
     assert reference.get_many("a", "b") == [None, None]
     assert cache.get_many(["a", "b"]) == {}
+
+
+def test_single_flight_waiters_never_share_a_mutable_value_nothing_stored(
+    cache: NullCache,
+) -> None:
+    """Nothing is stored, so a waiter cannot read a copy back: it got the leader's own object
+    (a Flask response whose after-request hooks every waiting request then changed, so each
+    collected the other users' cookies). A mutable value is computed per caller now."""
+    import threading
+    import time
+
+    made: list[dict[str, int]] = []
+
+    def factory() -> dict[str, int]:
+        deadline = time.monotonic() + 10
+        while not made and cache._single_flight.waiters("k") < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)  # the leader holds on until both others wait on it
+        made.append({"n": len(made)})
+        return made[-1]
+
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get_or_set("k", factory)))]
+    threads[0].start()
+    while cache._single_flight.in_flight() == 0:
+        time.sleep(0.001)
+    threads += [threading.Thread(target=lambda: got.append(cache.get_or_set("k", factory)))]
+    threads += [threading.Thread(target=lambda: got.append(cache.get_or_set("k", factory)))]
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 3
+    assert len({id(value) for value in got}) == 3  # each caller its own object
+    assert len(made) == 3

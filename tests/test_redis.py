@@ -670,3 +670,22 @@ def test_the_longest_ttl_taken_works_in_every_write_path(make: Any) -> None:
     assert cache.add("n", 1, ttl=longest) is True
     assert cache.touch("t", longest) is True
     assert cache.ttl("t") == pytest.approx(longest, rel=1e-6)
+
+
+@pytest.mark.parametrize("pair", [("app1", "app2"), ("shop_", "shop:"), ("a", "b")])
+def test_prefixes_differing_in_their_last_character_keep_their_own_tags(
+    make: Any, pair: tuple[str, str]
+) -> None:
+    """The meta namespace replaced the prefix's last character: app1/app2 shared one tag
+    index, and one cache's invalidate_tags consumed the other's, which then served stale."""
+    n = next(_names)
+    one, two = (make(prefix=f"mp{n}{prefix}") for prefix in pair)
+    one.set("k", "one", tags=["catalog"])
+    two.set("k", "two", tags=["catalog"])
+    assert one.invalidate_tags(["catalog"]) == 1
+    assert two.get("k") == "two"  # untouched by the other cache
+    assert two.invalidate_tags(["catalog"]) == 1
+    assert two.get("k") is None
+    one.set("j", 1, tags=["t"])
+    two.clear()
+    assert one.invalidate_tags(["t"]) == 1  # its tag index survived the other's clear

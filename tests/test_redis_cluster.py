@@ -63,7 +63,8 @@ def test_configuration_errors() -> None:
 def test_an_entry_lives_in_one_slot(cache: RedisClusterCache, redis_cluster: RedisCluster) -> None:
     cache.set("user:42", {"n": 1}, tags=["users"])
     cache.get_or_set("user:42", lambda: 0)
-    data, side = f"{cache.prefix}{{user:42}}", f"{cache.prefix[:-1]}#k:{{user:42}}"
+    meta = f"{cache.prefix[:-1]}#{cache.prefix[-1]}"
+    data, side = f"{cache.prefix}{{user:42}}", f"{meta}k:{{user:42}}"
     assert _slot(data) == _slot(side) == _slot("user:42")
     raw = redis.RedisCluster(host=redis_cluster.host, port=redis_cluster.nodes[0].port)
     try:

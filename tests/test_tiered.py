@@ -715,9 +715,12 @@ def test_a_value_stored_by_get_or_set_evicts_the_other_l1(
         raw.delete(stored)  # gone from L2, silently
     finally:
         raw.close()
+    sets = a.get_stats().sets
     assert fill(a) == "new"
+    assert a.get_stats().sets == sets + 1  # counted as the other providers count it
     wait_for(lambda: b.get("k") == "new")
     assert a.get_or_set("k", lambda: "newer") == "new"  # a hit: nothing stored, nothing sent
+    assert a.get_stats().sets == sets + 1
 
 
 def test_async_stats_keys_and_inspect_use_l2s_async_twins(fresh_redis_server: RedisServer) -> None:

@@ -77,8 +77,11 @@ def escape_glob(text: str) -> str:
 
 
 def meta_prefix(prefix: str) -> str:
-    """The prefix's last character replaced: no ``prefix + key`` can start with the result."""
-    return prefix[:-1] + ("#" if prefix[-1] != "#" else "%")
+    """A ``#`` (``%`` if the prefix ends in ``#``) before the prefix's last character: no
+    ``prefix + key`` can start with the result, and two prefixes never share one. (Replacing
+    the last character, as before, gave ``app1``/``app2`` or ``shop_``/``shop:`` one tag index,
+    so one cache's ``invalidate_tags`` consumed the other's.)"""
+    return prefix[:-1] + ("#" if prefix[-1] != "#" else "%") + prefix[-1]
 
 
 class Script:

@@ -610,6 +610,7 @@ class TieredCache(DistributedCache):
         if ran[0] or value is default_or_factory:
             self._evict([key])
             await self._apublish("keys", [key])
+            self._count(sets=1)
         return value
 
     def _stored_by_get_or_set(self, key: str) -> None:
@@ -617,6 +618,7 @@ class TieredCache(DistributedCache):
         lost the key without an invalidation: maxmemory eviction, a flush): say so."""
         self._evict([key])
         self._publish("keys", [key])
+        self._count(sets=1)
 
     # -- stats and life cycle -----------------------------------------------------------------
 

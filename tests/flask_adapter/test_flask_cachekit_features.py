@@ -507,6 +507,38 @@ def test_cache_errors_fall_back_to_the_function_unless_debug() -> None:
             f(1)
 
 
+def test_a_backend_failing_between_lookup_and_fill_computes_uncached(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """The lookup missed, then Redis went away before the fill (get_or_set's second read, its
+    stampede lock): that raised a 500 where Flask-Caching logs and computes the value."""
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": fresh_redis_server.url}
+    app, cache = make({**config, "CACHE_ENABLE_SIGNALS": True}, name="window")
+    stopped: list[bool] = []
+
+    @app.route("/v")
+    @cache.cached(60)
+    def view() -> str:
+        return "computed"
+
+    @cache.memoize(60)
+    def f(x: int) -> int:
+        return x * 10
+
+    def outage(sender: Any = None, **extra: Any) -> None:
+        fresh_redis_server.stop()  # right after the lookup that missed
+        stopped.append(True)
+
+    with cachekit_flask.cache_view_miss.connected_to(outage):
+        response = app.test_client().get("/v")
+    assert (response.status_code, response.data) == (200, b"computed")
+    fresh_redis_server.start()
+    with app.app_context(), cachekit_flask.cache_memoize_miss.connected_to(outage):
+        assert f(2) == 20
+    assert stopped == [True, True]
+    fresh_redis_server.start()
+
+
 def test_ignore_errors_maps_to_fail_open() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     app, cache = make(
