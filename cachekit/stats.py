@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,24 @@ class CacheStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def reads_server(self) -> bool:
+        """Whether some figures of this snapshot come from a server (Redis, memcached, a tiered
+        cache's L2 of those): ``items``, ``memory_bytes``, ``evictions``, ``expirations``."""
+        return _server_read(self.extra)[0]
+
+    @property
+    def server_read_error(self) -> str | None:
+        """Why the server figures of this snapshot could not be read, or ``None``.
+
+        Network providers answer ``get_stats()`` while their server is unreachable, with their
+        client-side counters and zeros (or a sum over the answering nodes) for the rest; this
+        tells such a snapshot from a healthy empty cache. Read from ``extra``: ``server_error``,
+        a Redis breaker open (no read tried), memcached ``nodes_up`` below its node count, at
+        the top level or one mapping down (a tiered cache's ``l2``).
+        """
+        return _server_read(self.extra)[1]
+
+    @property
     def requests(self) -> int:
         return self.hits + self.misses
 
@@ -64,3 +83,29 @@ class CacheStats:
             for bound, count in self.get_latency_buckets
         ]
         return data
+
+
+def _server_read(extra: Mapping[str, Any], depth: int = 0) -> tuple[bool, str | None]:
+    """``(reads a server, why its figures are missing)`` for one ``extra`` mapping."""
+    has_server = False
+    if "server_error" in extra:
+        return True, str(extra["server_error"]) or "server error"
+    if "server" in extra:  # Redis; server_version is set whenever INFO answered
+        has_server = True
+        if "server_version" not in extra:
+            return True, "server not read: its circuit breaker is open"
+    nodes = extra.get("nodes")
+    if isinstance(nodes, Mapping) and nodes:
+        has_server = True
+        up = extra.get("nodes_up")
+        if not isinstance(up, int) or up < len(nodes):
+            down = len(nodes) - (up if isinstance(up, int) else 0)
+            return True, f"{down} of {len(nodes)} nodes did not answer"
+    if depth == 0:
+        for key, value in extra.items():
+            if key != "nodes" and isinstance(value, Mapping):
+                nested, error = _server_read(value, depth + 1)
+                if error is not None:
+                    return True, f"{key}: {error}"
+                has_server = has_server or nested
+    return has_server, None

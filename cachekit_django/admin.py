@@ -39,7 +39,11 @@ _ROW_HEIGHT = 26
 
 @dataclass(frozen=True, slots=True)
 class AliasRow:
-    """One alias as the page shows it; ``stats`` is ``None`` for non-cachekit backends."""
+    """One alias as the page shows it; ``stats`` is ``None`` for non-cachekit backends.
+
+    ``error`` with ``stats``: the snapshot came back but its server figures could not be read
+    (``CacheStats.server_read_error``); the row shows the counters and the error in their place.
+    """
 
     alias: str
     backend: str
@@ -61,6 +65,12 @@ def alias_rows() -> list[AliasRow]:
             stats = info.stats()
         except cachekit.CacheError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        else:
+            # A server that did not answer: the client-side counters stand, but items, memory
+            # and evictions are zeros (or partial sums), not an empty cache.
+            server_error = stats.server_read_error if stats is not None else None
+            if server_error is not None:
+                error = f"server unreachable: {server_error}"
         rows.append(
             AliasRow(
                 alias=info.alias,

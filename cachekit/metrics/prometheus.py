@@ -70,7 +70,6 @@ __all__ = [
     "extra_metric_name",
     "make_wsgi_app",
     "register_cache",
-    "server_read_failed",
     "start_metrics_server",
     "unregister_cache",
 ]
@@ -131,36 +130,6 @@ def extra_metric_name(key: str) -> str | None:
         return None
     name = f"cachekit_{body}"
     return None if name in _RESERVED else name
-
-
-def server_read_failed(extra: Mapping[str, Any]) -> bool | None:
-    """Whether a snapshot's server figures are missing: ``None`` when ``extra`` shows no server.
-
-    Read from what the providers put in ``extra``: Redis (``server``, plus ``server_version``
-    once INFO answered, or ``server_error``), memcached (``nodes`` and ``nodes_up``), and the
-    same one level down (a tiered cache's ``l2``).
-    """
-    verdict: bool | None = None
-    if "server_error" in extra:
-        return True
-    if "server" in extra:
-        if "server_version" not in extra:  # the breaker was open: no read was tried
-            return True
-        verdict = False
-    nodes = extra.get("nodes")
-    if isinstance(nodes, Mapping) and nodes:
-        up = extra.get("nodes_up")
-        if not isinstance(up, int) or up < len(nodes):
-            return True
-        verdict = False
-    for key, value in extra.items():
-        if key != "nodes" and isinstance(value, Mapping):
-            nested = server_read_failed(value)
-            if nested:
-                return True
-            if nested is not None:
-                verdict = False
-    return verdict
 
 
 def _bound_label(bound: float) -> str:
@@ -306,8 +275,8 @@ class CacheCollector:
     @staticmethod
     def _add_core(families: _Families, stats: CacheStats) -> None:
         labels = [stats.name, stats.provider]
-        failed = server_read_failed(stats.extra)
-        if failed is not None:
+        failed = stats.server_read_error is not None  # see CacheStats.server_read_error
+        if stats.reads_server:
             families.server_up.add_metric(labels, 0.0 if failed else 1.0)
         created = float(stats.started_at)
         for name, attr, _ in _COUNTERS:

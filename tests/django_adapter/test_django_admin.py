@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
-from django.test import Client
+from django.test import Client, override_settings
+
+from cachekit.testing.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +58,22 @@ def test_admin_index_links_the_page(admin_client: Client) -> None:
     html = admin_client.get("/admin/").content.decode()
     assert f'href="{PAGE}"' in html
     assert "Cache statistics" in html
+
+
+def test_an_unreachable_server_is_an_error_not_an_empty_cache(admin_client: Client) -> None:
+    down = {
+        "BACKEND": "cachekit_django.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_timeout": 0.5},
+    }
+    with override_settings(CACHES={**settings.CACHES, "down": down}):
+        response = admin_client.get(PAGE)
+    assert response.status_code == 200
+    row = next(row for row in response.context["rows"] if row.alias == "down")
+    assert row.stats is not None
+    assert row.error is not None
+    assert row.error.startswith("server unreachable: ")
+    html = response.content.decode()
+    cells = re.search(r'<th scope="row">down</th>(.*?)</tr>', html, re.S)
+    assert cells is not None
+    assert '<td colspan="3" class="errornote">server unreachable: ' in cells.group(1)

@@ -155,9 +155,42 @@ def test_stats_show_an_open_breaker() -> None:
     with override_settings(CACHES={**settings.CACHES, "dead": dead}):
         with pytest.raises(BackendUnavailable):
             caches["dead"].get("k")
-        data = json.loads(run("cachekit_stats", "--json", "--alias", "dead"))
+        out = io.StringIO()
+        with pytest.raises(CommandError, match="dead: server unreachable"):
+            run("cachekit_stats", "--json", "--alias", "dead", stdout=out)
+        data = json.loads(out.getvalue())
         assert data["dead"]["breaker"] == "open"
-        assert run("cachekit_stats", "--alias", "dead").splitlines()[1].split()[-1] == "open"
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            run("cachekit_stats", "--alias", "dead", stdout=out)
+        assert out.getvalue().splitlines()[1].split()[-1] == "open"
+
+
+def test_stats_of_an_unreachable_server_are_an_error_not_an_empty_cache() -> None:
+    down = {
+        "BACKEND": "cachekit_django.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_timeout": 0.5},
+    }
+    with override_settings(CACHES={**settings.CACHES, "down": down}):
+        out = io.StringIO()
+        with pytest.raises(CommandError, match=r"1 alias\(es\): down: server unreachable: "):
+            run("cachekit_stats", stdout=out)
+        lines = out.getvalue().splitlines()
+        row = next(line.split() for line in lines if line.startswith("down "))
+        # Hits and misses are the client's own; items, memory and evictions were never read.
+        assert row[:2] == ["down", "redis"]
+        assert row[5:8] == ["-", "-", "-"]
+        assert any(line.startswith("down: server unreachable: ") for line in lines)
+        default = next(line.split() for line in lines if line.startswith("default "))
+        assert default[1] == "memory"  # the other aliases are still reported
+
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            run("cachekit_stats", "--json", "--alias", "down", stdout=out)
+        data = json.loads(out.getvalue())
+        assert data["down"]["error"].startswith("server unreachable: ")
+        assert data["down"]["stats"]["extra"]["server_error"]
 
 
 # -- cachekit_clear -----------------------------------------------------------------------------

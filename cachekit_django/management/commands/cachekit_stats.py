@@ -19,7 +19,8 @@ class Command(BaseCommand):
     help = (
         "Show hits, misses, hit ratio, items, memory, evictions and circuit-breaker state of "
         "every cache alias (or one with --alias). Aliases that are not cachekit backends are "
-        "listed without statistics."
+        "listed without statistics. Exits with an error when an alias's statistics, or its "
+        "server's figures, could not be read."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,9 +34,15 @@ class Command(BaseCommand):
         rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]] = []
         for info in infos:
             try:
-                rows.append((info, info.stats(), None))
+                stats = info.stats()
             except cachekit.CacheError as exc:
                 rows.append((info, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            # Counters but no server figures (zeros, or a sum over the nodes that answered):
+            # shown, and failed like an unreadable alias, not passed off as an empty cache.
+            server_error = stats.server_read_error if stats is not None else None
+            error = None if server_error is None else f"server unreachable: {server_error}"
+            rows.append((info, stats, error))
 
         if options["json"]:
             self.stdout.write(json.dumps(_as_json(rows), indent=2, sort_keys=True, default=str))
@@ -62,22 +69,25 @@ class Command(BaseCommand):
                 lines.append([info.alias, "-", *["-"] * (len(header) - 2)])
                 notes.append(f"{info.alias}: {reason}")
                 continue
+            unread = error is not None  # the server figures are not the cache's: "-"
             line = [
                 info.alias,
                 stats.provider,
                 str(stats.hits),
                 str(stats.misses),
                 f"{stats.hit_ratio:.1%}",
-                str(stats.items),
-                format_bytes(stats.memory_bytes),
-                str(stats.evictions),
+                "-" if unread else str(stats.items),
+                "-" if unread else format_bytes(stats.memory_bytes),
+                "-" if unread else str(stats.evictions),
             ]
+            if error is not None:
+                notes.append(f"{info.alias}: {error}")
             if verbose:
                 avg = stats.avg_get_seconds
                 line += [
                     str(stats.sets),
                     str(stats.deletes),
-                    str(stats.expirations),
+                    "-" if unread else str(stats.expirations),
                     "-" if avg is None else f"{avg * 1e6:.1f} us",
                     f"{stats.uptime:.0f} s",
                 ]
