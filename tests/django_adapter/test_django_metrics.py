@@ -92,3 +92,36 @@ def test_metrics_token() -> None:
     allowed = client.get("/metrics", headers={"authorization": "Bearer s3cret"})
     assert allowed.status_code == 200
     assert b"cachekit_hits_total" in allowed.content
+
+
+def test_aliases_whose_cores_share_a_name_are_all_exported(redis_server: RedisServer) -> None:
+    # Django never tells a backend its alias: both Redis cores are named "default".
+    base = redis_server.url.rsplit("/", 1)[0]
+    two = {
+        "default": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": f"{base}/11"},
+        "sessions": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": f"{base}/12"},
+    }
+    with override_settings(CACHES=two):
+        assert caches["default"].cachekit.name == caches["sessions"].cachekit.name
+        default_before = caches["default"].get_stats()
+        sessions_before = caches["sessions"].get_stats()
+        for i in range(5):
+            caches["sessions"].set(f"s{i}", i)
+            caches["sessions"].get(f"s{i}")
+        caches["default"].get("absent")
+        got = samples(Client().get("/metrics").content.decode())
+        first = (("cache", "default"), ("provider", "redis"))
+        second = (("cache", "sessions"), ("provider", "redis"))  # exported under its alias
+        assert got[("cachekit_hits_total", first)] == default_before.hits
+        assert got[("cachekit_misses_total", first)] == default_before.misses + 1
+        assert got[("cachekit_hits_total", second)] == sessions_before.hits + 5
+        assert got[("cachekit_misses_total", second)] == sessions_before.misses
+        info = {
+            dict(labels)["alias"]: dict(labels)["cache"]
+            for (name, labels) in got
+            if name == "cachekit_django_alias_info"
+        }
+        assert info == {"default": "default", "sessions": "sessions"}
+        # The same labels on every scrape.
+        again = samples(Client().get("/metrics").content.decode())
+        assert ("cachekit_hits_total", second) in again
