@@ -307,7 +307,7 @@ def test_a_server_refusing_writes_at_maxmemory_is_an_outage_of_writes(
     assert cache.get("k2") == "stored"
 
 
-async def _loop_turns_during(call: Any) -> tuple[Any, int]:
+async def loop_turns_during(call: Any) -> tuple[Any, int]:
     """``await call`` beside a 10 ms ticker: how many times the event loop came round."""
     turns = 0
     done = asyncio.Event()
@@ -337,12 +337,12 @@ def test_async_stats_scan_and_inspect_do_not_block_the_event_loop(
     async def scenario() -> None:
         assert (await cache.aget_stats()).items == 1
         with fresh_redis_server.stalled():
-            stats, turns = await _loop_turns_during(cache.aget_stats())
+            stats, turns = await loop_turns_during(cache.aget_stats())
             assert "server_error" in stats.extra
             assert turns >= 10  # the 0.5 s socket timeout passed with the loop running
             for call in (cache.ascan_keys(), cache.ainspect("k")):
                 with pytest.raises(BackendUnavailable):
-                    await _loop_turns_during(call)
+                    await loop_turns_during(call)
         assert (await cache.aget_stats()).extra.get("server_error") is None
 
     asyncio.run(scenario())

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from test_redis_faults import loop_turns_during
 
 from cachekit import MISSING, ConfigurationError, create_cache
 from cachekit.errors import BackendUnavailable, NotAnInteger
@@ -726,23 +727,6 @@ def test_a_value_stored_by_get_or_set_evicts_the_other_l1(
 def test_async_stats_keys_and_inspect_use_l2s_async_twins(fresh_redis_server: RedisServer) -> None:
     """They called L2's sync methods: a stalled Redis blocked the event loop throughout."""
 
-    async def turns_during(call: Any) -> tuple[Any, int]:
-        turns = 0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal turns
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                turns += 1
-
-        ticking = asyncio.create_task(ticker())
-        try:
-            return await call, turns
-        finally:
-            done.set()
-            await ticking
-
     with lone_tiered(fresh_redis_server, fail_open=False) as cache:
         cache.set("k", "v")
 
@@ -750,7 +734,7 @@ def test_async_stats_keys_and_inspect_use_l2s_async_twins(fresh_redis_server: Re
             assert (await cache.ascan_keys())[1] == ["k"]
             assert (await cache.ainspect("k")) is not None
             with fresh_redis_server.stalled():
-                stats, turns = await turns_during(cache.aget_stats())
+                stats, turns = await loop_turns_during(cache.aget_stats())
                 assert "server_error" in stats.extra["l2"]
                 assert turns >= 10
                 with pytest.raises(BackendUnavailable):
