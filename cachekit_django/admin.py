@@ -25,6 +25,7 @@ from django.urls import URLPattern, URLResolver, path, reverse
 import cachekit
 
 from .management.aliases import aliases, breaker_summary, format_bytes
+from .shared import sharing
 
 __all__ = ["AliasRow", "alias_rows", "install", "stats_view"]
 
@@ -53,12 +54,17 @@ class AliasRow:
     memory: str
     bar_y: int
     bar_width: float
+    #: Other aliases on the same core cache (only ``KEY_PREFIX``/``VERSION`` differ): the
+    #: counters are theirs together.
+    shared_with: tuple[str, ...] = ()
 
 
 def alias_rows() -> list[AliasRow]:
     """Every alias with its stats snapshot and its bar's geometry in the chart."""
     rows: list[AliasRow] = []
-    for index, info in enumerate(aliases()):
+    infos = aliases()
+    shared = sharing({info.alias: info.core for info in infos})
+    for index, info in enumerate(infos):
         stats: cachekit.CacheStats | None = None
         error: str | None = None
         try:
@@ -81,6 +87,7 @@ def alias_rows() -> list[AliasRow]:
                 memory=format_bytes(stats.memory_bytes) if stats is not None else "-",
                 bar_y=index * _ROW_HEIGHT,
                 bar_width=round(_BAR_WIDTH * stats.hit_ratio, 1) if stats is not None else 0.0,
+                shared_with=shared.get(info.alias, ()),
             )
         )
     return rows

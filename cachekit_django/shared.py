@@ -16,7 +16,7 @@ cost on the write path until the bound is reached.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from cachekit import Cache, create_cache
@@ -24,7 +24,7 @@ from cachekit.providers.memory import MemoryCache, RemovalCause
 
 from .locations import Plan
 
-__all__ = ["Culler", "build_unshared", "close_shared", "shared_cache"]
+__all__ = ["Culler", "build_unshared", "close_shared", "shared_cache", "sharing"]
 
 _lock = threading.Lock()
 _caches: dict[tuple[Any, ...], Cache] = {}
@@ -112,3 +112,18 @@ def close_shared(url: str | None = None) -> int:
     for cache in closing:
         cache.close()
     return len(closing)
+
+
+def sharing(cores: Mapping[str, Cache | None]) -> dict[str, tuple[str, ...]]:
+    """For each alias, the other aliases built on the same core cache (``{alias: core}`` in;
+    aliases differing only in ``KEY_PREFIX``/``VERSION`` share one): they share its counters,
+    and its ``clear()`` empties them all."""
+    by_core: dict[int, list[str]] = {}
+    for alias, core in cores.items():
+        if core is not None:
+            by_core.setdefault(id(core), []).append(alias)
+    return {
+        alias: tuple(other for other in group if other != alias)
+        for group in by_core.values()
+        for alias in group
+    }

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.test import Client, override_settings
 
-from cachekit.testing.servers import free_port
+from cachekit.testing.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +77,22 @@ def test_an_unreachable_server_is_an_error_not_an_empty_cache(admin_client: Clie
     cells = re.search(r'<th scope="row">down</th>(.*?)</tr>', html, re.S)
     assert cells is not None
     assert '<td colspan="3" class="errornote">server unreachable: ' in cells.group(1)
+
+
+def test_aliases_sharing_a_core_are_marked_shared(
+    admin_client: Client, redis_server: RedisServer
+) -> None:
+    location = redis_server.url.rsplit("/", 1)[0] + "/13"
+    twins = {
+        **settings.CACHES,
+        "main": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location,
+                 "KEY_PREFIX": "a"},
+        "sessions": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location,
+                     "KEY_PREFIX": "s"},
+    }  # fmt: skip
+    with override_settings(CACHES=twins):
+        response = admin_client.get(PAGE)
+    rows = {row.alias: row for row in response.context["rows"]}
+    assert rows["sessions"].shared_with == ("main",)
+    assert rows["default"].shared_with == ()
+    assert "statistics shared with main" in response.content.decode()

@@ -502,3 +502,73 @@ def test_warm_rejects_empty_files_and_other_schemes(tmp_path: Path) -> None:
     ftp.write_text("ftp://testserver/cached/\n")
     with pytest.raises(CommandError, match="not an http"):
         run("cachekit_warm", "--urls", str(ftp))
+
+
+# -- aliases sharing one core (only KEY_PREFIX differs) -----------------------------------------
+
+
+@pytest.fixture
+def prefix_twins(redis_server: RedisServer) -> Iterator[None]:
+    location = redis_server.url.rsplit("/", 1)[0] + "/13"
+    twins = {
+        "default": settings.CACHES["default"],
+        "main": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location,
+                 "KEY_PREFIX": "a"},
+        "sessions": {"BACKEND": "cachekit_django.cache.RedisCache", "LOCATION": location,
+                     "KEY_PREFIX": "s"},
+    }  # fmt: skip
+    with override_settings(CACHES=twins):
+        assert caches["main"].cachekit is caches["sessions"].cachekit
+        caches["main"].cachekit.clear()
+        yield
+        caches["main"].cachekit.clear()
+
+
+@pytest.mark.usefixtures("prefix_twins")
+def test_clearing_an_alias_sharing_its_core_removes_only_its_own_keys() -> None:
+    main, sessions = caches["main"], caches["sessions"]
+    main.set_many({f"user:{i}": i for i in range(5)})
+    sessions.set("user:99", 1)
+    dry = run("cachekit_clear", "--alias", "sessions", "--dry-run", verbosity=2)
+    assert "Would remove 1 key(s) from 'sessions'" in dry
+    assert "a:1:user:" not in dry
+    out = run("cachekit_clear", "--alias", "sessions", interactive=False)
+    assert (
+        "Removed 1 key(s) from 'sessions' (only its own keys: its cache is shared with 'main')"
+        in out
+    )
+    assert sessions.get("user:99") is None
+    assert main.get_many([f"user:{i}" for i in range(5)]) == {f"user:{i}": i for i in range(5)}
+    # Cleared together, the core is cleared whole.
+    sessions.set("user:99", 1)
+    run("cachekit_clear", interactive=False)
+    assert main.get("user:1") is None
+    assert sessions.get("user:99") is None
+
+
+def test_clearing_a_memcached_alias_sharing_its_core_is_refused(
+    memcached_server: MemcachedServer,
+) -> None:
+    location = f"{memcached_server.host}:{memcached_server.port}"
+    twins = {
+        "main": {"BACKEND": "cachekit_django.cache.MemcachedCache", "LOCATION": location,
+                 "KEY_PREFIX": "twin-a"},
+        "sessions": {"BACKEND": "cachekit_django.cache.MemcachedCache", "LOCATION": location,
+                     "KEY_PREFIX": "twin-s"},
+    }  # fmt: skip
+    with override_settings(CACHES=twins):
+        caches["main"].set("k", 1)
+        with pytest.raises(CommandError, match="'sessions' shares its cache with 'main'"):
+            run("cachekit_clear", "--alias", "sessions", interactive=False)
+        assert caches["main"].get("k") == 1
+
+
+@pytest.mark.usefixtures("prefix_twins")
+def test_stats_say_the_counters_of_a_shared_core_are_shared() -> None:
+    out = run("cachekit_stats")
+    assert "sessions: statistics shared with 'main'" in out
+    assert "main: statistics shared with 'sessions'" in out
+    assert "default: statistics shared" not in out
+    data = json.loads(run("cachekit_stats", "--json"))
+    assert data["sessions"]["shared_with"] == ["main"]
+    assert "shared_with" not in data["default"]

@@ -4,6 +4,12 @@ Patterns are Django keys (``user:*``), turned into the backend's stored-key glob
 ``KEY_PREFIX`` and version, so they select what ``cache.get("user:1")`` reads. Any Django cache
 can be cleared whole; patterns and tags need a cachekit backend, since Django's own have no way
 to do either.
+
+Aliases that differ only in ``KEY_PREFIX`` (or ``VERSION``) share one core cache, whose
+``clear()`` would empty them all. Clearing such an alias whole while another alias on its core
+is not being cleared removes only its own keys (its ``KEY_PREFIX`` and ``VERSION``, as
+``--pattern '*'`` would), and is refused, before anything is removed, where the provider cannot
+delete by pattern (memcached).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import cachekit
 
-from ..aliases import AliasInfo, for_command, scan_all
+from ...shared import sharing
+from ..aliases import AliasInfo, aliases, for_command, scan_all
 
 _LISTED_KEYS = 50  # keys a --dry-run lists at verbosity 2 before "... and N more"
 
@@ -74,6 +81,27 @@ class Command(BaseCommand):
                     f"--pattern and --tag need cachekit backends; not one: {', '.join(plain)} "
                     "(pick a cachekit alias with --alias, or clear it whole)"
                 )
+        # Clear-all of an alias whose core another alias (not being cleared) shares: only its
+        # own keys. {alias: the aliases it shares with}
+        scoped: dict[str, tuple[str, ...]] = {}
+        if pattern is None and tags is None:
+            clearing = {info.alias for info in infos}
+            shared = sharing({info.alias: info.core for info in aliases()})
+            for info in infos:
+                others = tuple(o for o in shared.get(info.alias, ()) if o not in clearing)
+                if not others:
+                    continue
+                cache: Any = info.cache
+                try:
+                    cache._distributed_core("delete by pattern")  # UnsupportedOperation if not
+                    cache.make_pattern("*")
+                except cachekit.UnsupportedOperation as exc:
+                    raise CommandError(
+                        f"{info.alias!r} shares its cache with {_names(others)} (only KEY_PREFIX "
+                        f"or VERSION differs): clearing it would clear them too, and {exc}. "
+                        "Clear them together (no --alias), or give the alias its own LOCATION."
+                    ) from exc
+                scoped[info.alias] = others
         if pattern is not None:
             what = f"the keys matching {pattern!r}"
         elif tags is not None:
@@ -84,7 +112,15 @@ class Command(BaseCommand):
         verbosity: int = options["verbosity"]
         if options["dry_run"]:
             for info in infos:
-                self._dry_run(info, what, pattern, tags, version=version, verbosity=verbosity)
+                self._dry_run(
+                    info,
+                    what,
+                    pattern,
+                    tags,
+                    version=version,
+                    verbosity=verbosity,
+                    own_keys=info.alias in scoped,
+                )
             return
 
         if options["interactive"]:
@@ -103,6 +139,8 @@ class Command(BaseCommand):
             try:
                 if pattern is not None:
                     removed = cache.delete_pattern(pattern, version=version)
+                elif info.alias in scoped:
+                    removed = cache.delete_pattern("*")
                 elif tags is not None:
                     removed = cache.invalidate_tags(tags)
                 else:
@@ -114,8 +152,12 @@ class Command(BaseCommand):
                 if removed is None:
                     self.stdout.write(self.style.SUCCESS(f"Cleared {info.alias!r}."))
                 else:
+                    note = ""
+                    if info.alias in scoped:
+                        others = _names(scoped[info.alias])
+                        note = f" (only its own keys: its cache is shared with {others})"
                     self.stdout.write(
-                        self.style.SUCCESS(f"Removed {removed} key(s) from {info.alias!r}.")
+                        self.style.SUCCESS(f"Removed {removed} key(s) from {info.alias!r}{note}.")
                     )
 
     def _dry_run(
@@ -127,6 +169,7 @@ class Command(BaseCommand):
         *,
         version: int | None,
         verbosity: int,
+        own_keys: bool = False,
     ) -> None:
         keys: list[str] | None = None
         reason = ""
@@ -139,7 +182,10 @@ class Command(BaseCommand):
                     namespaced = cache._tags(tags)  # UnsupportedOperation without tags
                     keys = info.core.tagged_keys(namespaced)
                 else:
-                    glob = "*" if pattern is None else cache.make_pattern(pattern, version=version)
+                    if pattern is not None:
+                        glob = cache.make_pattern(pattern, version=version)
+                    else:  # own_keys: a core shared with another alias, only this one's keys
+                        glob = cache.make_pattern("*") if own_keys else "*"
                     keys = scan_all(info.core, glob)
             except cachekit.UnsupportedOperation:
                 what_cannot = "a tag's keys" if tags is not None else "its keys"
@@ -157,3 +203,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {key}")
             if len(keys) > _LISTED_KEYS:
                 self.stdout.write(f"  ... and {len(keys) - _LISTED_KEYS} more")
+
+
+def _names(aliases: tuple[str, ...]) -> str:
+    return ", ".join(repr(alias) for alias in aliases)

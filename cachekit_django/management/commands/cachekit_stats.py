@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import cachekit
 
-from ..aliases import AliasInfo, breaker_summary, for_command, format_bytes
+from ...shared import sharing
+from ..aliases import AliasInfo, aliases, breaker_summary, for_command, format_bytes
 
 _COLUMNS = ("alias", "provider", "hits", "misses", "hit ratio", "items", "memory", "evictions")
 _VERBOSE_COLUMNS = ("sets", "deletes", "expirations", "avg get", "uptime")
@@ -44,10 +45,17 @@ class Command(BaseCommand):
             error = None if server_error is None else f"server unreachable: {server_error}"
             rows.append((info, stats, error))
 
+        # Aliases differing only in KEY_PREFIX/VERSION share one core: its counters are theirs
+        # together, not each alias's own; said so rather than shown as if they were.
+        shared = sharing({info.alias: info.core for info in aliases()})
         if options["json"]:
-            self.stdout.write(json.dumps(_as_json(rows), indent=2, sort_keys=True, default=str))
+            data = _as_json(rows)
+            for info in infos:
+                if shared.get(info.alias):
+                    data[info.alias]["shared_with"] = list(shared[info.alias])
+            self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
         else:
-            self._table(rows, options["verbosity"])
+            self._table(rows, options["verbosity"], shared)
 
         failed = [(info.alias, error) for info, _, error in rows if error is not None]
         if failed:
@@ -57,7 +65,10 @@ class Command(BaseCommand):
             )
 
     def _table(
-        self, rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]], verbosity: int
+        self,
+        rows: list[tuple[AliasInfo, cachekit.CacheStats | None, str | None]],
+        verbosity: int,
+        shared: dict[str, tuple[str, ...]],
     ) -> None:
         verbose = verbosity >= 2
         header = [*_COLUMNS, *(_VERBOSE_COLUMNS if verbose else ()), "breaker"]
@@ -82,6 +93,12 @@ class Command(BaseCommand):
             ]
             if error is not None:
                 notes.append(f"{info.alias}: {error}")
+            if shared.get(info.alias):
+                others = ", ".join(repr(alias) for alias in shared[info.alias])
+                notes.append(
+                    f"{info.alias}: statistics shared with {others} (one cache; only KEY_PREFIX "
+                    "or VERSION differs)"
+                )
             if verbose:
                 avg = stats.avg_get_seconds
                 line += [
