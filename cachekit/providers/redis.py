@@ -754,6 +754,8 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 self._stats_failed(exc, extra)
             else:
                 self._breaker.success()
+        else:
+            extra["server_error"] = "not read: the circuit breaker is open"
         return self._stats(extra, read)
 
     async def aget_stats(self) -> CacheStats:
@@ -774,6 +776,8 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 self._stats_failed(exc, extra)
             else:
                 self._breaker.success()
+        else:
+            extra["server_error"] = "not read: the circuit breaker is open"
         return self._stats(extra, read)
 
     def _stats_extra(self) -> dict[str, Any]:
