@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = ["Event", "EventHub", "EventKind", "Subscription"]
 
@@ -43,6 +44,12 @@ class Event:
     tags: tuple[str, ...] = ()
 
 
+#: Internal, never sent: the server is stopping, so the stream ends (status OK) at once instead
+#: of holding shutdown for its whole grace period; clients reconnect elsewhere.
+SERVER_STOPPING: Final = -1
+_TERMINAL: Final = frozenset({EventKind.NAMESPACE_DELETED, SERVER_STOPPING})
+
+
 class Subscription:
     """One ``Watch`` stream's queue."""
 
@@ -59,7 +66,7 @@ class Subscription:
     def offer(self, event: Event) -> None:
         if self.closed:
             return
-        terminal = event.kind == EventKind.NAMESPACE_DELETED
+        terminal = event.kind in _TERMINAL
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -94,6 +101,12 @@ class EventHub:
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def end_all(self) -> None:
+        """End every stream (the server is stopping)."""
+        event = Event(SERVER_STOPPING)
+        for sub in self._subscribers:
+            sub.offer(event)
 
     def publish(
         self, kind: int, key: str = "", pattern: str = "", tags: tuple[str, ...] = ()

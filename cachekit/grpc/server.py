@@ -281,6 +281,8 @@ class CacheServer:
         if server is None:
             return
         await self.health.enter_graceful_shutdown()
+        for ns in self.namespaces:  # Watch streams never finish on their own: end them
+            ns.hub.end_all()
         await server.stop(grace)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()

@@ -34,7 +34,7 @@ from .convert import (
     stats_message,
     timestamp,
 )
-from .events import Event, EventKind
+from .events import SERVER_STOPPING, Event, EventKind
 from .namespaces import Namespace, Namespaces
 
 __all__ = [
@@ -458,6 +458,8 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             await context.send_initial_metadata((("cachekit-watch", "subscribed"),))
             while True:
                 event: Event = await sub.next()
+                if event.kind == SERVER_STOPPING:
+                    return
                 yield pb.WatchResponse(
                     namespace=ns.name,
                     key=event.key,

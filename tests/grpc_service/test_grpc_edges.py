@@ -92,6 +92,21 @@ def test_a_watcher_behind_still_gets_namespace_deleted(
     assert kinds == [pb.EVENT_KIND_OVERFLOW, pb.EVENT_KIND_NAMESPACE_DELETED]
 
 
+def test_stopping_the_server_ends_watch_streams_instead_of_waiting_out_the_grace() -> None:
+    """A Watch stream never finishes on its own: every open one held shutdown for the whole
+    grace period and was then cancelled (UNAVAILABLE). The server ends them first: the client
+    sees a normal end of stream and can reconnect elsewhere."""
+    with (
+        ThreadedServer({"default": create_cache("memory://stopping")}) as own,
+        grpc.insecure_channel(own.target) as ch,
+    ):
+        stream = pb_grpc.CacheServiceStub(ch).Watch(pb.WatchRequest(namespace="default"))
+        stream.initial_metadata()  # subscribed
+        stopping = asyncio.run_coroutine_threadsafe(own.server.stop(30), own.loop)
+        assert list(stream) == []  # ended, no error (it was cancelled at the grace's end)
+        stopping.result(10)  # and shutdown did not wait out the 30 s grace
+
+
 # -- counters ----------------------------------------------------------------------------------
 
 MAX64 = (1 << 63) - 1
