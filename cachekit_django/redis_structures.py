@@ -365,20 +365,10 @@ class RedisStructuresMixin:
         score_cast_func: type = float,
         version: int | None = None,
     ) -> list[Any] | None:
-        rkey = self._rkey(key, version)
-        result = self._run(
-            "zrangebyscore",
-            lambda c: c.zrangebyscore(
-                rkey,
-                min,
-                max,
-                start=start,
-                num=num,
-                withscores=withscores,
-                score_cast_func=score_cast_func,
-            ),
+        bounds = (min, max)
+        return self._by_score(
+            "zrangebyscore", key, bounds, start, num, withscores, score_cast_func, version
         )
-        return self._scored(result, withscores)
 
     def zrank(
         self, key: Any, value: Any, withscore: bool = False, version: int | None = None
@@ -431,13 +421,29 @@ class RedisStructuresMixin:
         score_cast_func: type = float,
         version: int | None = None,
     ) -> list[Any] | None:
+        bounds = (max, min)
+        return self._by_score(
+            "zrevrangebyscore", key, bounds, start, num, withscores, score_cast_func, version
+        )
+
+    def _by_score(  # noqa: PLR0917 - the two methods' arguments, passed on
+        self,
+        op: str,
+        key: Any,
+        bounds: tuple[float | str, float | str],
+        start: int | None,
+        num: int | None,
+        withscores: bool,
+        score_cast_func: type,
+        version: int | None,
+    ) -> list[Any] | None:
+        """``ZRANGEBYSCORE``/``ZREVRANGEBYSCORE`` (``bounds`` in the command's own order)."""
         rkey = self._rkey(key, version)
         result = self._run(
-            "zrevrangebyscore",
-            lambda c: c.zrevrangebyscore(
+            op,
+            lambda c: getattr(c, op)(
                 rkey,
-                max,
-                min,
+                *bounds,
                 start=start,
                 num=num,
                 withscores=withscores,
