@@ -530,7 +530,10 @@ def test_clearing_an_alias_sharing_its_core_removes_only_its_own_keys() -> None:
     main.set_many({f"user:{i}": i for i in range(5)})
     sessions.set("user:99", 1)
     dry = run("cachekit_clear", "--alias", "sessions", "--dry-run", verbosity=2)
-    assert "Would remove 1 key(s) from 'sessions'" in dry
+    assert (
+        "Would remove 1 key(s) from 'sessions' (only its own keys: its cache is shared with "
+        "'main')." in dry
+    )
     assert "a:1:user:" not in dry
     out = run("cachekit_clear", "--alias", "sessions", interactive=False)
     assert (

@@ -119,7 +119,7 @@ class Command(BaseCommand):
                     tags,
                     version=version,
                     verbosity=verbosity,
-                    own_keys=info.alias in scoped,
+                    shared_with=scoped.get(info.alias, ()),
                 )
             return
 
@@ -169,7 +169,7 @@ class Command(BaseCommand):
         *,
         version: int | None,
         verbosity: int,
-        own_keys: bool = False,
+        shared_with: tuple[str, ...] = (),
     ) -> None:
         keys: list[str] | None = None
         reason = ""
@@ -184,8 +184,8 @@ class Command(BaseCommand):
                 else:
                     if pattern is not None:
                         glob = cache.make_pattern(pattern, version=version)
-                    else:  # own_keys: a core shared with another alias, only this one's keys
-                        glob = cache.make_pattern("*") if own_keys else "*"
+                    else:  # a core shared with another alias: only this one's keys
+                        glob = cache.make_pattern("*") if shared_with else "*"
                     keys = scan_all(info.core, glob)
             except cachekit.UnsupportedOperation:
                 what_cannot = "a tag's keys" if tags is not None else "its keys"
@@ -194,6 +194,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{info.alias}: {type(exc).__name__}: {exc}") from exc
         if verbosity < 1:
             return
+        if shared_with:  # not "every key": the core's other aliases keep theirs
+            what = f"only its own keys: its cache is shared with {_names(shared_with)}"
         if keys is None:
             self.stdout.write(f"Would remove {what} from {info.alias!r} (not counted: {reason}).")
             return
