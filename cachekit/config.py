@@ -235,6 +235,17 @@ def seconds_option(*, allow_none: bool = True, positive: bool = True) -> Option:
     return Option(parse, "a number of seconds" + (" or 'none'" if allow_none else ""))
 
 
+def text_option(doc: str) -> Option:
+    """A string as given: ``str(None)`` would quietly make the name ``'None'``."""
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, not {type(value).__name__}")
+        return value
+
+    return Option(parse, "a string", doc)
+
+
 def bool_option() -> Option:
     """A boolean: a bool or one of ``1/0, true/false, yes/no, on/off``."""
 

@@ -174,6 +174,10 @@ def test_create_cache_dict_and_keyword_options_override_the_query() -> None:
         ("memory://?default_ttl=0", "default_ttl", "must be positive"),
         ("memory://a/b", "url", "at most a name"),
         ({"url": 5}, "url", "must be a str"),
+        # str() would have named these caches 'None' and "['a']"
+        ({"url": "memory://", "name": None}, "name", "expected a string, not NoneType"),
+        ({"url": "null://", "name": ["a"]}, "name", "expected a string, not list"),
+        ({"url": "memcached://127.0.0.1:1", "compression": None}, "compression", "a string"),
     ],
 )
 def test_create_cache_errors_name_the_key(config: Any, key: str, message: str) -> None:

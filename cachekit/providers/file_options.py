@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..config import Option, bool_option, int_option, object_option, seconds_option
+from ..config import Option, bool_option, int_option, object_option, seconds_option, text_option
 from ..errors import ConfigurationError
 from ..serialization import SERIALIZERS, Serializer, make_serializer
 
@@ -54,12 +54,12 @@ def directory_option(value: Any) -> str:
 
 #: Options accepted in ``file:///path?...`` URLs and config dicts.
 OPTIONS: dict[str, Option] = {
-    "name": Option(str, "a name for stats and metrics"),
+    "name": text_option("a name for stats and metrics"),
     "directory": Option(directory_option, "a directory path (or the URL's path)"),
     "max_entries": int_option(minimum=1, allow_none=True),
     "default_ttl": seconds_option(),
     "serializer": Option(_serializer_option, "a serializer name or a Serializer"),
-    "compression": Option(str, "auto, none, zlib or zstd"),
+    "compression": text_option("auto, none, zlib or zstd"),
     "compress_threshold": int_option(minimum=0),
     "secret": Option(_secret_option, "an HMAC key (str or bytes) signing stored values"),
     "mode": Option(mode_option, "file permissions such as 0o600 or '640'"),

@@ -73,6 +73,7 @@ from ..config import (
     parse_options,
     seconds_option,
     size_option,
+    text_option,
 )
 from ..entry import EntryInfo, describe_payload
 from ..errors import (
@@ -362,11 +363,11 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
 
     #: Options accepted in ``memcached://host:port,...?option=value`` URLs and config dicts.
     options: ClassVar[dict[str, Option]] = {
-        "name": Option(str, "a name for stats and metrics"),
+        "name": text_option("a name for stats and metrics"),
         "prefix": Option(_prefix_option, "a key prefix without spaces or control characters"),
         "default_ttl": seconds_option(),
         "serializer": choice_option(SERIALIZERS),
-        "compression": Option(str, "auto, zlib, zstd or none"),
+        "compression": text_option("auto, zlib, zstd or none"),
         "compress_threshold": int_option(minimum=0),
         "secret": Option(_secret_option, "an HMAC key (str or bytes)"),
         "connect_timeout": seconds_option(allow_none=False),

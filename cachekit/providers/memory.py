@@ -64,6 +64,7 @@ from ..config import (
     parse_options,
     seconds_option,
     size_option,
+    text_option,
 )
 from ..entry import EntryInfo, describe_payload
 from ..errors import ConfigurationError, InvalidArgument, NotAnInteger, ValueTooLarge
@@ -169,7 +170,7 @@ class MemoryCache(DistributedCache):
 
     #: Options accepted in ``memory://?...`` URLs and config dicts.
     options: ClassVar[dict[str, Option]] = {
-        "name": Option(str, "a name for stats and metrics"),
+        "name": text_option("a name for stats and metrics"),
         "max_entries": int_option(minimum=1, allow_none=True),
         "max_memory_bytes": size_option(allow_none=True),
         "policy": choice_option(policy_registry.names),

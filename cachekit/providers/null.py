@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..config import Option, ParsedURL, named_options, parse_options, seconds_option
+from ..config import Option, ParsedURL, named_options, parse_options, seconds_option, text_option
 from ..entry import EntryInfo
 from ..errors import NotAnInteger
 from ..glob import compile_glob
@@ -52,7 +52,7 @@ class NullCache(DistributedCache):
 
     #: Options accepted in ``null://?...`` URLs and config dicts.
     options: ClassVar[dict[str, Option]] = {
-        "name": Option(str, "a name for stats and metrics"),
+        "name": text_option("a name for stats and metrics"),
         "default_ttl": seconds_option(),
     }
 
