@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from cachekit import DEFAULT, create_cache
 from cachekit import Cache as CoreCache
+from cachekit.config import bool_option
 from cachekit.errors import ConfigurationError
 from cachekit.providers.tiered import DEFAULT_L1
 
@@ -122,15 +123,24 @@ def _copying_l1(l1: Any, url: str) -> Any:
     return l1  # anything else: the provider reports it
 
 
+_BOOL = bool_option()
+
+
 def _bool(config: Mapping[str, Any], key: str) -> bool:
     value = config[key]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no"):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
-    raise ConfigurationError(f"{key} must be a bool, got {value!r}", key=key)
+    try:  # the core's words (on/off, yes/no...), so a flag reads the same in every config
+        return bool(_BOOL.parse(value))
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key} must be a bool, got {value!r}", key=key) from None
+
+
+def _host_port(host: str, port: int, *, key: str) -> str:
+    """``host:port`` for a URL, an IPv6 literal in brackets (``[::1]:6379``)."""
+    if any(c in host for c in "/?#@,"):  # would be read as another part of the URL
+        raise ConfigurationError(f"{key}: {host!r} is not a host name or address", key=key)
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def _positive_int(config: Mapping[str, Any], key: str) -> int:
@@ -154,6 +164,10 @@ class FlaskCacheSettings:
     source_check: bool = False
     enable_signals: bool = False
     ignore_errors: bool = False
+    #: The Flask key each option came from, and the one the URL came from: the core's errors
+    #: name its own option (or ``url``), re-raised under the key the user wrote.
+    option_keys: dict[str, str] = field(default_factory=dict)
+    url_key: str = "CACHE_TYPE"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> FlaskCacheSettings:
@@ -189,6 +203,8 @@ class FlaskCacheSettings:
                 key="CACHE_DEFAULT_TIMEOUT",
             )
         options: dict[str, Any] = {"default_ttl": None if ttl is DEFAULT else ttl}
+        keys = settings.option_keys
+        keys["default_ttl"] = "CACHE_DEFAULT_TIMEOUT"
         url = config.get("CACHEKIT_URL")
         if url is not None:
             if not isinstance(url, str) or "://" not in url:
@@ -196,18 +212,22 @@ class FlaskCacheSettings:
                     f"CACHEKIT_URL must be a cache URL such as 'memory://', got {url!r}",
                     key="CACHEKIT_URL",
                 )
-            settings.url = url
+            settings.url, settings.url_key = url, "CACHEKIT_URL"
             scheme = url.partition("://")[0].lower()
             if "CACHE_DEFAULT_TIMEOUT" not in raw:
                 options = {}  # the URL's own default_ttl (or none) applies
             kind = _SCHEME_KINDS.get(scheme, "network")
             if kind == "network" and "CACHE_KEY_PREFIX" in raw and scheme != "tiered":
                 options["prefix"] = cls._prefix(config)
+                keys["prefix"] = "CACHE_KEY_PREFIX"
         else:
-            kind, settings.url, extra = cls._from_type(config)
+            kind, settings.url, settings.url_key, extra = cls._from_type(config)
             options.update(extra)
+            # Options of the translation's own (a client's TLS settings) came with the URL.
+            keys.update({name: _FLASK_KEY_OF.get(name, settings.url_key) for name in extra})
         if ignore_errors and kind in _FAIL_OPEN_KINDS:
             options["fail_open"] = True
+            keys["fail_open"] = "CACHE_IGNORE_ERRORS"
         serializer = config["CACHE_SERIALIZER"]
         if serializer is not None:
             if not isinstance(serializer, str):
@@ -218,6 +238,7 @@ class FlaskCacheSettings:
                 )
             if kind != "null":  # NullCache serializes nothing, as in Flask-Caching
                 options["serializer"] = serializer
+                keys["serializer"] = "CACHE_SERIALIZER"
         for key in ("CACHE_OPTIONS", "CACHEKIT_OPTIONS"):
             extra_options = config[key]
             if extra_options is None or (kind == "null" and key == "CACHE_OPTIONS"):
@@ -226,7 +247,12 @@ class FlaskCacheSettings:
                 raise ConfigurationError(
                     f"{key} must be a dict of provider options, got {extra_options!r}", key=key
                 )
+            if "url" in extra_options:  # create_cache's own argument, and the errors' key
+                raise ConfigurationError(
+                    f"{key} cannot hold 'url': set CACHEKIT_URL instead", key=key
+                )
             options.update(extra_options)
+            keys.update(dict.fromkeys(extra_options, key))
         if (
             kind == "memory"
             and "serializer" not in options
@@ -238,6 +264,7 @@ class FlaskCacheSettings:
             options["serializer"] = "pickle"
         elif settings.url.lower().startswith("tiered://"):
             options["l1"] = _copying_l1(options.get("l1"), settings.url)
+            keys.setdefault("l1", settings.url_key)  # the URL's l1, unless an option gave it
         settings.options = options
         return settings
 
@@ -252,7 +279,8 @@ class FlaskCacheSettings:
         return prefix
 
     @classmethod
-    def _from_type(cls, config: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    def _from_type(cls, config: Mapping[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
+        """``(kind, url, the Flask key the URL came from, options)`` of a ``CACHE_TYPE``."""
         cache_type = config.get("CACHE_TYPE", "SimpleCache")
         if not isinstance(cache_type, str):
             raise ConfigurationError(
@@ -277,9 +305,10 @@ class FlaskCacheSettings:
         if kind == "memory":
             threshold = _positive_int(config, "CACHE_THRESHOLD")
             # Flask-Caching's SimpleCache pickles values: readers get independent copies.
-            return kind, "memory://flask", {"max_entries": threshold, "serializer": "pickle"}
+            options = {"max_entries": threshold, "serializer": "pickle"}
+            return kind, "memory://flask", "CACHE_TYPE", options
         if kind == "file":
-            return kind, "file://", cls._filesystem_options(config)
+            return kind, "file://", "CACHE_TYPE", cls._filesystem_options(config)
         if kind == "null":
             # Flask-Caching warns for exactly CACHE_TYPE == "NullCache" (its default included).
             if cache_type == "NullCache" and not _bool(config, "CACHE_NO_NULL_WARNING"):
@@ -289,10 +318,10 @@ class FlaskCacheSettings:
                     UserWarning,
                     stacklevel=4,
                 )
-            return kind, "null://flask", {}
+            return kind, "null://flask", "CACHE_TYPE", {}
         prefix = cls._prefix(config)
         if kind == "memcached":
-            return kind, cls._memcached_url(config), {"prefix": prefix}
+            return kind, cls._memcached_url(config), "CACHE_MEMCACHED_SERVERS", {"prefix": prefix}
         if kind == "cluster":
             nodes = config.get("CACHE_REDIS_CLUSTER") or config.get("CACHE_REDIS_URL")
             if not nodes or not isinstance(nodes, str):
@@ -301,11 +330,18 @@ class FlaskCacheSettings:
                     key="CACHE_REDIS_CLUSTER",
                 )
             hosts = nodes.partition("://")[2] if "://" in nodes else nodes
-            return kind, f"redis+cluster://{cls._auth(config)}{hosts}", {"prefix": prefix}
+            source = (
+                "CACHE_REDIS_CLUSTER" if config.get("CACHE_REDIS_CLUSTER") else "CACHE_REDIS_URL"
+            )
+            url = f"redis+cluster://{cls._auth(config)}{hosts}"
+            return kind, url, source, {"prefix": prefix}
         if kind == "sentinel":
             sentinels = config.get("CACHE_REDIS_SENTINELS", [("127.0.0.1", 26379)])
             try:
-                hosts = ",".join(f"{host}:{int(port)}" for host, port in sentinels)
+                hosts = ",".join(
+                    _host_port(str(host), int(port), key="CACHE_REDIS_SENTINELS")
+                    for host, port in sentinels
+                )
             except (TypeError, ValueError):
                 raise ConfigurationError(
                     f"CACHE_REDIS_SENTINELS must be [(host, port), ...], got {sentinels!r}",
@@ -314,7 +350,7 @@ class FlaskCacheSettings:
             master = config.get("CACHE_REDIS_SENTINEL_MASTER", "mymaster")
             db = cls._db(config)
             url = f"redis+sentinel://{cls._auth(config)}{hosts}/{master}/{db}"
-            return "redis", url, {"prefix": prefix}
+            return "redis", url, "CACHE_REDIS_SENTINELS", {"prefix": prefix}
         redis_url = config.get("CACHE_REDIS_URL")
         if redis_url:
             if not isinstance(redis_url, str) or "://" not in redis_url:
@@ -326,25 +362,26 @@ class FlaskCacheSettings:
                 # Flask-Caching calls redis.from_url(url, db=CACHE_REDIS_DB): the URL's own
                 # database wins, and this fills in one it lacks.
                 redis_url = _with_db(redis_url, cls._db(config))
-            return kind, redis_url, {"prefix": prefix}
+            return kind, redis_url, "CACHE_REDIS_URL", {"prefix": prefix}
         host = config.get("CACHE_REDIS_HOST", "localhost")
         if not isinstance(host, str):
             # Flask-Caching also takes a redis.Redis client here: its connection settings are
             # read (cachekit builds its own pools and client).
             url, tls = _client_url(host)
-            return kind, url, {"prefix": prefix, **tls}
+            return kind, url, "CACHE_REDIS_HOST", {"prefix": prefix, **tls}
         try:
             port = int(config.get("CACHE_REDIS_PORT", 6379))
         except (TypeError, ValueError):
+            port = 0
+        if not 0 < port < 65536:  # checked here: the URL's error would blame the host
             raise ConfigurationError(
-                f"CACHE_REDIS_PORT must be an int, got {config.get('CACHE_REDIS_PORT')!r}",
+                "CACHE_REDIS_PORT must be a port (1-65535), got "
+                f"{config.get('CACHE_REDIS_PORT')!r}",
                 key="CACHE_REDIS_PORT",
-            ) from None
-        return (
-            kind,
-            f"redis://{cls._auth(config)}{host}:{port}/{cls._db(config)}",
-            {"prefix": prefix},
-        )
+            )
+        address = _host_port(host, port, key="CACHE_REDIS_HOST")
+        url = f"redis://{cls._auth(config)}{address}/{cls._db(config)}"
+        return kind, url, "CACHE_REDIS_HOST", {"prefix": prefix}
 
     @staticmethod
     def _filesystem_options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -407,20 +444,17 @@ class FlaskCacheSettings:
         try:
             return create_cache(self.url, **self.options)
         except ConfigurationError as exc:
-            flask_key = _FLASK_KEY_OF.get(exc.key or "", "CACHEKIT_OPTIONS")
-            if exc.key == "url":
-                flask_key = "CACHEKIT_URL"
+            # An option nobody gave by name (or ``url``) came in the URL's query string.
+            flask_key = self.option_keys.get(exc.key or "", self.url_key)
             raise ConfigurationError(f"{flask_key}: {exc}", key=flask_key) from exc
 
 
+#: The Flask key behind each option ``_from_type`` makes (others came with its URL).
 _FLASK_KEY_OF = {
-    "default_ttl": "CACHE_DEFAULT_TIMEOUT",
     "prefix": "CACHE_KEY_PREFIX",
     "max_entries": "CACHE_THRESHOLD",
     "directory": "CACHE_DIR",
-    "mode": "CACHE_OPTIONS",
-    "serializer": "CACHE_SERIALIZER",
-    "fail_open": "CACHE_IGNORE_ERRORS",
+    "serializer": "CACHE_TYPE",  # SimpleCache's pickle, not a user's choice
 }
 
 
