@@ -22,7 +22,7 @@ from cachekit.errors import BackendUnavailable, ConfigurationError, NotAnInteger
 from cachekit.providers import redis_wire as wire
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.redis_lock import LockError, LockNotOwned
-from cachekit.testing.servers import RedisServer
+from cachekit.testing.servers import RedisSentinel, RedisServer
 
 _names = itertools.count()
 
@@ -486,6 +486,35 @@ def test_large_values_over_every_transport(request: pytest.FixtureRequest, trans
     finally:
         cache.clear()
         cache.close()
+
+
+def test_sentinels_requiring_a_password(redis_binary: str) -> None:
+    """``sentinel_password`` authenticates to the sentinels (the URL's credentials are the
+    master's, as in redis-py); without it the cache cannot find its master, and says so."""
+    with (
+        RedisServer(binary=redis_binary) as master,
+        RedisSentinel(master, binary=redis_binary, password="s p+w") as sentinel,
+    ):
+        assert "sentinel_password=s%20p%2Bw" in sentinel.url
+        cache = RedisCache(sentinel.url, prefix="sentinel-auth:")
+        try:
+            cache.set("k", 1)
+            assert cache.get("k") == 1
+            assert asyncio.run(cache.aget("k")) == 1
+        finally:
+            cache.close()
+        bare = RedisCache(sentinel.url.partition("?")[0], prefix="sentinel-auth:")
+        try:
+            with pytest.raises(BackendUnavailable):
+                bare.get("k")
+        finally:
+            bare.close()
+
+
+def test_sentinel_credentials_need_a_sentinel_url() -> None:
+    with pytest.raises(ConfigurationError, match=r"need a redis\+sentinel:// URL") as info:
+        RedisCache("redis://127.0.0.1:1/0?sentinel_password=x")
+    assert info.value.key == "sentinel_password"
 
 
 @pytest.mark.parametrize("extra", [0, 1, 50, 4000])

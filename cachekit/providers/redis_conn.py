@@ -55,6 +55,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.RedisClusterException,
 )
 _CERT_REQS = ("required", "optional", "none")
+_SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class ConnectionSettings:
     password: str | None = None
     unix_path: str | None = None
     service: str | None = None  # sentinel: the monitored master's name
+    # sentinel: the sentinels' own credentials (the URL's are the master's, as in redis-py)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
     max_connections: int | None = None
     socket_timeout: float | None = 5.0
     socket_connect_timeout: float | None = 2.0
@@ -119,6 +123,12 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
             key=sorted(ssl)[0],
         )
     db_option = options.pop("db", None)
+    sentinel_auth = {key: options.pop(key) for key in _SENTINEL_AUTH if key in options}
+    if sentinel_auth and scheme != "redis+sentinel":
+        raise ConfigurationError(
+            f"{', '.join(sorted(sentinel_auth))} need a redis+sentinel:// URL, got {scheme}://",
+            key=sorted(sentinel_auth)[0],
+        )
     auth: dict[str, Any] = {"username": url.username, "password": url.password}
     if scheme == "unix":
         if url.hosts or not url.path:
@@ -152,7 +162,9 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
                 key="url",
             )
         db = _db(parts[1], url.raw) if len(parts) == 2 else 0
-        return ConnectionSettings(scheme, hosts, db, service=parts[0], **auth, **common)
+        return ConnectionSettings(
+            scheme, hosts, db, service=parts[0], **auth, **sentinel_auth, **common
+        )
     if len(hosts) > 1 or len(parts) > 1:
         raise ConfigurationError(
             f"a {scheme} URL looks like {scheme}://[user:pass@]host:port/DB, got {url.raw!r}",
@@ -207,6 +219,8 @@ OPTIONS: dict[str, Option] = {
     "ssl_keyfile": Option(_str_option, "a client key path"),
     "ssl_cert_reqs": Option(cert_reqs_option, "required, optional or none"),
     "ssl_check_hostname": bool_option(),
+    "sentinel_username": Option(_str_option, "the sentinels' ACL user (redis+sentinel:// only)"),
+    "sentinel_password": Option(_str_option, "the sentinels' password (redis+sentinel:// only)"),
 }
 
 
@@ -248,6 +262,21 @@ class RedisClients:
 
         return Retry(backoff, self.settings.retries)
 
+    def _sentinel_kwargs(self, asynchronous: bool) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "socket_timeout": s.socket_timeout,
+            "socket_connect_timeout": s.socket_connect_timeout,
+            # cachekit's retry policy, not redis-py's default (3 retries backing off from 1 s:
+            # seconds per call while a sentinel is down or refuses us)
+            "retry": self._retry(asynchronous),
+        }
+        if s.sentinel_username is not None:
+            kwargs["username"] = s.sentinel_username
+        if s.sentinel_password is not None:
+            kwargs["password"] = s.sentinel_password
+        return kwargs
+
     def _ssl_kwargs(self) -> dict[str, Any]:
         ssl = dict(self.settings.ssl)
         if "ssl_cert_reqs" in ssl and ssl["ssl_cert_reqs"] == "none":
@@ -277,10 +306,7 @@ class RedisClients:
             assert s.service is not None
             sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
                 list(s.hosts),
-                sentinel_kwargs={
-                    "socket_timeout": s.socket_timeout,
-                    "socket_connect_timeout": s.socket_connect_timeout,
-                },
+                sentinel_kwargs=self._sentinel_kwargs(False),
                 **kwargs,
             )
             master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
@@ -365,10 +391,7 @@ class RedisClients:
             assert s.service is not None
             sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
                 list(s.hosts),
-                sentinel_kwargs={
-                    "socket_timeout": s.socket_timeout,
-                    "socket_connect_timeout": s.socket_connect_timeout,
-                },
+                sentinel_kwargs=self._sentinel_kwargs(True),
                 **kwargs,
             )
             client = sentinel.master_for(s.service, max_connections=s.max_connections)

@@ -627,11 +627,18 @@ class TLSRedisServer(RedisServer):
         self.ca_certs = None
 
 
+def _conf_quoted(value: str) -> str:
+    """A redis.conf argument that may hold spaces or quotes."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class RedisSentinel(RedisServer):
     """A Redis Sentinel (``redis-server <conf> --sentinel``) monitoring one master.
 
     ``master`` is the :class:`RedisServer` to monitor under the name ``service``; quorum 1 and
-    short down/failover timeouts, so a failover test takes a few seconds.
+    short down/failover timeouts, so a failover test takes a few seconds. ``password`` makes
+    the sentinel itself require one (``requirepass``), and :attr:`url` carries it as
+    ``sentinel_password``.
     """
 
     DEFAULTS: ClassVar[Mapping[str, str]] = {}
@@ -644,10 +651,13 @@ class RedisSentinel(RedisServer):
         binary: str | None = None,
         port: int | None = None,
         startup_timeout: float = 10.0,
+        password: str | None = None,
     ) -> None:
         super().__init__(binary=binary, port=port, startup_timeout=startup_timeout)
         self.master = master
         self.service = service
+        if password:
+            self.config["requirepass"] = password  # the readiness probe AUTHs with it
 
     def _argv(self, port: int, data_dir: Path) -> list[str]:
         conf = data_dir / "sentinel.conf"
@@ -656,13 +666,16 @@ class RedisSentinel(RedisServer):
             f"sentinel monitor {self.service} {self.master.host} {self.master.port} 1\n"
             f"sentinel down-after-milliseconds {self.service} 1000\n"
             f"sentinel failover-timeout {self.service} 3000\n"
+            + "".join(f"{name} {_conf_quoted(value)}\n" for name, value in self.config.items())
         )
         return [self.binary, str(conf), "--sentinel"]
 
     @property
     def url(self) -> str:
-        """``redis+sentinel://127.0.0.1:PORT/SERVICE/0``."""
-        return f"redis+sentinel://{self.host}:{self.port}/{self.service}/0"
+        """``redis+sentinel://127.0.0.1:PORT/SERVICE/0[?sentinel_password=...]``."""
+        password = self.config.get("requirepass")
+        auth = f"?sentinel_password={quote(password, safe='')}" if password else ""
+        return f"redis+sentinel://{self.host}:{self.port}/{self.service}/0{auth}"
 
 
 # -- Redis Cluster (the redis+cluster:// provider's tests) ---------------------------------------
