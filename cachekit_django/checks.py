@@ -6,10 +6,10 @@ closed (building never connects), so every option the provider validates is chec
 
 =======================  =====================================================================
 ``cachekit_django.E001``  ``LOCATION``/``OPTIONS`` the provider refuses (the message names the key)
-``cachekit_django.E002``  ``TIMEOUT`` not seconds (a number, or a string ``int()`` reads, as
-                          Django takes it) or ``None`` (Django would silently use 300)
+``cachekit_django.E002``  ``TIMEOUT`` not seconds (a finite number, or a string ``int()``
+                          reads, as Django takes it) or ``None`` (Django would silently use 300)
 ``cachekit_django.E003``  ``VERSION`` not an integer (or a string of one)
-``cachekit_django.E004``  ``KEY_FUNCTION`` cannot be imported or is not callable
+``cachekit_django.E004``  ``KEY_FUNCTION`` neither a callable nor a dotted path to one
 ``cachekit_django.E005``  ``CACHEKIT_INVALIDATE_TAGS`` is malformed (see :mod:`.signals`)
 ``cachekit_django.W001``  part of ``LOCATION``/``OPTIONS`` is accepted but unused or done
                           cachekit's own way (Redis read replicas, django-redis's
@@ -25,6 +25,7 @@ closed (building never connects), so every option the provider validates is chec
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,7 +77,7 @@ def _hint(alias: str, key: str | None) -> str:
     if key in (None, "url", "LOCATION"):
         return f"Fix {where}['LOCATION'] ({_DOCS} for the forms each backend accepts)."
     if key == "OPTIONS":
-        return f"Fix {where}['OPTIONS']: it must be a dict ({_DOCS})."
+        return f"Fix {where}['OPTIONS']: it must be a dict of option names ({_DOCS})."
     if key in ("MAX_ENTRIES", "CULL_FREQUENCY"):
         return f"Fix {where}['OPTIONS'][{key!r}] ({_DOCS}, 'Culling')."
     return (
@@ -87,12 +88,12 @@ def _hint(alias: str, key: str | None) -> str:
 
 def _int_like(value: Any) -> bool:
     """Whether Django's ``int(TIMEOUT)`` reads ``value`` (``"60"`` from an environment variable
-    is fine; ``"5m"`` would silently become 300)."""
-    if isinstance(value, int | float):
-        return True
+    is fine; ``"5m"`` would silently become 300, and ``int()`` of NaN or infinity fails)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
     try:
         int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True
 
@@ -127,13 +128,16 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         )
     key_function = entry.get("KEY_FUNCTION")
     if key_function is not None and not callable(key_function):
-        try:
-            resolved = import_string(key_function)
-        except ImportError as exc:
-            resolved = None
-            problem = str(exc)
+        resolved = None
+        if not isinstance(key_function, str):  # Django's get_key_func: a callable or a path
+            problem = f"it is a callable or a dotted path, got {type(key_function).__name__}"
         else:
-            problem = f"{key_function!r} is not callable"
+            try:
+                resolved = import_string(key_function)
+            except ImportError as exc:
+                problem = str(exc)
+            else:
+                problem = f"{key_function!r} is not callable"
         if not callable(resolved):
             messages.append(
                 Error(

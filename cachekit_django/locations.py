@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from cachekit.config import parse_url
+from cachekit.config import int_option, parse_url
 from cachekit.errors import ConfigurationError
 
 from . import redis_options
@@ -149,8 +149,20 @@ def _file(location: str, options: dict[str, Any], django: dict[str, Any]) -> Pla
     return Plan(url, options, "file", notes=notes)
 
 
+#: The URLs Django's RedisCache takes in a ``;``/``,``-separated list (primary, then replicas).
+_LISTED_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+
 def _redis(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
-    servers = _servers(location) or ["redis://127.0.0.1:6379/0"]
+    if (
+        isinstance(location, str)
+        and "://" in location
+        and not location.strip().lower().startswith(_LISTED_SCHEMES)
+    ):
+        # One redis+sentinel:// URL, whose own host list has commas: not a list of servers.
+        servers = [location.strip()]
+    else:
+        servers = _servers(location) or ["redis://127.0.0.1:6379/0"]
     translated = redis_options.translate(options, _django_redis_ignores_exceptions())
     notes = translated.notes
     if len(servers) > 1:
@@ -189,6 +201,16 @@ def _django_redis_ignores_exceptions() -> bool:
 _URL_PARTS: Final = ("db", "username", "password")
 #: Connection settings of redis-py's that cachekit has no use for: accepted, with a warning.
 _UNUSED_POOL_OPTIONS: Final = ("client_name", "retry_on_timeout")
+#: A database number as redis-py takes it: an int or a string of digits, not ``2.7`` or
+#: ``True``, which ``int()`` would quietly turn into another database.
+_DB_NUMBER: Final = int_option(minimum=0)
+
+
+def _db(value: Any, key: str) -> int:
+    try:
+        return int(_DB_NUMBER.parse(value))
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"db must be a database number, got {value!r}", key=key) from None
 
 
 def _pool_options(
@@ -196,35 +218,36 @@ def _pool_options(
 ) -> tuple[str, list[str]]:
     """Django's documented ``OPTIONS={"db": "10"}`` (and credentials, and redis-py's
     ``redis://h?db=2``) moved into the URL, as redis-py's ``from_url`` reads them: each part the
-    URL has itself wins, each part it lacks is filled in."""
+    URL has itself wins (its query's ``db`` over its path's), each part it lacks is filled in."""
     aliases = aliases or {}
     given = {key: options.pop(key) for key in _URL_PARTS if key in options}
     unused = sorted(key for key in _UNUSED_POOL_OPTIONS if options.pop(key, None) is not None)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # not the URL itself in the message: it may hold a password
+        raise ConfigurationError(
+            f"LOCATION is not a valid URL ({exc}); a '[' or ']' in a password is written %5B/%5D",
+            key="LOCATION",
+        ) from None
     scheme, netloc, path, query = parts.scheme, parts.netloc, parts.path, parts.query
     segments = [segment for segment in path.split("/") if segment]
-    if scheme in ("redis", "rediss") and not segments:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        in_query = [value for name, value in pairs if name == "db"]
-        if in_query:  # redis://h:6379?db=2, a form redis-py and django-redis read
-            given.setdefault("db", in_query[-1])
-            query = urlencode([(name, value) for name, value in pairs if name != "db"])
-    if given.get("db") is not None:
-        key = aliases.get("db", "db")
-        try:
-            db = int(given["db"])
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"db must be a database number, got {given['db']!r}", key=key
-            ) from None
+    db = None if given.get("db") is None else _db(given["db"], aliases.get("db", "db"))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    in_query = [value for name, value in pairs if name == "db"]
+    if scheme in ("redis", "rediss") and in_query:  # redis://h:6379?db=2: redis-py's first pick
+        path = f"/{_db(in_query[0], 'LOCATION')}"
+        query = urlencode([(name, value) for name, value in pairs if name != "db"])
+    elif db is not None:
         if scheme in ("redis", "rediss") and not segments:
             path = f"/{db}"
         elif scheme == "redis+sentinel" and len(segments) == 1:  # /SERVICE -> /SERVICE/DB
             path = f"/{segments[0]}/{db}"
-        elif scheme == "unix":
-            options.setdefault("db", db)  # unix:///path.sock?db=N: the query's own wins
+        elif scheme == "unix" and not in_query:  # the provider merges options over the query
+            options["db"] = db
         elif scheme == "redis+cluster" and db != 0:
-            raise ConfigurationError(f"a Redis Cluster has database 0 only, got {db}", key=key)
+            raise ConfigurationError(
+                f"a Redis Cluster has database 0 only, got {db}", key=aliases.get("db", "db")
+            )
     netloc = _credentials(netloc, given.get("username"), given.get("password"))
     if (netloc, path, query) == (parts.netloc, parts.path, parts.query):
         return url, unused
@@ -294,7 +317,18 @@ def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
                 "'redis+cluster://h1:7000,h2:7001'",
                 key="LOCATION",
             )
-        url = "redis+cluster://" + ",".join(_node(server) for server in servers)
+        nodes = [_node(server) for server in servers]
+        credentials = {userinfo for userinfo, _ in nodes}
+        if len(credentials) > 1:
+            # One cluster, one login: the URL holds its credentials once, before every node.
+            raise ConfigurationError(
+                "the startup nodes in LOCATION give different credentials; a cluster has one "
+                "username and password: give the same on every node (or in OPTIONS)",
+                key="LOCATION",
+            )
+        userinfo = credentials.pop()
+        url = "redis+cluster://" + (f"{userinfo}@" if userinfo else "")
+        url += ",".join(host for _, host in nodes)
     url, unused = _pool_options(url, options, translated.aliases)
     notes = translated.notes
     if unused:
@@ -305,11 +339,13 @@ def _cluster(location: str | Sequence[str], options: dict[str, Any]) -> Plan:
     return Plan(url, options, "redis+cluster", notes=notes, aliases=translated.aliases)
 
 
-def _node(server: str) -> str:
-    """``redis://h:7000/0`` or ``h:7000`` -> ``h:7000`` (a cluster has database 0 only)."""
+def _node(server: str) -> tuple[str, str]:
+    """``redis://[user:pw@]h:7000/0`` or ``h:7000`` -> (``user:pw``, ``h:7000``): the
+    credentials apart, since a cluster URL holds them once (a cluster has database 0 only)."""
     if "://" in server:
         server = server.split("://", 1)[1]
-    return server.rstrip("/").removesuffix("/0")
+    userinfo, _, host = server.rstrip("/").removesuffix("/0").rpartition("@")
+    return userinfo, host
 
 
 def plan(kind: str, location: Any, params: Mapping[str, Any]) -> Plan:
@@ -320,6 +356,11 @@ def plan(kind: str, location: Any, params: Mapping[str, Any]) -> Plan:
         raise ConfigurationError(
             f"OPTIONS must be a dict, got {type(raw_options).__name__}", key="OPTIONS"
         )
+    for key in raw_options:
+        if not isinstance(key, str):  # they become keyword arguments of the provider
+            raise ConfigurationError(
+                f"OPTIONS keys are option names (str), got {key!r}", key="OPTIONS"
+            )
     options = {k: v for k, v in raw_options.items() if k not in DJANGO_OPTIONS}
     django = {k: v for k, v in raw_options.items() if k in DJANGO_OPTIONS}
     if location is None:
