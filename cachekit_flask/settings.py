@@ -350,7 +350,11 @@ class FlaskCacheSettings:
             master = config.get("CACHE_REDIS_SENTINEL_MASTER", "mymaster")
             db = cls._db(config)
             url = f"redis+sentinel://{cls._auth(config)}{hosts}/{master}/{db}"
-            return "redis", url, "CACHE_REDIS_SENTINELS", {"prefix": prefix}
+            extra: dict[str, Any] = {"prefix": prefix}
+            sentinel_password = config.get("CACHE_REDIS_SENTINEL_PASSWORD")
+            if sentinel_password is not None:  # the sentinels' own, as Flask-Caching passes it
+                extra["sentinel_password"] = sentinel_password
+            return "redis", url, "CACHE_REDIS_SENTINELS", extra
         redis_url = config.get("CACHE_REDIS_URL")
         if redis_url:
             if not isinstance(redis_url, str) or "://" not in redis_url:
@@ -454,6 +458,7 @@ _FLASK_KEY_OF = {
     "prefix": "CACHE_KEY_PREFIX",
     "max_entries": "CACHE_THRESHOLD",
     "directory": "CACHE_DIR",
+    "sentinel_password": "CACHE_REDIS_SENTINEL_PASSWORD",
     "serializer": "CACHE_TYPE",  # SimpleCache's pickle, not a user's choice
 }
 

@@ -174,3 +174,36 @@ def test_bool_keys_take_the_cores_words(value: Any, expected: bool) -> None:
     assert cachekit_flask.settings.FlaskCacheSettings.from_config(source_check).source_check is (
         expected
     )
+
+
+@pytest.fixture(scope="module")
+def locked_sentinel(redis_binary: str) -> Iterator[RedisSentinel]:
+    with (
+        RedisServer(binary=redis_binary) as master,
+        RedisSentinel(master, binary=redis_binary, password="sentinel-secret") as sentinel,
+    ):
+        yield sentinel
+
+
+@pytest.mark.parametrize("impl", ["flask_caching", "cachekit_flask"])
+def test_sentinel_password_as_flask_caching_passes_it(
+    impl: str, locked_sentinel: RedisSentinel
+) -> None:
+    """``CACHE_REDIS_SENTINEL_PASSWORD`` authenticates to the sentinels (it was ignored, and
+    the first call failed with 'No master found')."""
+    config = {
+        "CACHE_TYPE": "RedisSentinelCache",
+        "CACHE_REDIS_SENTINELS": [(locked_sentinel.host, locked_sentinel.port)],
+        "CACHE_REDIS_SENTINEL_MASTER": locked_sentinel.service,
+        "CACHE_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+        "CACHE_KEY_PREFIX": f"locked_sentinel_{impl}_",
+    }
+    _round_trip(impl, config)
+
+
+def test_a_bad_sentinel_password_names_its_key() -> None:
+    app = flask.Flask("bad_sentinel_password")
+    app.config.update(CACHE_TYPE="RedisSentinelCache", CACHE_REDIS_SENTINEL_PASSWORD=5)
+    with pytest.raises(ConfigurationError) as info:
+        cachekit_flask.Cache(app)
+    assert info.value.key == "CACHE_REDIS_SENTINEL_PASSWORD"
