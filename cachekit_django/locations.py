@@ -343,7 +343,13 @@ def _node(server: str) -> tuple[str, str]:
     """``redis://[user:pw@]h:7000/0`` or ``h:7000`` -> (``user:pw``, ``h:7000``): the
     credentials apart, since a cluster URL holds them once (a cluster has database 0 only)."""
     if "://" in server:
-        server = server.split("://", 1)[1]
+        scheme, _, server = server.partition("://")
+        if scheme != "redis":  # rediss:// would quietly become plaintext: no TLS to a cluster
+            raise ConfigurationError(
+                f"a cluster node is redis://[user:pass@]host:port, got a {scheme}:// URL "
+                "(cachekit does not speak TLS to a Redis Cluster)",
+                key="LOCATION",
+            )
     userinfo, _, host = server.rstrip("/").removesuffix("/0").rpartition("@")
     return userinfo, host
 

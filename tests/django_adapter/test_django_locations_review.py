@@ -108,6 +108,26 @@ def test_cluster_nodes_with_different_credentials_are_refused(settings: Any, loc
     assert "['LOCATION']" in message.hint
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        ["rediss://127.0.0.1:7000", "rediss://127.0.0.1:7001"],
+        "rediss://127.0.0.1:7000/0,rediss://127.0.0.1:7001/0",
+        ["redis://127.0.0.1:7000", "unix:///tmp/redis.sock"],
+    ],
+)
+def test_cluster_nodes_other_than_redis_urls_are_refused(
+    settings: Any, location: str | list[str]
+) -> None:
+    """rediss:// nodes became a plaintext cluster URL without a word."""
+    with pytest.raises(ConfigurationError, match=r"got (a )?(rediss|unix)://") as info:
+        plan("redis+cluster", location, {})
+    assert info.value.key == "LOCATION"
+    entry = {"BACKEND": "cachekit_django.cache.RedisClusterCache", "LOCATION": location}
+    [message] = _check(settings, c=entry)
+    assert message.id == "cachekit_django.E001"
+
+
 @pytest.mark.servers
 def test_cluster_with_a_password_from_node_urls(redis_binary: str) -> None:
     with RedisCluster(primaries=3, replicas=0, binary=redis_binary) as cluster:
