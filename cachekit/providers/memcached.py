@@ -21,9 +21,11 @@ Design (``docs/memcached.md`` is the user-facing account):
   namespace. A missing version key is created from the wall clock in microseconds (a clear()
   takes longer than one), so a key lost to eviction never brings an old namespace back.
   ``flush_on_clear=True`` instead runs ``flush_all`` on every server (everything on them, not
-  just this cache).
+  just this cache), each on its own: a server down (or whose breaker is open) is a failure
+  after the others were flushed.
 * **TTLs.** memcached counts whole seconds: a TTL is rounded *up* to whole seconds (0 would
-  mean "never"); over 30 days it must be sent as an absolute unix time, which is done here.
+  mean "never"); over 30 days it must be sent as an absolute unix time, which is done here,
+  capped at ``2**31 - 1`` (2038-01-19): memcached reads exptime as a signed 32-bit number.
   ``ttl()`` asks the server with the meta command ``mg <key> t``; since memcached's clock
   ticks once a second, a reported ``r`` means between ``r - 1`` and ``r`` seconds are left, and
   ``ttl()`` returns ``r - 0.5``.
@@ -38,12 +40,15 @@ Design (``docs/memcached.md`` is the user-facing account):
   the server refuses as too large), or with ``large_values="chunk"`` is split into chunks stored
   under their own keys, with a manifest (client flag 1) under the key itself listing them and
   the SHA-256 of the whole; ``get`` reassembles and verifies, and a missing or altered chunk is
-  a miss.
+  a miss, whose manifest the read deletes (compare-and-delete, ``mg c`` then ``md C<cas>``) so
+  that the key is absent to every operation.
 * **Failures.** Socket and protocol errors become :class:`BackendUnavailable` with the cause
   chained, after ``retry_attempts`` reconnects for idempotent operations; with
   ``fail_open=True`` reads miss and writes are dropped, counted and logged at a rate-limited
-  warning by :class:`FailOpen`. ``add`` then returns False (nothing was stored) and
-  ``incr``/``decr`` always raise: neither pretends to have succeeded.
+  warning by :class:`FailOpen` (a chunk on a failing server costs that one key). ``add`` then
+  returns False (nothing was stored) and ``incr``/``decr`` always raise: neither pretends to
+  have succeeded. A ``BaseException`` (KeyboardInterrupt, a signal handler's) mid-command
+  closes that connection, whose reply could otherwise be read by the next command.
 * **Async.** The async twins are the base class's, calling the sync code: pymemcache has no
   asyncio client and native async memcached I/O is not written yet.
 """
@@ -96,7 +101,7 @@ from .memcached_async import MemcachedAsyncOps
 from .memcached_errors import MemcachedNotAnInteger
 from .memcached_wire import get_one, set_one
 
-__all__ = ["MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
+__all__ = ["MAX_EXPTIME", "MAX_KEY_LENGTH", "THIRTY_DAYS", "MemcachedCache"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,9 @@ T = TypeVar("T")
 MAX_KEY_LENGTH: Final = 250
 #: memcached reads an exptime above this as an absolute unix time, not a duration.
 THIRTY_DAYS: Final = 2_592_000
+#: The last absolute exptime memcached can hold (2038-01-19): it reads exptime as a signed
+#: 32-bit number, so a later one wraps negative and the item expires at once.
+MAX_EXPTIME: Final = 2**31 - 1
 _DEFAULT_PORT: Final = 11211
 #: Bytes an item costs beyond its key and value (item header, CAS, flags, ``\r\n``), rounded
 #: up from memcached 1.6's ~56, so an item we accept is never refused by the server.
@@ -340,6 +348,16 @@ class _Node:
         self._local.slot = slot
         return slot.client
 
+    def interrupted(self) -> None:
+        """A BaseException (KeyboardInterrupt, a signal handler's, gevent.Timeout) stopped a
+        command midway: pymemcache closes its socket only on an ``Exception``, and the reply
+        still to come would be read as the next command's. Close this thread's connection, and
+        give back a half-open probe the call may hold (it reached no verdict)."""
+        slot = getattr(self._local, "slot", None)
+        if slot is not None:
+            slot.client.close()
+        self.breaker.release()
+
     def _after_fork(self) -> None:
         """Forget the parent's connections, unclosed (see :mod:`cachekit.forking`)."""
         self._local = threading.local()
@@ -552,23 +570,37 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         node = self._route(key)
 
         def read_or_create(client: Any) -> int:
+            counter = True
             if bump:
-                value = client.incr(key, 1, noreply=False)
-                if value is not None:
-                    return int(value)
-            raw = client.get(key)
-            if raw is not None:
                 try:
-                    return parse_decimal(bytes(raw))
-                except SerializationError:
-                    pass  # not ours: overwrite it below
+                    value = client.incr(key, 1, noreply=False)
+                except _CLIENT_ERROR:
+                    counter = False  # a value memcached cannot increment: replaced below
+                else:
+                    if value is not None:
+                        return int(value)
+            raw = client.get(key)
             # Missing (never created, evicted, or on a failover node): a fresh version from the
             # clock is above any earlier one, so an evicted version never revives old keys.
             fresh = max(time.time_ns() // 1_000, self._ns_version + 1)
-            if raw is None and client.add(key, b"%d" % fresh, 0, noreply=False):
-                return fresh
-            raw = client.get(key)
-            return parse_decimal(bytes(raw)) if raw is not None else fresh
+            if raw is None:
+                if client.add(key, b"%d" % fresh, 0, noreply=False):
+                    return fresh
+                raw = client.get(key)  # created by another client meanwhile
+                if raw is None:
+                    return fresh
+            try:
+                version = parse_decimal(bytes(raw))
+            except SerializationError:
+                version = None  # not ours (another program on a shared server)
+            if version is not None and counter:
+                return version
+            # Overwritten, not added (the key is there): left in place, it failed every call
+            # and clear() could not increment it.
+            if version is not None:
+                fresh = max(fresh, version + 1)
+            client.set(key, b"%d" % fresh, 0, noreply=False)
+            return fresh
 
         version = self._call(node, read_or_create, retry=not bump)
         # Never step back: a version lower than ours means the key was lost and re-created by
@@ -663,6 +695,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             result = fn(node.client())
         except Exception as exc:
             return self._call_failed(node, fn, exc, retry=retry, client_errors=client_errors)
+        except BaseException:
+            node.interrupted()
+            raise
         node.breaker.success()
         return result
 
@@ -688,6 +723,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                 except Exception as exc:
                     error = exc
                     continue
+                except BaseException:
+                    node.interrupted()
+                    raise
                 node.breaker.success()
                 return result
             if isinstance(error, _SERVER_ERROR):
@@ -753,7 +791,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             return 0
         whole = math.ceil(seconds)
         if whole > THIRTY_DAYS:
-            return math.ceil(time.time() + seconds)
+            return min(math.ceil(time.time() + seconds), MAX_EXPTIME)
         return whole
 
     def _failed(self, operation: str, error: BackendUnavailable) -> None:
@@ -793,14 +831,28 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         digest = hashlib.sha256(data).hexdigest().encode()
         return b" ".join((_MANIFEST_MAGIC, b"%d" % len(chunks), b"%d" % len(data), digest, base))
 
-    def _decode(self, raw: bytes) -> Any:
-        """A stored payload as a value (``MISSING`` for a chunked value that cannot be rebuilt)."""
+    def _decode(self, raw: bytes, node: _Node, stored: bytes) -> Any:
+        """The payload read from ``stored`` on ``node`` as a value (``MISSING`` for a chunked
+        value that cannot be rebuilt)."""
         if type(raw) is _Manifest:
             data = self._assemble(raw)
             if data is None:
+                self._drop_manifest(node, stored, raw)
                 return MISSING
             raw = data
         return self._loads(raw)
+
+    def _drop_manifest(self, node: _Node, stored: bytes, manifest: bytes) -> None:
+        """Delete the manifest of a value that lost a chunk, if it is still this one.
+
+        Left in place, the key is present to ``add``, ``exists``, ``ttl`` and ``touch`` while
+        every ``get`` misses (``get_or_set`` ran its factory on every call and stored nothing).
+        The compare-and-delete spares a value written since it was read.
+        """
+        line, current = self._call(node, _meta(b"mg " + stored + b" c v\r\n"))
+        if current == manifest:
+            cas = _meta_flags(line)["c"]
+            self._call(node, _meta(b"md " + stored + b" C" + cas + b"\r\n"))
 
     def _assemble(self, manifest: bytes) -> bytes | None:
         try:
@@ -839,6 +891,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                     get_one, stored=stored, check_line=_check_line, deserialize=_SERDE.deserialize
                 )
                 raw = self._call_failed(node, get, exc)
+            except BaseException:
+                node.interrupted()
+                raise
             else:
                 node.breaker.success()
         except BackendUnavailable as exc:
@@ -850,7 +905,11 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         # decoder: slice the body. A chunk manifest starts with its magic, never this header.
         if raw[:4] == self._raw_header:
             return raw[4:]
-        return self._decode(raw)
+        try:
+            return self._decode(raw, node, stored)
+        except BackendUnavailable as exc:  # a chunk's server (or the manifest's) failed
+            self._failed("get", exc)
+            return MISSING
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._read(key)
@@ -918,15 +977,20 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                         deserialize=_SERDE.deserialize,
                     ),
                 )
-                for stored, payload in raw.items():
-                    if payload[:4] == raw_header:  # see _read
-                        found[wanted[stored]] = payload[4:]
-                        continue
-                    value = decode(payload)
-                    if value is not MISSING:
-                        found[wanted[stored]] = value
             except BackendUnavailable as exc:
                 self._failed("get_many", exc)
+                continue
+            for stored, payload in raw.items():
+                if payload[:4] == raw_header:  # see _read
+                    found[wanted[stored]] = payload[4:]
+                    continue
+                try:
+                    value = decode(payload, node, stored)
+                except BackendUnavailable as exc:  # a chunk's server: only this key is lost
+                    self._failed("get_many", exc)
+                    continue
+                if value is not MISSING:
+                    found[wanted[stored]] = value
         counts = self._counts()
         counts[0] += len(found)
         counts[1] += len(wanted) - len(found)
@@ -951,18 +1015,22 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         return max(remaining - 0.5, 0.5)
 
     def inspect(self, key: str) -> EntryInfo | None:
-        """Value bytes and TTL in one meta command; fails closed (a tool must not read "absent")."""
+        """Value bytes and TTL in one meta command; fails closed (a tool must not read "absent"),
+        even with ``fail_open``: a chunk's server failing raises too."""
         key = check_key(key)
         stored = self._key(key)
-        line, data = self._call(self._route(stored), _meta(b"mg " + stored + b" v t\r\n"))
+        node = self._route(stored)
+        line, data = self._call(node, _meta(b"mg " + stored + b" v t f\r\n"))
         if not line.startswith(b"VA") or data is None:
             return None
-        value = self._read(key)
-        if value is MISSING:  # expired or evicted between the two reads
+        flags = _meta_flags(line)
+        chunked = int(flags.get("f", b"0")) & _FLAG_CHUNKED
+        value = self._decode(_Manifest(data) if chunked else data, node, stored)
+        if value is MISSING:  # a chunked value that lost a chunk
             return None
-        remaining = int(_meta_flags(line)["t"])
+        remaining = int(flags["t"])
         ttl = None if remaining < 0 else max(remaining - 0.5, 0.5)  # see ttl()
-        if data.startswith(_MANIFEST_MAGIC):  # chunked: the manifest records the whole size
+        if chunked:  # the manifest records the whole size
             size = int(data.split()[2])
             return EntryInfo(key, ttl, size, "chunked", None, type(value).__name__)
         serializer, compression = describe_payload(data)
@@ -1004,6 +1072,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                     check_line=_check_line,
                 )
                 self._call_failed(node, put, exc)
+            except BaseException:
+                node.interrupted()
+                raise
             else:
                 node.breaker.success()
         except BackendUnavailable as exc:
@@ -1268,15 +1339,45 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
 
     def clear(self) -> None:
         """Start a new namespace (or ``flush_all`` every server with ``flush_on_clear``)."""
+        if self.flush_on_clear:
+            self._flush_all()
+            return
         try:
-            if self.flush_on_clear:
-                for node in self._nodes.values():
-                    self._call(node, lambda c: c.flush_all(noreply=False))
-            else:
-                with self._ns_lock:
-                    self._refresh_namespace(bump=True)
+            with self._ns_lock:
+                self._refresh_namespace(bump=True)
         except BackendUnavailable as exc:
             self._failed("clear", exc)
+
+    def _flush_all(self) -> None:
+        """``flush_all`` on every server, each on its own: one down must not spare the others.
+        A server whose breaker is open is skipped, not waited for; each one not flushed is a
+        failure, raised (fail-closed) or counted (fail-open) once all were tried."""
+        errors: list[BackendUnavailable] = []
+        for node in self._nodes.values():
+            if not node.breaker.allow():
+                errors.append(
+                    BackendUnavailable(
+                        f"memcached {node.address} not flushed (circuit open, retry in "
+                        f"{node.breaker.retry_in():.1f}s)"
+                    )
+                )
+                continue
+            try:
+                self._call(node, methodcaller("flush_all", noreply=False))
+            except BackendUnavailable as exc:
+                errors.append(exc)
+        if not errors:
+            return
+        if self.fail_open or len(errors) == 1:
+            for error in errors:
+                self._failed("clear", error)
+            return
+        combined = BackendUnavailable(
+            f"clear: {len(errors)} of {len(self._nodes)} memcached servers not flushed: "
+            + "; ".join(str(error) for error in errors)
+        )
+        combined.__cause__ = errors[0]
+        self._failed("clear", combined)
 
     def get_stats(self) -> CacheStats:
         """Client-side counters; items, memory and evictions are server-wide, summed over nodes.
