@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,8 +73,22 @@ def _note_hint(alias: str, note: str) -> str:
     )
 
 
-def _hint(alias: str, key: str | None) -> str:
+def _hint(alias: str, key: str | None, exc: ConfigurationError | None = None) -> str:
     where = f"CACHES[{alias!r}]"
+    if exc is not None and isinstance(exc.__cause__, ImportError):
+        # A driver not installed (the registry's key is "provider", an option that does not
+        # exist): the settings are right, the environment lacks the extra.
+        other = (
+            f"name a provider whose driver is installed in {where}['LOCATION']"
+            if key in (None, "provider", "url", "LOCATION")
+            else f"choose another value for {where}['OPTIONS'][{key!r}]"
+        )
+        named = re.search(r"cachekit\[([\w,]+)\]", str(exc))
+        extra = named.group(1) if named else "EXTRA"
+        return (
+            f"Install the extra into the environment that runs Django: pip install "
+            f"'cachekit[{extra}]' (from a clone: pip install -e '.[{extra}]'), or {other}."
+        )
     if key in (None, "url", "LOCATION"):
         return f"Fix {where}['LOCATION'] ({_DOCS} for the forms each backend accepts)."
     if key == "OPTIONS":
@@ -81,8 +96,8 @@ def _hint(alias: str, key: str | None) -> str:
     if key in ("MAX_ENTRIES", "CULL_FREQUENCY"):
         return f"Fix {where}['OPTIONS'][{key!r}] ({_DOCS}, 'Culling')."
     return (
-        f"Fix {where}['OPTIONS'][{key!r}] or the same option in the LOCATION URL's query "
-        f"string ({_DOCS} lists each provider's options)."
+        f"Fix {where}['OPTIONS'][{key!r}], or the same option in the LOCATION URL's query "
+        "string (docs/django.md lists each provider's options)."
     )
 
 
@@ -159,7 +174,7 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         messages.append(
             Error(
                 f"{cls.__name__}: {exc}",
-                hint=_hint(alias, key),
+                hint=_hint(alias, key, exc),
                 obj=obj,
                 id="cachekit_django.E001",
             )

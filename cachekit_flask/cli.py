@@ -3,7 +3,9 @@
 Registered on ``app.cli`` by ``init_app``. Every command works on each of the app's
 ``cachekit_flask.Cache`` objects, or on the one named with ``--cache NAME`` (the core cache's
 ``name``). User mistakes (an unknown cache, a provider that cannot do the operation, a missing
-file) exit with a ``click`` usage error, never a traceback.
+file) exit with a ``click`` usage error, never a traceback; a cache error (its server down)
+exits 1 with one line. ``stats`` shows ``-`` for the figures a down server would give and
+fails, as ``manage.py cachekit_stats`` does, rather than reporting an empty cache.
 """
 
 from __future__ import annotations
@@ -67,25 +69,54 @@ def _selected(cache_name: str | None) -> Iterator[CoreCache]:
 @_cache_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per cache.")
 def stats_command(cache_name: str | None, as_json: bool) -> None:
-    """Show each cache's statistics (hits, misses, items, memory...)."""
+    """Show each cache's statistics (hits, misses, items, memory...). Exits with an error when
+    a cache's statistics, or its server's figures, could not be read."""
+    failed: list[str] = []
     for core in _selected(cache_name):
-        stats = core.get_stats()
-        if as_json:
-            click.echo(json.dumps(stats.as_dict(), default=str, sort_keys=True))
+        try:
+            stats = core.get_stats()
+        except CacheError as exc:
+            raised = f"{type(exc).__name__}: {exc}"
+            failed.append(f"{core.name}: {raised}")
+            if as_json:
+                entry = {"name": core.name, "provider": core.provider_name, "error": raised}
+                click.echo(json.dumps(entry, sort_keys=True))
+            else:
+                click.echo(f"{core.name} ({core.provider_name})\n  {raised}")
             continue
+        # Counters but no server figures (zeros, or a sum over the nodes that answered): shown
+        # with "-" and failed, as manage.py cachekit_stats does, so that a health check fails
+        # on a down server instead of reporting an empty cache.
+        server_error = stats.server_read_error
+        error = None if server_error is None else f"server unreachable: {server_error}"
+        if error is not None:
+            failed.append(f"{core.name}: {error}")
+        if as_json:
+            data = stats.as_dict()
+            if error is not None:
+                data["error"] = error
+            click.echo(json.dumps(data, default=str, sort_keys=True))
+            continue
+        unread = error is not None
         click.echo(f"{core.name} ({core.provider_name})")
         rows = {
-            "items": stats.items,
+            "items": "-" if unread else stats.items,
             "hits": stats.hits,
             "misses": stats.misses,
             "hit_ratio": f"{stats.hit_ratio:.3f}",
             "sets": stats.sets,
             "deletes": stats.deletes,
-            "evictions": stats.evictions,
-            "memory_bytes": stats.memory_bytes,
+            "evictions": "-" if unread else stats.evictions,
+            "memory_bytes": "-" if unread else stats.memory_bytes,
         }
         for label, value in rows.items():
             click.echo(f"  {label:<13}{value}")
+        if error is not None:
+            click.echo(f"  {error}")
+    if failed:
+        raise click.ClickException(
+            f"could not read the statistics of {len(failed)} cache(s): {'; '.join(failed)}"
+        )
 
 
 @cachekit_cli.command("clear")
@@ -95,19 +126,23 @@ def stats_command(cache_name: str | None, as_json: bool) -> None:
 def clear_command(cache_name: str | None, pattern: str | None, tags: tuple[str, ...]) -> None:
     """Clear the caches, or only the keys matching --pattern / carrying a --tag."""
     for core in _selected(cache_name):
-        if pattern is None and not tags:
-            core.clear()
-            click.echo(f"{core.name}: cleared")
-            continue
-        if not isinstance(core, DistributedCache):
-            raise click.UsageError(
-                f"{core.name} ({core.provider_name}) cannot select keys by pattern or tag"
-            )
-        if pattern is not None:
-            click.echo(f"{core.name}: {core.delete_pattern(pattern)} key(s) matching {pattern!r}")
-        if tags:
-            removed = core.invalidate_tags(list(tags))
-            click.echo(f"{core.name}: {removed} key(s) tagged {', '.join(tags)}")
+        try:
+            if pattern is None and not tags:
+                core.clear()
+                click.echo(f"{core.name}: cleared")
+                continue
+            if not isinstance(core, DistributedCache):
+                raise click.UsageError(
+                    f"{core.name} ({core.provider_name}) cannot select keys by pattern or tag"
+                )
+            if pattern is not None:
+                removed = core.delete_pattern(pattern)
+                click.echo(f"{core.name}: {removed} key(s) matching {pattern!r}")
+            if tags:
+                removed = core.invalidate_tags(list(tags))
+                click.echo(f"{core.name}: {removed} key(s) tagged {', '.join(tags)}")
+        except CacheError as exc:  # a server down: one line, not the driver's traceback
+            raise click.ClickException(f"{core.name}: {exc}") from exc
 
 
 @cachekit_cli.command("warm")
@@ -147,7 +182,10 @@ def warm_command(urls_file: Any, dotted: tuple[str, ...]) -> None:
             raise click.BadParameter(f"cannot import {path!r}: {exc}") from exc
         if not callable(fn):
             raise click.BadParameter(f"{path!r} is not callable")
-        result = fn()
+        try:
+            result = fn()
+        except CacheError as exc:  # a server down: one line, not the driver's traceback
+            raise click.ClickException(f"{path}: {type(exc).__name__}: {exc}") from exc
         click.echo(f"called {path}" + (f": {result}" if result is not None else ""))
     if failures:
         raise click.ClickException(f"{failures} URL(s) answered with an error status")

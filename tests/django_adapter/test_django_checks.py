@@ -9,6 +9,7 @@ from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
+import cachekit
 from cachekit_django.cache import InvalidCacheConfiguration, MemoryCache, RedisCache
 from cachekit_django.checks import check_caches, check_invalidation_settings
 
@@ -83,6 +84,36 @@ def test_bad_network_entries(
     assert message.id == "cachekit_django.E001"
     assert text in message.msg
     assert message.hint
+
+
+def test_a_missing_driver_hints_at_its_extra(settings: Any) -> None:
+    """A provider whose driver is not installed pointed at OPTIONS['provider'], an option that
+    does not exist: the fix is to install the extra the message names."""
+    registry = cachekit.provider_registry
+    registry.register("missing-driver-test", "cachekit_no_such_driver_module:Cache")
+    try:
+        [message] = _caches(
+            settings,
+            bad={
+                "BACKEND": "cachekit_django.cache.CacheKitCache",
+                "LOCATION": "missing-driver-test://h",
+            },
+        )
+    finally:
+        registry._paths.pop("missing-driver-test", None)
+    assert message.id == "cachekit_django.E001"
+    assert "cannot be loaded" in message.msg
+    assert "'provider'" not in message.hint
+    assert "Install the extra into the environment that runs Django: pip install" in message.hint
+    assert "CACHES['bad']['LOCATION']" in message.hint
+
+
+def test_option_hints_are_sentences(settings: Any) -> None:
+    [message] = _caches(settings, bad={"BACKEND": MEMORY, "OPTIONS": {"polcy": "lru"}})
+    assert message.hint == (
+        "Fix CACHES['bad']['OPTIONS']['polcy'], or the same option in the LOCATION URL's query "
+        "string (docs/django.md lists each provider's options)."
+    )
 
 
 def test_django_level_settings(settings: Any) -> None:

@@ -337,6 +337,17 @@ def test_clear_asks_for_confirmation_unless_noinput() -> None:
     assert "Cleared 'default'." in confirmed.stdout, confirmed.stderr
 
 
+def test_clear_prompt_at_end_of_input_is_cancelled_not_a_traceback() -> None:
+    """Without a terminal (stdin at EOF, as under cron or CI) the prompt raised EOFError."""
+    result = _manage("cachekit_clear", "--alias", "default", stdin="")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "EOFError" not in result.stderr
+    assert "CommandError: " in result.stderr
+    assert "--noinput" in result.stderr
+    assert "Cleared" not in result.stdout
+
+
 # -- cachekit_inspect ---------------------------------------------------------------------------
 
 
@@ -477,6 +488,24 @@ def test_warm_callable() -> None:
     out = run("cachekit_warm", "--callable", f"{__name__}.warm_count", "--alias", "locmem")
     assert "Warmed 2 item(s)" in out
     assert caches["locmem"].get("b") == 2
+
+
+@pytest.mark.parametrize("function", ["warm_three", "warm_count"])
+def test_warm_callable_on_an_unreachable_server_is_a_command_error(function: str) -> None:
+    """The cache error raised from the warm-up (in its call or while it yields) was a raw
+    traceback; --urls already failed with a CommandError."""
+    down = {
+        "BACKEND": "cachekit_django.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_timeout": 0.5},
+    }
+    failed = rf"--callable '.*\.{function}' failed: "
+    with (
+        override_settings(CACHES={**settings.CACHES, "down": down}),
+        pytest.raises(CommandError, match=failed) as info,
+    ):
+        run("cachekit_warm", "--callable", f"{__name__}.{function}", "--alias", "down")
+    assert isinstance(info.value.__cause__, BackendUnavailable)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -118,3 +119,77 @@ def test_serve_starts_the_site_and_prints_its_url(tmp_path: Path) -> None:
             pytest.fail("the example site did not stop on SIGINT")
         if process.stdout is not None:
             process.stdout.close()
+
+
+def start_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "manage.py", "serve", *args],
+        cwd=SITE,
+        env=site_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def status_when_up(url: str, host_header: str | None = None) -> int:
+    """The status ``url`` answers once the server listens (an HTTP error is an answer)."""
+    request = urllib.request.Request(url, headers={"Host": host_header} if host_header else {})
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_serve_port_0_picks_a_free_port_and_prints_it(tmp_path: Path) -> None:
+    """--port 0 was refused ('must be 1-65535'), where every other server command takes it."""
+    process = start_serve(tmp_path, "--port", "0")
+    try:
+        line = read_line_with(process, "cachekit example site:", timeout=30)
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert found is not None, line
+        port = int(found.group(1))
+        assert port != 0
+        assert status_when_up(f"http://127.0.0.1:{port}/") == 200
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    ("host", "opened"),
+    [("127.0.0.2", "127.0.0.2"), ("0.0.0.0", "127.0.0.1")],
+)
+def test_serve_on_another_address_prints_a_url_that_answers(
+    tmp_path: Path, host: str, opened: str
+) -> None:
+    """The printed URL answered 400: the address was not in the site's ALLOWED_HOSTS."""
+    port = free_port()
+    process = start_serve(tmp_path, "--host", host, "--port", str(port))
+    try:
+        line = read_line_with(process, "cachekit example site:", timeout=30)
+        url = f"http://{opened}:{port}/"
+        assert url in line
+        read_line_with(process, "demo", timeout=5)  # says what it allowed, and why
+        assert status_when_up(url) == 200
+        if host == "0.0.0.0":  # other machines name this one as they know it
+            assert status_when_up(url, host_header=f"192.0.2.7:{port}") == 200
+    finally:
+        stop(process)

@@ -15,7 +15,8 @@ import pytest
 
 import cachekit
 import cachekit_flask
-from cachekit.testing.servers import MemcachedServer, RedisServer
+from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
+from cachekit_flask.cli import app_caches
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,12 @@ WARMED: list[str] = []
 def warm_up() -> str:
     WARMED.append(flask.current_app.name)
     return "warmed"
+
+
+def warm_into_the_cache() -> None:
+    """A warm-up that writes through the app's cache (its server may be down)."""
+    for ext, _ in app_caches(flask.current_app):
+        ext.set("warm", 1)
 
 
 def build(**config: Any) -> tuple[flask.Flask, cachekit_flask.Cache]:
@@ -53,6 +60,51 @@ def test_stats_text_and_json() -> None:
     result = runner.invoke(args=["cachekit", "stats", "--cache", "nope"])
     assert result.exit_code != 0
     assert "clicache" in result.output
+
+
+def test_stats_of_an_unreachable_server_fail_instead_of_showing_an_empty_cache() -> None:
+    """A down Redis answered 'items 0 ... memory_bytes 0', exit 0: an empty, healthy cache to a
+    health check. As manage.py cachekit_stats: '-' for the server's figures, the reason, exit 1."""
+    app, _ = build(CACHEKIT_URL=f"redis://127.0.0.1:{free_port()}/0")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["cachekit", "stats"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert "  items        -" in lines
+    assert "  memory_bytes -" in lines
+    assert "  evictions    -" in lines
+    assert "  hits         0" in lines  # the client's own counters are still shown
+    assert any(line.startswith("  server unreachable: ") for line in lines)
+    assert "Error: could not read the statistics of 1 cache(s): default: server unreachable: " in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+    result = runner.invoke(args=["cachekit", "stats", "--json"])
+    assert result.exit_code == 1
+    stats = json.loads(result.stdout)
+    assert stats["error"].startswith("server unreachable: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["clear"],
+        ["clear", "--tag", "pages"],
+        ["clear", "--pattern", "page:*"],
+        ["warm", "--callable", f"{__name__}:warm_into_the_cache"],
+    ],
+    ids=["clear", "clear-tag", "clear-pattern", "warm-callable"],
+)
+def test_an_unreachable_server_is_a_one_line_error(args: list[str]) -> None:
+    """These dumped a 60-line traceback of the driver's connection error."""
+    app, _ = build(CACHEKIT_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = app.test_cli_runner().invoke(args=["cachekit", *args])
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, cachekit.CacheError)  # handled, not raised
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: ")
+    assert "cache 'default': " in line
+    assert "Connection refused" in line
 
 
 def test_clear_all_by_pattern_and_by_tag(redis_server: RedisServer) -> None:

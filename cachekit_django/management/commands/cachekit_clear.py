@@ -125,11 +125,19 @@ class Command(BaseCommand):
 
         if options["interactive"]:
             names = ", ".join(repr(info.alias) for info in infos)
-            answer = input(
-                f"This will remove {what} from the cache alias(es) {names}.\n"
-                "Are you sure you want to do this?\n\n"
-                "    Type 'yes' to continue, or 'no' to cancel: "
-            )
+            try:
+                answer = input(
+                    f"This will remove {what} from the cache alias(es) {names}.\n"
+                    "Are you sure you want to do this?\n\n"
+                    "    Type 'yes' to continue, or 'no' to cancel: "
+                )
+            except EOFError:
+                # No one to answer (cron, CI, a pipe): cancelled, saying how to go without asking.
+                self.stdout.write("")
+                raise CommandError(
+                    "cancelled: the confirmation prompt got no answer (end of input); pass "
+                    "--noinput to clear without asking"
+                ) from None
             if answer != "yes":
                 self.stdout.write("Cancelled.")
                 return

@@ -23,6 +23,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test import Client
 from django.utils.module_loading import import_string
 
+import cachekit
+
 from ..aliases import for_command
 
 _BAR_WIDTH = 30
@@ -153,16 +155,23 @@ class Command(BaseCommand):
             raise CommandError(f"cannot import --callable {path!r}: {exc}") from exc
         if not callable(function):
             raise CommandError(f"--callable {path!r} is not callable")
-        result = function(cache)
-        if isinstance(result, int) and not isinstance(result, bool):
-            return result
-        if isinstance(result, Iterable) and not isinstance(result, (str, bytes, dict)):
-            total = len(result) if isinstance(result, Sized) else None
-            bar = ProgressBar(self.stdout, total, enabled=options["progress"])
-            for item in result:
-                bar.advance(str(item))
-            bar.finish()
-            return bar.done
+        # A cache error (its server down), from the call or while it yields, is the command's
+        # failure, as it is for --urls; other exceptions are bugs of the function: traceback.
+        try:
+            result = function(cache)
+            if isinstance(result, int) and not isinstance(result, bool):
+                return result
+            if isinstance(result, Iterable) and not isinstance(result, (str, bytes, dict)):
+                total = len(result) if isinstance(result, Sized) else None
+                bar = ProgressBar(self.stdout, total, enabled=options["progress"])
+                try:
+                    for item in result:
+                        bar.advance(str(item))
+                finally:
+                    bar.finish()
+                return bar.done
+        except cachekit.CacheError as exc:
+            raise CommandError(f"--callable {path!r} failed: {type(exc).__name__}: {exc}") from exc
         return None
 
 

@@ -16,6 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # An example's key: set DJANGO_SECRET_KEY for anything reachable from other machines.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "cachekit-example-site-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
+# manage.py serve --host adds the address it serves on (or '*' for 0.0.0.0), with a note.
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 INSTALLED_APPS = [
