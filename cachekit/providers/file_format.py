@@ -10,16 +10,19 @@ removes any other file: entries (``<64 hex>.ckc``), temporaries being written
 (``.ckc-*.tmp``) and the per-key locks of ``get_or_set`` (``.ckl-<64 hex>``); the directory
 lock ``.cachekit.lock`` (see :mod:`.file_lock`) is kept by ``clear()``.
 
-A file that is not an entry this module wrote - truncated, foreign, undecodable - raises
+A file that is not an entry this module wrote - truncated, foreign, undecodable, or not a
+regular file at all (a symlink is not followed, a FIFO not waited on) - raises
 :class:`CorruptFile`, which the provider turns into a miss.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
+import stat
 import struct
 from hashlib import sha256
 from typing import NamedTuple
@@ -52,6 +55,9 @@ TMP_PREFIX, TMP_SUFFIX = ".ckc-", ".tmp"
 _KEY_LOCK_PREFIX = ".ckl-"
 _KEY_LOCK_NAME = re.compile(r"\.ckl-[0-9a-f]{64}")
 INF = math.inf
+# O_NOFOLLOW: a link to some other file is not this cache's entry. O_NONBLOCK: opening a FIFO
+# must not wait for a writer (regular files, the only ones read, ignore it).
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 Ident = tuple[int, int]  # (st_ino, st_mtime_ns) of a file as it was read
 
@@ -114,12 +120,29 @@ def encode_entry(
 def read_entry(path: str, *, header_only: bool = False) -> Entry | None:
     """The entry stored at ``path``; ``None`` if there is no file; ``CorruptFile`` if bad."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; FileNotFoundError is a plain miss
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return None
-    with f:
-        st = os.fstat(f.fileno())
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a symlink
+            raise
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISLNK(st.st_mode):  # replaced since: never blame the new file
+            return None
+        raise CorruptFile("a symbolic link", (st.st_ino, st.st_mtime_ns)) from None
+    try:
+        st = os.fstat(fd)
         ident = (st.st_ino, st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a directory, a device...
+            raise CorruptFile("not a regular file", ident)
+        f = open(fd, "rb")  # noqa: SIM115 - closed by the with below
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         head = f.read(_HEAD.size)
         if len(head) < _HEAD.size:
             raise CorruptFile("truncated header", ident)

@@ -14,13 +14,23 @@
   usual protocol for lock files that are removed). A holder that dies leaves an empty file that
   nobody holds; the next holder, a ``clear()`` or a pruning removes it
   (:func:`remove_free_key_lock`).
+* **Forks.** ``flock`` belongs to the open file description, which a child's copy of the fd
+  keeps alive: a child forked while another thread held a lock would hold it for its whole
+  life (and deadlock on it itself). Every fd open here is noted with the thread that opened it,
+  and the child closes the copies whose thread did not survive the fork (:func:`_after_fork`).
+* **Only regular files** are locked: a lock file that is a symlink (``O_NOFOLLOW``), a FIFO or
+  a device raises :class:`UnsafeLockFile`, so nothing is created, locked or overwritten where
+  somebody pointed the name (see docs/filesystem.md, Security).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -29,11 +39,96 @@ from .file_format import ENTRY_SUFFIX, Ident
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["DIRECTORY_LOCK_NAME", "DirectoryLock", "Held", "KeyLock", "remove_free_key_lock"]
+__all__ = [
+    "DIRECTORY_LOCK_NAME",
+    "DirectoryLock",
+    "Held",
+    "KeyLock",
+    "UnsafeLockFile",
+    "remove_free_key_lock",
+]
 
 DIRECTORY_LOCK_NAME = ".cachekit.lock"
 _COUNT = struct.Struct(">Q")
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+# O_NOFOLLOW: never lock (nor create, nor write the count into) what a symlink points at.
+# O_NONBLOCK: opening a FIFO must not wait for a peer; it is cleared once the file is checked.
+_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+class UnsafeLockFile(OSError):
+    """A lock file is not a regular file (a symlink, a FIFO, a device...): refused.
+
+    An ``OSError``, so the provider reports it as any disk failure (``FileUnavailable``).
+    """
+
+
+# -- fds open here, and forks ---------------------------------------------------------------------
+
+#: Every lock fd open in this process -> the thread that opened it (and will close it).
+_open_fds: dict[int, int] = {}
+#: Held around each open/close and its bookkeeping, and across fork(), so a child never
+#: inherits an fd missing from ``_open_fds`` (opened, or unlisted, but not closed yet).
+#: Reentrant: a signal handler using the cache may interrupt its own thread holding it.
+_fds_lock = threading.RLock()
+
+
+def _before_fork() -> None:
+    _fds_lock.acquire()
+
+
+def _release_after_fork() -> None:
+    _fds_lock.release()  # in the child too: the forking thread, its owner, is the one left
+
+
+def _after_fork() -> None:
+    """In the child: close the copies of the fds whose threads did not survive the fork.
+
+    Closing the copy drops only the child's reference: the parent's thread keeps its lock until
+    it lets go. The forking thread's own fds stay open, as its code (now the child's) will
+    close them itself.
+    """
+    _release_after_fork()
+    me = threading.get_ident()  # the forking thread's: fork keeps the calling thread's id
+    for fd, owner in list(_open_fds.items()):
+        if owner != me:
+            del _open_fds[fd]
+            with suppress(OSError):
+                os.close(fd)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_release_after_fork, after_in_child=_after_fork
+    )
+
+
+def _open_checked(path: str, flags: int, mode: int = 0o600) -> int:
+    """Open a lock file, noted in ``_open_fds``; :class:`UnsafeLockFile` if not a plain file."""
+    with _fds_lock:
+        try:
+            fd = os.open(path, flags, mode)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a symlink
+                raise UnsafeLockFile(
+                    exc.errno, "lock file is a symbolic link: refused", path
+                ) from exc
+            raise
+        _open_fds[fd] = threading.get_ident()
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeLockFile(errno.EINVAL, "lock file is not a regular file: refused", path)
+        os.set_blocking(fd, True)  # flock ignores it, but nothing here expects it
+    except BaseException:
+        _close(fd)
+        raise
+    return fd
+
+
+def _close(fd: int) -> None:
+    """Close an fd from :func:`_open_checked` (releasing its ``flock``)."""
+    with _fds_lock:
+        _open_fds.pop(fd, None)
+        os.close(fd)
 
 
 def make_dirs(path: str, mode: int) -> None:
@@ -59,10 +154,10 @@ def make_dirs(path: str, mode: int) -> None:
 def _open_creating(path: str, directory: str, mode: int, dir_mode: int) -> int:
     """Open (creating) a lock file; the directory is made on first use, not on start-up."""
     try:
-        return os.open(path, _OPEN_FLAGS, mode)
+        return _open_checked(path, _OPEN_FLAGS | os.O_CREAT, mode)
     except FileNotFoundError:
         make_dirs(directory, dir_mode)
-        return os.open(path, _OPEN_FLAGS, mode)
+        return _open_checked(path, _OPEN_FLAGS | os.O_CREAT, mode)
 
 
 class Held:
@@ -78,7 +173,7 @@ class Held:
         """Unlink ``path`` if it is still the file read as ``ident``; whether it was removed."""
         try:
             if ident is not None:
-                st = os.stat(path)
+                st = os.lstat(path)  # a symlink read as corrupt: the link's own ident
                 if (st.st_ino, st.st_mtime_ns) != ident:
                     return False  # rewritten since it was read: not ours to remove
             os.unlink(path)
@@ -116,7 +211,7 @@ class DirectoryLock:
                 if held.delta:
                     self.sync_count(held)
             finally:
-                os.close(fd)  # releases the flock
+                _close(fd)  # releases the flock
 
     def sync_count(self, held: Held, *, recount: bool = False) -> int:
         """Apply the held changes to the stored count (recounting when asked or unknown)."""
@@ -167,16 +262,16 @@ class KeyLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(fd)
+                _close(fd)
                 return False
             except BaseException:
-                os.close(fd)
+                _close(fd)
                 raise
             if _still_at(fd, self.path):
                 self._fd = fd
                 return True
             # Its holder removed it between our open and our flock: lock the current file.
-            os.close(fd)
+            _close(fd)
 
     def release(self) -> None:
         """Remove the lock file and let go (nothing to do when not held)."""
@@ -187,13 +282,13 @@ class KeyLock:
             with suppress(FileNotFoundError):
                 os.unlink(self.path)  # while held: see the module docstring
         finally:
-            os.close(fd)
+            _close(fd)
 
 
 def remove_free_key_lock(path: str) -> bool:
     """Remove a key lock file nobody holds (left by a holder that died); whether it did."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = _open_checked(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return False
     try:
@@ -206,4 +301,4 @@ def remove_free_key_lock(path: str) -> bool:
         os.unlink(path)
         return True
     finally:
-        os.close(fd)
+        _close(fd)

@@ -205,7 +205,8 @@ class FileCache(DistributedCache):
         entry = self._guard("ttl", None, self._files.live, key, header_only=True)
         if entry is None:
             return 0.0
-        return None if entry.expires_at == INF else entry.expires_at - self._clock()
+        # max: the entry was live at live()'s reading of the clock, maybe not at this one.
+        return None if entry.expires_at == INF else max(entry.expires_at - self._clock(), 0.0)
 
     def scan_keys(
         self, pattern: str = "*", *, cursor: str = "", count: int = 100
@@ -222,7 +223,7 @@ class FileCache(DistributedCache):
         if found is None:
             return None
         entry, value = found
-        ttl = None if entry.expires_at == INF else entry.expires_at - self._clock()
+        ttl = None if entry.expires_at == INF else max(entry.expires_at - self._clock(), 0.0)
         codec, compression = describe_payload(entry.payload)
         return EntryInfo(key, ttl, entry.size, codec, compression, type(value).__name__)
 
