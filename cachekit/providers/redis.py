@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import partial
 from typing import Any, ClassVar
 
 import redis.exceptions
@@ -261,7 +260,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def _script(
         self, op: str, fallback: Any, script: lua.Script, keys: list[str], args: list[Any]
     ) -> Any:
-        return self._call(op, fallback, script, self._sync(), keys, args)
+        return self._call(op, fallback, self._run_script, script, keys, args)
+
+    def _run_script(self, script: lua.Script, keys: list[str], args: list[Any]) -> Any:
+        # The client is got under _call: a cluster client connects when it is built.
+        return script(self._sync(), keys, args)
 
     # -- argument builders shared by the sync and async paths ----------------------------------
 
@@ -675,9 +678,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         if self._flushdb:
             client.flushdb(asynchronous=True)
             return
-        for namespace in (self._prefix, self._meta):
+        # The data keys, then the meta namespace. A cluster's data keys are all "P{...}": "P*"
+        # would also reach a cache whose prefix extends this one's ("app:" and "app:sessions:").
+        for match in (escape_glob(self._kopen) + "*", escape_glob(self._meta) + "*"):
             batch: list[bytes] = []
-            for raw in self._scan(escape_glob(namespace) + "*"):
+            for raw in self._scan(match):
                 batch.append(raw)
                 if len(batch) >= SCAN_BATCH:
                     client.unlink(*batch)
@@ -700,8 +705,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             if current is not MISSING:
                 return current
             # Failing open (server down): compute without the lock rather than not at all.
-            lock = partial(self._sync().set, lock_key, token, px=px(timeout), nx=True)
-            if self._call("lock", True, lock):
+            if self._call("lock", True, self._take, lock_key, token, px(timeout)):
                 try:
                     return self._add_or_current(key, factory(), add)
                 finally:
@@ -710,6 +714,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 return self._add_or_current(key, factory(), add)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    def _take(self, lock_key: str, token: str, ms: int) -> Any:
+        """``SET NX PX`` of the stampede lock (the client is got under ``_call``, see
+        ``_run_script``)."""
+        return self._sync().set(lock_key, token, px=ms, nx=True)
 
     # -- locks ----------------------------------------------------------------------------------
 
@@ -729,7 +738,11 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         per thread (redis-py's default; here off, so a lock may be released by another thread
         of its holder, as a ``threading.Lock`` can)."""
         name = check_key(name)
-        lock = self._sync().lock(
+        try:
+            client = self._sync()
+        except _UNAVAILABLE as exc:  # a cluster client connects when it is built
+            raise RedisUnavailable(f"lock {name!r}: {exc}") from exc
+        lock = client.lock(
             self._meta + "l:" + name,
             timeout=timeout,
             sleep=sleep,
@@ -748,7 +761,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         if self._breaker.allow():
             try:
                 client = self._sync()
-                items = sum(1 for _ in self._scan(escape_glob(self._prefix) + "*"))
+                items = sum(1 for _ in self._scan(escape_glob(self._kopen) + "*"))  # see _clear
                 read = items, self._server_info(client)
             except BaseException as exc:
                 self._stats_failed(exc, extra)
@@ -768,7 +781,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
                 client = self._clients.aclient()
                 items = 0
                 async for _ in client.scan_iter(
-                    match=escape_glob(self._prefix) + "*", count=SCAN_BATCH
+                    match=escape_glob(self._kopen) + "*", count=SCAN_BATCH
                 ):
                     items += 1
                 read = items, await self._aserver_info(client)

@@ -316,9 +316,9 @@ class RedisAsyncOps(DistributedCache):
         if self._flushdb:
             await client.flushdb(asynchronous=True)
             return
-        for namespace in (self._prefix, self._meta):
+        for match in (escape_glob(self._kopen) + "*", escape_glob(self._meta) + "*"):  # _clear's
             batch: list[bytes] = []
-            async for raw in self._ascan(escape_glob(namespace) + "*"):
+            async for raw in self._ascan(match):
                 batch.append(raw)
                 if len(batch) >= SCAN_BATCH:
                     await client.unlink(*batch)

@@ -22,10 +22,13 @@ loses a tagged entry:
 
 * a write runs the entry's script first, then ``TAG_SET`` on each tag set (add the key, extend
   the set's TTL). A write is complete when both are done.
-* ``invalidate_tags`` reads each tag set (``SMEMBERS``), removes exactly the members it read
-  (``SREM``, so a member added meanwhile stays), then deletes, per slot, the entries whose side
-  set still lists the tag (``INVALIDATE_SLOT``). A write racing with it is either deleted or
-  keeps its membership (its ``TAG_SET`` comes after its value).
+* ``invalidate_tags`` reads each tag set (``SMEMBERS``, and its ``PTTL``), removes exactly the
+  members it read (``SREM``, so a member added meanwhile stays), then deletes, per slot, the
+  entries whose side set still lists the tag (``INVALIDATE_SLOT``). A write racing with it is
+  either deleted or keeps its membership (its ``TAG_SET`` comes after its value). The ``SREM``
+  must come first (after the deletions, it could drop a member re-written meanwhile); so if a
+  deletion fails, the members read are put back (``TAG_SET``, with the set's TTL) before the
+  error is raised, and a retry finds them.
 
 Tag sets are not cleaned on delete or overwrite (that would race with a concurrent re-tag):
 stale members cost their name until the set expires or the tag is invalidated, and never
@@ -39,6 +42,7 @@ not of keys. ``clear``/``delete_pattern`` ``SCAN`` every primary.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -51,11 +55,16 @@ from ..errors import ConfigurationError, InvalidKey
 from ..interfaces import check_key
 from . import redis_scripts as lua
 from .redis import RedisCache
+from .redis_conn import UNAVAILABLE
 from .redis_wire import Values
 
 __all__ = ["RedisClusterCache"]
 
 _Call = tuple[lua.Script, list[str], list[Any]]
+
+log = logging.getLogger(__name__)
+#: What a failed restore of tag sets may raise (logged: the invalidation's own error is raised).
+_RESTORE_ERRORS: tuple[type[Exception], ...] = (*UNAVAILABLE, redis.exceptions.RedisError)
 
 
 class RedisClusterCache(RedisCache):
@@ -208,27 +217,84 @@ class RedisClusterCache(RedisCache):
 
     def _invalidate_raw(self, tags: list[str]) -> int:
         client = self._sync()
-        members: dict[str, list[str]] = {}
-        for tag in tags:
-            tag_key = self._tag_prefix + tag
-            found = self._members(client.smembers(tag_key))
-            if found:
-                client.srem(tag_key, *found)  # exactly what was read (see the docstring)
-                members[tag] = found
-        calls = self._invalidate_calls(members)
-        return sum(self._run(calls)) if calls else 0
+        pipe = client.pipeline(transaction=False)
+        self._queue_tag_reads(pipe, tags)
+        read = self._tag_sets(tags, pipe.execute())
+        if not read:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for tag, (raw, _) in read.items():
+            pipe.srem(self._tag_prefix + tag, *raw)  # exactly what was read (see the docstring)
+        try:
+            pipe.execute()
+            calls = self._invalidate_calls(
+                {tag: self._members(raw) for tag, (raw, _) in read.items()}
+            )
+            return sum(self._run(calls))
+        except BaseException:
+            # Put the members back, or a retry would find nothing while the entries live on.
+            try:
+                self._run(self._restore_calls(read))
+            except _RESTORE_ERRORS as exc:
+                self._restore_failed(read, exc)
+            raise
 
     async def _ainvalidate_raw(self, tags: list[str]) -> int:
         client = self._clients.aclient()
-        members: dict[str, list[str]] = {}
+        pipe = client.pipeline(transaction=False)
+        self._queue_tag_reads(pipe, tags)
+        read = self._tag_sets(tags, await pipe.execute())
+        if not read:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for tag, (raw, _) in read.items():
+            pipe.srem(self._tag_prefix + tag, *raw)
+        try:
+            await pipe.execute()
+            calls = self._invalidate_calls(
+                {tag: self._members(raw) for tag, (raw, _) in read.items()}
+            )
+            return sum(await self._arun(calls))
+        except BaseException:
+            try:
+                await self._arun(self._restore_calls(read))
+            except _RESTORE_ERRORS as exc:
+                self._restore_failed(read, exc)
+            raise
+
+    def _queue_tag_reads(self, pipe: Any, tags: list[str]) -> None:
+        """Per tag: its members and its TTL (one slot: one batch per node)."""
         for tag in tags:
-            tag_key = self._tag_prefix + tag
-            found = self._members(await client.smembers(tag_key))
-            if found:
-                await client.srem(tag_key, *found)
-                members[tag] = found
-        calls = self._invalidate_calls(members)
-        return sum(await self._arun(calls)) if calls else 0
+            pipe.smembers(self._tag_prefix + tag)
+            pipe.pttl(self._tag_prefix + tag)
+
+    @staticmethod
+    def _tag_sets(tags: list[str], replies: list[Any]) -> dict[str, tuple[list[bytes], int]]:
+        """The non-empty tag sets read by ``_queue_tag_reads``: members as stored, and the
+        ``px`` that gives a re-created set its TTL back (0: it had none)."""
+        read: dict[str, tuple[list[bytes], int]] = {}
+        for i, tag in enumerate(tags):
+            members, ms = replies[2 * i], replies[2 * i + 1]
+            if members:
+                read[tag] = (sorted(members), 0 if ms == -1 else max(int(ms), 1))
+        return read
+
+    def _restore_calls(self, read: dict[str, tuple[list[bytes], int]]) -> list[_Call]:
+        # TAG_SET re-creates an emptied set with its TTL and only extends one written meanwhile;
+        # stale members are harmless (every deletion checks the entry's side set).
+        return [
+            (lua.TAG_SET, [self._tag_prefix + tag], [ms, *raw]) for tag, (raw, ms) in read.items()
+        ]
+
+    def _restore_failed(self, read: dict[str, tuple[list[bytes], int]], exc: BaseException) -> None:
+        log.warning(
+            "cache %r: invalidate_tags failed and its tag sets could not be restored (%s): "
+            "%d member(s) of %s are no longer found by tag and live until their TTL",
+            self.name,
+            exc,
+            sum(len(raw) for raw, _ in read.values()),
+            sorted(read),
+        )
 
     def _execute(self, *args: Any) -> Any:
         return self._sync().execute_command(*args)

@@ -12,7 +12,7 @@ per node by redis-py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..entry import EntryInfo, describe_payload
@@ -51,6 +51,7 @@ class RedisInspectOps(DistributedCache):
         def _user_key(self, raw: bytes) -> str: ...
         def _match(self, pattern: str) -> str: ...
         def _scan(self, match: str) -> Iterator[bytes]: ...
+        def _ascan(self, match: str) -> AsyncIterator[bytes]: ...
         def _count(
             self, hits: int = 0, misses: int = 0, sets: int = 0, deletes: int = 0
         ) -> None: ...
@@ -71,20 +72,31 @@ class RedisInspectOps(DistributedCache):
         start = self._start(pattern, cursor, count)
         if not self._native_scan_cursor:
             return self._call("scan_keys", RAISE, self._snapshot_page, pattern, cursor, count)  # type: ignore[no-any-return]
-        client = self._sync()
-        nxt, raws = self._call("scan_keys", RAISE, client.scan, start, self._match(pattern), count)
+        nxt, raws = self._call(
+            "scan_keys", RAISE, self._scan_page, start, self._match(pattern), count
+        )
         return ("" if int(nxt) == 0 else str(nxt)), [self._user_key(r) for r in raws]
 
+    def _scan_page(self, start: int, match: str, count: int) -> Any:
+        # The client is got under _call (the breaker): a cluster client connects when built.
+        return self._sync().scan(start, match, count)
+
     def _snapshot_page(self, pattern: str, cursor: str, count: int) -> tuple[str, list[str]]:
-        keys = [self._user_key(raw) for raw in self._scan(self._match(pattern))]
-        return sorted_page(set(keys), cursor, count)
+        keys = {self._user_key(raw) for raw in self._scan(self._match(pattern))}
+        return sorted_page(keys, cursor, count)
+
+    async def _asnapshot_page(self, pattern: str, cursor: str, count: int) -> tuple[str, list[str]]:
+        keys = {self._user_key(raw) async for raw in self._ascan(self._match(pattern))}
+        return sorted_page(keys, cursor, count)
 
     async def ascan_keys(
         self, pattern: str = "*", *, cursor: str = "", count: int = 100
     ) -> tuple[str, list[str]]:
         start = self._start(pattern, cursor, count)
-        if not self._native_scan_cursor:  # cluster: the sync client pages over every primary
-            return self.scan_keys(pattern, cursor=cursor, count=count)
+        if not self._native_scan_cursor:  # cluster: a snapshot of every primary, awaited
+            return await self._acall(  # type: ignore[no-any-return]
+                "scan_keys", RAISE, self._asnapshot_page, pattern, cursor, count
+            )
         client = self._clients.aclient()
         nxt, raws = await self._acall(
             "scan_keys", RAISE, client.scan, start, self._match(pattern), count
@@ -93,12 +105,15 @@ class RedisInspectOps(DistributedCache):
 
     def inspect(self, key: str) -> EntryInfo | None:
         key = self._check_key(key)
-        pipe = self._sync().pipeline(transaction=False)
-        data = self._kopen + key + self._kclose
+        raw, ms = self._call("inspect", RAISE, self._inspect_raw, self._kopen + key + self._kclose)
+        return self._entry(key, raw, ms)
+
+    def _inspect_raw(self, data: str) -> list[Any]:
+        pipe = self._sync().pipeline(transaction=False)  # under _call: see _scan_page
         pipe.get(data)
         pipe.pttl(data)
-        raw, ms = self._call("inspect", RAISE, pipe.execute)
-        return self._entry(key, raw, ms)
+        replies: list[Any] = pipe.execute()
+        return replies
 
     async def ainspect(self, key: str) -> EntryInfo | None:
         key = self._check_key(key)
@@ -125,9 +140,13 @@ class RedisInspectOps(DistributedCache):
         keys = [self._check_key(k) for k in keys]
         if not keys:
             return {}
-        pipe = self._sync().pipeline(transaction=False)
+        return self._with_ttl(keys, self._call("get_many", None, self._read_with_ttl, keys))
+
+    def _read_with_ttl(self, keys: list[str]) -> list[Any]:
+        pipe = self._sync().pipeline(transaction=False)  # under _call: see _scan_page
         self._queue_with_ttl(pipe, keys)
-        return self._with_ttl(keys, self._call("get_many", None, pipe.execute))
+        replies: list[Any] = pipe.execute()
+        return replies
 
     async def _aget_with_ttl(self, key: str) -> tuple[Any, float | None]:
         key = self._check_key(key)

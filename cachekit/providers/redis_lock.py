@@ -15,12 +15,15 @@ from typing import Any
 import redis.exceptions
 
 from ..errors import CacheError, LockError, LockNotOwned
+from .redis_conn import UNAVAILABLE
 from .redis_errors import RedisLockError, RedisLockNotOwned, RedisUnavailable
 
 # LockError and LockNotOwned live in cachekit.errors; re-exported here, where they were first.
 __all__ = ["AsyncCacheLock", "CacheLock", "LockError", "LockNotOwned"]
 
-_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: The provider's outage errors, a cluster's too (CLUSTERDOWN, no reachable node...).
+_UNAVAILABLE = UNAVAILABLE
+_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.LockError, *UNAVAILABLE)
 
 
 def _translate(exc: Exception, name: str) -> CacheError:
@@ -49,14 +52,14 @@ class CacheLock:
         """Take the lock; ``False`` if it stayed busy for ``blocking_timeout`` seconds."""
         try:
             return bool(self._lock.acquire(blocking=blocking, blocking_timeout=blocking_timeout))
-        except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
+        except _ERRORS as exc:
             raise _translate(exc, self.name) from exc
 
     def release(self) -> None:
         """Release; raises :class:`LockNotOwned` if this holder does not own it any more."""
         try:
             self._lock.release()
-        except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
+        except _ERRORS as exc:
             raise _translate(exc, self.name) from exc
         except AttributeError as exc:  # thread_local: redis-py has no token in this thread
             raise RedisLockNotOwned(
@@ -66,7 +69,7 @@ class CacheLock:
     def extend(self, additional_time: float, *, replace_ttl: bool = False) -> None:
         try:
             self._lock.extend(additional_time, replace_ttl=replace_ttl)
-        except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
+        except _ERRORS as exc:
             raise _translate(exc, self.name) from exc
         except AttributeError as exc:  # as in release()
             raise RedisLockNotOwned(
@@ -119,13 +122,13 @@ class AsyncCacheLock:
             return bool(
                 await self._lock.acquire(blocking=blocking, blocking_timeout=blocking_timeout)
             )
-        except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
+        except _ERRORS as exc:
             raise _translate(exc, self.name) from exc
 
     async def release(self) -> None:
         try:
             await self._lock.release()
-        except (redis.exceptions.LockError, *_UNAVAILABLE) as exc:
+        except _ERRORS as exc:
             raise _translate(exc, self.name) from exc
 
     async def locked(self) -> bool:
