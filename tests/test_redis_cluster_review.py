@@ -7,8 +7,10 @@ each get a fresh cluster; the others share the session one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -393,5 +395,34 @@ def test_ascan_keys_pages_a_cluster_without_blocking_the_event_loop(
             assert await _aretried(lambda: cache.ascan_keys("k1?", count=5)) == first
 
         asyncio.run(scenario())
+    finally:
+        cache.close()
+
+
+def test_a_loop_ending_after_a_failed_call_closes_the_cluster_connections(
+    redis_cluster: RedisCluster,
+) -> None:
+    """redis-py's async RedisCluster.aclose() closes nothing while the client awaits
+    re-initialization (after a timeout or a connection error): a loop that ended then left
+    every node's sockets open (ResourceWarnings, an error under this suite)."""
+    cache = RedisClusterCache(
+        redis_cluster.url, prefix=f"lc{next(_names)}:", retries=0, socket_timeout=0.3,
+        breaker_failures=1000,
+    )  # fmt: skip
+    key = "k"
+    try:
+
+        async def scenario() -> None:
+            await cache.aset(key, 1)
+            primary = redis_cluster.primary_for_slot(cache._slot(key))
+            with primary.stalled(), pytest.raises(BackendUnavailable):
+                await cache.aget(key)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(scenario())
+            gc.collect()
+        leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert not leaks, [str(w.message) for w in leaks]
     finally:
         cache.close()

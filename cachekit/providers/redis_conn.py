@@ -369,6 +369,10 @@ class RedisClients:
                     del self._async[id(loop)]
             if self.settings.scheme == "redis+cluster":
                 await client.aclose()
+                # aclose() closes nothing while the client awaits re-initialization (after a
+                # timeout or a connection error): every node's sockets would be left open.
+                await client.nodes_manager.aclose()
+                await client.nodes_manager.aclose("startup_nodes")
             else:
                 await client.aclose(close_connection_pool=True)
             # A Sentinel-managed client also holds clients of the sentinels themselves.
