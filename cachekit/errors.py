@@ -13,6 +13,7 @@ __all__ = [
     "CacheError",
     "ConfigurationError",
     "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidKey",
     "LockError",
     "LockNotOwned",
@@ -64,7 +65,13 @@ class LockNotOwned(LockError):
 
 
 class InvalidArgument(CacheError, ValueError):
-    """An argument other than a key or a value is out of range (a page size, a cursor...)."""
+    """An argument other than a key or a value is out of range (a page size, a cursor, a NaN
+    or too large TTL...)."""
+
+
+class InvalidArgumentType(CacheError, TypeError):
+    """An argument other than a key or a value has the wrong type (a TTL given as a ``str``,
+    a bare ``str`` as tags...): :class:`InvalidArgument`'s twin for a ``TypeError``."""
 
 
 class UnsupportedOperation(CacheError, NotImplementedError):

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from . import forking
 from .entry import EntryInfo
-from .errors import InvalidKey, NotAnInteger, UnsupportedOperation
+from .errors import InvalidArgumentType, InvalidKey, NotAnInteger, UnsupportedOperation
 from .keyscan import check_scan_args
 from .sentinels import DEFAULT, MISSING
 from .singleflight import AsyncSingleFlight, SingleFlight
@@ -43,15 +43,21 @@ _SHAREABLE: frozenset[type] = frozenset({str, bytes, int, float, bool, complex, 
 
 
 def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
-    """Tags as a frozenset (``None`` for none); a bare ``str`` would be split into letters."""
+    """Tags as a frozenset (``None`` for none); a bare ``str`` would be split into letters.
+    Bad tags raise :class:`InvalidArgumentType` (a ``TypeError`` too)."""
     if not tags:
         return None
-    if isinstance(tags, str):
-        raise TypeError(f"tags must be an iterable of str such as [{tags!r}], not a bare str")
-    tagset = frozenset(tags)
+    if isinstance(tags, (str, bytes)):
+        raise InvalidArgumentType(
+            f"tags must be an iterable of str such as [{tags!r}], not a bare {type(tags).__name__}"
+        )
+    try:
+        tagset = frozenset(tags)
+    except TypeError as exc:  # not iterable, or an unhashable tag
+        raise InvalidArgumentType(f"tags must be an iterable of non-empty str: {exc}") from None
     for tag in tagset:
         if type(tag) is not str or not tag:
-            raise TypeError(f"tags must be non-empty str, got {tag!r}")
+            raise InvalidArgumentType(f"tags must be non-empty str, got {tag!r}")
     return tagset
 
 
@@ -352,7 +358,7 @@ class Cache(abc.ABC):
         add: Callable[[str, Any], Awaitable[bool]],
     ) -> Any:
         if inspect.isawaitable(default_or_factory):
-            raise TypeError(
+            raise InvalidArgumentType(
                 "aget_or_set takes a value or a (coroutine) function, not an awaitable: "
                 "pass the function itself so it runs only on a miss"
             )

@@ -401,7 +401,10 @@ class MemoryCache(DistributedCache):
         if ttl is DEFAULT:
             seconds = self.default_ttl
         elif type(ttl) is int:  # the usual explicit TTL (Django passes one on every write)
-            seconds = float(ttl)
+            try:
+                seconds = float(ttl)
+            except OverflowError:  # 10**400: to_seconds says what it means or refuses it
+                seconds = to_seconds(ttl)
         else:
             seconds = to_seconds(ttl)
         if self._dumps is not None:

@@ -10,7 +10,8 @@ integers beyond 64 bits, non-``str`` keys, ``tuple`` and ``float`` subclasses, n
 255 levels -- goes to the reference encoder. The reference in turn adopts orjson's extensions
 (enums as their value, UUIDs as strings) and its rule for non-finite floats (``null``, as
 JavaScript's ``JSON.stringify``). Both then refuse integers outside [-2**63, 2**64 - 1], which
-orjson's reader and most other languages cannot represent exactly.
+orjson's reader and most other languages cannot represent exactly, and a dict two of whose keys
+become one JSON key (``{1: "a", "1": "b"}``), which would come back with an entry lost.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 # An out-of-range integer prints as at least 19 digits; only then is the value walked.
 _LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
+# What a key made from a non-str key (1, 2.5, True, None) looks like; only when one is written
+# is the value walked for two keys of a dict that became one. Outside a key, '":' can follow
+# only an escaped quote (a false alarm, which costs a walk). Led by a literal: a fast scan.
+_CONVERTED_KEY: Final = re.compile(rb'"(?:-?[0-9][0-9.e+-]*|true|false|null)":')
 
 
 def _default(obj: object) -> Any:
@@ -80,6 +85,45 @@ def _portable(value: Any, active: set[int]) -> Any:
     return copy
 
 
+def _json_key(key: Any) -> str:
+    """The text the encoder writes for a dict key it accepted (its order of tests)."""
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    return int.__repr__(key)
+
+
+def _check_keys(value: Any) -> None:
+    """Raise if two keys of a dict became one JSON key: ``{1: "a", "1": "b"}`` would be
+    written with both and read back as ``{"1": "b"}``, an entry silently lost. Called once
+    the encoder took ``value``: no cycles, and only keys it can convert."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(type(key) is str for key in item):
+                seen: dict[str, Any] = {}
+                for key in item:
+                    text = _json_key(key)
+                    first = seen.setdefault(text, key)
+                    if first is not key:
+                        raise ValueError(
+                            f"dict keys {first!r} and {key!r} both become the JSON key {text!r}"
+                        )
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, enum.Enum):  # written as its value (_default)
+            stack.append(item.value)
+
+
 def stdlib_dumps(value: Any) -> bytes:
     """The reference encoding (see the module docstring)."""
     try:
@@ -89,6 +133,8 @@ def stdlib_dumps(value: Any) -> bytes:
     body = text.encode("utf-8")
     if _LONG_DIGITS.search(body) is not None:
         _portable(value, set())
+    if _CONVERTED_KEY.search(body) is not None:
+        _check_keys(value)
     return body
 
 

@@ -1,12 +1,14 @@
 """The MessagePack codec (``cachekit[fast]``): JSON's types plus bytes and non-str keys, compact.
 
-Arrays come back as ``list``; integers must fit in 64 bits. Maps may have any hashable scalar
-keys (``strict_map_key=False``), so ``{1: "a"}`` round-trips, unlike with JSON.
+Arrays come back as ``list``, except map keys, which come back as ``tuple`` (a list is not
+hashable), so ``{(1, 2): "a"}`` round-trips; integers must fit in 64 bits. Maps may have other
+hashable scalar keys too (``strict_map_key=False``): ``{1: "a"}`` round-trips, unlike with JSON.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, ClassVar, Unpack
 
@@ -35,10 +37,40 @@ def make_decoder() -> Decoder:
     def decode_msgpack(body: bytes, extras: bytes) -> Any:
         try:
             return unpackb(body, raw=False, strict_map_key=False)
-        except errors as exc:  # truncated/extra data, bad format, unhashable map keys
+        except TypeError:  # a tuple key, read as an unhashable list: decode again, see below
+            pass
+        except errors as exc:  # truncated/extra data, bad format
+            raise SerializationError(f"corrupt msgpack payload: {exc}") from exc
+        try:
+            return unpackb(body, raw=False, strict_map_key=False, object_pairs_hook=_tuple_keys)
+        except errors as exc:  # still unhashable (a map in a key): no Python value packs so
             raise SerializationError(f"corrupt msgpack payload: {exc}") from exc
 
     return decode_msgpack
+
+
+def _tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map whose array keys become tuples, as the writer's tuple keys were. Only payloads
+    with such keys pay for this hook: it makes every map a Python call."""
+    return {_hashable(key) if type(key) is list else key: value for key, value in pairs}
+
+
+def _hashable(key: list[Any]) -> tuple[Any, ...]:
+    """``key`` with its lists, nested ones too, as tuples; iterative, since a key may nest
+    deeper than Python's recursion limit (the packer allowed it)."""
+    stack: list[tuple[Iterator[Any], list[Any]]] = [(iter(key), [])]
+    while True:
+        items, converted = stack[-1]
+        for item in items:
+            if type(item) is list:
+                stack.append((iter(item), []))
+                break
+            converted.append(item)
+        else:
+            stack.pop()
+            if not stack:
+                return tuple(converted)
+            stack[-1][1].append(tuple(converted))
 
 
 class _Pack:
