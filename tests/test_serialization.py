@@ -861,7 +861,9 @@ def test_msgpack_specifics() -> None:
     with pytest.raises(SerializationError, match="cannot encode list"):
         serializer.dumps([2**64])
     with pytest.raises(SerializationError, match="corrupt msgpack"):
-        serializer.loads(b"\xc1\x01\x05\x00\x81\x91\x01\x02")  # a list as a map key
+        serializer.loads(b"\xc1\x01\x05\x00\x81\x81\x01\x02\x03")  # a map as a map key
+    # A list as a map key is how a tuple key is written: read back as a tuple.
+    assert serializer.loads(b"\xc1\x01\x05\x00\x81\x91\x01\x02") == {(1,): 2}
     assert serializer.loads(serializer.dumps([1])) == [1]  # the failed pack left no residue
 
 
