@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from .errors import InvalidKey
 
-__all__ = ["compile_glob"]
+__all__ = ["compile_glob", "open_ended"]
 
 _STAR, _QUESTION, _BACKSLASH, _OPEN, _CLOSE, _CARET, _DASH = b"*?\\[]^-"
 _ALL_BYTES = frozenset(range(256))
@@ -35,6 +35,45 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
         raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
     fullmatch = _compile(pattern).fullmatch
     return lambda key: fullmatch(key.encode("utf-8", "surrogatepass")) is not None
+
+
+def open_ended(pattern: str) -> bool:
+    """Whether text written after ``pattern`` would change what it matches: a class missing
+    its ``]`` would take it in, a final ``\\`` would escape it. A provider that wraps the
+    user's pattern (a cluster's ``{key}`` hash tag) cannot then let the server match it."""
+    raw = pattern.encode("utf-8", "surrogatepass")
+    i, n = 0, len(raw)
+    while i < n:
+        byte = raw[i]
+        i += 1
+        if byte == _BACKSLASH:
+            if i >= n:
+                return True
+            i += 1
+        elif byte == _OPEN:
+            i, closed = _class_end(raw, i)
+            if not closed:
+                return True
+    return False
+
+
+def _class_end(pattern: bytes, i: int) -> tuple[int, bool]:
+    """Where the class whose ``[`` is before ``i`` ends, and whether a ``]`` closed it (the
+    same walk as :func:`_character_class`)."""
+    n = len(pattern)
+    if i < n and pattern[i] == _CARET:
+        i += 1
+    while True:
+        if i + 1 < n and pattern[i] == _BACKSLASH:
+            i += 2
+        elif i < n and pattern[i] == _CLOSE:
+            return i + 1, True
+        elif i >= n:
+            return i, False
+        elif i + 2 < n and pattern[i + 1] == _DASH:
+            i += 3
+        else:
+            i += 1
 
 
 @lru_cache(maxsize=256)

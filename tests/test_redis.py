@@ -693,6 +693,9 @@ def test_the_longest_ttl_taken_works_in_every_write_path(make: Any) -> None:
     cache = make()
     with pytest.raises(InvalidArgument):
         cache.set_many({"a": 1}, ttl=1e14)
+    for huge in (1e308, 1e300):  # round(1e308 * 1000) raised a bare OverflowError
+        with pytest.raises(InvalidArgument):
+            cache.set("a", 1, ttl=huge)
     longest = MAX_PX / 1000
     assert cache.set_many({"a": 1}, ttl=longest) == []
     cache.set("t", 1, ttl=longest, tags=["x"])

@@ -20,6 +20,7 @@ from redis.crc import key_slot
 
 from cachekit import create_cache
 from cachekit.errors import BackendUnavailable
+from cachekit.glob import compile_glob
 from cachekit.providers.redis_cluster import RedisClusterCache
 from cachekit.testing.servers import RedisCluster, RedisServer, free_port
 
@@ -425,4 +426,28 @@ def test_a_loop_ending_after_a_failed_call_closes_the_cluster_connections(
         leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
         assert not leaks, [str(w.message) for w in leaks]
     finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("pattern", ["a[b", "a[^b", "a\\", "a[b-", "k[]", "a*"])
+def test_patterns_the_hash_tag_would_change_select_what_memory_selects(
+    redis_cluster: RedisCluster, pattern: str
+) -> None:
+    """The cluster wraps keys as P{key}: a pattern with an unclosed class or a final
+    backslash took the closing "}" in (a[b selected nothing where Redis's own rules, and the
+    memory provider, select ab)."""
+    keys = ["ab", "ac", "a-", "a\\", "a[b", "a", "k]", "kx"]
+    expected = {key for key in keys if compile_glob(pattern)(key)}
+    cache = RedisClusterCache(redis_cluster.url, prefix=f"pt{next(_names)}:")
+    try:
+        cache.set_many(dict.fromkeys(keys, 1))
+        assert set(cache.scan_keys(pattern, count=1000)[1]) == expected
+        assert set(asyncio.run(cache.ascan_keys(pattern, count=1000))[1]) == expected
+        assert cache.delete_pattern(pattern) == len(expected)
+        assert set(cache.scan_keys("*", count=1000)[1]) == set(keys) - expected
+        cache.set_many(dict.fromkeys(keys, 1))
+        assert asyncio.run(cache.adelete_pattern(pattern)) == len(expected)
+        assert set(cache.scan_keys("*", count=1000)[1]) == set(keys) - expected
+    finally:
+        cache.clear()
         cache.close()

@@ -38,6 +38,7 @@ import redis.exceptions
 
 from ..config import Option, ParsedURL, parse_options, parse_url
 from ..errors import CacheError, ConfigurationError, InvalidKey
+from ..glob import compile_glob, open_ended
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
@@ -314,7 +315,22 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
 
     def _match(self, pattern: str) -> str:
         """``SCAN MATCH`` pattern of the data keys whose user key matches ``pattern``."""
+        if self._kclose and open_ended(pattern):  # the "}" after it would change its meaning
+            return escape_glob(self._kopen) + "*"  # every data key; _keep picks
         return escape_glob(self._kopen) + pattern + escape_glob(self._kclose)
+
+    def _keep(self, pattern: str) -> Callable[[bytes], bool] | None:
+        """The client-side test of the keys :meth:`_match` lets through, if it needs one."""
+        if not (self._kclose and open_ended(pattern)):
+            return None
+        matches = compile_glob(pattern)
+        return lambda raw: matches(self._user_key(raw))
+
+    def _scan_matching(self, pattern: str) -> Iterable[bytes]:
+        """The raw data keys whose user key matches ``pattern``."""
+        keep = self._keep(pattern)
+        raws = self._scan(self._match(pattern))
+        return raws if keep is None else filter(keep, raws)
 
     # -- multi-key primitives, run inside _call: the cluster subclass does them per slot ----------
 
@@ -660,7 +676,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
     def _delete_matching(self, pattern: str) -> int:
         removed = 0
         batch: list[str] = []
-        for raw in self._scan(self._match(pattern)):
+        for raw in self._scan_matching(pattern):
             batch.append(self._user_key(raw))
             if len(batch) >= SCAN_BATCH:
                 removed += self._delete_raw(batch)

@@ -79,6 +79,7 @@ class RedisAsyncOps(DistributedCache):
         def _found(self, keys: list[str], raws: list[bytes | None] | None) -> dict[str, Any]: ...
         def _user_key(self, raw: bytes) -> str: ...
         def _match(self, pattern: str) -> str: ...
+        def _keep(self, pattern: str) -> Callable[[bytes], bool] | None: ...
         @staticmethod
         def _pttl(ms: int) -> float | None: ...
 
@@ -295,10 +296,17 @@ class RedisAsyncOps(DistributedCache):
             raise InvalidKey(f"pattern must be a non-empty str, got {pattern!r}")
         return int(await self._acall("delete_pattern", 0, self._adelete_matching, pattern))
 
+    async def _ascan_matching(self, pattern: str) -> AsyncIterator[bytes]:
+        """The raw data keys whose user key matches ``pattern``."""
+        keep = self._keep(pattern)
+        async for raw in self._ascan(self._match(pattern)):
+            if keep is None or keep(raw):
+                yield raw
+
     async def _adelete_matching(self, pattern: str) -> int:
         removed = 0
         batch: list[str] = []
-        async for raw in self._ascan(self._match(pattern)):
+        async for raw in self._ascan_matching(pattern):
             batch.append(self._user_key(raw))
             if len(batch) >= SCAN_BATCH:
                 removed += await self._adelete_raw(batch)

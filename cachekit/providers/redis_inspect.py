@@ -12,7 +12,7 @@ per node by redis-py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..entry import EntryInfo, describe_payload
@@ -50,6 +50,9 @@ class RedisInspectOps(DistributedCache):
         def _check_key(self, key: Any) -> str: ...
         def _user_key(self, raw: bytes) -> str: ...
         def _match(self, pattern: str) -> str: ...
+        def _keep(self, pattern: str) -> Callable[[bytes], bool] | None: ...
+        def _scan_matching(self, pattern: str) -> Iterable[bytes]: ...
+        def _ascan_matching(self, pattern: str) -> AsyncIterator[bytes]: ...
         def _scan(self, match: str) -> Iterator[bytes]: ...
         def _ascan(self, match: str) -> AsyncIterator[bytes]: ...
         def _count(
@@ -75,18 +78,22 @@ class RedisInspectOps(DistributedCache):
         nxt, raws = self._call(
             "scan_keys", RAISE, self._scan_page, start, self._match(pattern), count
         )
-        return ("" if int(nxt) == 0 else str(nxt)), [self._user_key(r) for r in raws]
+        return ("" if int(nxt) == 0 else str(nxt)), self._page_keys(pattern, raws)
+
+    def _page_keys(self, pattern: str, raws: list[bytes]) -> list[str]:
+        keep = self._keep(pattern)
+        return [self._user_key(r) for r in raws if keep is None or keep(r)]
 
     def _scan_page(self, start: int, match: str, count: int) -> Any:
         # The client is got under _call (the breaker): a cluster client connects when built.
         return self._sync().scan(start, match, count)
 
     def _snapshot_page(self, pattern: str, cursor: str, count: int) -> tuple[str, list[str]]:
-        keys = {self._user_key(raw) for raw in self._scan(self._match(pattern))}
+        keys = {self._user_key(raw) for raw in self._scan_matching(pattern)}
         return sorted_page(keys, cursor, count)
 
     async def _asnapshot_page(self, pattern: str, cursor: str, count: int) -> tuple[str, list[str]]:
-        keys = {self._user_key(raw) async for raw in self._ascan(self._match(pattern))}
+        keys = {self._user_key(raw) async for raw in self._ascan_matching(pattern)}
         return sorted_page(keys, cursor, count)
 
     async def ascan_keys(
@@ -101,7 +108,7 @@ class RedisInspectOps(DistributedCache):
         nxt, raws = await self._acall(
             "scan_keys", RAISE, client.scan, start, self._match(pattern), count
         )
-        return ("" if int(nxt) == 0 else str(nxt)), [self._user_key(r) for r in raws]
+        return ("" if int(nxt) == 0 else str(nxt)), self._page_keys(pattern, raws)
 
     def inspect(self, key: str) -> EntryInfo | None:
         key = self._check_key(key)

@@ -63,6 +63,10 @@ def px(seconds: float) -> int:
     A TTL over :data:`MAX_PX` (~285,000 years) is refused here, before any command:
     halfway through a write it could leave the write half done.
     """
+    if seconds * 1000 > MAX_PX:  # checked first: round(1e308 * 1000) is an OverflowError
+        raise InvalidArgument(
+            f"ttl of {seconds:g} s is beyond what Redis accepts; use None for no expiry"
+        )
     ms = max(1, round(seconds * 1000))
     if ms > MAX_PX:
         raise InvalidArgument(
