@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..errors import InvalidArgument, InvalidKey
-from ..glob import compile_glob
+from ..glob import compile_glob, open_ended
 from ..sentinels import DEFAULT, DefaultType
 from ..stats import CacheStats
 from ..v1 import cache_pb2 as pb
@@ -89,24 +89,14 @@ def request_ttl(
 
 
 def check_pattern(pattern: str) -> str:
-    """A glob the memory provider and Redis read alike; unterminated classes are refused."""
+    """A glob the memory provider and Redis read alike; an unterminated class or a final lone
+    backslash (Redis reads them, but a client in another language may well not) is refused."""
     if len(pattern) > _MAX_PATTERN:
         raise InvalidKey(f"pattern is longer than {_MAX_PATTERN} characters")
-    i, n = 0, len(pattern)
-    while i < n:
-        char = pattern[i]
-        if char == "\\":
-            if i + 1 == n:
-                raise InvalidKey(f"pattern {pattern!r} ends with a lone backslash")
-            i += 2
-            continue
-        if char == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in {"]", "^"} else i + 1)
-            if end < 0:
-                raise InvalidKey(f"pattern {pattern!r} has an unterminated [ class")
-            i = end + 1
-            continue
-        i += 1
+    if open_ended(pattern):  # the glob module's own walk: "[]" is an empty class, as in Redis
+        raise InvalidKey(
+            f"pattern {pattern!r} has an unterminated [ class or ends with a lone backslash"
+        )
     compile_glob(pattern)
     return pattern
 

@@ -664,3 +664,12 @@ def test_provider_error_subclasses_travel_as_their_public_class() -> None:
     assert public_error_name(RedisUnavailable("x")) == "BackendUnavailable"
     assert public_error_name(FileUnavailable("x")) == "BackendUnavailable"
     assert public_error_name(BackendUnavailable("x")) == "BackendUnavailable"
+
+
+@pytest.mark.parametrize("pattern", ["[]", "a[]]", "[a-]x]", "[\\]]"])
+def test_patterns_closed_by_redis_rules_are_taken(pattern: str) -> None:
+    """The check read classes as fnmatch does: "[]" (an empty class, to Redis and the memory
+    provider) was refused as unterminated."""
+    from cachekit.grpc.convert import check_pattern
+
+    assert check_pattern(pattern) == pattern
