@@ -18,6 +18,13 @@ Two hooks a caller may give:
   It is recognised by a context variable naming the flight, the key and the computation, which
   counts only while that computation runs: an asyncio task it started inherits the variable,
   and once the computation is over that task coalesces like any other caller.
+
+**A waiter's wait is bounded** (:data:`WAIT_TIMEOUT`, 10 s, unless the flight was given its
+own): a nested call the variable does not reach (one the computation hands to a worker thread,
+or to a task started outside it, and then waits for) would otherwise wait on the computation
+while the computation waits on it, forever. Once the bound expires the waiter runs ``alone``
+(with no ``alone``, the computation itself): like a provider's ``stampede_timeout``, a leader
+slower than the bound costs a second computation, never a hang.
 """
 
 from __future__ import annotations
@@ -30,7 +37,12 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["AsyncSingleFlight", "SingleFlight"]
+__all__ = ["WAIT_TIMEOUT", "AsyncSingleFlight", "SingleFlight"]
+
+#: Seconds a caller waits for another's computation of its key before computing on its own
+#: (the default of every flight not given a ``wait``; read at each wait). The providers' default
+#: ``stampede_timeout``, the bound of a wait across processes, is the same 10 s.
+WAIT_TIMEOUT: float = 10.0
 
 #: (flight, key, computation) of the computations the current thread or task runs as a leader:
 #: a :class:`_Call` (sync) or the computation's task (async).
@@ -66,13 +78,15 @@ class _Call:
 
 
 class SingleFlight:
-    """Thread-level single-flight keyed by string."""
+    """Thread-level single-flight keyed by string; ``wait`` bounds a waiter's wait (seconds,
+    default :data:`WAIT_TIMEOUT`)."""
 
-    __slots__ = ("_calls", "_lock")
+    __slots__ = ("_calls", "_lock", "_wait")
 
-    def __init__(self) -> None:
+    def __init__(self, wait: float | None = None) -> None:
         self._lock = threading.Lock()
         self._calls: dict[str, _Call] = {}
+        self._wait = wait
 
     def do(
         self,
@@ -82,7 +96,8 @@ class SingleFlight:
         share: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Run ``fn`` once for all concurrent callers of ``key`` and return its result to each
-        (through ``share`` for waiters; ``alone`` for a re-entrant call: see the module)."""
+        (through ``share`` for waiters; ``alone`` for a re-entrant call and for a waiter whose
+        wait expired: see the module)."""
         if alone is not None and _reentered(self, key):
             return alone()
         with self._lock:
@@ -93,7 +108,10 @@ class SingleFlight:
             else:
                 call.waiters += 1
         if not leader:
-            call.done.wait()
+            if not call.done.wait(WAIT_TIMEOUT if self._wait is None else self._wait):
+                with self._lock:
+                    call.waiters -= 1
+                return fn() if alone is None else alone()
             if call.error is not None:
                 raise _own_copy(call.error)
             return call.value if share is None else share(call.value)
@@ -122,14 +140,16 @@ class SingleFlight:
 
 
 class AsyncSingleFlight:
-    """Task-level single-flight; one table per event loop since futures belong to a loop."""
+    """Task-level single-flight; one table per event loop since futures belong to a loop.
+    ``wait`` bounds a waiter's wait, as :class:`SingleFlight`'s."""
 
-    __slots__ = ("_tables",)
+    __slots__ = ("_tables", "_wait")
 
-    def __init__(self) -> None:
+    def __init__(self, wait: float | None = None) -> None:
         self._tables: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
+        self._wait = wait
 
     async def do(
         self,
@@ -141,8 +161,9 @@ class AsyncSingleFlight:
         """Await ``fn()`` once for all concurrent callers of ``key`` on this loop.
 
         The computation runs in a task of its own and every caller, the first included, awaits
-        it through ``shield``: cancelling any caller (a client that went away) cancels only that
-        caller, never the computation the others are waiting for.
+        it without owning it: cancelling any caller (a client that went away) cancels only that
+        caller, never the computation the others are waiting for. A waiter waits at most the
+        flight's bound, then runs ``alone`` (see the module).
         """
         if alone is not None and _reentered(self, key):
             return await alone()
@@ -155,13 +176,16 @@ class AsyncSingleFlight:
             task = table[key] = loop.create_task(_run(fn, (id(self), key)))
             task.add_done_callback(lambda done: _forget(table, key, done))
             return await asyncio.shield(task)
-        try:
-            value = await asyncio.shield(task)
-        except BaseException as exc:
-            if task.done() and not task.cancelled() and task.exception() is exc:
-                # The leader's failure, not this caller's cancellation.
-                raise _own_copy(exc) from exc.__cause__
-            raise
+        # asyncio.wait neither cancels the task nor raises on expiry; this caller's own
+        # cancellation propagates from it.
+        done, _ = await asyncio.wait(
+            (task,), timeout=WAIT_TIMEOUT if self._wait is None else self._wait
+        )
+        if not done:
+            return await (fn() if alone is None else alone())
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise _own_copy(error) from error.__cause__  # the leader's failure
+        value = task.result()  # CancelledError if the computation was cancelled
         return value if share is None else await share(value)
 
     def in_flight(self) -> int:

@@ -28,7 +28,7 @@ from .calling import RECOMPUTE
 from .public import PublicCalls, overrides_proxies, remember_proxies
 from .settings import FlaskCacheSettings, flask_timeout_to_ttl
 
-__all__ = ["STATE_KEY", "ExtensionBase"]
+__all__ = ["EMPTY_KEY", "STATE_KEY", "ExtensionBase", "as_key"]
 
 logger = logging.getLogger("cachekit_flask")
 
@@ -161,9 +161,15 @@ class ExtensionBase:
         return core
 
     # -- Flask-Caching's proxy methods ---------------------------------------------------------
+    #
+    # Keys: a key that is not a non-empty str (cache.set(user.id, ...), cached(key_prefix=""))
+    # is stored under as_key(key), as cachelib's SimpleCache takes any hashable key. What the
+    # proxies return names the caller's own keys.
 
     def get(self, key: str) -> Any:
         """The cached value, or ``None`` on a miss (or an entry this cache cannot decode)."""
+        if type(key) is not str or not key:
+            key = as_key(key)
         try:
             return self._core().get(key)
         except SerializationError as exc:
@@ -171,10 +177,14 @@ class ExtensionBase:
             return None
 
     def has(self, key: str) -> bool:
+        if type(key) is not str or not key:
+            key = as_key(key)
         return self._core().exists(key)
 
     def set(self, key: str, value: Any, timeout: Any = None, *, tags: Iterable[str] = ()) -> bool:
         """Store ``value``; ``timeout=None`` is the default, ``0`` never expires."""
+        if type(key) is not str or not key:
+            key = as_key(key)
         core = self._core()
         ttl = flask_timeout_to_ttl(timeout)
         if tags:
@@ -185,19 +195,30 @@ class ExtensionBase:
 
     def add(self, key: str, value: Any, timeout: Any = None) -> bool:
         """Store only if absent; whether it was stored."""
+        if type(key) is not str or not key:
+            key = as_key(key)
         return self._core().add(key, value, flask_timeout_to_ttl(timeout))
 
     def delete(self, key: str) -> bool:
+        if type(key) is not str or not key:
+            key = as_key(key)
         return self._core().delete(key)
 
     def delete_many(self, *keys: str) -> list[str]:
         """Delete ``keys``; the keys now absent (all of them), as Flask-Caching returns."""
-        self._core().delete_many(keys)
+        self._core().delete_many(_as_keys(keys))
         return list(keys)
 
-    def unlink(self, *keys: str) -> list[str]:
-        """Flask-Caching's Redis ``UNLINK`` proxy: the same as :meth:`delete_many` here."""
-        return self.delete_many(*keys)
+    def unlink(self, *keys: str) -> Any:
+        """Flask-Caching's ``unlink``: on Redis (RedisCache, RedisSentinelCache,
+        RedisClusterCache) the number of keys removed, ``None`` for no keys, as its RedisCache
+        answers; elsewhere :meth:`delete_many` (the keys), its fallback."""
+        core = self._core()
+        if core.provider_name not in _REDIS_PROVIDERS:
+            return self.delete_many(*keys)
+        if not keys:
+            return None
+        return core.delete_many(_as_keys(keys))
 
     def clear(self) -> bool:
         """Remove this cache's keys (only its own prefix on a shared server)."""
@@ -206,13 +227,17 @@ class ExtensionBase:
 
     def get_many(self, *keys: str) -> list[Any]:
         """Values in the order of ``keys``, ``None`` for each miss."""
-        found = self._found(keys)
-        return [found.get(key) for key in keys]
+        names = _as_keys(keys)
+        found = self._found(names)
+        return [found.get(name) for name in names]
 
     def get_dict(self, *keys: str) -> dict[str, Any]:
         """``{key: value or None}`` for every key."""
-        found = self._found(keys)
-        return {key: found.get(key) for key in keys}
+        names = _as_keys(keys)
+        found = self._found(names)
+        if names is keys:
+            return {key: found.get(key) for key in keys}
+        return {key: found.get(name) for key, name in zip(keys, names, strict=True)}
 
     def _found(self, keys: tuple[str, ...]) -> dict[str, Any]:
         try:
@@ -223,13 +248,22 @@ class ExtensionBase:
 
     def set_many(self, mapping: dict[str, Any], timeout: Any = None) -> list[str]:
         """Store every item; the keys that were stored."""
-        failed = set(self._core().set_many(mapping, flask_timeout_to_ttl(timeout)))
-        return [key for key in mapping if key not in failed]
+        ttl = flask_timeout_to_ttl(timeout)
+        if all(type(key) is str and key for key in mapping):
+            failed = set(self._core().set_many(mapping, ttl))
+            return [key for key in mapping if key not in failed]
+        names = {key: as_key(key) for key in mapping}
+        failed = set(self._core().set_many({names[k]: v for k, v in mapping.items()}, ttl))
+        return [key for key in mapping if names[key] not in failed]
 
     def inc(self, key: str, delta: int = 1) -> int:
+        if type(key) is not str or not key:
+            key = as_key(key)
         return self._core().incr(key, delta)
 
     def dec(self, key: str, delta: int = 1) -> int:
+        if type(key) is not str or not key:
+            key = as_key(key)
         return self._core().decr(key, delta)
 
     # -- what cachekit adds ------------------------------------------------------------------
@@ -259,6 +293,30 @@ class ExtensionBase:
             _undecodable(key, exc)
             return False, RECOMPUTE
         return classify(rv, cache_none)
+
+
+#: What the empty key ``""`` is stored under (a core key is a non-empty ``str``).
+EMPTY_KEY = "<empty>"
+
+#: Providers behind Flask-Caching's Redis backends, whose ``unlink`` answers a count.
+_REDIS_PROVIDERS = frozenset({"redis", "redis+cluster"})
+
+
+def as_key(key: Any) -> str:
+    """A Flask-Caching key as the core takes it: a non-``str`` key as ``str(key)`` (so ``1``
+    and ``"1"`` name one entry), ``""`` as :data:`EMPTY_KEY`. cachelib's SimpleCache takes any
+    hashable key and ``""``; its RedisCache takes ``""`` (and raises ``TypeError`` for others)."""
+    if type(key) is str:
+        return key or EMPTY_KEY
+    return (key if isinstance(key, str) else str(key)) or EMPTY_KEY
+
+
+def _as_keys(keys: tuple[Any, ...]) -> tuple[str, ...]:
+    """:func:`as_key` of each key; ``keys`` itself when they are all non-empty ``str``."""
+    for key in keys:
+        if type(key) is not str or not key:
+            return tuple(as_key(key) for key in keys)
+    return keys
 
 
 def _undecodable(key: str, exc: SerializationError) -> None:

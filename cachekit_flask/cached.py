@@ -5,7 +5,8 @@ The key is ``key_prefix % request.path`` (``view/%s`` by default), or with
 decided by the options alone (which callables take arguments, whether the prefix has ``%s``) is
 decided once, when the function is decorated. A miss goes through the core's ``get_or_set``:
 one computation per key at a time in the process, and across processes on Redis (the
-provider's stampede lock).
+provider's stampede lock). The call that computes returns its own value and leaves it stored,
+as Flask-Caching does, even when a nested call with the same key stored another first.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from cachekit import MISSING
 from cachekit.errors import BackendUnavailable, CacheError
 
-from .base import ExtensionBase, aget_decodable, classify
+from .base import EMPTY_KEY, ExtensionBase, aget_decodable, as_key, classify
 from .calling import (
     RECOMPUTE,
     ComputeOwn,
@@ -115,7 +116,7 @@ class CachedMixin(ExtensionBase):
 
             def prefix_part(path: str | None, use_request: bool, kwargs: dict[str, Any]) -> str:
                 if not prefix_is_str:
-                    return key_prefix()  # type: ignore[operator]
+                    return str(key_prefix())  # type: ignore[operator] # an int too
                 if not prefix_has_s:
                     return key_prefix  # type: ignore[return-value]
                 if path is not None:
@@ -163,16 +164,17 @@ class CachedMixin(ExtensionBase):
                 return build_key(path, query_args, use_request, kwargs)
 
             def key_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+                # A key that is not a non-empty str is stored as the proxies store it.
                 if custom_key is not None:
-                    return str(custom_key(*args, **kwargs))
+                    return as_key(custom_key(*args, **kwargs))
                 maker = cached_fn.make_cache_key
                 if maker is not default_make_cache_key:  # replaced by the user
-                    return str(maker(*args, use_request=True, **kwargs))
+                    return as_key(maker(*args, use_request=True, **kwargs))
                 if not query_string and prefix_has_s and source_check is not True:
                     if source_check is None and ext.source_check:
                         return build_key(None, None, True, kwargs)
                     return key_prefix % request.path  # type: ignore[operator]
-                return build_key(None, None, True, kwargs)
+                return build_key(None, None, True, kwargs) or EMPTY_KEY  # key_prefix=""
 
             def lookup(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, bool, Any]:
                 cache_key = key_for(args, kwargs)
@@ -303,7 +305,16 @@ class CachedMixin(ExtensionBase):
         single_flight: bool,
         core: CoreCache | None = None,
     ) -> Any:
-        """Compute a missing value once (single-flight) and store it; cache errors are logged."""
+        """Compute a missing value once (single-flight) and store it; cache errors are logged.
+
+        The call that runs the function returns its own value and leaves it stored, as in
+        Flask-Caching (which always ``set``s); only the callers that waited for it (the
+        single-flight's waiters) get the stored one. ``get_or_set`` stores with ``add`` and
+        answers what is stored when the key is taken, which a nested call with the same key
+        does first (a helper cached under ``view/%s`` that the view calls, functions sharing a
+        ``key_prefix``, a memoized recursion whose ignored arguments make every level one key):
+        then the value is ``set`` over it.
+        """
         core = self._decorator_core() if core is None else core
         # Through the public methods, a miss is computed and set as in Flask-Caching: no flight.
         single_flight = single_flight and not isinstance(core, PublicCalls)
@@ -323,10 +334,16 @@ class CachedMixin(ExtensionBase):
         try:
             if single_flight:
                 if tags:
-                    return self._distributed(core, "tags").get_or_set(
+                    rv = self._distributed(core, "tags").get_or_set(
                         cache_key, factory, ttl, tags=tags
                     )
-                return core.get_or_set(cache_key, factory, ttl)
+                else:
+                    rv = core.get_or_set(cache_key, factory, ttl)
+                if done:  # this call ran the function: its own value, stored (see above)
+                    if rv is not done[0]:
+                        self._store(core, cache_key, done[0], ttl, tags)
+                    return done[0]
+                return rv  # a waiter's: the value the leader stored
             # Forced updates, stale values and a cached None (cache_none=False) recompute.
             value = factory()
             self._store(core, cache_key, value, ttl, tags)
@@ -379,15 +396,18 @@ class CachedMixin(ExtensionBase):
         try:
             if single_flight:
                 if tags:
-                    return await self._distributed(core, "tags").aget_or_set(
+                    rv = await self._distributed(core, "tags").aget_or_set(
                         cache_key, factory, ttl, tags=tags
                     )
-                return await core.aget_or_set(cache_key, factory, ttl)
+                else:
+                    rv = await core.aget_or_set(cache_key, factory, ttl)
+                if done:  # see _fill
+                    if rv is not done[0]:
+                        await self._astore(core, cache_key, done[0], ttl, tags)
+                    return done[0]
+                return rv
             value = await factory()
-            if tags:
-                await self._distributed(core, "tags").aset(cache_key, value, ttl, tags=tags)
-            else:
-                await core.aset(cache_key, value, ttl)
+            await self._astore(core, cache_key, value, ttl, tags)
             return value
         except (NotStored, StoreWith) as signal:
             return signal.value
@@ -408,6 +428,14 @@ class CachedMixin(ExtensionBase):
                 return await compute()
             except (NotStored, StoreWith) as signal:
                 return signal.value
+
+    async def _astore(
+        self, core: CoreCache, key: str, value: Any, ttl: Any, tags: list[str] | None
+    ) -> None:
+        if tags:
+            await self._distributed(core, "tags").aset(key, value, ttl, tags=tags)
+        else:
+            await core.aset(key, value, ttl)
 
     def _store(
         self, core: CoreCache, key: str, value: Any, ttl: Any, tags: list[str] | None
