@@ -78,19 +78,31 @@ class Cache(abc.ABC):
 
     # Slots keep attribute access on the hot path specialised by CPython (an instance dict with
     # over ~30 keys loses that); subclasses without __slots__ still get a __dict__.
-    __slots__ = ("__weakref__", "_async_single_flight", "_single_flight", "name")
+    __slots__ = (
+        "__weakref__",
+        "_async_single_flight",
+        "_flight_wait",
+        "_single_flight",
+        "name",
+    )
 
     def __init__(self, *, name: str = "default") -> None:
         self.name = name
-        self._single_flight = SingleFlight()
-        self._async_single_flight = AsyncSingleFlight()
+        self._bound_flights(None)
         forking.register(self)
+
+    def _bound_flights(self, wait: float | None) -> None:
+        """New single-flights whose waiters wait at most ``wait`` seconds for a leader (None:
+        :data:`cachekit.singleflight.WAIT_TIMEOUT`); a provider with a ``stampede_timeout``
+        gives it, so the wait in this process and the wait across processes are one bound."""
+        self._flight_wait = wait
+        self._single_flight = SingleFlight(wait)
+        self._async_single_flight = AsyncSingleFlight(wait)
 
     def _after_fork(self) -> None:
         """In a forked child (see :mod:`cachekit.forking`): computations in flight belong to
         the parent's threads; subclasses also drop connections and replace locks."""
-        self._single_flight = SingleFlight()
-        self._async_single_flight = AsyncSingleFlight()
+        self._bound_flights(self._flight_wait)
 
     # -- primitives -------------------------------------------------------------------------
 

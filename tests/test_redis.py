@@ -721,3 +721,26 @@ def test_prefixes_differing_in_their_last_character_keep_their_own_tags(
     one.set("j", 1, tags=["t"])
     two.clear()
     assert one.invalidate_tags(["t"]) == 1  # its tag index survived the other's clear
+
+
+def test_a_waiter_in_this_process_waits_no_longer_than_stampede_timeout(make: Any) -> None:
+    """The in-process wait for a leader is the cache's stampede_timeout, as the wait across
+    processes is (it was the single-flight's own 10 s, whatever the option said)."""
+    cache = make(stampede_timeout=0.3)
+    release = threading.Event()
+    leader = threading.Thread(
+        target=lambda: cache.get_or_set("slow", lambda: release.wait(30) and "leader"),
+        daemon=True,
+    )
+    leader.start()
+    while not cache._single_flight._calls:  # the leader is computing
+        time.sleep(0.01)
+    got: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(cache.get_or_set("slow", lambda: "waiter")), daemon=True
+    )
+    waiter.start()
+    waiter.join(5)  # well under the single-flight's default 10 s
+    release.set()
+    leader.join(30)
+    assert got == ["waiter"]

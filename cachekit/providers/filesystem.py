@@ -134,6 +134,8 @@ class FileCache(DistributedCache):
         self._stampede_timeout: float | None = checked(
             "stampede_timeout", stampede_timeout, seconds_option().parse
         )
+        if self._stampede_timeout is not None:
+            self._bound_flights(self._stampede_timeout)
         if not callable(clock):
             raise ConfigurationError(f"clock must be callable, got {clock!r}", key="clock")
         self._clock = clock

@@ -169,6 +169,8 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         self._large_gets = self._large_mgets = False
         self._flushdb: bool = opts.pop("flushdb_on_clear", False)
         self._stampede_timeout: float | None = opts.pop("stampede_timeout", 10.0)
+        if self._stampede_timeout is not None:
+            self._bound_flights(self._stampede_timeout)
         self._breaker = CircuitBreaker(
             failure_threshold=opts.pop("breaker_failures", 5),
             recovery_timeout=opts.pop("breaker_recovery", 5.0),
