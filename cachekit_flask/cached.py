@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from cachekit import MISSING
 from cachekit.errors import BackendUnavailable, CacheError
+from cachekit.interfaces import check_tags
 
 from .base import EMPTY_KEY, ExtensionBase, aget_decodable, as_key, classify
 from .calling import (
@@ -457,14 +458,17 @@ class CachedMixin(ExtensionBase):
 
 
 def _check_tags(tags: Iterable[str] | None) -> list[str] | None:
+    """The core's rules and error (``InvalidArgumentType``, a ``TypeError`` too), in order."""
     if tags is None:
         return None
-    if isinstance(tags, str):
-        raise TypeError(f"tags must be an iterable of str such as [{tags!r}], not a bare str")
-    tag_list = list(tags)
-    for tag in tag_list:
-        if type(tag) is not str or not tag:
-            raise TypeError(f"tags must be non-empty str, got {tag!r}")
+    if isinstance(tags, (str, bytes)):
+        check_tags(tags)  # raises: a bare str would be split into letters
+    try:
+        tag_list = list(tags)  # once: tags may be a generator
+    except TypeError:
+        check_tags(tags)  # raises, saying what is wrong
+        raise
+    check_tags(tag_list)
     return tag_list or None
 
 

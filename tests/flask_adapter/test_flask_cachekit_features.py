@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 import cachekit
 import cachekit_flask
-from cachekit.errors import UnsupportedOperation
+from cachekit.errors import InvalidArgumentType, UnsupportedOperation
 from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -377,8 +377,12 @@ def test_tags_need_a_distributed_provider(memcached_server: MemcachedServer) -> 
         with pytest.raises(UnsupportedOperation):
             cache.delete_pattern("*")
         cache.clear()
-    with pytest.raises(TypeError, match="bare str"):
+    with pytest.raises(InvalidArgumentType, match="bare str"):  # a CacheError and a TypeError
         cache.memoize(tags="catalog")
+    with pytest.raises(InvalidArgumentType, match="non-empty str"):
+        cache.cached(tags=["ok", ""])
+    with pytest.raises(InvalidArgumentType):
+        cache.cached(tags=5)  # type: ignore[arg-type]
 
 
 def test_delete_pattern_removes_matching_views() -> None:
