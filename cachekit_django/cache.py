@@ -24,6 +24,7 @@ the core's async twins: real asyncio I/O for Redis, direct calls for the memory 
 from __future__ import annotations
 
 import datetime
+import inspect
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -139,6 +140,18 @@ def _pickle_error(exc: SerializationError) -> BaseException:
     return exc
 
 
+def _decoder(core: Any) -> Callable[[Any], Any]:
+    """A copy of a value as ``core`` decodes it on a read (``loads(dumps(value))`` of its own
+    serializer), or a pickle round trip where it has none."""
+    if not isinstance(core, _Unconfigured):
+        for name in ("serializer", "_serializer"):  # public on some providers, private on others
+            serializer = getattr(core, name, None)
+            dumps, loads = getattr(serializer, "dumps", None), getattr(serializer, "loads", None)
+            if callable(dumps) and callable(loads):
+                return lambda value: loads(dumps(value))
+    return isolate
+
+
 class RawClient:
     """What django-redis's ``cache.client`` offers for raw access: :meth:`get_client`, so
     ``django_redis.get_redis_connection(alias)`` and :func:`get_redis_connection` work."""
@@ -198,6 +211,10 @@ class CacheKitCache(BaseCache):
         )
         self._freeze = provider == "memory" and not serialized
         self._isolate = provider == "tiered"
+        # Django-style culling: batch writes go one by one (see set_many).
+        self._culls = built is not None and built.cull is not None and provider == "memory"
+        # get_or_set's copy of a value the core handed back as given (serializing providers).
+        self._fresh: Callable[[Any], Any] = _decoder(core)
         self._distributed = isinstance(core, DistributedCache)
         self._see_key_parts()
         # Bound once: the per-call path does no attribute lookups on the core.
@@ -233,7 +250,9 @@ class CacheKitCache(BaseCache):
 
     #: What makes and checks keys: replacing one, on the class or on an instance (``cache.
     #: key_func = ...``, ``mock.patch.object(cache, "make_key")``), turns the fast paths off.
-    _KEY_PARTS: ClassVar[frozenset[str]] = frozenset({"key_func", "make_key", "validate_key"})
+    _KEY_PARTS: ClassVar[frozenset[str]] = frozenset(
+        {"key_func", "make_key", "validate_key", "make_and_validate_key"}
+    )
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -256,8 +275,13 @@ class CacheKitCache(BaseCache):
         self._fast_validation = (
             cls.validate_key is CacheKitCache.validate_key and "validate_key" not in own
         )
-        # get/set inline make_and_validate_key when neither part of it is customised.
-        self._inline_keys = self._default_keys and self._fast_validation
+        # get/set inline make_and_validate_key when neither it nor a part of it is customised.
+        self._inline_keys = (
+            self._default_keys
+            and self._fast_validation
+            and cls.make_and_validate_key is CacheKitCache.make_and_validate_key
+            and "make_and_validate_key" not in own
+        )
         self._forget_made_keys()
 
     def _forget_made_keys(self) -> None:
@@ -316,7 +340,11 @@ class CacheKitCache(BaseCache):
         super().validate_key(key)
 
     def _timeout(self, timeout: Any) -> Any:
-        return self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+        if timeout is DEFAULT_TIMEOUT:
+            return self.default_timeout
+        if timeout is True or timeout is False:  # Django's backends: 1 s, and not stored
+            return int(timeout)
+        return timeout
 
     def _tags(self, tags: Iterable[str]) -> list[str]:
         """Tags in this cache's namespace (``KEY_PREFIX``), refused where there are none."""
@@ -389,7 +417,12 @@ class CacheKitCache(BaseCache):
                 made = self._inline_key(key, version)
         else:
             made = self.make_and_validate_key(key, version)
-        ttl = self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+        if timeout is DEFAULT_TIMEOUT:  # _timeout(), inlined
+            ttl = self.default_timeout
+        elif timeout is True or timeout is False:
+            ttl = int(timeout)
+        else:
+            ttl = timeout
         if self._freeze:
             if type(value) not in IMMUTABLE_TYPES:  # freeze()'s first test, without the call
                 value = freeze(value)
@@ -458,12 +491,54 @@ class CacheKitCache(BaseCache):
         return self._cachekit.exists(self.make_and_validate_key(key, version))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made = {self.make_and_validate_key(key, version): key for key in keys}
+        made: dict[str, Any] = {}
+        again: list[tuple[str, Any]] = []  # see _made_keys (inlined)
+        make = self.make_and_validate_key
+        for key in keys:
+            made_key = make(key, version)
+            if made_key in made:
+                again.append((made_key, key))
+            else:
+                made[made_key] = key
         if not made:
             return {}
         found = self._cachekit.get_many(made)
         load = self._load
-        return {made[k]: load(v) for k, v in found.items()}
+        result = {made[k]: load(v) for k, v in found.items()}
+        if again:
+            self._answer_again(result, found, made, again)
+        return result
+
+    def _made_keys(
+        self, keys: Iterable[Any], version: int | None
+    ) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+        """``get_many``'s ``{made key: key}``, and the ``(made key, key)`` of each key whose made
+        key an earlier one has (``1`` and ``"1"``: both ``:1:1``)."""
+        made: dict[str, Any] = {}
+        again: list[tuple[str, Any]] = []
+        make = self.make_and_validate_key
+        for key in keys:
+            made_key = make(key, version)
+            if made_key in made:
+                again.append((made_key, key))
+            else:
+                made[made_key] = key
+        return made, again
+
+    def _answer_again(
+        self,
+        result: dict[Any, Any],
+        found: Mapping[str, Any],
+        made: Mapping[str, Any],
+        again: list[tuple[str, Any]],
+    ) -> None:
+        """Answer each key of ``again`` too, with a copy of its own, as ``LocMemCache`` and
+        ``FileBasedCache`` answer every key asked (Django's Redis and memcached backends keep
+        one of them)."""
+        copy = self._load if self._freeze or self._isolate else self._fresh
+        for made_key, key in again:
+            if made_key in found and key is not made[made_key]:
+                result[key] = copy(found[made_key])
 
     def set_many(
         self,
@@ -485,6 +560,18 @@ class CacheKitCache(BaseCache):
         ttl = self._timeout(timeout)
         core: Any = self._cachekit
         try:
+            if self._culls:
+                # LocMemCache culls at the first new key past MAX_ENTRIES, then fills up again:
+                # the culler (shared.Culler) sees each write on its own, as LocMemCache's set.
+                write = self._set
+                if tags:
+                    tagged = self._tags(tags)
+                    for made, value in mapping.items():
+                        write(made, value, ttl, tags=tagged)
+                else:
+                    for made, value in mapping.items():
+                        write(made, value, ttl)
+                return []
             if tags:
                 failed = core.set_many(mapping, ttl, tags=self._tags(tags))
             else:
@@ -548,22 +635,56 @@ class CacheKitCache(BaseCache):
         threads (and across processes on Redis) while others wait for its result."""
         made = self.make_and_validate_key(key, version)
         ttl = self._timeout(timeout)
-        source = self._wrap_default(default)
+        computed: list[Any] = []
+        source = self._source(default, computed, False)
         core: Any = self._cachekit
         try:
             if tags:
-                return self._load(core.get_or_set(made, source, ttl, tags=self._tags(tags)))
-            return self._load(core.get_or_set(made, source, ttl))
+                result = core.get_or_set(made, source, ttl, tags=self._tags(tags))
+            else:
+                result = core.get_or_set(made, source, ttl)
+            return self._own_copy(result, default, computed)
         except SerializationError as exc:
             raise _pickle_error(exc) from None
 
-    def _wrap_default(self, default: Any) -> Any:
-        if not (self._freeze or self._isolate):
-            return default
-        if callable(default):
-            store = self._store
-            return lambda: store(default())
-        return self._store(default)
+    def _source(self, default: Any, computed: list[Any], awaits: bool) -> Any:
+        """What get_or_set hands the core for ``default``: the in-process providers get it in
+        stored form (:meth:`_store`); for the others a callable's results are kept in
+        ``computed``, so :meth:`_own_copy` knows them. ``awaits``: aget_or_set's, whose callable
+        may be a coroutine function (its result awaited, as the core awaits it)."""
+        store = self._store if self._freeze or self._isolate else None
+        if not callable(default):
+            return default if store is None else store(default)
+
+        def keep(value: Any) -> Any:
+            if store is not None:
+                return store(value)
+            computed.append(value)
+            return value
+
+        if not awaits:
+            return lambda: keep(default())
+
+        async def produce() -> Any:
+            value = default()
+            if inspect.isawaitable(value):
+                value = await value
+            return keep(value)
+
+        return produce
+
+    def _own_copy(self, result: Any, default: Any, computed: list[Any]) -> Any:
+        """get_or_set's answer from the core's ``result``. Where the core stores objects in
+        stored form (memory, tiered) it is a copy of them; a serializing provider returns the
+        object it stored (``default``, or what the callable returned): the caller gets a copy
+        decoded as a ``get`` would decode it, never its own object (Django returns
+        ``get(key, default)``), so changing it changes neither the caller's defaults nor what
+        the next miss stores."""
+        if self._freeze or self._isolate:
+            return self._load(result)
+        if result is default or any(result is value for value in computed):
+            return self._fresh(result)
+        return result
 
     def clear(self) -> None:
         self._cachekit.clear()
@@ -841,11 +962,15 @@ class CacheKitCache(BaseCache):
         return await self._cachekit.aexists(self.make_and_validate_key(key, version))
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made = {self.make_and_validate_key(key, version): key for key in keys}
+        made, again = self._made_keys(keys, version)
         if not made:
             return {}
         found = await self._cachekit.aget_many(made)
-        return {made[k]: self._load(v) for k, v in found.items()}
+        load = self._load
+        result = {made[k]: load(v) for k, v in found.items()}
+        if again:
+            self._answer_again(result, found, made, again)
+        return result
 
     async def aset_many(
         self,
@@ -866,6 +991,16 @@ class CacheKitCache(BaseCache):
         ttl = self._timeout(timeout)
         core: Any = self._cachekit
         try:
+            if self._culls:  # see set_many
+                write = self._aset
+                if tags:
+                    tagged = self._tags(tags)
+                    for made, value in mapping.items():
+                        await write(made, value, ttl, tags=tagged)
+                else:
+                    for made, value in mapping.items():
+                        await write(made, value, ttl)
+                return []
             if tags:
                 failed = await core.aset_many(mapping, ttl, tags=self._tags(tags))
             else:
@@ -909,12 +1044,15 @@ class CacheKitCache(BaseCache):
     ) -> Any:
         made = self.make_and_validate_key(key, version)
         ttl = self._timeout(timeout)
-        source = self._wrap_default(default)
+        computed: list[Any] = []
+        source = self._source(default, computed, True)
         core: Any = self._cachekit
         try:
             if tags:
-                return self._load(await core.aget_or_set(made, source, ttl, tags=self._tags(tags)))
-            return self._load(await core.aget_or_set(made, source, ttl))
+                result = await core.aget_or_set(made, source, ttl, tags=self._tags(tags))
+            else:
+                result = await core.aget_or_set(made, source, ttl)
+            return self._own_copy(result, default, computed)
         except SerializationError as exc:
             raise _pickle_error(exc) from None
 

@@ -52,7 +52,10 @@ class Culler:
             return
         # Down to what LocMemCache leaves after a cull and the write that caused it: it removes
         # max_entries // cull_frequency (all for 0) before inserting. A target, not a share:
-        # a set_many of k new keys evicts k times, and only the first of them culls.
+        # a batch written to the core at once (core set_many) evicts once per new key, and
+        # only the first eviction culls. The Django backend's set_many writes a culled store
+        # key by key instead (CacheKitCache.set_many), so that each new key past the bound
+        # culls or fills up as in LocMemCache's set_many, one set() per key.
         if self.cull_frequency == 0:
             target = 1
         else:

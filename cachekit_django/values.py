@@ -131,24 +131,33 @@ def plant(value: dict[Any, Any] | list[Any]) -> Tree | None:
 
     Plain means exact ``dict``/``list`` containers, immutable keys, immutable leaves, no
     container reached twice (a pickle round trip keeps such sharing and cycles, a tree would
-    not), and at most :data:`TREE_MAX_ITEMS` items in all. One plain loop per container: set
-    operations over ``map(type, ...)`` measured slower for the small values caches hold.
+    not), and at most :data:`TREE_MAX_ITEMS` items in all.
+
+    One pass that copies each container first (``dict.copy``/``list.copy``: one C call, a
+    snapshot no other thread can change halfway) and then checks the copy, putting its
+    children's copies in place: what is stored is exactly what was checked, however the caller's
+    value changes meanwhile (another thread's write, a hook run by a type check). One plain
+    loop per container: set operations over ``map(type, ...)`` measured slower for the small
+    values caches hold.
     """
-    found: list[Any] = [value]
+    if len(value) > TREE_MAX_ITEMS:  # before copying a big value only to pickle it
+        return None
+    root = value.copy()
+    made: list[Any] = [root]
     inner: list[tuple[int, Any]] = []
     seen: set[int] | None = None
     budget = TREE_MAX_ITEMS
     index = 0
-    while index < len(found):
-        container = found[index]
+    while index < len(made):
+        container = made[index]  # a private copy: nobody else changes it
         budget -= len(container)
         if budget < 0:
             return None
         if type(container) is dict:
-            pairs: Any = container.items()
             for key in container:
                 if type(key) not in _IMMUTABLE and not _is_immutable(key):
                     return None
+            pairs: Any = container.items()
         else:
             pairs = enumerate(container)
         for key, item in pairs:
@@ -160,19 +169,15 @@ def plant(value: dict[Any, Any] | list[Any]) -> Tree | None:
                 if id(item) in seen:
                     return None
                 seen.add(id(item))
+                if len(item) > budget:
+                    return None
+                child = item.copy()
+                container[key] = child  # same key, new value: the walk is not disturbed
                 inner.append((index, key))
-                found.append(item)
+                made.append(child)
             elif not _is_immutable(item):
                 return None
         index += 1
-    # Plain: copy the containers, each child into its parent's copy (parents come first).
-    root = value.copy()
-    made: list[Any] = [root]
-    for parent, key in inner:
-        container = made[parent]
-        child = container[key].copy()
-        container[key] = child
-        made.append(child)
     return Tree(root, tuple(inner))
 
 
