@@ -177,6 +177,45 @@ def test_fail_open_reads_of_a_chunk_on_a_dead_server_miss_and_spare_other_keys(
         assert cache.exists(big_key) is True
 
 
+def test_chunks_on_a_server_whose_breaker_is_open_are_an_outage_not_a_loss(
+    memcached_cluster: list[MemcachedServer],
+) -> None:
+    """Once the chunk server's breaker opened, its chunks were looked for on the next server,
+    found "missing", and the manifest deleted: a value lost to a stall, the misses uncounted."""
+    first, second = memcached_cluster[:2]
+    servers = [(first.host, first.port), (second.host, second.port)]
+    with MemcachedCache(
+        servers,  # type: ignore[arg-type]
+        prefix="t2b:",
+        max_item_size=64 * 1024,
+        large_values="chunk",
+        compression="none",
+        fail_open=True,
+        breaker_failures=1,
+        breaker_recovery=3600,
+        timeout=0.3,
+        namespace_refresh=3600,
+    ) as cache:
+        a, b = cache._nodes[address(first)], cache._nodes[address(second)]
+        cache.get("warm")  # the namespace version is read before the stall
+        names = (f"k{i}" for i in range(10_000))
+        big_key = next(name for name in names if cache._route(cache._key(name)) is a)
+        big = os.urandom(400_000)
+        for _ in range(100):
+            cache.set(big_key, big)
+            if any(cache._route(key) is b for key in chunk_keys(cache, big_key)):
+                break
+        else:
+            pytest.fail("no chunk ever landed on the second server")
+        with second.stalled():
+            for _ in range(3):  # the first times out and opens b's breaker; then it is open
+                assert cache.get(big_key, "MISS") == "MISS"
+            assert cache.get_stats().extra["fail_open_get_errors_total"] == 3
+            assert cache.exists(big_key) is True  # the manifest is kept
+        b.breaker.success()  # as a successful probe after breaker_recovery would
+        assert cache.get(big_key) == big
+
+
 # -- 3: a BaseException mid-command ----------------------------------------------------------
 
 

@@ -772,6 +772,29 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             groups.setdefault(node, []).append(stored)
         return groups
 
+    def _owners(self, stored_keys: list[bytes]) -> dict[_Node, list[bytes]]:
+        """The keys grouped by their ring owners, with no fallback: a chunk is only where it
+        was written, and looked for on the next server it would be "missing", and its value
+        deleted as if evicted. An owner whose breaker refuses is an outage of the read."""
+        if self._single is not None:
+            groups = {self._single: stored_keys}
+        else:
+            groups = {}
+            nodes, ring = self._nodes, self._ring
+            for stored in stored_keys:
+                groups.setdefault(nodes[ring.get_node(stored)], []).append(stored)
+        granted: list[_Node] = []
+        for node in groups:
+            if not node.breaker.allow():
+                for other in granted:  # a half-open probe granted and not run goes back
+                    other.breaker.release()
+                raise BackendUnavailable(
+                    f"memcached {node.address} holds chunks of the value and is unavailable "
+                    f"(circuit open, retry in {node.breaker.retry_in():.1f}s)"
+                )
+            granted.append(node)
+        return groups
+
     def _fallback(self, stored: bytes, owner: _Node, allowed: dict[_Node, bool]) -> _Node:
         """The next node on the ring that allows a call, asking each breaker once per call."""
         for address in self._ring.iter_nodes(stored):
@@ -864,7 +887,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             log.warning("cache %r: ignoring a malformed chunk manifest", self.name)
             return None
         found: dict[bytes, bytes] = {}
-        for node, group in self._group(keys).items():
+        for node, group in self._owners(keys).items():
             found.update(self._call(node, methodcaller("get_many", group)))
         if len(found) != len(keys):
             return None  # a chunk was evicted or expired: the value is gone
