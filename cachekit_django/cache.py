@@ -140,9 +140,16 @@ def _pickle_error(exc: SerializationError) -> BaseException:
     return exc
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _decoder(core: Any) -> Callable[[Any], Any]:
     """A copy of a value as ``core`` decodes it on a read (``loads(dumps(value))`` of its own
-    serializer), or a pickle round trip where it has none."""
+    serializer), or a pickle round trip where it has none. ``null://`` stores nothing, so
+    there is nothing to copy from: the caller's own object, as Django's ``DummyCache`` gives."""
+    if getattr(core, "provider_name", None) == "null":
+        return _same
     if not isinstance(core, _Unconfigured):
         for name in ("serializer", "_serializer"):  # public on some providers, private on others
             serializer = getattr(core, name, None)

@@ -6,6 +6,7 @@ throughout (``tests/conftest.py``)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -492,3 +493,19 @@ def test_aget_or_set_awaits_a_coroutine_function(
 
     assert asyncio.run(scenario()) == ({"rows": [1, 2]}, {"rows": [1]}, {"rows": [1]})
     assert value == {"rows": [1]}
+
+
+def test_get_or_set_on_null_hands_back_the_callers_object_as_dummycache() -> None:
+    """null:// stores nothing: get_or_set pickled the default to copy it (a lock raised
+    TypeError) where Django's DummyCache returns the caller's own object."""
+    from django.core.cache.backends.dummy import DummyCache
+
+    from cachekit_django.cache import CacheKitCache
+
+    ours = CacheKitCache("null://", {})
+    theirs = DummyCache("", {})
+    lock = threading.Lock()
+    for cache in (ours, theirs):
+        assert cache.get_or_set("k", lock) is lock
+        assert cache.get_or_set("k", lambda: lock) is lock
+        assert asyncio.run(cache.aget_or_set("k", lock)) is lock
