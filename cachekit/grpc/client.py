@@ -1,11 +1,12 @@
 """``GrpcCache``: the cache contract over a cachekit gRPC server (``grpc://``, ``grpcs://``).
 
 ``grpc://HOST:PORT/NAMESPACE?token=...`` (``grpcs://`` for TLS, with ``ssl_ca_certs`` and, for
-mutual TLS, ``ssl_certfile``/``ssl_keyfile``). Values are encoded by a cachekit serializer
-(pickle by default; ``serializer=json`` for values other languages read as JSON) and sent as
-``application/vnd.cachekit``; the server answers with the plainest content type that
-describes them (:mod:`.values`). Server errors come back as the same cachekit exception
-(the server names it in the ``cachekit-error`` trailer), or else by status code.
+mutual TLS, ``ssl_certfile``/``ssl_keyfile``; ``max_message_bytes``, 4 MiB by default as on the
+server, caps what the channels send and receive: raise it with the server's). Values are encoded
+by a cachekit serializer (pickle by default; ``serializer=json`` for values other languages
+read as JSON) and sent as ``application/vnd.cachekit``; the server answers with the plainest
+content type that describes them (:mod:`.values`). Server errors come back as the same
+cachekit exception (the server names it in the ``cachekit-error`` trailer), or else by status code.
 
 Sync calls use a ``grpc`` channel, the async twins a ``grpc.aio`` channel of the running event
 loop; both are opened on first use, so constructing a cache never connects.
@@ -31,7 +32,7 @@ import grpc
 import grpc.aio
 
 from .. import errors
-from ..config import Option, ParsedURL, parse_options, seconds_option
+from ..config import Option, ParsedURL, parse_options, seconds_option, size_option
 from ..entry import EntryInfo, describe_payload
 from ..errors import BackendUnavailable, CacheError, ConfigurationError, UnsupportedOperation
 from ..interfaces import DistributedCache, check_key, check_tags
@@ -53,6 +54,20 @@ class Unauthenticated(CacheError):
     """The server refused the token (``UNAUTHENTICATED``)."""
 
 
+#: The largest message sent or received by default: the server's default ``max_message_bytes``
+#: (``cachekit.grpc.server.DEFAULT_MAX_MESSAGE_BYTES``; not imported, to keep the client light).
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
+#: gRPC's channel limits are C ints.
+_MAX_CHANNEL_BYTES = (1 << 31) - 1
+
+
+def _message_bytes(value: Any) -> int:
+    number: int = size_option().parse(value)
+    if number > _MAX_CHANNEL_BYTES:
+        raise ValueError(f"must be <= {_MAX_CHANNEL_BYTES}")
+    return number
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError("a string")
@@ -68,6 +83,9 @@ _OPTIONS: dict[str, Option] = {
     "compression": Option(_str, "auto, zlib, zstd or none"),
     "compress_threshold": Option(int, "an int >= 0"),
     "secret": Option(_str, "a signing secret of at least 16 bytes"),
+    "max_message_bytes": Option(
+        _message_bytes, "a byte size such as 16777216 or '16MiB' (the server's max_message_bytes)"
+    ),
     "ssl_ca_certs": Option(_str, "a PEM file of the CA that signed the server's certificate"),
     "ssl_certfile": Option(_str, "a PEM client certificate (mutual TLS)"),
     "ssl_keyfile": Option(_str, "the PEM key of ssl_certfile"),
@@ -128,6 +146,12 @@ class GrpcCache(DistributedCache):
         self.tls = parsed.scheme == "grpcs"
         self.timeout: float | None = opts.pop("timeout", 5.0)
         self.default_ttl = check_default_ttl(opts.pop("default_ttl", None))
+        #: The largest message sent or received; set it to the server's ``max_message_bytes``.
+        self.max_message_bytes: int = opts.pop("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        self._channel_options: tuple[tuple[str, int], ...] = (
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+        )
         token = opts.pop("token", None) or parsed.password
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -179,10 +203,11 @@ class GrpcCache(DistributedCache):
         if stub is None:
             with self._lock:
                 if self._stub is None:
+                    options = self._channel_options
                     channel = (
-                        grpc.secure_channel(self.target, self._credentials)
+                        grpc.secure_channel(self.target, self._credentials, options)
                         if self._credentials is not None
-                        else grpc.insecure_channel(self.target)
+                        else grpc.insecure_channel(self.target, options)
                     )
                     self._channel, self._stub = channel, pb_grpc.CacheServiceStub(channel)
                 stub = self._stub
@@ -193,10 +218,11 @@ class GrpcCache(DistributedCache):
         loop = asyncio.get_running_loop()
         current = self._aio
         if current is None or current[0] is not loop:
+            options = self._channel_options
             channel = (
-                grpc.aio.secure_channel(self.target, self._credentials)
+                grpc.aio.secure_channel(self.target, self._credentials, options)
                 if self._credentials is not None
-                else grpc.aio.insecure_channel(self.target)
+                else grpc.aio.insecure_channel(self.target, options)
             )
             current = self._aio = (loop, channel, pb_grpc.CacheServiceStub(channel))
         return current[2]
