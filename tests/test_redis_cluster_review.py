@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import redis
 from redis.crc import key_slot
+from test_redis_cluster import _eventually
+from test_redis_faults import loop_turns_during
 
 from cachekit import create_cache
 from cachekit.errors import BackendUnavailable
@@ -40,19 +42,6 @@ def _replicated(cluster: RedisCluster) -> None:
                 assert raw.wait(1, 5000) == 1
         finally:
             raw.close()
-
-
-def _retried(call: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """``call()`` until it stops raising BackendUnavailable (the client re-reads the slot map
-    after a failover)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except BackendUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 async def _aretried(call: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
@@ -120,8 +109,8 @@ def test_a_failed_invalidate_tags_leaves_the_tag_sets_for_a_retry(
         cluster.wait_until_ok()  # a replica took the dead primary's slots over
         for tag in groups:  # the members are back, with the set's TTL (not made persistent)
             assert 0 < cache.redis_client().pttl(cache._tag_prefix + tag) <= ttls[tag]
-        assert set(victims["s"]) <= set(_retried(lambda: cache.tagged_keys(["s"])))
-        assert _retried(lambda: cache.invalidate_tags(["s"])) >= len(victims["s"])
+        assert set(victims["s"]) <= set(_eventually(lambda: cache.tagged_keys(["s"]), 20.0))
+        assert _eventually(lambda: cache.invalidate_tags(["s"]), 20.0) >= len(victims["s"])
         assert cache.get_many(groups["s"]) == {}
         assert cache.tagged_keys(["s"]) == []
 
@@ -340,29 +329,6 @@ def test_stats_count_only_this_caches_items(
 # -- 5. ascan_keys does not block the event loop -------------------------------------------------
 
 
-async def _turns_while(call: Awaitable[Any]) -> tuple[BaseException | None, int]:
-    """``await call`` beside a 10 ms ticker: its error (if any) and how often the loop came
-    round meanwhile."""
-    turns = 0
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal turns
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            turns += 1
-
-    ticking = asyncio.create_task(ticker())
-    try:
-        await call
-    except BaseException as exc:  # returned to the test
-        return exc, turns
-    finally:
-        done.set()
-        await ticking
-    return None, turns
-
-
 def test_ascan_keys_pages_a_cluster_without_blocking_the_event_loop(
     fresh_redis_cluster: RedisCluster,
 ) -> None:
@@ -387,8 +353,15 @@ def test_ascan_keys_pages_a_cluster_without_blocking_the_event_loop(
             assert sorted(pages) == sorted(keys)
             first = await cache.ascan_keys("k1?", count=5)
             assert first == cache.scan_keys("k1?", count=5)
+
+            async def scan_all() -> object:
+                try:
+                    return await cache.ascan_keys("*")
+                except BackendUnavailable as exc:
+                    return exc
+
             with cluster.primary_for_slot(0).stalled():
-                error, turns = await _turns_while(cache.ascan_keys("*"))
+                error, turns = await loop_turns_during(scan_all())
             assert isinstance(error, BackendUnavailable)
             assert turns >= 10  # the loop kept turning while the primary did not answer
             # Back to normal (this also lets the loop's end close the client: redis-py's
