@@ -498,15 +498,7 @@ class CacheKitCache(BaseCache):
         return self._cachekit.exists(self.make_and_validate_key(key, version))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        made: dict[str, Any] = {}
-        again: list[tuple[str, Any]] = []  # see _made_keys (inlined)
-        make = self.make_and_validate_key
-        for key in keys:
-            made_key = make(key, version)
-            if made_key in made:
-                again.append((made_key, key))
-            else:
-                made[made_key] = key
+        made, again = self._made_keys(keys, version)
         if not made:
             return {}
         found = self._cachekit.get_many(made)

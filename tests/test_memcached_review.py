@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -16,24 +15,26 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from test_memcached import raw
 
 from cachekit.errors import BackendUnavailable
 from cachekit.providers.memcached import MemcachedCache
 from cachekit.testing.servers import MemcachedServer
 
 
-def raw(server: MemcachedServer, command: bytes, until: bytes = b"\r\n") -> bytes:
-    """One text-protocol exchange with the server, bypassing cachekit."""
-    with socket.create_connection((server.host, server.port), timeout=2) as sock:
-        sock.sendall(command)
-        data = b""
-        while not data.endswith(until):
-            data += sock.recv(65536)
-        return data
-
-
 def address(server: MemcachedServer) -> str:
     return f"{server.host}:{server.port}"
+
+
+def set_with_a_chunk_on(cache: MemcachedCache, key: str, node: object) -> bytes:
+    """Store a 400 KB value (7 chunks, each placed at random) under ``key`` until one of its
+    chunks lands on ``node``; the value."""
+    value = os.urandom(400_000)
+    for _ in range(100):
+        cache.set(key, value)
+        if any(cache._route(chunk) is node for chunk in chunk_keys(cache, key)):
+            return value
+    pytest.fail("no chunk ever landed on the second server")
 
 
 def chunk_keys(cache: MemcachedCache, key: str) -> list[bytes]:
@@ -152,13 +153,7 @@ def test_fail_open_reads_of_a_chunk_on_a_dead_server_miss_and_spare_other_keys(
         names = (f"k{i}" for i in range(10_000))
         on_a = [name for name in names if cache._route(cache._key(name)) is a]
         big_key, plain = on_a[0], on_a[1:6]
-        big = os.urandom(400_000)  # 7 chunks, each placed at random
-        for _ in range(100):
-            cache.set(big_key, big)
-            if any(cache._route(key) is b for key in chunk_keys(cache, big_key)):
-                break
-        else:
-            pytest.fail("no chunk ever landed on the second server")
+        big = set_with_a_chunk_on(cache, big_key, b)
         cache.set_many({name: name for name in plain})
         assert cache.get_many([big_key, *plain]) == {big_key: big, **{n: n for n in plain}}
         assert closed.get(big_key) == big
@@ -200,13 +195,7 @@ def test_chunks_on_a_server_whose_breaker_is_open_are_an_outage_not_a_loss(
         cache.get("warm")  # the namespace version is read before the stall
         names = (f"k{i}" for i in range(10_000))
         big_key = next(name for name in names if cache._route(cache._key(name)) is a)
-        big = os.urandom(400_000)
-        for _ in range(100):
-            cache.set(big_key, big)
-            if any(cache._route(key) is b for key in chunk_keys(cache, big_key)):
-                break
-        else:
-            pytest.fail("no chunk ever landed on the second server")
+        big = set_with_a_chunk_on(cache, big_key, b)
         with second.stalled():
             for _ in range(3):  # the first times out and opens b's breaker; then it is open
                 assert cache.get(big_key, "MISS") == "MISS"
