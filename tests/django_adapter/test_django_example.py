@@ -75,14 +75,7 @@ def read_line_with(process: subprocess.Popen[str], text: str, timeout: float) ->
 
 def test_serve_starts_the_site_and_prints_its_url(tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-u", "manage.py", "serve", "--port", str(port)],
-        cwd=SITE,
-        env=site_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(tmp_path, "--port", str(port))
     try:
         line = read_line_with(process, "cachekit example site:", timeout=30)
         url = f"http://127.0.0.1:{port}/"
@@ -110,15 +103,7 @@ def test_serve_starts_the_site_and_prints_its_url(tmp_path: Path) -> None:
         css = opener.open(url + "static/admin/css/base.css", timeout=5)
         assert css.status == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-            process.kill()
-            process.wait()
-            pytest.fail("the example site did not stop on SIGINT")
-        if process.stdout is not None:
-            process.stdout.close()
+        assert stop(process), "the example site did not stop on SIGINT"
 
 
 def start_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -132,15 +117,19 @@ def start_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str]) -> bool:
+    """SIGINT, as Ctrl-C; whether the server stopped on it (else it is killed)."""
     process.send_signal(signal.SIGINT)
+    stopped = True
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
         process.kill()
         process.wait()
+        stopped = False
     if process.stdout is not None:
         process.stdout.close()
+    return stopped
 
 
 def status_when_up(url: str, host_header: str | None = None) -> int:
