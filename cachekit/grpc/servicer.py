@@ -11,9 +11,14 @@ validated by the core's ``check_tags`` first, so bad ones are ``INVALID_ARGUMENT
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
 import time
 from collections.abc import AsyncIterator, Collection
-from typing import Any
+from typing import Any, Final
 
 import grpc
 
@@ -90,6 +95,11 @@ _MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
 _MAX_SCAN_CURSOR = (1 << 64) - 1
 #: Bytes of a response kept free under max_message_bytes (rounding, nothing else).
 _HEADROOM = 64
+#: Keys GetMultiple reads first (value sizes are unknown): later batches are sized by the
+#: values seen, so that no more than about one value read per response is not sent.
+_FIRST_BATCH = 1
+#: Keys whose existence GetMultiple checks concurrently (network providers).
+_EXISTS_BATCH = 64
 
 
 def _field_size(length: int) -> int:
@@ -97,27 +107,56 @@ def _field_size(length: int) -> int:
     return 1 + max(1, (length.bit_length() + 6) // 7) + length
 
 
-def _fitting(found: dict[str, Any], budget: int) -> pb.GetMultipleResponse:
-    """The entries of ``found`` that fit in ``budget`` bytes, in order; the keys of the others
-    in ``unread_keys`` (the client asks again). The first entry is always sent: a response
-    that cannot hold it fails as an oversized message, instead of never making progress."""
-    keys = list(found)
-    response = pb.GetMultipleResponse()
-    # Every key starts as unread; an entry that takes its place costs the difference.
-    key_costs = [_field_size(len(k.encode())) for k in keys]
-    total = sum(key_costs)
-    entries = response.entries
-    for i, key in enumerate(keys):
-        entry = entries.add()
-        entry.key = key
-        _fill(entry.value, found[key])
-        grown = total + _field_size(entry.ByteSize()) - key_costs[i]
-        if i and grown > budget:
-            del entries[-1]
-            response.unread_keys.extend(keys[i:])
-            break
-        total = grown
-    return response
+#: Signs the page tokens of memory namespaces; per server process, like their keys.
+_TOKEN_KEY: Final = os.urandom(32)
+_TAG_BYTES: Final = 16
+
+
+def _token_tag(namespace: str, cursor: bytes) -> bytes:
+    message = namespace.encode() + b"\0" + cursor
+    return hmac.new(_TOKEN_KEY, message, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def _seal_token(namespace: str, cursor: str) -> str:
+    """A memory namespace's cursor (the last key of a page) as an opaque, signed token."""
+    if not cursor:
+        return ""
+    raw = cursor.encode("utf-8", "surrogatepass")
+    body = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    tag = base64.urlsafe_b64encode(_token_tag(namespace, raw)).rstrip(b"=").decode("ascii")
+    return f"{body}.{tag}"
+
+
+async def _present(cache: Cache, keys: list[str]) -> list[str]:
+    """The keys of ``keys`` that exist (``exists``: no value read, no hit counted), in order."""
+    if isinstance(cache, MemoryCache):  # no I/O: one after the other
+        return [k for k in keys if await cache.aexists(k)]
+    present: list[str] = []
+    for start in range(0, len(keys), _EXISTS_BATCH):
+        batch = keys[start : start + _EXISTS_BATCH]
+        found = await asyncio.gather(*(cache.aexists(k) for k in batch))
+        present += [k for k, there in zip(batch, found, strict=True) if there]
+    return present
+
+
+def _as_is(namespace: str, cursor: str) -> str:
+    return cursor
+
+
+def _open_token(namespace: str, token: str) -> str:
+    """The cursor of a token :func:`_seal_token` made for ``namespace``; else InvalidArgument
+    (a token of another server process, another namespace, or made up)."""
+    if not token:
+        return ""
+    body, _, tag = token.rpartition(".")
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        given = base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4))
+        if body and hmac.compare_digest(given, _token_tag(namespace, raw)):
+            return raw.decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeError):
+        pass
+    raise InvalidArgument(f"not a page token this namespace handed out: {token[:64]!r}")
 
 
 def _memory_add(cache: MemoryCache, key: str, delta: int, ttl: float | DefaultType | None) -> int:
@@ -181,7 +220,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             )
         return key
 
-    def _stored(self, value: pb.Value) -> int | bytes:
+    def _stored(self, value: pb.Value) -> Any:
         data = value.data  # each read of a bytes field copies it: once
         if len(data) > self.max_value_bytes:
             raise ValueTooLarge(
@@ -320,8 +359,9 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                 value = delta
             else:
                 value = await cache.aincr(key, delta)
-            if not _MIN64 <= value <= _MAX64:  # a provider whose counters are wider
-                raise NotAnInteger(f"{key!r} is now {value}, outside the 64-bit range")
+            if not _MIN64 <= value <= _MAX64:  # a provider whose counters are wider (memcached)
+                await cache.aincr(key, -delta)  # undone: additions commute
+                raise _out_of_range(key, value - delta, delta)
         ns.hub.publish(EventKind.SET, key)
         return value
 
@@ -340,15 +380,46 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     async def GetMultiple(
         self, request: pb.GetMultipleRequest, context: Any
     ) -> pb.GetMultipleResponse:
+        """The present entries that fit in one response, read in batches: once the response is
+        full, the keys not read yet go to ``unread_keys`` without being read (the client asks
+        for them again), so a key is read, and its hit counted, about once per ``get_many``."""
         ns = self.namespaces.get(request.namespace)
-        found = await ns.cache.aget_many(self._keys(request.keys))
-        response = pb.GetMultipleResponse(
-            entries=[pb.Entry(key=k, value=_value(v)) for k, v in found.items()]
-        )
+        keys = self._keys(request.keys)
         budget = self.max_message_bytes - _HEADROOM
-        if response.ByteSize() <= budget:
-            return response
-        return _fitting(found, budget)
+        response = pb.GetMultipleResponse()
+        entries = response.entries
+        # unread_after[i]: bytes of keys[i:] listed as unread (an upper bound of what the
+        # response would list if it stopped before keys[i]).
+        unread_after = [0] * (len(keys) + 1)
+        for i in range(len(keys) - 1, -1, -1):
+            unread_after[i] = unread_after[i + 1] + _field_size(len(keys[i].encode()))
+        total = 0  # bytes of the entries kept so far
+        start = 0
+        batch = _FIRST_BATCH
+        while start < len(keys):
+            chunk = keys[start : start + batch]
+            found = await ns.cache.aget_many(chunk)
+            for i, key in enumerate(chunk, start):
+                if key not in found:
+                    continue
+                entry = entries.add()
+                entry.key = key
+                _fill(entry.value, found[key])
+                size = _field_size(entry.ByteSize())
+                # The keys left unread are listed in the response: they count too.
+                if len(entries) > 1 and total + size + unread_after[i + 1] > budget:
+                    del entries[-1]
+                    rest = [k for k in keys[i + 1 : start + len(chunk)] if k in found]
+                    unread = await _present(ns.cache, keys[start + len(chunk) :])
+                    response.unread_keys.extend([key, *rest, *unread])
+                    return response
+                total += size
+            start += len(chunk)
+            if start < len(keys):
+                seen = max(len(entries), 1)
+                average = max(total // seen, 1)
+                batch = max(1, min(_MAX_KEYS_PER_CALL, (budget - total) // average + 1))
+        return response
 
     async def SetMultiple(
         self, request: pb.SetMultipleRequest, context: Any
@@ -422,18 +493,22 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         count = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         pattern = check_pattern(request.pattern or "*")
         token = request.page_token
+        memory = isinstance(ns.cache, MemoryCache)
+        if memory:
+            token = _open_token(ns.name, token)
         native = getattr(ns.cache, "_native_scan_cursor", False)  # Redis SCAN: unsigned 64-bit
         if native and token.isdecimal() and int(token) > _MAX_SCAN_CURSOR:
             raise InvalidArgument(f"not a cursor this cache handed out: {token!r}")
+        seal = _seal_token if memory else _as_is
         cursor, keys = await ns.cache.ascan_keys(pattern, cursor=token, count=count)
-        response = pb.KeysResponse(keys=keys, next_page_token=cursor)
+        response = pb.KeysResponse(keys=keys, next_page_token=seal(ns.name, cursor))
         budget = self.max_message_bytes - _HEADROOM
         while (size := response.ByteSize()) > budget and count > 1:
             # Too big a page (long keys): the same page again, smaller. A scan from one token
             # reads and changes nothing, so asking it again with a smaller count is safe.
             count = max(1, min(count - 1, len(keys) * budget // size))
             cursor, keys = await ns.cache.ascan_keys(pattern, cursor=token, count=count)
-            response = pb.KeysResponse(keys=keys, next_page_token=cursor)
+            response = pb.KeysResponse(keys=keys, next_page_token=seal(ns.name, cursor))
         return response
 
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:

@@ -1,22 +1,27 @@
 """How wire values (bytes + content type) map onto what a namespace stores, and back.
 
-The server stores a value as a cachekit envelope (``docs/serialization.md``), except integers,
-which it stores as ``int`` so that ``Increment`` works on every provider. A content type is a
-view of an envelope whose body another language can read as it is: ``application/json`` is the
-JSON codec's body, ``text/plain`` the STR codec's, and so on. So a Go client that writes JSON
-bytes as ``application/json`` and a Python :class:`~cachekit.grpc.client.GrpcCache` with the JSON
-serializer read each other's values. What has no such view (pickle, compressed or signed values)
-travels as the whole envelope, ``application/vnd.cachekit``. The table is in ``docs/grpc.md``.
+The server stores the decoded value wherever it can decode one without trusting the sender:
+``application/json`` -> the JSON object, ``text/plain`` -> ``str``, octets -> ``bytes``,
+``application/vnd.cachekit.int`` -> ``int``, and an ``application/vnd.cachekit`` envelope of
+those codecs likewise. So the namespace's own serializer stores it as an in-process ``set``
+would, and Django views or direct provider readers sharing the namespace read the object. A
+read answers the plainest view of the stored value: ``str`` as text, ``int`` as the integer
+type, ``bytes`` as octets, an object JSON carries exactly as ``application/json``, anything
+else as a pickle envelope. What the server must not or cannot decode (pickle, signed values,
+protobuf, and MessagePack, validated but kept as sent) is stored as the envelope and read back
+as its view. The table is in ``docs/grpc.md``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from typing import Any, Final
 
 from ..errors import CacheError, SerializationError
 from ..serialization.header import (
+    COMPRESSION_MASK,
     HEADER_SIZE,
     VERSION,
     Codec,
@@ -25,6 +30,7 @@ from ..serialization.header import (
     parse_decimal,
     parse_header,
 )
+from ..serialization.reader import Reader
 
 __all__ = [
     "CACHEKIT",
@@ -58,8 +64,26 @@ _VIEWS: Final = {
     Codec.JSON: JSON,
     Codec.MSGPACK: MSGPACK,
 }
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259)")
+
+
 _MAGIC: Final = 0xC1
 _RAW: Final = _HEADERS[Codec.RAW]
+#: Codecs whose envelopes the server decodes into the value it stores (see to_stored).
+_DECODED: Final = frozenset({Codec.RAW, Codec.STR, Codec.JSON})
+#: Header flags that keep an envelope as sent: signed (no secret here), extras, reserved.
+_KEPT_FLAGS: Final = 0xFF & ~COMPRESSION_MASK
+#: Decodes envelopes; never pickle, no secret (signed envelopes are not decoded at all).
+_READER: Final = Reader(allow_pickle=False)
+_JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: The integers cachekit's JSON codec writes (its range; other languages read them exactly).
+_JSON_INT_MIN: Final = -(2**63)
+_JSON_INT_MAX: Final = 2**64 - 1
+_JSON_MAX_DEPTH: Final = 255
 
 
 class InvalidValue(CacheError, ValueError):
@@ -77,8 +101,55 @@ def _parse_type(content_type: str) -> tuple[str, dict[str, str]]:
     return main.strip().lower(), found
 
 
-def to_stored(content_type: str, data: bytes) -> int | bytes:
-    """The value a namespace stores for wire bytes of ``content_type`` (validated)."""
+def to_stored(content_type: str, data: bytes) -> Any:
+    """The value a namespace stores for wire bytes of ``content_type`` (validated).
+
+    The decoded Python value wherever the server can decode it without trusting the sender:
+    JSON -> its object, text -> ``str``, octets -> ``bytes``, integers -> ``int``, and the same
+    for a ``application/vnd.cachekit`` envelope of those codecs (compressed or not). So the
+    namespace stores it as an in-process ``set`` would, and in-process readers get the object.
+    What the server cannot or must not decode stays the envelope (``bytes``): pickle (decoding
+    it runs code), signed values (the server has no secret), protobuf (no message class) and
+    MessagePack (validated; kept as sent so that it reads back as ``application/msgpack``).
+    Octets whose first byte is the envelope magic ``0xC1`` also stay behind a RAW header, so
+    that they are never mistaken for an envelope when read back.
+    """
+    if content_type == OCTETS or not content_type:  # raw bytes: the hot path
+        return _RAW + data if data[:1] == b"\xc1" else data
+    payload = _envelope_of(content_type, data)
+    if type(payload) is int:
+        return payload
+    return _decoded(payload)  # type: ignore[arg-type]
+
+
+def _decoded(payload: bytes) -> Any:
+    """The value of an envelope when it is one of the codecs decoded here; else the envelope."""
+    if len(payload) < HEADER_SIZE or payload[3] & _KEPT_FLAGS or payload[2] not in _DECODED:
+        return payload
+    try:
+        value = _READER.loads(payload)
+    except SerializationError as exc:
+        raise InvalidValue(f"{CACHEKIT}: {exc}") from None
+    if type(value) is bytes and value[:1] == b"\xc1":
+        return _RAW + value  # see to_stored: never read back as an envelope
+    return value
+
+
+def _check_msgpack(data: bytes) -> None:
+    """Exactly one MessagePack object (when msgpack is installed; else not validated)."""
+    try:
+        import msgpack  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return
+    try:
+        msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise InvalidValue(f"{MSGPACK}: the bytes are not one MessagePack object: {exc}") from None
+
+
+def _envelope_of(content_type: str, data: bytes) -> int | bytes:
+    """The cachekit payload (an envelope, or an int) for wire bytes of ``content_type``,
+    validated: what a serializer loads (:func:`envelope`), and what :func:`to_stored` decodes."""
     if content_type == CACHEKIT:  # the hot path of Python clients
         return _from_envelope(data)
     if content_type == OCTETS or not content_type:  # raw bytes: nothing to validate
@@ -100,11 +171,12 @@ def to_stored(content_type: str, data: bytes) -> int | bytes:
         try:
             text = data.decode("utf-8")
             if main == "application/json":
-                json.loads(text)
+                _JSON_DECODER.decode(text)  # RFC 8259: NaN and Infinity are refused
         except ValueError as exc:
             raise InvalidValue(f"{main}: the bytes are not valid: {exc}") from None
         return _HEADERS[Codec.JSON if main == "application/json" else Codec.STR] + data
     if main in {MSGPACK, "application/x-msgpack"}:
+        _check_msgpack(data)
         return _HEADERS[Codec.MSGPACK] + data
     if main in {PROTOBUF, "application/protobuf"}:
         name = params.get("messagetype") or params.get("proto")
@@ -163,14 +235,38 @@ def to_wire(stored: Any) -> tuple[str, bytes]:
             return TEXT, stored.encode("utf-8")
         except UnicodeEncodeError:
             pass  # lone surrogates are not UTF-8: pickled below, exactly
-    # A Python object stored in-process (a Django view sharing the namespace): pickled, exactly.
+    # A Python object (decoded JSON, or stored in-process by a Django view sharing the
+    # namespace): JSON when JSON carries it exactly, else pickled, exactly.
+    if _plain_json(stored, 0):
+        try:
+            return JSON, _JSON_ENCODER.encode(stored).encode("utf-8")
+        except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+            pass
     try:
         return CACHEKIT, pack_header(Codec.PICKLE) + pickle.dumps(stored, protocol=5)
     except Exception as exc:
         raise SerializationError(f"stored value of type {type(stored).__name__}: {exc}") from exc
 
 
+def _plain_json(value: Any, depth: int) -> bool:
+    """Whether JSON text decodes back to exactly ``value`` (same types, all the way down)."""
+    tp = type(value)
+    if tp is str or tp is bool or value is None:
+        return True
+    if tp is int:
+        return bool(_JSON_INT_MIN <= value <= _JSON_INT_MAX)
+    if tp is float:
+        return math.isfinite(value)
+    if depth >= _JSON_MAX_DEPTH:
+        return False
+    if tp is list:
+        return all(_plain_json(item, depth + 1) for item in value)
+    if tp is dict:
+        return all(type(k) is str and _plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def envelope(content_type: str, data: bytes) -> bytes:
     """The cachekit payload (envelope or decimal) for wire bytes: what a serializer loads."""
-    stored = to_stored(content_type, data)
+    stored = _envelope_of(content_type, data)
     return str(stored).encode("ascii") if type(stored) is int else stored  # type: ignore[return-value]
