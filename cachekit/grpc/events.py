@@ -78,6 +78,18 @@ class Subscription:
                 self.queue.put_nowait(event)
         self.closed = terminal
 
+    def stop(self) -> None:
+        """End the stream ahead of its backlog (the server is stopping): pending events are
+        replaced by one ``OVERFLOW``, as when the queue fills, so the subscriber is sent at most
+        that before the stream ends, and still learns that it missed some."""
+        if not self.queue.empty():
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.dropped += 1
+            self.queue.put_nowait(Event(EventKind.OVERFLOW))
+        self.queue.put_nowait(Event(SERVER_STOPPING))
+        self.closed = True
+
     async def next(self) -> Event:
         return await self.queue.get()
 
@@ -103,10 +115,11 @@ class EventHub:
         return len(self._subscribers)
 
     def end_all(self) -> None:
-        """End every stream (the server is stopping)."""
-        event = Event(SERVER_STOPPING)
+        """End every stream (the server is stopping): each one's next event is the stop, ahead
+        of any backlog. A handler blocked sending (its client does not read) does not get there;
+        the server cancels those (``CacheServer.stop``)."""
         for sub in self._subscribers:
-            sub.offer(event)
+            sub.stop()
 
     def publish(
         self, kind: int, key: str = "", pattern: str = "", tags: tuple[str, ...] = ()

@@ -49,6 +49,7 @@ __all__ = [
     "ADMIN_METHODS",
     "ERROR_KEY",
     "AuthInterceptor",
+    "CallTracker",
     "MethodInterceptor",
     "MetricsInterceptor",
     "StatusInterceptor",
@@ -185,6 +186,30 @@ class StatusInterceptor(MethodInterceptor):
             return call
 
         return _rewrap(handler, unary, stream)
+
+
+class CallTracker(MethodInterceptor):
+    """Count the running calls that answer once (not the streams: ``Watch``, health ``Watch``
+    and reflection never finish on their own), so shutdown knows when only those are left."""
+
+    def __init__(self) -> None:
+        self.running = 0
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if handler.request_streaming or handler.response_streaming:
+            return handler
+
+        def unary(behavior: Any) -> Any:
+            async def call(request: Any, context: Context) -> Any:
+                self.running += 1
+                try:
+                    return await behavior(request, context)
+                finally:
+                    self.running -= 1
+
+            return call
+
+        return _rewrap(handler, unary, None)
 
 
 def _code(context: Context) -> str:

@@ -27,6 +27,7 @@ from ..v1 import admin_pb2, admin_pb2_grpc, cache_pb2, cache_pb2_grpc
 from .admin import AdminServicer
 from .interceptors import (
     AuthInterceptor,
+    CallTracker,
     Handler,
     MethodInterceptor,
     MetricsInterceptor,
@@ -48,6 +49,11 @@ log = logging.getLogger("cachekit.grpc")
 
 #: Seconds running calls get to finish after SIGTERM.
 DEFAULT_GRACE = 5.0
+
+#: Seconds the streams still open at shutdown get, once no other call is running, before they
+#: are cancelled (Watch streams end at their next event, which is the stop; one blocked sending
+#: to a client that does not read never gets there).
+STREAM_END_WAIT = 0.5
 
 SERVICE_NAMES = (
     cache_pb2.DESCRIPTOR.services_by_name["CacheService"].full_name,
@@ -201,8 +207,11 @@ class CacheServer:
         self.max_message_bytes = max_message_bytes
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
+        #: The running calls that answer once: shutdown cancels the streams left after them.
+        self.calls = CallTracker()
         self.interceptors: list[MethodInterceptor] = [
             MetricsInterceptor(self.metrics, self.namespaces),
+            self.calls,
             AuthInterceptor(token, admin_token),
             StatusInterceptor(),
         ]
@@ -275,6 +284,29 @@ class CacheServer:
         )
         self.metrics_port = self.metrics_server.server_port
 
+    async def _cut_short(
+        self, server: grpc.aio.Server, stopping: asyncio.Future[None], grace: float | None
+    ) -> None:
+        """Once the calls that answer once have finished, give the streams left (Watch streams
+        end at their next event; health Watch, reflection) :data:`STREAM_END_WAIT` seconds, then
+        cancel them: a Watch handler blocked sending to a client that does not read, with its
+        backlog, would otherwise hold shutdown for the whole grace."""
+        if grace is not None and grace <= STREAM_END_WAIT:
+            return  # the grace is as short
+        loop = asyncio.get_running_loop()
+        streams_since: float | None = None
+        while not stopping.done():
+            now = loop.time()
+            if self.calls.running:
+                streams_since = None
+            elif streams_since is None:
+                streams_since = now
+            elif now - streams_since >= STREAM_END_WAIT:
+                log.info("cancelling the streams still open after the other calls finished")
+                await server.stop(None)  # a smaller grace cuts the running stop short
+                return
+            await asyncio.sleep(0.02)
+
     async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
         """Refuse new calls, let running ones finish within ``grace`` seconds, close caches."""
         server, self._server = self._server, None
@@ -283,7 +315,9 @@ class CacheServer:
         await self.health.enter_graceful_shutdown()
         for ns in self.namespaces:  # Watch streams never finish on their own: end them
             ns.hub.end_all()
-        await server.stop(grace)
+        stopping = asyncio.ensure_future(server.stop(grace))  # refuses new calls from now on
+        await self._cut_short(server, stopping, grace)
+        await stopping
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

@@ -4,15 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import time
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
 from cachekit.errors import ConfigurationError
 from cachekit.grpc.client import GrpcCache
+from cachekit.grpc.events import SERVER_STOPPING, EventHub, EventKind
+from cachekit.providers.memory import MemoryCache
+from cachekit.v1 import cache_pb2 as pb
+from cachekit.v1 import cache_pb2_grpc as pb_grpc
 
 _ids = itertools.count()
 MiB = 1 << 20
@@ -67,3 +74,85 @@ def test_max_message_bytes_is_validated(bad: object) -> None:
     with pytest.raises(ConfigurationError) as info:
         GrpcCache("grpc://127.0.0.1:1/x", max_message_bytes=bad)
     assert info.value.key == "max_message_bytes"
+
+
+# -- Watch streams at shutdown -------------------------------------------------------------------
+
+
+async def _flood(hub: object, count: int, size: int) -> None:
+    """``count`` SET events of ``size``-char keys, letting the Watch handlers send between them
+    (so a subscriber that does not read ends up blocked by flow control, with a backlog)."""
+    for i in range(count):
+        hub.publish(EventKind.SET, f"{i:06d}" + "k" * size)  # type: ignore[attr-defined]
+        if i % 50 == 0:
+            await asyncio.sleep(0.001)
+
+
+def test_a_watcher_that_does_not_read_does_not_hold_shutdown_for_the_grace() -> None:
+    """A subscriber that stopped reading: its handler is blocked sending (HTTP/2 flow control)
+    with events queued behind, and the stop marker was queued after them, so shutdown waited the
+    whole grace and then cancelled the stream (UNAVAILABLE)."""
+    with (
+        ThreadedServer({"default": create_cache("memory://client-review-stop")}) as own,
+        grpc.insecure_channel(own.target) as ch,
+    ):
+        stub = pb_grpc.CacheServiceStub(ch)
+        stream = stub.Watch(pb.WatchRequest(namespace="default"))
+        stream.initial_metadata()  # subscribed; never read until the server stops
+        hub = own.server.namespaces.get("default").hub
+        own.run(_flood(hub, 3000, 3000))
+        idle = stub.Watch(pb.WatchRequest(namespace="default"))  # one with nothing pending
+        idle.initial_metadata()
+        started = time.monotonic()
+        stopping = asyncio.run_coroutine_threadsafe(own.server.stop(60), own.loop)
+        stopping.result(30)  # raises TimeoutError if shutdown waits out the 60 s grace
+        assert time.monotonic() - started < 30
+        for _event in idle:  # the other stream ends normally after what it was sent
+            pass
+        assert idle.code() == grpc.StatusCode.OK
+        with contextlib.suppress(grpc.RpcError):
+            for _event in stream:  # the stuck one ended too (OK, or cancelled)
+                pass
+        assert len(hub) == 0
+
+
+def test_end_all_puts_the_stop_ahead_of_the_backlog_behind_one_overflow() -> None:
+    """The stop was queued behind the pending events, so a behind subscriber was sent all of
+    them first; now it gets one OVERFLOW (it still learns that it missed some), then the end."""
+
+    async def run() -> list[int]:
+        hub = EventHub(queue_size=8)
+        behind, idle = hub.subscribe(), hub.subscribe()
+        for i in range(5):
+            hub.publish(EventKind.SET, f"k{i}")
+        while not idle.queue.empty():
+            await idle.next()
+        hub.end_all()
+        hub.publish(EventKind.SET, "after")  # nothing is queued after the end
+        kinds = [(await behind.next()).kind for _ in range(behind.queue.qsize())]
+        return [*kinds, -100, *[(await idle.next()).kind for _ in range(idle.queue.qsize())]]
+
+    assert asyncio.run(run()) == [EventKind.OVERFLOW, SERVER_STOPPING, -100, SERVER_STOPPING]
+
+
+class _SlowGets(MemoryCache):
+    async def aget(self, key: str, default: object = None) -> object:
+        await asyncio.sleep(1.0)
+        return await super().aget(key, default)
+
+
+def test_shutdown_still_lets_running_calls_finish_while_it_cancels_stuck_streams() -> None:
+    with (
+        ThreadedServer({"default": _SlowGets(name="client-review-slow")}) as own,
+        grpc.insecure_channel(own.target) as ch,
+    ):
+        stub = pb_grpc.CacheServiceStub(ch)
+        stream = stub.Watch(pb.WatchRequest(namespace="default"))
+        stream.initial_metadata()
+        own.run(_flood(own.server.namespaces.get("default").hub, 2000, 3000))
+        get = stub.Get.future(pb.GetRequest(namespace="default", key="k"), timeout=20)
+        while not own.server.calls.running:  # the Get is being served
+            time.sleep(0.01)
+        stopping = asyncio.run_coroutine_threadsafe(own.server.stop(60), own.loop)
+        assert get.result().found is False  # finished within the grace, not cancelled
+        stopping.result(30)
