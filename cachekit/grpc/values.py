@@ -78,6 +78,7 @@ _DECODED: Final = frozenset({Codec.RAW, Codec.STR, Codec.JSON})
 _KEPT_FLAGS: Final = 0xFF & ~COMPRESSION_MASK
 #: Decodes envelopes; never pickle, no secret (signed envelopes are not decoded at all).
 _READER: Final = Reader(allow_pickle=False)
+_TEXTS: Final = frozenset({"application/json", "text/plain"})
 _JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 #: The integers cachekit's JSON codec writes (its range; other languages read them exactly).
@@ -116,10 +117,28 @@ def to_stored(content_type: str, data: bytes) -> Any:
     """
     if content_type == OCTETS or not content_type:  # raw bytes: the hot path
         return _RAW + data if data[:1] == b"\xc1" else data
+    if content_type != CACHEKIT:
+        main, params = _parse_type(content_type)
+        if main in _TEXTS:  # decoded once, here (not validated, then decoded again)
+            return _text(main, params, data)
     payload = _envelope_of(content_type, data)
     if type(payload) is int:
         return payload
     return _decoded(payload)  # type: ignore[arg-type]
+
+
+def _text(main: str, params: dict[str, str], data: bytes) -> Any:
+    """The ``str`` of ``text/plain`` bytes, or the object of ``application/json`` (validated)."""
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise InvalidValue(f"{main}: only UTF-8 is accepted, not charset={charset}")
+    try:
+        text = data.decode("utf-8")
+        if main == "application/json":
+            return _JSON_DECODER.decode(text)  # RFC 8259: NaN and Infinity are refused
+    except (ValueError, RecursionError) as exc:
+        raise InvalidValue(f"{main}: the bytes are not valid: {exc}") from None
+    return text
 
 
 def _decoded(payload: bytes) -> Any:
@@ -128,7 +147,7 @@ def _decoded(payload: bytes) -> Any:
         return payload
     try:
         value = _READER.loads(payload)
-    except SerializationError as exc:
+    except (SerializationError, RecursionError) as exc:
         raise InvalidValue(f"{CACHEKIT}: {exc}") from None
     if type(value) is bytes and value[:1] == b"\xc1":
         return _RAW + value  # see to_stored: never read back as an envelope
@@ -164,16 +183,8 @@ def _envelope_of(content_type: str, data: bytes) -> int | bytes:
             raise InvalidValue(f"{INTEGER}: {exc}") from None
     if main in {"", OCTETS}:
         return _HEADERS[Codec.RAW] + data
-    if main in {"application/json", "text/plain"}:
-        charset = params.get("charset", "utf-8").lower()
-        if charset not in {"utf-8", "utf8"}:
-            raise InvalidValue(f"{main}: only UTF-8 is accepted, not charset={charset}")
-        try:
-            text = data.decode("utf-8")
-            if main == "application/json":
-                _JSON_DECODER.decode(text)  # RFC 8259: NaN and Infinity are refused
-        except ValueError as exc:
-            raise InvalidValue(f"{main}: the bytes are not valid: {exc}") from None
+    if main in _TEXTS:
+        _text(main, params, data)  # validated
         return _HEADERS[Codec.JSON if main == "application/json" else Codec.STR] + data
     if main in {MSGPACK, "application/x-msgpack"}:
         _check_msgpack(data)
