@@ -291,7 +291,7 @@ class _Counts:
 
     __slots__ = ("__weakref__", "lock", "n", "retired")
 
-    def __init__(self, retired: list[int], lock: threading.Lock) -> None:
+    def __init__(self, retired: list[int], lock: threading.RLock) -> None:
         self.n = [0, 0, 0, 0]
         self.retired = retired
         self.lock = lock
@@ -498,7 +498,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         self._ring = KetamaRing(self._nodes)
         self._single = nodes[0] if len(nodes) == 1 else None
         self._stats_local = threading.local()
-        self._stats_lock = threading.Lock()
+        # Reentrant: a _Counts.__del__ run by the garbage collector while this thread holds it
+        # (in _counts or _totals) folds its counts instead of deadlocking.
+        self._stats_lock = threading.RLock()
         self._retired = [0, 0, 0, 0]
         self._all_counts: weakref.WeakSet[_Counts] = weakref.WeakSet()
         self._raw_header: bytes | None = (
@@ -549,9 +551,13 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
     def _totals(self) -> list[int]:
         with self._stats_lock:
             totals = list(self._retired)
-            for owner in list(self._all_counts):
+            owners = list(self._all_counts)
+            for owner in owners:
                 for i, count in enumerate(owner.n):
                     totals[i] += count
+        # Dropped after the lock: the list may hold the last reference to the counts of a
+        # thread that ended meanwhile, whose __del__ takes the lock to fold them.
+        del owners
         return totals
 
     # -- keys, routing and calls -------------------------------------------------------------------
@@ -1465,7 +1471,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             node._after_fork()
         self._ns_lock = threading.Lock()
         self._failure._after_fork()
-        self._stats_lock = lock = threading.Lock()
+        self._stats_lock = lock = threading.RLock()
         for counts in list(self._all_counts):  # they fold into the totals under it
             counts.lock = lock
 
