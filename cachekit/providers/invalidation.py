@@ -144,8 +144,10 @@ class InvalidationChannel:
     ) -> None:
         self.channel = channel
         self.origin = origin
-        # Its own channel: close() wakes the thread with a message nobody else receives.
+        # Its own channel: close() wakes the thread with a message nobody else receives. An
+        # ACL granting only ``channel`` refuses it: the thread then notices stop() by polling.
         self._wake_channel = f"{channel}:wake:{origin}"
+        self._wake_refused = False
         self._on_message = on_message
         self._on_state = on_state
         self._publisher = RedisClients(settings)
@@ -240,8 +242,9 @@ class InvalidationChannel:
             if thread is not None:
                 stop.set()
                 # If this fails, the thread notices the stop flag within POLL_SECONDS anyway.
-                with contextlib.suppress(*_REDIS_ERRORS):
-                    self._publisher.sync().publish(self._wake_channel, b"")
+                if not self._wake_refused:
+                    with contextlib.suppress(*_REDIS_ERRORS):
+                        self._publisher.sync().publish(self._wake_channel, b"")
                 thread.join()
         finally:
             self._publisher.close()
@@ -298,18 +301,38 @@ class InvalidationChannel:
                 exc_info=exc,
             )
 
-    def _listen(self, pubsub: Any, stop: threading.Event) -> None:
-        pubsub.subscribe(self.channel, self._wake_channel)
-        pending = 2
+    def _subscribe(self, pubsub: Any, channel: str, stop: threading.Event) -> bool:
+        """SUBSCRIBE to one channel and wait for its confirmation; ``False`` if stopped.
+        Messages read meanwhile are dropped: the L1 is not in use yet (and is flushed when it
+        is), so nothing they name can be stale in it."""
+        pubsub.subscribe(channel)
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
-        while pending:
+        while True:
             if stop.is_set():
-                return
+                return False
             if time.monotonic() > deadline:
                 raise redis.exceptions.TimeoutError("no SUBSCRIBE confirmation")
             message = pubsub.get_message(timeout=POLL_SECONDS)
             if message is not None and message["type"] == "subscribe":
-                pending -= 1
+                return True
+
+    def _listen(self, pubsub: Any, stop: threading.Event) -> None:
+        if not self._subscribe(pubsub, self.channel, stop):
+            return
+        # The wake-up channel apart (one SUBSCRIBE naming both is refused whole by an ACL that
+        # grants only the invalidation channel): its refusal only makes stop() wait for the
+        # stop-flag poll (POLL_SECONDS) instead of waking the thread.
+        if not self._wake_refused:
+            try:
+                if not self._subscribe(pubsub, self._wake_channel, stop):
+                    return
+            except redis.exceptions.ResponseError as exc:
+                self._wake_refused = True  # not asked again by this instance
+                log.info(
+                    "SUBSCRIBE to %r refused (%s); close() notices its stop flag by polling",
+                    self._wake_channel,
+                    exc,
+                )
         # Subscribed: from now on every later write's message will reach us.
         self._set_state(True)
         if self._sub_lost:

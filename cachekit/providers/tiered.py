@@ -1,7 +1,8 @@
 """The tiered near cache: ``tiered://?l1=memory://...&l2=redis://...``.
 
-A bounded in-process L1 (:class:`~cachekit.providers.memory.MemoryCache`) in front of any L2
-(usually Redis), which is the source of truth. Reads try L1, then L2, and fill L1; writes go to
+A bounded in-process L1 (:class:`~cachekit.providers.memory.MemoryCache`) in front of an L2
+with tags and patterns (a :class:`~cachekit.interfaces.DistributedCache`, usually Redis; not
+memcached), which is the source of truth. Reads try L1, then L2, and fill L1; writes go to
 L2 first, then update or evict the local L1, then publish an invalidation so that every other
 process evicts its copy. The invalidation protocol, its staleness bounds and the
 read/invalidate race are described in :mod:`.invalidation`; ``docs/tiered.md`` has the
@@ -28,7 +29,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import Option, ParsedURL, choice_option, parse_options, parse_url, seconds_option
 from ..entry import EntryInfo
-from ..errors import ConfigurationError, InvalidKey, UnsupportedOperation
+from ..errors import (
+    ConfigurationError,
+    InvalidKey,
+    SerializationError,
+    UnsupportedOperation,
+    ValueTooLarge,
+)
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..sentinels import DEFAULT, MISSING
 from ..stats import CacheStats
@@ -120,7 +127,11 @@ class TieredCache(DistributedCache):
         l2_cache = create_cache(l2, **l2_options)
         if not isinstance(l2_cache, DistributedCache):
             l2_cache.close()
-            raise ConfigurationError("l2 must support tags and patterns", key="l2")
+            raise ConfigurationError(
+                "l2 must be a cache that supports tags and patterns (a DistributedCache, such "
+                f"as redis://), got {l2_cache.provider_name}://",
+                key="l2",
+            )
         self._l2: DistributedCache = l2_cache
         self._origin = uuid.uuid4().hex
         self._lock = threading.Lock()
@@ -264,7 +275,13 @@ class TieredCache(DistributedCache):
             return  # expired or deleted since the read
         with self._lock:
             if self._live and self._epoch == epoch:
-                self._l1.set(key, value, self._l1_seconds(remaining))
+                try:
+                    self._l1.set(key, value, self._l1_seconds(remaining))
+                except (ValueTooLarge, SerializationError):
+                    # The L1 cannot hold it (over max_memory_bytes, or its own serializer
+                    # refuses it): the read still returns L2's value, served from L2 each time.
+                    self._l1.delete(key)
+                    return
                 fills = self._read_fills
                 fills.add(key)
                 if len(fills) > 2 * len(self._l1) + _FILLS_SLACK:
@@ -284,17 +301,31 @@ class TieredCache(DistributedCache):
         tags: frozenset[str] | None,
         evict: Iterable[str] = (),
     ) -> None:
-        """After an L2 write: store ``stored`` in L1 (if nothing raced it), evict ``evict``."""
+        """After an L2 write: store ``stored`` in L1 (if nothing raced it), evict ``evict``.
+
+        A value the L1 refuses (over its memory bound: ``set_many`` skips it, leaving any older
+        entry in place) is evicted; if the L1 raises (its serializer), every key is evicted
+        and the error propagates."""
         l1 = self._l1
         with self._lock:
-            if stored:
-                if self._live and self._epoch == epoch and (seconds is None or seconds > 0):
-                    l1.set_many(stored, self._l1_seconds(seconds), tags=tags or ())
-                    self._read_fills.difference_update(stored)
-                else:
-                    l1.delete_many(stored)
-            l1.delete_many(evict)
-            self._epoch += 1
+            try:
+                if stored:
+                    if self._live and self._epoch == epoch and (seconds is None or seconds > 0):
+                        try:
+                            refused = l1.set_many(
+                                stored, self._l1_seconds(seconds), tags=tags or ()
+                            )
+                        except BaseException:
+                            l1.delete_many(stored)
+                            raise
+                        if refused:
+                            l1.delete_many(refused)
+                        self._read_fills.difference_update(stored)
+                    else:
+                        l1.delete_many(stored)
+                l1.delete_many(evict)
+            finally:
+                self._epoch += 1
 
     def _settle(
         self,
@@ -437,9 +468,11 @@ class TieredCache(DistributedCache):
             failed = self._l2.set_many(mapping, ttl, tags=tagset or ())
             answered = True
         finally:
-            self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
-            if mapping:
-                self._publish("keys", mapping)
+            try:
+                self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
+            finally:  # the L1 update may raise (its serializer): peers must still hear of it
+                if mapping:
+                    self._publish("keys", mapping)
         self._count(sets=len(mapping) - len(failed) if seconds is None or seconds > 0 else 0)
         return failed
 
@@ -455,8 +488,10 @@ class TieredCache(DistributedCache):
             answered = True
         finally:
             if added and (seconds is None or seconds > 0):
-                self._written(epoch, {key: value}, seconds, tagset)
-                self._publish("keys", [key])
+                try:
+                    self._written(epoch, {key: value}, seconds, tagset)
+                finally:  # see set_many
+                    self._publish("keys", [key])
             elif not answered:  # it raised, and may still have reached the server
                 self._evict([key])
                 self._publish("keys", [key])
@@ -480,11 +515,13 @@ class TieredCache(DistributedCache):
         finally:
             # A replace that failed (or failed open, which reads as False) may still have
             # reached the server: evict everywhere then, as set_many does.
-            if replaced:
-                self._written(epoch, {key: value}, seconds, tagset)
-            else:
-                self._evict([key])
-            self._publish("keys", [key])
+            try:
+                if replaced:
+                    self._written(epoch, {key: value}, seconds, tagset)
+                else:
+                    self._evict([key])
+            finally:  # see set_many
+                self._publish("keys", [key])
         if replaced:
             self._count(sets=1)
         return replaced
@@ -772,9 +809,11 @@ class TieredCache(DistributedCache):
             failed = await self._l2.aset_many(mapping, ttl, tags=tagset or ())
             answered = True
         finally:
-            self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
-            if mapping:
-                await self._apublish("keys", mapping)
+            try:
+                self._settle(epoch, mapping, failed if answered else None, seconds, tagset)
+            finally:  # see set_many
+                if mapping:
+                    await self._apublish("keys", mapping)
         self._count(sets=len(mapping) - len(failed) if seconds is None or seconds > 0 else 0)
         return failed
 
@@ -792,8 +831,10 @@ class TieredCache(DistributedCache):
             answered = True
         finally:
             if added and (seconds is None or seconds > 0):
-                self._written(epoch, {key: value}, seconds, tagset)
-                await self._apublish("keys", [key])
+                try:
+                    self._written(epoch, {key: value}, seconds, tagset)
+                finally:  # see set_many
+                    await self._apublish("keys", [key])
             elif not answered:  # it raised, and may still have reached the server
                 self._evict([key])
                 await self._apublish("keys", [key])
@@ -815,11 +856,13 @@ class TieredCache(DistributedCache):
         try:
             replaced = await self._l2.areplace(key, value, ttl, tags=tagset or ())
         finally:
-            if replaced:  # see replace()
-                self._written(epoch, {key: value}, seconds, tagset)
-            else:
-                self._evict([key])
-            await self._apublish("keys", [key])
+            try:
+                if replaced:  # see replace()
+                    self._written(epoch, {key: value}, seconds, tagset)
+                else:
+                    self._evict([key])
+            finally:
+                await self._apublish("keys", [key])
         if replaced:
             self._count(sets=1)
         return replaced
