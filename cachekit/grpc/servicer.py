@@ -416,9 +416,12 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                 total += size
             start += len(chunk)
             if start < len(keys):
-                seen = max(len(entries), 1)
-                average = max(total // seen, 1)
-                batch = max(1, min(_MAX_KEYS_PER_CALL, (budget - total) // average + 1))
+                average = max(total // max(len(entries), 1), 1)
+                room = budget - total - unread_after[start]
+                if entries and room < average:  # the next value would most likely not fit
+                    response.unread_keys.extend(await _present(ns.cache, keys[start:]))
+                    return response
+                batch = max(1, min(_MAX_KEYS_PER_CALL, room // average))
         return response
 
     async def SetMultiple(
