@@ -57,6 +57,7 @@ class Unauthenticated(CacheError):
 #: The largest message sent or received by default: the server's default ``max_message_bytes``
 #: (``cachekit.grpc.server.DEFAULT_MAX_MESSAGE_BYTES``; not imported, to keep the client light).
 DEFAULT_MAX_MESSAGE_BYTES = 4 << 20
+_MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
 #: gRPC's channel limits are C ints.
 _MAX_CHANNEL_BYTES = (1 << 31) - 1
 
@@ -115,7 +116,9 @@ def translate(exc: grpc.RpcError, name: str) -> CacheError:
     for key, value in call.trailing_metadata() or ():
         if key == ERROR_KEY:
             kind = str(value)
-    cls = _ERRORS.get(kind) or _BY_CODE.get(code, CacheError)
+    cls = _ERRORS.get(kind, CacheError)
+    if cls is CacheError:  # no trailer, or one naming only the root (NamespaceNotFound's)
+        cls = _BY_CODE.get(code, CacheError)
     message = f"grpc cache {name!r}: {code.name}: {details}"
     if cls is ConfigurationError:
         return ConfigurationError(message, key="namespace" if code.name == "NOT_FOUND" else None)
@@ -310,6 +313,8 @@ class GrpcCache(DistributedCache):
     def _incr(self, key: str, delta: int) -> pb.IncrementRequest:
         if type(delta) is not int:
             raise errors.NotAnInteger(f"delta must be an int, got {delta!r}")
+        if not _MIN64 <= delta <= _MAX64:  # the field is an int64; Redis refuses it the same way
+            raise errors.NotAnInteger(f"delta must fit in a 64-bit signed int, got {delta!r}")
         return pb.IncrementRequest(namespace=self.namespace, key=check_key(key), delta=delta)
 
     def _set_many(
@@ -497,6 +502,12 @@ class GrpcCache(DistributedCache):
     async def aincr(self, key: str, delta: int = 1) -> int:
         result: int = (await self._acall("Increment", self._incr(key, delta))).value
         return result
+
+    async def adecr(self, key: str, delta: int = 1) -> int:
+        """``aincr`` by ``-delta`` (the base class's twin made the sync call, blocking the loop)."""
+        if type(delta) is not int:
+            raise errors.NotAnInteger(f"delta must be an int, got {delta!r}")
+        return await self.aincr(key, -delta)
 
     async def aclear(self) -> None:
         await self._acall("Clear", pb.ClearRequest(namespace=self.namespace))

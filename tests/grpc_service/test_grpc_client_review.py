@@ -14,7 +14,7 @@ import pytest
 from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
-from cachekit.errors import ConfigurationError
+from cachekit.errors import ConfigurationError, NotAnInteger
 from cachekit.grpc.client import GrpcCache
 from cachekit.grpc.events import SERVER_STOPPING, EventHub, EventKind
 from cachekit.providers.memory import MemoryCache
@@ -79,13 +79,20 @@ def test_max_message_bytes_is_validated(bad: object) -> None:
 # -- Watch streams at shutdown -------------------------------------------------------------------
 
 
-async def _flood(hub: object, count: int, size: int) -> None:
-    """``count`` SET events of ``size``-char keys, letting the Watch handlers send between them
-    (so a subscriber that does not read ends up blocked by flow control, with a backlog)."""
-    for i in range(count):
-        hub.publish(EventKind.SET, f"{i:06d}" + "k" * size)  # type: ignore[attr-defined]
+async def _flood(hub: EventHub, size: int = 3000) -> None:
+    """SET events of ``size``-char keys, letting the Watch handlers send between them, until a
+    subscriber that does not read is blocked by flow control with a backlog (its queue stops
+    draining)."""
+    for i in range(100_000):
+        hub.publish(EventKind.SET, f"{i:06d}" + "k" * size)
         if i % 50 == 0:
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.005)
+            backlog = max(sub.queue.qsize() for sub in hub._subscribers)
+            if backlog >= 200:
+                await asyncio.sleep(0.3)
+                if max(sub.queue.qsize() for sub in hub._subscribers) >= backlog:
+                    return  # stuck: nothing was sent meanwhile
+    raise AssertionError("the subscriber never fell behind")
 
 
 def test_a_watcher_that_does_not_read_does_not_hold_shutdown_for_the_grace() -> None:
@@ -100,7 +107,7 @@ def test_a_watcher_that_does_not_read_does_not_hold_shutdown_for_the_grace() -> 
         stream = stub.Watch(pb.WatchRequest(namespace="default"))
         stream.initial_metadata()  # subscribed; never read until the server stops
         hub = own.server.namespaces.get("default").hub
-        own.run(_flood(hub, 3000, 3000))
+        own.run(_flood(hub))
         idle = stub.Watch(pb.WatchRequest(namespace="default"))  # one with nothing pending
         idle.initial_metadata()
         started = time.monotonic()
@@ -149,10 +156,75 @@ def test_shutdown_still_lets_running_calls_finish_while_it_cancels_stuck_streams
         stub = pb_grpc.CacheServiceStub(ch)
         stream = stub.Watch(pb.WatchRequest(namespace="default"))
         stream.initial_metadata()
-        own.run(_flood(own.server.namespaces.get("default").hub, 2000, 3000))
+        own.run(_flood(own.server.namespaces.get("default").hub))
         get = stub.Get.future(pb.GetRequest(namespace="default", key="k"), timeout=20)
         while not own.server.calls.running:  # the Get is being served
             time.sleep(0.01)
         stopping = asyncio.run_coroutine_threadsafe(own.server.stop(60), own.loop)
         assert get.result().found is False  # finished within the grace, not cancelled
         stopping.result(30)
+
+
+# -- the core's exception types ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThreadedServer]:
+    with ThreadedServer({"default": create_cache("memory://client-review")}) as srv:
+        yield srv
+
+
+def test_an_unknown_namespace_is_the_documented_configuration_error(
+    server: ThreadedServer,
+) -> None:
+    """The server names NamespaceNotFound's public class, the root CacheError, in the trailer,
+    which the client raised as a bare CacheError instead of its NOT_FOUND mapping."""
+    with GrpcCache(f"grpc://{server.target}/ghost") as cache:
+        with pytest.raises(ConfigurationError) as info:
+            cache.get("k")
+        assert info.value.key == "namespace"
+        assert "ghost" in str(info.value)
+
+    async def aget() -> None:
+        acache = GrpcCache(f"grpc://{server.target}/ghost")
+        try:
+            await acache.aget("k")
+        finally:
+            await acache.aclose()
+
+    with pytest.raises(ConfigurationError):
+        asyncio.run(aget())
+
+
+@pytest.mark.parametrize(
+    ("method", "delta"),
+    [("incr", 1 << 63), ("incr", 1 << 64), ("incr", -(1 << 63) - 1), ("decr", -(1 << 63))],
+)
+def test_a_delta_outside_int64_is_not_an_integer_as_on_redis(
+    server: ThreadedServer, method: str, delta: int
+) -> None:
+    """protobuf's own ValueError ("Value out of range") escaped from building the request."""
+    with GrpcCache(f"grpc://{server.target}/default") as cache:
+        key = f"n{next(_ids)}"
+        cache.set(key, 5)
+        with pytest.raises(NotAnInteger):
+            getattr(cache, method)(key, delta)
+
+        async def atwin() -> None:
+            try:
+                await getattr(cache, f"a{method}")(key, delta)
+            finally:
+                await cache.aclose()
+
+        with pytest.raises(NotAnInteger):
+            asyncio.run(atwin())
+        assert cache.get(key) == 5
+
+
+def test_counters_at_the_int64_bounds_still_work(server: ThreadedServer) -> None:
+    with GrpcCache(f"grpc://{server.target}/default") as cache:
+        key = f"b{next(_ids)}"
+        assert cache.incr(key, (1 << 63) - 1) == (1 << 63) - 1
+        assert cache.decr(key, (1 << 63) - 1) == 0
+        assert cache.incr(key, -(1 << 63)) == -(1 << 63)
+        assert asyncio.run(cache.adecr(key, -5)) == -(1 << 63) + 5
