@@ -227,7 +227,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                 f"value of {len(data)} bytes is over this server's limit of "
                 f"{self.max_value_bytes} bytes"
             )
-        return values.to_stored(value.content_type, data)
+        return values.to_stored(value.content_type, data, self.max_value_bytes)
 
     def _keys(self, keys: Any) -> list[str]:
         if len(keys) > _MAX_KEYS_PER_CALL:

@@ -14,12 +14,14 @@ as its view. The table is in ``docs/grpc.md``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pickle
 from typing import Any, Final
 
 from ..errors import CacheError, SerializationError
+from ..serialization.compression import MAX_DECOMPRESSED_SIZE
 from ..serialization.header import (
     COMPRESSION_MASK,
     HEADER_SIZE,
@@ -102,7 +104,7 @@ def _parse_type(content_type: str) -> tuple[str, dict[str, str]]:
     return main.strip().lower(), found
 
 
-def to_stored(content_type: str, data: bytes) -> Any:
+def to_stored(content_type: str, data: bytes, max_decompressed: int = MAX_DECOMPRESSED_SIZE) -> Any:
     """The value a namespace stores for wire bytes of ``content_type`` (validated).
 
     The decoded Python value wherever the server can decode it without trusting the sender:
@@ -113,7 +115,9 @@ def to_stored(content_type: str, data: bytes) -> Any:
     it runs code), signed values (the server has no secret), protobuf (no message class) and
     MessagePack (validated; kept as sent so that it reads back as ``application/msgpack``).
     Octets whose first byte is the envelope magic ``0xC1`` also stay behind a RAW header, so
-    that they are never mistaken for an envelope when read back.
+    that they are never mistaken for an envelope when read back. A compressed envelope is
+    decoded only if it decompresses to at most ``max_decompressed`` bytes (the server passes
+    its value limit: the value must read back within a response); a bigger one stays as sent.
     """
     if content_type == OCTETS or not content_type:  # raw bytes: the hot path
         return _RAW + data if data[:1] == b"\xc1" else data
@@ -124,7 +128,7 @@ def to_stored(content_type: str, data: bytes) -> Any:
     payload = _envelope_of(content_type, data)
     if type(payload) is int:
         return payload
-    return _decoded(payload)  # type: ignore[arg-type]
+    return _decoded(payload, max_decompressed)  # type: ignore[arg-type]
 
 
 def _text(main: str, params: dict[str, str], data: bytes) -> Any:
@@ -141,17 +145,25 @@ def _text(main: str, params: dict[str, str], data: bytes) -> Any:
     return text
 
 
-def _decoded(payload: bytes) -> Any:
+def _decoded(payload: bytes, max_decompressed: int) -> Any:
     """The value of an envelope when it is one of the codecs decoded here; else the envelope."""
     if len(payload) < HEADER_SIZE or payload[3] & _KEPT_FLAGS or payload[2] not in _DECODED:
         return payload
+    compressed = payload[3] & COMPRESSION_MASK
     try:
-        value = _READER.loads(payload)
+        value = (_reader(max_decompressed) if compressed else _READER).loads(payload)
     except (SerializationError, RecursionError) as exc:
+        if compressed:  # over the limit (or a body only a reader would find corrupt): as sent
+            return payload
         raise InvalidValue(f"{CACHEKIT}: {exc}") from None
     if type(value) is bytes and value[:1] == b"\xc1":
         return _RAW + value  # see to_stored: never read back as an envelope
     return value
+
+
+@functools.lru_cache(maxsize=8)
+def _reader(max_decompressed: int) -> Reader:
+    return Reader(allow_pickle=False, max_decompressed_size=max_decompressed)
 
 
 def _check_msgpack(data: bytes) -> None:

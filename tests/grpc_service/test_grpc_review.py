@@ -138,6 +138,24 @@ def test_grpc_cache_envelopes_are_decoded_for_in_process_readers(
         pickled.close()
 
 
+def test_a_compressed_value_over_the_value_limit_decompressed_is_kept_as_sent(
+    server: ThreadedServer, memory: Cache
+) -> None:
+    """Decoded, it would not fit in a Get response (4 MiB) any more: stored as the envelope."""
+    client = create_cache(f"grpc://{server.target}/default?serializer=json")
+    try:
+        big = {"s": "x" * (5 << 20)}  # compresses to a few KiB
+        client.set("big", big)
+        assert client.get("big") == big
+        assert type(memory.get("big")) is bytes  # the envelope, as before this change
+        small = {"s": "y" * (512 << 10)}  # under the value limit once decompressed: decoded
+        client.set("small", small)
+        assert memory.get("small") == small
+        assert client.get("small") == small
+    finally:
+        client.close()
+
+
 def test_grpc_writes_reach_a_direct_redis_reader(redis_server: Any) -> None:
     url = f"{redis_server.url}?prefix=review1:"
     served = create_cache(url)
