@@ -776,7 +776,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         """Client-side counters, plus server figures read now (see ``docs/redis.md``)."""
         extra = self._stats_extra()
         read: tuple[int, dict[str, Any]] | None = None
-        if self._breaker.allow():
+        if self._breaker.allow_uncounted():  # a stats read is no refused call
             try:
                 client = self._sync()
                 items = sum(1 for _ in self._scan(escape_glob(self._kopen) + "*"))  # see _clear
@@ -794,7 +794,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         not the event loop."""
         extra = self._stats_extra()
         read: tuple[int, dict[str, Any]] | None = None
-        if self._breaker.allow():
+        if self._breaker.allow_uncounted():  # a stats read is no refused call
             try:
                 client = self._clients.aclient()
                 items = 0

@@ -103,6 +103,16 @@ class CircuitBreaker:
         """Whether a call may go to the server now (closed, or the single half-open probe)."""
         if self._state is BreakerState.CLOSED:  # the common case, without the lock
             return True
+        return self._admit(True)
+
+    def allow_uncounted(self) -> bool:
+        """:meth:`allow` for a read of the cache's own (a ``get_stats()``), not a caller's
+        call: a refusal is not counted in :attr:`rejected_count`."""
+        if self._state is BreakerState.CLOSED:
+            return True
+        return self._admit(False)
+
+    def _admit(self, count: bool) -> bool:
         with self._lock:
             state = self._current()
             if state is BreakerState.CLOSED:
@@ -111,7 +121,8 @@ class CircuitBreaker:
                 self._probing = True
                 self._probe_started = self._clock()
                 return True
-            self.rejected_count += 1
+            if count:
+                self.rejected_count += 1
             return False
 
     def success(self) -> None:
