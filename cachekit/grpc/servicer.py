@@ -384,7 +384,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         full, the keys not read yet go to ``unread_keys`` without being read (the client asks
         for them again), so a key is read, and its hit counted, about once per ``get_many``."""
         ns = self.namespaces.get(request.namespace)
-        keys = self._keys(request.keys)
+        keys = list(dict.fromkeys(self._keys(request.keys)))  # each key once, in order
         budget = self.max_message_bytes - _HEADROOM
         response = pb.GetMultipleResponse()
         entries = response.entries

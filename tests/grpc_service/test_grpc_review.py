@@ -217,6 +217,16 @@ def test_get_multiple_lists_unread_keys_and_always_progresses(memory: Cache) -> 
             assert seen == [f"k{i}" for i in range(5)]
 
 
+def test_get_multiple_answers_a_repeated_key_once(
+    stub: pb_grpc.CacheServiceStub, memory: Cache
+) -> None:
+    memory.set_many({"a": b"1", "b": b"2"})
+    request = pb.GetMultipleRequest(namespace="default", keys=["a", "b", "a", "x", "b"])
+    response = stub.GetMultiple(request)
+    assert [e.key for e in response.entries] == ["a", "b"]
+    assert not response.unread_keys
+
+
 # -- 3. memcached counters past int64 are undone -------------------------------------------------
 
 
