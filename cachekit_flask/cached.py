@@ -22,7 +22,11 @@ from werkzeug.exceptions import HTTPException
 
 from cachekit import MISSING
 from cachekit.errors import BackendUnavailable, CacheError
+from cachekit.interfaces import Cache as CoreBase
+from cachekit.interfaces import DistributedCache as CoreDistributedBase
 from cachekit.interfaces import check_tags
+from cachekit.sentinels import DEFAULT
+from cachekit.ttl import to_seconds
 
 from .base import EMPTY_KEY, ExtensionBase, aget_decodable, as_key, classify
 from .calling import (
@@ -334,12 +338,8 @@ class CachedMixin(ExtensionBase):
 
         try:
             if single_flight:
-                if tags:
-                    rv = self._distributed(core, "tags").get_or_set(
-                        cache_key, factory, ttl, tags=tags
-                    )
-                else:
-                    rv = core.get_or_set(cache_key, factory, ttl)
+                target = self._distributed(core, "tags") if tags else core
+                rv = _get_or_set_after_miss(target, cache_key, factory, ttl, tags)
                 if done:  # this call ran the function: its own value, stored (see above)
                     if rv is not done[0]:
                         self._store(core, cache_key, done[0], ttl, tags)
@@ -396,12 +396,8 @@ class CachedMixin(ExtensionBase):
 
         try:
             if single_flight:
-                if tags:
-                    rv = await self._distributed(core, "tags").aget_or_set(
-                        cache_key, factory, ttl, tags=tags
-                    )
-                else:
-                    rv = await core.aget_or_set(cache_key, factory, ttl)
+                target = self._distributed(core, "tags") if tags else core
+                rv = await _aget_or_set_after_miss(target, cache_key, factory, ttl, tags)
                 if done:  # see _fill
                     if rv is not done[0]:
                         await self._astore(core, cache_key, done[0], ttl, tags)
@@ -487,3 +483,61 @@ def _indicate_hit(found: bool) -> None:
             return response
 
         funcs.append(apply_caching)
+
+
+#: The core classes' own ``get_or_set``, which :func:`_get_or_set_after_miss` may shortcut.
+_STOCK_GET_OR_SET = frozenset({CoreBase.get_or_set, CoreDistributedBase.get_or_set})
+_STOCK_AGET_OR_SET = frozenset({CoreBase.aget_or_set, CoreDistributedBase.aget_or_set})
+
+
+def _get_or_set_after_miss(
+    core: CoreCache, key: str, factory: Callable[[], Any], ttl: Any, tags: list[str] | None
+) -> Any:
+    """``core.get_or_set(key, factory, ttl[, tags=tags])`` right after the decorator's own
+    lookup missed (and counted the miss): the same single-flight fill, without the lookup that
+    opens ``get_or_set``, so one decorated call counts one miss, not two.
+
+    A value stored meanwhile is still found: the flight's leader reads the key first, with the
+    provider's uncounted ``_peek``. A core whose class overrides ``get_or_set`` (tiered: L1,
+    then L2's) is called as it is, and counts its own lookup too (docs/flask.md).
+    """
+    method = type(core).get_or_set
+    if method not in _STOCK_GET_OR_SET:
+        if tags:
+            return cast("CoreDistributedBase", core).get_or_set(key, factory, ttl, tags=tags)
+        return core.get_or_set(key, factory, ttl)
+    if method is CoreDistributedBase.get_or_set:
+        add = functools.partial(core.add, ttl=ttl, tags=check_tags(tags) or ())
+    else:
+        add = functools.partial(core.add, ttl=ttl)
+    if ttl is not DEFAULT:
+        to_seconds(ttl)
+    return core._single_flight.do(
+        key,
+        lambda: core._lead(key, factory, add),
+        lambda: core._compute_alone(key, factory, add),
+        lambda value: core._stored_or(key, value, factory, add),
+    )
+
+
+async def _aget_or_set_after_miss(
+    core: CoreCache, key: str, factory: Callable[[], Any], ttl: Any, tags: list[str] | None
+) -> Any:
+    """The async twin of :func:`_get_or_set_after_miss`."""
+    method = type(core).aget_or_set
+    if method not in _STOCK_AGET_OR_SET:
+        if tags:
+            return await cast("CoreDistributedBase", core).aget_or_set(key, factory, ttl, tags=tags)
+        return await core.aget_or_set(key, factory, ttl)
+    if method is CoreDistributedBase.aget_or_set:
+        add = functools.partial(core.aadd, ttl=ttl, tags=check_tags(tags) or ())
+    else:
+        add = functools.partial(core.aadd, ttl=ttl)
+    if ttl is not DEFAULT:
+        to_seconds(ttl)
+    return await core._async_single_flight.do(
+        key,
+        lambda: core._alead(key, factory, add),
+        lambda: core._acompute_alone(key, factory, add),
+        lambda value: core._astored_or(key, value, factory, add),
+    )

@@ -111,6 +111,26 @@ class _Keyer:
         return base64.b64encode(digest.digest())[:16].decode("utf-8") + version
 
 
+def _read_versions(core: CoreCache, keys: list[str]) -> dict[str, Any]:
+    """The stored versions of ``keys``. An in-process core reads them with its uncounted
+    ``_peek``: a memoized call then counts one lookup, its result's. A network core reads
+    them in one ``get_many`` (one round trip, not one per key), counted (docs/flask.md)."""
+    if core.provider_name not in _IN_PROCESS:
+        return core.get_many(keys)
+    found: dict[str, Any] = {}
+    for key in keys:
+        value = core._peek(key)
+        if value is not MISSING:
+            found[key] = value
+    return found
+
+
+async def _aread_versions(core: CoreCache, keys: list[str]) -> dict[str, Any]:
+    if core.provider_name not in _IN_PROCESS:
+        return await core.aget_many(keys)
+    return _read_versions(core, keys)  # in process: no I/O to await
+
+
 def _ensure_versions(core: CoreCache, keys: list[str]) -> str:
     """The joined versions of ``keys``, creating missing ones.
 
@@ -119,7 +139,7 @@ def _ensure_versions(core: CoreCache, keys: list[str]) -> str:
     ``set_many`` lets each racer write its own version, and they recompute).
     """
     try:
-        found = core.get_many(keys)
+        found = _read_versions(core, keys)
         overwrite = False
     except SerializationError:  # versions written by Flask-Caching: start new ones
         found, overwrite = {}, True
@@ -131,7 +151,7 @@ def _ensure_versions(core: CoreCache, keys: list[str]) -> str:
             if overwrite:
                 core.set(key, value, _VERSION_FOREVER)
             elif not core.add(key, value, _VERSION_FOREVER):
-                current = core.get(key)
+                current = _read_versions(core, [key]).get(key)
                 if current is None:  # present but unreadable (e.g. Flask-Caching's): replace it
                     core.set(key, value, _VERSION_FOREVER)
                 else:
@@ -142,7 +162,7 @@ def _ensure_versions(core: CoreCache, keys: list[str]) -> str:
 
 async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
     try:
-        found = await core.aget_many(keys)
+        found = await _aread_versions(core, keys)
         overwrite = False
     except SerializationError:
         found, overwrite = {}, True
@@ -154,7 +174,7 @@ async def _aensure_versions(core: CoreCache, keys: list[str]) -> str:
             if overwrite:
                 await core.aset(key, value, _VERSION_FOREVER)
             elif not await core.aadd(key, value, _VERSION_FOREVER):
-                current = await core.aget(key)
+                current = (await _aread_versions(core, [key])).get(key)
                 if current is None:  # see _ensure_versions
                     await core.aset(key, value, _VERSION_FOREVER)
                 else:

@@ -220,3 +220,80 @@ def test_redis_aget_stats_with_the_breaker_open_counts_no_rejection(
         assert cache.breaker.rejected_count == before
     finally:
         cache.close()
+
+
+# -- Flask decorators: one counted lookup per decorated call ------------------------------------
+
+
+def _flask_app(config: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from cachekit_flask import Cache
+    from cachekit_flask.cli import app_caches
+
+    app = flask.Flask("counting")
+    app.config.update(config)
+    cache = Cache(app)
+    ((_, core),) = app_caches(app)
+    return app, cache, core
+
+
+def _delta(core: Any, call: Any) -> tuple[int, int, int]:
+    before = core.get_stats()
+    call()
+    after = core.get_stats()
+    return (after.hits - before.hits, after.misses - before.misses, after.sets - before.sets)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counting_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "memory":
+        return {"CACHE_TYPE": "SimpleCache"}
+    server = request.getfixturevalue("redis_server")
+    return {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": server.url.rsplit("/", 1)[0] + "/5"}
+
+
+def test_flask_cached_view_counts_one_miss_per_miss(counting_config: dict[str, Any]) -> None:
+    app, cache, core = _flask_app(counting_config)
+    cache.clear()
+
+    @app.route("/page")
+    @cache.cached(timeout=60)
+    def page() -> str:
+        return "body"
+
+    client = app.test_client()
+    assert _delta(core, lambda: client.get("/page")) == (0, 1, 1)
+    assert _delta(core, lambda: client.get("/page")) == (1, 0, 0)
+
+
+def test_flask_memoize_on_memory_counts_the_result_lookup_only() -> None:
+    app, cache, core = _flask_app({"CACHE_TYPE": "SimpleCache"})
+    calls: list[int] = []
+
+    @cache.memoize(timeout=60)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    with app.app_context():
+        hits, misses, _sets = _delta(core, lambda: double(2))
+        assert (hits, misses) == (0, 1)  # the version key is created (a set), not counted read
+        assert _delta(core, lambda: double(2)) == (1, 0, 0)
+        assert _delta(core, lambda: double(3)) == (0, 1, 1)
+    assert calls == [2, 3]
+
+
+def test_flask_cached_async_view_counts_one_miss_per_miss(
+    counting_config: dict[str, Any],
+) -> None:
+    pytest.importorskip("asgiref")
+    app, cache, core = _flask_app(counting_config)
+    cache.clear()
+
+    @app.route("/apage")
+    @cache.cached(timeout=60)
+    async def apage() -> str:
+        return "body"
+
+    client = app.test_client()
+    assert _delta(core, lambda: client.get("/apage")) == (0, 1, 1)
+    assert _delta(core, lambda: client.get("/apage")) == (1, 0, 0)
