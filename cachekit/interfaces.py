@@ -249,7 +249,13 @@ class Cache(abc.ABC):
             return value
         if not callable(default_or_factory):
             return self._add_or_current(key, default_or_factory, add)
-        factory: Callable[[], Any] = default_or_factory
+        return self._fill_miss(key, default_or_factory, add)
+
+    def _fill_miss(
+        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], bool]
+    ) -> Any:
+        """``get_or_set`` after its lookup missed: the single-flight computation and store (an
+        adapter that made, and counted, its own lookup calls this, so a miss counts once)."""
         return self._single_flight.do(
             key,
             lambda: self._lead(key, factory, add),
@@ -381,7 +387,12 @@ class Cache(abc.ABC):
             return value
         if not callable(default_or_factory):
             return await self._aadd_or_current(key, default_or_factory, add)
-        factory: Callable[[], Any] = default_or_factory
+        return await self._afill_miss(key, default_or_factory, add)
+
+    async def _afill_miss(
+        self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
+    ) -> Any:
+        """The async twin of :meth:`_fill_miss`."""
         return await self._async_single_flight.do(
             key,
             lambda: self._alead(key, factory, add),

@@ -512,12 +512,7 @@ def _get_or_set_after_miss(
         add = functools.partial(core.add, ttl=ttl)
     if ttl is not DEFAULT:
         to_seconds(ttl)
-    return core._single_flight.do(
-        key,
-        lambda: core._lead(key, factory, add),
-        lambda: core._compute_alone(key, factory, add),
-        lambda value: core._stored_or(key, value, factory, add),
-    )
+    return core._fill_miss(key, factory, add)
 
 
 async def _aget_or_set_after_miss(
@@ -535,9 +530,4 @@ async def _aget_or_set_after_miss(
         add = functools.partial(core.aadd, ttl=ttl)
     if ttl is not DEFAULT:
         to_seconds(ttl)
-    return await core._async_single_flight.do(
-        key,
-        lambda: core._alead(key, factory, add),
-        lambda: core._acompute_alone(key, factory, add),
-        lambda value: core._astored_or(key, value, factory, add),
-    )
+    return await core._afill_miss(key, factory, add)
