@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from test_tiered import wait_for
 
 from cachekit import MISSING, ConfigurationError, create_cache
 from cachekit.errors import SerializationError
@@ -29,15 +29,6 @@ SMALL_L1 = "memory://?max_memory_bytes=10000"
 JSON_L1 = "memory://?serializer=json"
 BIG = "x" * 50_000
 _names = itertools.count()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = BOUND) -> None:
-    start = time.monotonic()
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
-        pause.wait(0.002)
 
 
 @pytest.fixture
