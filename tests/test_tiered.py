@@ -172,6 +172,9 @@ def test_reads_fill_l1_capped_by_l2_ttl_and_l1_ttl(make: Callable[..., TieredCac
     writer.set("short", "s", ttl=1)
     writer.set("long", "l", ttl=100)
     writer.set("forever", "f", ttl=None)
+    # The writes' invalidations reach the reader first: one arriving after its fill (a loaded
+    # machine delays pub/sub) would evict the fresh copy and turn an L1 hit below into a miss.
+    wait_for(lambda: reader.get_stats().extra["invalidations_received"] >= 3)
     assert reader.get_many(["short", "long", "forever"]) == {
         "short": "s",
         "long": "l",
