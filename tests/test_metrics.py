@@ -38,7 +38,7 @@ from cachekit.metrics.prometheus import (
 )
 from cachekit.providers.memory import MemoryCache
 from cachekit.stats import CacheStats
-from cachekit.testing.servers import MemcachedServer, RedisServer
+from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -386,6 +386,23 @@ def test_nested_extras_are_flattened_one_level(
         assert value(families, "cachekit_l2_breaker_state", "tier-extras") == 0.0
         assert value(families, "cachekit_l2_db_keys", "tier-extras") is not None
         assert value(families, "cachekit_l1_hits", "tier-extras") is not None
+        assert value(families, "cachekit_l2_items", "tier-extras") == 1.0
+    finally:
+        cache.close()
+
+
+def test_a_tiered_cache_whose_l2_is_down_leaves_l2_items_out(registry: CollectorRegistry) -> None:
+    """cachekit_l2_items read 0 while L2's server was down, beside cachekit_server_up 0."""
+    dead = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.2&retries=0"
+    cache = cachekit.create_cache(
+        {"url": "tiered://", "l2": dead, "invalidation": "none", "name": "tier-down"}
+    )
+    try:
+        register_cache(cache, registry)
+        families = scrape(registry)
+        assert value(families, "cachekit_server_up", "tier-down") == 0.0
+        assert "cachekit_l2_items" not in families  # the only cache: no family at all
+        assert "l2_items" not in cache.get_stats().extra
     finally:
         cache.close()
 

@@ -679,7 +679,6 @@ class TieredCache(DistributedCache):
             "l1_evictions": l1.evictions,
             "l2_hits": l2_hits,
             "l2_misses": l2_misses,
-            "l2_items": l2.items,
             "l1_ttl": self._l1_ttl,
             "invalidation": self.invalidation,
             "channel": self.channel,
@@ -690,6 +689,8 @@ class TieredCache(DistributedCache):
             "subscriber_reconnects": channel.reconnects if channel is not None else 0,
             "l2": l2.extra,
         }
+        if l2.server_read_error is None:  # else a gap, not a false zero (docs/metrics.md)
+            extra["l2_items"] = l2.items
         return CacheStats(
             name=self.name, provider=self.provider_name, items=l2.items,
             hits=l1.hits + l2_hits, misses=l2_misses, sets=sets, deletes=deletes,
