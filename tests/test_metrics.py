@@ -385,7 +385,7 @@ def test_nested_extras_are_flattened_one_level(
         # The tiered cache reports its L2's breaker under extra["l2"].
         assert value(families, "cachekit_l2_breaker_state", "tier-extras") == 0.0
         assert value(families, "cachekit_l2_db_keys", "tier-extras") is not None
-        assert value(families, "cachekit_l1_hits", "tier-extras") is not None
+        assert value(families, "cachekit_l1_hits_total", "tier-extras") is not None
         assert value(families, "cachekit_l2_items", "tier-extras") == 1.0
     finally:
         cache.close()

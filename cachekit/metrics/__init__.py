@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .latency import DEFAULT_LATENCY_BOUNDS, LatencySampler
+from .latency import DEFAULT_LATENCY_BOUNDS, GetTimer, LatencySampler
 
 if TYPE_CHECKING:  # the lazy names, re-exported for type checkers and IDEs
     # isort: off
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the lazy names, re-exported for type checkers and IDEs
     # isort: on
 
 # Only the dependency-free names: ``from cachekit.metrics import *`` must not need the extra.
-__all__ = ["DEFAULT_LATENCY_BOUNDS", "LatencySampler"]
+__all__ = ["DEFAULT_LATENCY_BOUNDS", "GetTimer", "LatencySampler"]
 
 _LAZY = frozenset(
     {

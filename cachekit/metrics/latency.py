@@ -24,12 +24,21 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+import time
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from cachekit.errors import ConfigurationError
 
-__all__ = ["DEFAULT_LATENCY_BOUNDS", "LatencySampler"]
+__all__ = [
+    "DEFAULT_LATENCY_BOUNDS",
+    "DEFAULT_SAMPLE_EVERY",
+    "MAX_SAMPLE_EVERY",
+    "GetTimer",
+    "LatencySampler",
+]
 
 #: Upper bounds (seconds) of the default buckets: 1 µs to 1 s in 1-2.5-5 steps, which covers
 #: an in-process hit (~1 µs) up to a slow network round trip. Prometheus ``le`` semantics.
@@ -45,6 +54,8 @@ DEFAULT_LATENCY_BOUNDS: tuple[float, ...] = (
 
 #: Default sampling period: one ``get`` in 64 is timed.
 DEFAULT_SAMPLE_EVERY = 64
+#: Largest ``stats_sample_every`` a network provider accepts (a power of two).
+MAX_SAMPLE_EVERY = 65536
 
 
 class LatencySampler:
@@ -129,3 +140,50 @@ class LatencySampler:
             f"<LatencySampler count={self.count} sum={self.sum:.6g} "
             f"sample_every={self.sample_every}>"
         )
+
+
+class GetTimer:
+    """The sampled ``get`` histogram of a provider with no lock of its own on the read path.
+
+    Network providers' reads take no provider lock (only the connection pool's), so the
+    sampler gets a lock of its own, taken once per *sampled* call only. ``ticks`` and ``mask``
+    are read by the caller's hot path directly (see :class:`~cachekit.providers.timed.TimedGets`).
+    """
+
+    __slots__ = ("_lock", "mask", "sampler", "ticks")
+
+    def __init__(self, sample_every: int = DEFAULT_SAMPLE_EVERY) -> None:
+        try:
+            self.sampler = LatencySampler(sample_every=sample_every)
+        except ConfigurationError as exc:
+            raise ConfigurationError(str(exc), key="stats_sample_every") from None
+        self.mask: int = self.sampler.mask
+        #: ``next(ticks) & mask == 0`` selects the calls to time (itertools.count: one C call,
+        #: safe under threads).
+        self.ticks: Iterator[int] = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def observe_since(self, t0: float) -> None:
+        """Record the time since ``t0`` (a ``time.perf_counter()`` reading)."""
+        elapsed = time.perf_counter() - t0
+        with self._lock:
+            self.sampler.observe(elapsed)
+
+    def fields(self) -> dict[str, Any]:
+        """The ``CacheStats`` latency fields: ``avg_get_seconds`` and the histogram."""
+        with self._lock:
+            sampler = self.sampler
+            return {
+                "avg_get_seconds": sampler.average,
+                "get_latency_buckets": sampler.buckets(),
+                "get_latency_sum": sampler.sum,
+                "get_latency_count": sampler.count,
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.sampler.reset()
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at the fork stays held in the child forever.
+        self._lock = threading.Lock()

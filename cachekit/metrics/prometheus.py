@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CacheCollector",
+    "extra_is_counter",
     "extra_metric_name",
     "make_wsgi_app",
     "register_cache",
@@ -130,6 +131,30 @@ def extra_metric_name(key: str) -> str | None:
         return None
     name = f"cachekit_{body}"
     return None if name in _RESERVED else name
+
+
+#: ``extra`` counts whose keys do not end in ``_total`` (a tiered cache's, kept readable in
+#: ``get_stats()``; an L2's nested entries arrive here prefixed with ``l2_``).
+_COUNTER_EXTRAS = frozenset(
+    {
+        "l1_hits",
+        "l1_misses",
+        "l1_evictions",
+        "l2_hits",
+        "l2_misses",
+        "invalidations_received",
+        "invalidations_sent",
+        "invalidation_publish_errors",
+        "subscriber_reconnects",
+    }
+)
+
+
+def extra_is_counter(key: str) -> bool:
+    """Whether the ``extra`` entry ``key`` only ever grows (between resets), so is exported as
+    a counter (``rate()`` works on it, and the name ends in ``_total``) rather than a gauge.
+    """
+    return key.endswith("_total") or key in _COUNTER_EXTRAS
 
 
 def _bound_label(bound: float) -> str:
@@ -323,13 +348,14 @@ class CacheCollector:
 
     @staticmethod
     def _extras(snapshots: list[CacheStats]) -> Iterator[Metric]:
-        """Numeric ``CacheStats.extra`` entries as ``cachekit_<key>`` gauges (bools as 0/1).
+        """Numeric ``CacheStats.extra`` entries as ``cachekit_<key>`` series (bools as 0/1):
+        counters for the counts (:func:`extra_is_counter`), gauges for the rest.
 
         A nested mapping (a tiered cache's ``l2``) is flattened one level, its entries prefixed
         with its key (``l2_breaker_state``); deeper ones (memcached's per-node ``nodes``, keyed
         by address) are left out, so the series stay per cache, never per node or key.
         """
-        families: dict[str, GaugeMetricFamily] = {}
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         seen: set[tuple[str, str, str]] = set()
         for stats in snapshots:
             for key, value in _flat_extras(stats.extra):
@@ -339,8 +365,11 @@ class CacheCollector:
                 seen.add((name, stats.name, stats.provider))
                 family = families.get(name)
                 if family is None:
-                    family = families[name] = GaugeMetricFamily(
-                        name, f"Provider-specific statistic {key!r}.", labels=_LABELS
+                    doc = f"Provider-specific statistic {key!r}."
+                    family = families[name] = (
+                        CounterMetricFamily(name, doc, labels=_LABELS)
+                        if extra_is_counter(key)
+                        else GaugeMetricFamily(name, doc, labels=_LABELS)
                     )
                 family.add_metric([stats.name, stats.provider], float(value))
         yield from families.values()

@@ -89,6 +89,7 @@ from ..errors import (
     ValueTooLarge,
 )
 from ..interfaces import Cache, check_key
+from ..metrics.latency import DEFAULT_SAMPLE_EVERY, MAX_SAMPLE_EVERY, GetTimer
 from ..resilience import BreakerState, CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import SERIALIZERS, Serializer, make_serializer
@@ -401,6 +402,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         "large_values": choice_option(("reject", "chunk")),
         "flush_on_clear": bool_option(),
         "namespace_refresh": seconds_option(allow_none=False, positive=False),
+        "stats_sample_every": int_option(minimum=1, maximum=MAX_SAMPLE_EVERY),
     }
 
     def __init__(
@@ -427,6 +429,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         large_values: str = "reject",
         flush_on_clear: bool = False,
         namespace_refresh: float = 1.0,
+        stats_sample_every: int = DEFAULT_SAMPLE_EVERY,
     ) -> None:
         super().__init__(name=name)
         self.default_ttl = check_default_ttl(default_ttl)
@@ -480,6 +483,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         self._retry_attempts = retry_attempts
         self._client_options = {"connect_timeout": connect_timeout, "timeout": timeout}
         self._failure = FailOpen(fail_open, name=name)
+        self._get_timer = GetTimer(stats_sample_every)
         self.fail_open = fail_open
         nodes: list[_Node] = []
         for server in servers:
@@ -940,7 +944,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             self._failed("get", exc)
             return MISSING
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _get(self, key: str, default: Any) -> Any:
         value = self._read(key)
         try:
             counts = self._stats_local.c.n
@@ -1450,7 +1454,6 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             memory_bytes=totals[b"bytes"],
             memory_limit=totals[b"limit_maxbytes"] or None,
             max_entries=None,
-            avg_get_seconds=None,
             started_at=self._started_wall,
             uptime=time.monotonic() - self._started,
             extra={
@@ -1459,6 +1462,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                 "namespace_version": self._ns_version,
                 **self._failure.snapshot(),
             },
+            **self._get_timer.fields(),
         )
 
     def close(self) -> None:
@@ -1471,6 +1475,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             node._after_fork()
         self._ns_lock = threading.Lock()
         self._failure._after_fork()
+        self._get_timer._after_fork()
         self._stats_lock = lock = threading.RLock()
         for counts in list(self._all_counts):  # they fold into the totals under it
             counts.lock = lock

@@ -14,21 +14,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..entry import EntryInfo
-from ..interfaces import Cache
 from ..sentinels import DEFAULT
 from ..stats import CacheStats
 from ..ttl import TTLArg
+from .timed import TimedGets
 
 __all__ = ["MemcachedAsyncOps"]
 
 
-class MemcachedAsyncOps(Cache):
+class MemcachedAsyncOps(TimedGets):
     """Thread-pool async twins: correct for an event loop, never blocking it."""
 
     __slots__ = ()
 
-    async def aget(self, key: str, default: Any = None) -> Any:
-        return await to_thread(self.get, key, default)
+    async def _aget(self, key: str, default: Any) -> Any:
+        return await to_thread(self._get, key, default)
 
     async def _apeek(self, key: str) -> Any:
         return await to_thread(self._peek, key)

@@ -40,6 +40,7 @@ from ..config import Option, ParsedURL, parse_options, parse_url
 from ..errors import CacheError, ConfigurationError, InvalidKey
 from ..glob import compile_glob, open_ended
 from ..interfaces import DistributedCache, check_key, check_tags
+from ..metrics.latency import DEFAULT_SAMPLE_EVERY, GetTimer
 from ..resilience import CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import Serializer, make_serializer
@@ -54,6 +55,7 @@ from .redis_errors import RedisNotAnInteger, RedisUnavailable
 from .redis_inspect import RedisInspectOps
 from .redis_lock import CacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
+from .timed import TimedGets
 
 __all__ = ["SCAN_BATCH", "RedisCache"]
 
@@ -68,7 +70,7 @@ _NOTHING = (None, True)  # GET's fallback when failing open: a miss
 _READ_FROM = wire.READ_FROM
 
 
-class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
+class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
     """A cache on a Redis server (standalone, TLS, unix socket or behind Sentinel)."""
 
     provider_name = "redis"
@@ -96,6 +98,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         "_dumps",
         "_fail_open",
         "_flushdb",
+        "_get_timer",
         "_hits",
         "_kclose",
         "_kopen",
@@ -177,6 +180,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             name=name,
         )
         self._fail_open = FailOpen(opts.pop("fail_open", False), name=name, error=RedisUnavailable)
+        self._get_timer = GetTimer(opts.pop("stats_sample_every", DEFAULT_SAMPLE_EVERY))
         # What is left are connection options; the URL and them are checked now, used later.
         self._clients = RedisClients(settings_from_url(parsed, opts))
         self._client: Any = None
@@ -439,7 +443,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
 
     # -- reads --------------------------------------------------------------------------------
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _get(self, key: str, default: Any) -> Any:
         if type(key) is not str or not key or key[0] == "}":  # "}": see RedisClusterCache
             key = self._check_key(key)
         if self._large_gets:
@@ -843,8 +847,9 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         return CacheStats(
             name=self.name, provider=self.provider_name, items=items, hits=hits, misses=misses,
             sets=sets, deletes=deletes, evictions=evictions, expirations=expirations,
-            memory_bytes=memory, memory_limit=None, max_entries=None, avg_get_seconds=None,
+            memory_bytes=memory, memory_limit=None, max_entries=None,
             started_at=self._started_wall, uptime=time.monotonic() - self._started, extra=extra,
+            **self._get_timer.fields(),
         )  # fmt: skip
 
     def _server_info(self, client: Any) -> dict[str, Any]:
@@ -861,6 +866,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
             self._hits = self._misses = self._sets = self._deletes = 0
             self._started_wall = time.time()
             self._started = time.monotonic()
+        self._get_timer.reset()
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -880,6 +886,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, DistributedCache):
         self._stats_lock = threading.Lock()
         self._breaker._after_fork()
         self._fail_open._after_fork()
+        self._get_timer._after_fork()
 
 
 def _still_tagged(checks: list[tuple[str, str]], replies: list[Any]) -> list[str]:

@@ -147,7 +147,7 @@ class RedisAsyncOps(DistributedCache):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def aget(self, key: str, default: Any = None) -> Any:
+    async def _aget(self, key: str, default: Any) -> Any:
         key = self._check_key(key)
         data = self._kopen + key + self._kclose
         raw = await self._acall("get", None, self._clients.aclient().get, data)

@@ -34,6 +34,7 @@ from redis.backoff import ExponentialBackoff
 
 from ..config import Option, ParsedURL, bool_option, int_option, seconds_option
 from ..errors import ConfigurationError
+from ..metrics.latency import MAX_SAMPLE_EVERY
 from ..serialization import SERIALIZERS, Serializer
 
 __all__ = ["OPTIONS", "UNAVAILABLE", "ConnectionSettings", "RedisClients", "settings_from_url"]
@@ -213,6 +214,7 @@ OPTIONS: dict[str, Option] = {
     "breaker_recovery": seconds_option(allow_none=False),
     "flushdb_on_clear": bool_option(),
     "stampede_timeout": seconds_option(),
+    "stats_sample_every": int_option(minimum=1, maximum=MAX_SAMPLE_EVERY),
     "db": int_option(minimum=0),
     "ssl_ca_certs": Option(_str_option, "a CA bundle path"),
     "ssl_certfile": Option(_str_option, "a client certificate path"),

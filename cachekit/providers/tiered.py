@@ -27,7 +27,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..config import Option, ParsedURL, choice_option, parse_options, parse_url, seconds_option
+from ..config import (
+    Option,
+    ParsedURL,
+    choice_option,
+    int_option,
+    parse_options,
+    parse_url,
+    seconds_option,
+)
 from ..entry import EntryInfo
 from ..errors import (
     ConfigurationError,
@@ -37,10 +45,12 @@ from ..errors import (
     ValueTooLarge,
 )
 from ..interfaces import DistributedCache, check_key, check_tags
+from ..metrics.latency import DEFAULT_SAMPLE_EVERY, MAX_SAMPLE_EVERY, GetTimer
 from ..sentinels import DEFAULT, MISSING
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, resolve_ttl, to_seconds
 from .memory import MemoryCache
+from .timed import TimedGets
 
 if TYPE_CHECKING:
     from .invalidation import Invalidation, InvalidationChannel
@@ -75,7 +85,7 @@ def _split_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return options.pop("url"), options
 
 
-class TieredCache(DistributedCache):
+class TieredCache(TimedGets, DistributedCache):
     """An L1 :class:`MemoryCache` in front of an L2 cache, kept coherent by invalidations."""
 
     provider_name = "tiered"
@@ -88,11 +98,12 @@ class TieredCache(DistributedCache):
         "channel": Option(_str, "a pub/sub channel name"),
         "invalidation": choice_option(_INVALIDATION_MODES),
         "default_ttl": seconds_option(),
+        "stats_sample_every": int_option(minimum=1, maximum=MAX_SAMPLE_EVERY),
     }
 
     __slots__ = (
-        "_channel", "_deletes", "_epoch", "_l1", "_l1_ttl", "_l2", "_l2_hits", "_l2_misses",
-        "_live", "_lock", "_origin", "_read_fills", "_ready", "_sets", "_started",
+        "_channel", "_deletes", "_epoch", "_get_timer", "_l1", "_l1_ttl", "_l2", "_l2_hits",
+        "_l2_misses", "_live", "_lock", "_origin", "_read_fills", "_ready", "_sets", "_started",
         "_started_wall", "channel", "invalidation",
     )  # fmt: skip
 
@@ -106,6 +117,7 @@ class TieredCache(DistributedCache):
         invalidation: str | None = None,
         name: str = "default",
         default_ttl: TTL | object = DEFAULT,
+        stats_sample_every: int = DEFAULT_SAMPLE_EVERY,
     ) -> None:
         from ..factory import create_cache  # the factory imports the registry, which names us
 
@@ -115,6 +127,7 @@ class TieredCache(DistributedCache):
                 f"l1_ttl must be a positive number of seconds, got {l1_ttl!r}", key="l1_ttl"
             )
         self._l1_ttl = float(l1_ttl)
+        self._get_timer = GetTimer(stats_sample_every)
         l1_cache = create_cache(l1)
         if not isinstance(l1_cache, MemoryCache):
             l1_cache.close()
@@ -358,7 +371,7 @@ class TieredCache(DistributedCache):
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _get(self, key: str, default: Any) -> Any:
         if self._live:
             value = self._l1.get(key, MISSING)
             if value is not MISSING:
@@ -696,8 +709,8 @@ class TieredCache(DistributedCache):
             hits=l1.hits + l2_hits, misses=l2_misses, sets=sets, deletes=deletes,
             evictions=l1.evictions + l2.evictions, expirations=l1.expirations + l2.expirations,
             memory_bytes=l1.memory_bytes, memory_limit=l1.memory_limit,
-            max_entries=l1.max_entries, avg_get_seconds=l1.avg_get_seconds,
-            started_at=self._started_wall, uptime=time.monotonic() - self._started, extra=extra,
+            max_entries=l1.max_entries, started_at=self._started_wall,
+            uptime=time.monotonic() - self._started, extra=extra, **self._get_timer.fields(),
         )  # fmt: skip
 
     def _after_fork(self) -> None:
@@ -709,6 +722,7 @@ class TieredCache(DistributedCache):
         self._origin = uuid.uuid4().hex
         self._epoch += 1
         self._read_fills = set()
+        self._get_timer._after_fork()
         self._l1._after_fork()  # before clear(): its lock may have been held at the fork
         if self._channel is not None:
             self._channel._after_fork(self._origin)
@@ -735,7 +749,7 @@ class TieredCache(DistributedCache):
 
     # -- async twins: L2's native async I/O, the in-process L1 called directly ----------------
 
-    async def aget(self, key: str, default: Any = None) -> Any:
+    async def _aget(self, key: str, default: Any) -> Any:
         if self._live:
             value = self._l1.get(key, MISSING)
             if value is not MISSING:
