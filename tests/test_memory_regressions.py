@@ -412,3 +412,24 @@ def test_single_flight_waiters_do_not_share_one_exception_object() -> None:
     # Re-raising one object from several threads mutates its __traceback__/__context__
     # concurrently; each waiter should raise its own exception chained to the leader's.
     assert caught[0] is not caught[1]
+
+
+def test_stats_count_no_expired_entry_after_writes_stop() -> None:
+    """items counted expired entries until later writes swept them, 32 at a time."""
+    clock = FakeClock()
+    removed: list[tuple[str, RemovalCause]] = []
+    cache = MemoryCache(
+        clock=clock,
+        max_entries=None,
+        eviction_listener=lambda key, value, cause: removed.append((key, cause)),
+    )
+    for i in range(100):
+        cache.set(f"short{i}", i, ttl=5)
+    cache.set("forever", 1)
+    clock.advance(10)
+    stats = cache.get_stats()
+    assert stats.items == 1
+    assert stats.expirations == 100
+    assert len(removed) == 100
+    assert {cause for _, cause in removed} == {RemovalCause.EXPIRED}
+    assert cache.get("forever") == 1

@@ -21,8 +21,8 @@ Design, in the order the hot path meets it:
   itself instead, and its read log only counts: a replay costs more than the hook.
 * TTLs use an injectable monotonic clock, read only for entries that have an expiry. Expiry is
   lazy on access, plus amortised sweeping: TTL'd entries are pushed on a min-heap of
-  ``(expires_at, key)`` and each write pops up to :data:`_SWEEP_BATCH` expired heads, so an
-  expired entry nobody reads again does not hold memory. Stale heap nodes (keys rewritten or
+  ``(expires_at, key)`` and each write pops up to :data:`_SWEEP_BATCH` expired heads (a
+  ``get_stats()``, all of them), so an expired entry nobody reads again does not hold memory. Stale heap nodes (keys rewritten or
   deleted since) are skipped when popped, and the heap is rebuilt whenever they make it more
   than twice the size of the cache.
 * Bounds: ``max_entries`` and/or ``max_memory_bytes`` (accounted per entry with a
@@ -91,6 +91,8 @@ DEFAULT_MAX_ENTRIES = 10_000
 _HEAP_SLACK = 1024
 #: Most expired entries one write sweeps, so a write's worst case stays bounded.
 _SWEEP_BATCH = 32
+#: Most expired entries one ``get_stats()`` sweeps (a bound on how long a scrape holds the lock).
+_STATS_SWEEP = 1 << 20
 #: Entries sized to estimate the memory of a cache that does not account it per entry.
 _MEMORY_SAMPLE = 1024
 #: Largest ``stats_sample_every``: sampled gets also drain the lock-free logs, so this bounds
@@ -666,8 +668,12 @@ class MemoryCache(DistributedCache):
     def get_stats(self) -> CacheStats:
         with self._lock:
             self._drain_logs()
+            # Expired entries still held (reads skip them; writes sweep 32 at a time) are no
+            # items: sweep them now, so ``items`` and ``expirations`` are true at a scrape
+            # even after writes stopped.
+            removed = self._sweep(None, _STATS_SWEEP)
             sampler = self._sampler
-            return CacheStats(
+            stats = CacheStats(
                 name=self.name,
                 provider=self.provider_name,
                 items=len(self._data),
@@ -688,6 +694,8 @@ class MemoryCache(DistributedCache):
                 get_latency_sum=sampler.sum,
                 get_latency_count=sampler.count,
             )
+        self._notify(removed)
+        return stats
 
     def reset_stats(self) -> None:
         """Zero the counters (not the data); ``started_at`` restarts too."""
@@ -849,7 +857,7 @@ class MemoryCache(DistributedCache):
         self._notify(removed)
         return evicted
 
-    def _sweep(self, removed: _Removed | None) -> _Removed:
+    def _sweep(self, removed: _Removed | None, limit: int = _SWEEP_BATCH) -> _Removed:
         """Expire entries whose heap node is due.
 
         A write that moves a key's expiry later pushes no node (a rewrite with the same TTL,
@@ -863,7 +871,7 @@ class MemoryCache(DistributedCache):
             removed = []
         heap, data = self._expiry_heap, self._data
         now = self._clock()
-        for _ in range(_SWEEP_BATCH):
+        for _ in range(limit):
             if not heap or heap[0][0] > now:
                 break
             due, key = heapq.heappop(heap)
