@@ -22,9 +22,9 @@ Design, in the order the hot path meets it:
 * TTLs use an injectable monotonic clock, read only for entries that have an expiry. Expiry is
   lazy on access, plus amortised sweeping: TTL'd entries are pushed on a min-heap of
   ``(expires_at, key)`` and each write pops up to :data:`_SWEEP_BATCH` expired heads (a
-  ``get_stats()``, all of them), so an expired entry nobody reads again does not hold memory. Stale heap nodes (keys rewritten or
-  deleted since) are skipped when popped, and the heap is rebuilt whenever they make it more
-  than twice the size of the cache.
+  ``get_stats()``, all of them), so an expired entry nobody reads again does not hold memory.
+  Stale heap nodes (keys rewritten or deleted since) are skipped when popped, and the heap is
+  rebuilt whenever they make it more than twice the size of the cache.
 * Bounds: ``max_entries`` and/or ``max_memory_bytes`` (accounted per entry with a
   :mod:`sizer <cachekit.sizing>`). A write inserts first, then evicts the policy's victims until
   the cache is within its bounds. A value that alone exceeds ``max_memory_bytes`` raises
