@@ -34,7 +34,13 @@ import grpc.aio
 from .. import errors
 from ..config import Option, ParsedURL, parse_options, seconds_option, size_option
 from ..entry import EntryInfo, describe_payload
-from ..errors import BackendUnavailable, CacheError, ConfigurationError, UnsupportedOperation
+from ..errors import (
+    BackendUnavailable,
+    CacheError,
+    ConfigurationError,
+    UnsupportedOperation,
+    ValueTooLarge,
+)
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args
 from ..sentinels import DEFAULT
@@ -104,6 +110,9 @@ _BY_CODE: dict[grpc.StatusCode, type[CacheError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: ConfigurationError,
     grpc.StatusCode.NOT_FOUND: ConfigurationError,
     grpc.StatusCode.UNIMPLEMENTED: UnsupportedOperation,  # a server without the RPC
+    # A message over the client's or the server's max_message_bytes (gRPC's own status, no
+    # trailer): what other providers raise for a value too big to store or read.
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ValueTooLarge,
 }
 
 
