@@ -84,11 +84,21 @@ def test_fail_open_counts_and_rate_limits_its_warnings(caplog: pytest.LogCapture
     assert len(messages) == 2
     assert "1 failed operation(s)" in messages[0]
     assert "5 failed operation(s)" in messages[1]  # the 4 unlogged gets and this set
-    assert policy.snapshot() == {
-        "fail_open_errors_total": 6,
-        "fail_open_get_errors_total": 5,
-        "fail_open_set_errors_total": 1,
-    }
+    snapshot = policy.snapshot()
+    assert snapshot["fail_open_errors_total"] == 6
+    assert snapshot["fail_open_get_errors_total"] == 5
+    assert snapshot["fail_open_set_errors_total"] == 1
+    assert snapshot["fail_open_delete_errors_total"] == 0
+
+
+def test_fail_open_reports_the_common_operations_from_the_start() -> None:
+    """A per-operation counter that first appeared at its first failure lost that increment to
+    rate(); failing closed, nothing is counted, so nothing is reported per operation."""
+    snapshot = FailOpen(True, name="c").snapshot()
+    assert snapshot["fail_open_errors_total"] == 0
+    for op in ("get", "set", "get_many", "set_many", "delete", "incr"):
+        assert snapshot[f"fail_open_{op}_errors_total"] == 0
+    assert FailOpen(False, name="c").snapshot() == {"fail_open_errors_total": 0}
 
 
 def test_a_released_probe_lets_the_next_call_probe() -> None:

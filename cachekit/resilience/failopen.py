@@ -21,6 +21,14 @@ from ..errors import BackendUnavailable
 
 __all__ = ["FailOpen"]
 
+#: Operations whose ``fail_open_<op>_errors_total`` is reported from the start (as 0) when
+#: failing open: a counter series that appears only at its first failure loses that increment
+#: to ``rate()`` and ``increase()``. Rarer operations still appear at their first failure.
+COMMON_OPERATIONS = (
+    "get", "set", "add", "delete", "get_many", "set_many", "delete_many", "incr", "touch",
+    "exists", "ttl", "clear",
+)  # fmt: skip
+
 log = logging.getLogger("cachekit.backend")
 
 
@@ -51,7 +59,9 @@ class FailOpen:
         self._last_log = float("-inf")
         self._since_log = 0
         #: Swallowed failures per operation name (only counted when fail-open).
-        self.failures: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter(
+            dict.fromkeys(COMMON_OPERATIONS, 0) if enabled else ()
+        )
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
