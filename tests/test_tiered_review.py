@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis
-from test_tiered import wait_for
+from test_tiered import lone_tiered, wait_for
 
 from cachekit import MISSING, ConfigurationError, create_cache
 from cachekit.errors import SerializationError
@@ -227,3 +227,25 @@ def test_a_memcached_l2_is_refused_naming_what_l2_must_support(
     with pytest.raises(ConfigurationError, match="memcached") as info:
         create_cache({"url": "tiered://", "l2": memcached_server.url, "invalidation": "none"})
     assert info.value.key == "l2"
+
+
+def test_a_flapping_subscriber_is_reported_once_per_interval(
+    fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each resubscription reset the loss limiter: a connection killed every 0.3 s logged a
+    loss and a resubscription per kill, against "at most once per LOG_INTERVAL"."""
+    admin = redis.Redis(host=fresh_redis_server.host, port=fresh_redis_server.port)
+    with (
+        caplog.at_level("WARNING", logger="cachekit.providers.invalidation"),
+        lone_tiered(fresh_redis_server, fail_open=True) as cache,
+    ):
+        for _ in range(4):
+            wait_for(lambda: cache.subscriber_connected, timeout=BOUND)
+            before = cache.get_stats().extra["subscriber_reconnects"]
+            admin.client_kill_filter(_type="pubsub")
+            wait_for(lambda b=before: cache.get_stats().extra["subscriber_reconnects"] > b)
+        wait_for(lambda: cache.subscriber_connected, timeout=BOUND)
+    admin.close()
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("invalidation")]
+    assert len([m for m in messages if " lost " in m]) == 1, messages
+    assert len([m for m in messages if "resubscribed;" in m]) <= 1, messages

@@ -335,10 +335,8 @@ class InvalidationChannel:
                 )
         # Subscribed: from now on every later write's message will reach us.
         self._set_state(True)
-        if self._sub_lost:
-            self._sub_lost = False
-            self._sub_failures = 0
-            self._sub_last_log = float("-inf")
+        if self._sub_lost:  # the loss was reported: so is its end. The limiter is not reset:
+            self._sub_lost = False  # a flapping connection would report every loss otherwise
             log.warning("invalidation subscriber of %r resubscribed; L1 in use again", self.channel)
         ping_sent: float | None = None
         last_seen = time.monotonic()
