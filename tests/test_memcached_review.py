@@ -17,7 +17,7 @@ from types import FrameType
 import pytest
 from test_memcached import raw
 
-from cachekit.errors import BackendUnavailable
+from cachekit.errors import BackendUnavailable, NotAnInteger
 from cachekit.providers.memcached import MemcachedCache
 from cachekit.testing.servers import MemcachedServer
 
@@ -410,3 +410,20 @@ def test_a_foreign_value_under_the_namespace_key_is_replaced(
         cache.set("k", 2)
         assert cache.get("k") == 2
         assert cache.get_stats().extra["fail_open_errors_total"] == 0
+
+
+def test_incr_past_2_64_is_refused_and_leaves_the_counter(
+    memcached_server: MemcachedServer,
+) -> None:
+    """memcached's incr wraps modulo 2**64 and reports success: 2**64 - 3 plus 5 became 2."""
+    server = memcached_server
+    with MemcachedCache([(server.host, server.port)], prefix="t7:") as cache:
+        cache.set("c", 2**64 - 3)
+        with pytest.raises(NotAnInteger, match="overflow"):
+            cache.incr("c", 5)
+        assert cache.get("c") == 2**64 - 3
+        with pytest.raises(NotAnInteger, match="overflow"):
+            cache.incr("c", 2**64 - 1)
+        assert cache.get("c") == 2**64 - 3
+        assert cache.incr("c", 2) == 2**64 - 1  # up to the largest counter
+        assert cache.decr("c", 2**64 - 1) == 0  # decrements are not modular either

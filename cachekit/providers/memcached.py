@@ -34,7 +34,8 @@ Design (``docs/memcached.md`` is the user-facing account):
   zero (``decr`` floors at 0) nor increment a negative number, so negative deltas, and values
   memcached calls non-numeric, take an optimistic compare-and-swap loop over the meta commands
   (``mg v t c`` then ``ms C<cas> T<remaining ttl>``), which keeps the TTL. A missing key starts
-  at 0 with the default TTL, created with ``add``.
+  at 0 with the default TTL, created with ``add``. memcached's ``incr`` wraps past
+  ``2**64 - 1``: a wrapped result is undone and raises ``NotAnInteger`` (Redis: overflow).
 * **Large values.** A value whose item would exceed ``max_item_size`` (memcached's ``-I``)
   raises :class:`ValueTooLarge` (``set_many`` returns its key instead, as it does for an item
   the server refuses as too large), or with ``large_values="chunk"`` is split into chunks stored
@@ -67,7 +68,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from operator import methodcaller
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, NoReturn, TypeVar
 
 from ..config import (
     Option,
@@ -1332,11 +1333,26 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                         result = self._start_counter(node, stored, delta)
                     else:
                         result = int(reply)
+                        if result < delta:  # memcached wrapped past 2**64 - 1 and said nothing
+                            self._unwrap(node, stored, delta)
             else:
                 result = self._incr_cas(node, stored, delta)
             if result is not None:
                 return result
         raise BackendUnavailable(f"incr of {key!r} lost {_CAS_ATTEMPTS} races in a row")
+
+    def _unwrap(self, node: _Node, stored: bytes, delta: int) -> NoReturn:
+        """Undo an ``incr`` that wrapped modulo 2**64, then refuse it as Redis does an overflow.
+
+        memcached's ``incr`` is modular: ``2**64 - 3`` plus 5 silently became 2. Adding
+        ``2**64 - delta`` wraps the counter back (additions commute, so one made meanwhile by
+        another client is kept); the caller gets the typed error, nothing changed.
+        """
+        self._call(node, lambda c: c.incr(stored, 2**64 - delta, noreply=False), retry=False)
+        raise MemcachedNotAnInteger(
+            f"increment or decrement would overflow: adding {delta} passes 2**64 - 1, "
+            "memcached's largest counter (nothing was changed)"
+        )
 
     def _start_counter(self, node: _Node, stored: bytes, delta: int) -> int | None:
         """Create a missing counter at ``delta``; ``None`` if someone created it first."""
