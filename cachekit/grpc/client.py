@@ -134,6 +134,16 @@ def translate(exc: grpc.RpcError, name: str) -> CacheError:
     return cls(message)
 
 
+def _split(pending: list[list[str]], asked: list[str], exc: ValueTooLarge) -> None:
+    """Ask for ``asked`` in two halves (first half next), after a response too large to send:
+    one entry beside a long list of unread keys, or past this client's max_message_bytes. A
+    single key cannot be split: the error stands."""
+    if len(asked) < 2:
+        raise exc
+    half = len(asked) // 2
+    pending += [asked[half:], asked[:half]]
+
+
 class GrpcCache(DistributedCache):
     """A namespace of a cachekit gRPC server, behind the cache contract."""
 
@@ -430,14 +440,20 @@ class GrpcCache(DistributedCache):
         return response.next_page_token, list(response.keys)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
+        pending = [[check_key(k) for k in keys]]
         found: dict[str, Any] = {}
-        while True:  # the server leaves unread what would not fit in one response
-            response = self._call("GetMultiple", request)
+        while pending:  # the server leaves unread what would not fit in one response
+            asked = pending.pop()
+            request = pb.GetMultipleRequest(namespace=self.namespace, keys=asked)
+            try:
+                response = self._call("GetMultiple", request)
+            except ValueTooLarge as exc:
+                _split(pending, asked, exc)
+                continue
             found.update(self._many(response))
-            if not response.unread_keys:
-                return found
-            request = pb.GetMultipleRequest(namespace=self.namespace, keys=response.unread_keys)
+            if response.unread_keys:
+                pending.append(list(response.unread_keys))
+        return found
 
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
@@ -522,14 +538,20 @@ class GrpcCache(DistributedCache):
         await self._acall("Clear", pb.ClearRequest(namespace=self.namespace))
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        request = pb.GetMultipleRequest(namespace=self.namespace, keys=[check_key(k) for k in keys])
+        pending = [[check_key(k) for k in keys]]
         found: dict[str, Any] = {}
-        while True:  # the server leaves unread what would not fit in one response
-            response = await self._acall("GetMultiple", request)
+        while pending:  # the server leaves unread what would not fit in one response
+            asked = pending.pop()
+            request = pb.GetMultipleRequest(namespace=self.namespace, keys=asked)
+            try:
+                response = await self._acall("GetMultiple", request)
+            except ValueTooLarge as exc:
+                _split(pending, asked, exc)
+                continue
             found.update(self._many(response))
-            if not response.unread_keys:
-                return found
-            request = pb.GetMultipleRequest(namespace=self.namespace, keys=response.unread_keys)
+            if response.unread_keys:
+                pending.append(list(response.unread_keys))
+        return found
 
     async def aset_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()

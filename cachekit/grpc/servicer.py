@@ -96,7 +96,7 @@ _MAX_SCAN_CURSOR = (1 << 64) - 1
 #: Bytes of a response kept free under max_message_bytes (rounding, nothing else).
 _HEADROOM = 64
 #: Keys GetMultiple reads first (value sizes are unknown): later batches are sized by the
-#: values seen, so that no more than about one value read per response is not sent.
+#: largest value seen, so that a value read but not sent is one larger than all before it.
 _FIRST_BATCH = 1
 #: Keys whose existence GetMultiple checks concurrently (network providers).
 _EXISTS_BATCH = 64
@@ -382,7 +382,12 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     ) -> pb.GetMultipleResponse:
         """The present entries that fit in one response, read in batches: once the response is
         full, the keys not read yet go to ``unread_keys`` without being read (the client asks
-        for them again), so a key is read, and its hit counted, about once per ``get_many``."""
+        for them again), so a key is read, and its hit counted, about once per ``get_many``.
+
+        A batch holds no more values of the largest size seen than the room left, and at most
+        twice the keys read so far: after a leading miss or a small value, the next batch is
+        not every remaining key (each read again by the follow-ups, all held in memory at once).
+        """
         ns = self.namespaces.get(request.namespace)
         keys = list(dict.fromkeys(self._keys(request.keys)))  # each key once, in order
         budget = self.max_message_bytes - _HEADROOM
@@ -394,6 +399,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         for i in range(len(keys) - 1, -1, -1):
             unread_after[i] = unread_after[i + 1] + _field_size(len(keys[i].encode()))
         total = 0  # bytes of the entries kept so far
+        largest = 0  # bytes of the largest entry kept so far
         start = 0
         batch = _FIRST_BATCH
         while start < len(keys):
@@ -407,22 +413,40 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                 _fill(entry.value, found[key])
                 size = _field_size(entry.ByteSize())
                 # The keys left unread are listed in the response: they count too.
-                if len(entries) > 1 and total + size + unread_after[i + 1] > budget:
-                    del entries[-1]
+                if total + size + unread_after[i + 1] > budget:
                     rest = [k for k in keys[i + 1 : start + len(chunk)] if k in found]
-                    unread = await _present(ns.cache, keys[start + len(chunk) :])
-                    response.unread_keys.extend([key, *rest, *unread])
+                    unread = [*rest, *await _present(ns.cache, keys[start + len(chunk) :])]
+                    if len(entries) > 1:
+                        del entries[-1]
+                        unread.insert(0, key)
+                    else:  # the first entry is sent (progress), if it fits beside the list
+                        self._check_first(key, size, unread)
+                    response.unread_keys.extend(unread)
                     return response
                 total += size
+                largest = max(largest, size)
             start += len(chunk)
             if start < len(keys):
-                average = max(total // max(len(entries), 1), 1)
                 room = budget - total - unread_after[start]
-                if entries and room < average:  # the next value would most likely not fit
+                if entries and room < largest:  # the next value might not fit: not read
                     response.unread_keys.extend(await _present(ns.cache, keys[start:]))
                     return response
-                batch = max(1, min(_MAX_KEYS_PER_CALL, room // average))
+                batch = max(1, min(_MAX_KEYS_PER_CALL, 2 * start, room // max(largest, 1)))
         return response
+
+    def _check_first(self, key: str, size: int, unread: list[str]) -> None:
+        """Refuse a response whose one entry and list of unread keys pass the message limit.
+
+        Sent anyway it fails with ``RESOURCE_EXHAUSTED`` on every retry (the same request, the
+        same answer); refused, the client asks for fewer keys at once (``GrpcCache`` halves).
+        """
+        listed = sum(_field_size(len(k.encode())) for k in unread)
+        if size + listed > self.max_message_bytes - _HEADROOM:
+            raise ValueTooLarge(
+                f"the entry of {key[:64]!r} ({size} bytes) and the {len(unread)} keys left unread "
+                f"({listed} bytes) do not fit in one response of max_message_bytes="
+                f"{self.max_message_bytes}: ask for fewer keys at once"
+            )
 
     async def SetMultiple(
         self, request: pb.SetMultipleRequest, context: Any

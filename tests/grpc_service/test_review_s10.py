@@ -4,6 +4,7 @@ client's error for a message over the limit."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from grpc_helpers import ThreadedServer
 from cachekit import create_cache
 from cachekit.errors import ValueTooLarge
 from cachekit.interfaces import Cache
+from cachekit.v1 import cache_pb2 as pb
 from cachekit.v1 import cache_pb2_grpc as pb_grpc
 
 Code = grpc.StatusCode
@@ -59,3 +61,55 @@ def test_over_message_limit_is_value_too_large(server: ThreadedServer, query: st
             client.set_many({"k": blob})
     finally:
         client.close()
+
+
+# -- B3: GetMultiple reads each value once, whatever comes first --------------------------------
+
+
+@pytest.mark.parametrize("first", ["missing", "small"])
+def test_get_many_after_a_miss_or_small_value_reads_each_value_once(
+    server: ThreadedServer, memory: Cache, first: str
+) -> None:
+    keys = [f"k{i}" for i in range(40)]
+    memory.set_many(dict.fromkeys(keys, b"v" * (1 << 20)))  # 40 MiB: 10 responses or more
+    memory.set("small", b"s")
+    client = create_cache(f"grpc://{server.target}/default")
+    try:
+        before = memory.get_stats().hits
+        found = client.get_many([first, *keys])
+        assert set(found) >= set(keys)
+        # Sized by the first (absent or tiny) value, every later batch read all the keys left:
+        # the ones that did not fit were read again by each follow-up (79 hits, not 40).
+        assert memory.get_stats().hits - before == len(found)
+    finally:
+        client.close()
+
+
+# -- B4: one entry beside a long list of unread keys --------------------------------------------
+
+
+def test_get_many_progresses_when_one_entry_and_the_unread_list_pass_the_limit(
+    memory: Cache,
+) -> None:
+    keys = [c * 16000 for c in "abc"]
+    for key in keys:
+        memory.set(key, b"v" * 30000)
+    opts = {"max_message_bytes": 64 << 10, "max_value_bytes": 32 << 10}
+    with ThreadedServer({"default": memory}, **opts) as running:
+        options = [("grpc.max_receive_message_length", 1 << 24)]
+        with grpc.insecure_channel(running.target, options=options) as channel:
+            stub = pb_grpc.CacheServiceStub(channel)
+            request = pb.GetMultipleRequest(namespace="default", keys=keys)
+            # Was a 78 KB response: RESOURCE_EXHAUSTED on every retry.
+            code, details = _status(lambda: stub.GetMultiple(request))
+            assert code == Code.INVALID_ARGUMENT
+            assert "ask for fewer keys" in details
+        client = create_cache(f"grpc://{running.target}/default?max_message_bytes=65536")
+        try:
+            assert client.get_many(keys) == dict.fromkeys(keys, b"v" * 30000)
+            assert asyncio.run(client.aget_many(keys)) == dict.fromkeys(keys, b"v" * 30000)
+            memory.set("big", b"v" * 70000)  # over the message limit alone: nothing to split
+            with pytest.raises(ValueTooLarge):
+                client.get_many(["big"])
+        finally:
+            client.close()
