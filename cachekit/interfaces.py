@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import abc
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
 from . import forking
 from .entry import EntryInfo
-from .errors import InvalidArgumentType, InvalidKey, NotAnInteger, UnsupportedOperation
+from .errors import (
+    InvalidArgumentType,
+    InvalidKey,
+    NotAnInteger,
+    SerializationError,
+    UnsupportedOperation,
+)
 from .keyscan import check_scan_args
 from .sentinels import DEFAULT, MISSING
 from .singleflight import AsyncSingleFlight, SingleFlight
@@ -40,6 +47,12 @@ __all__ = ["Cache", "DistributedCache", "EntryInfo", "check_key", "check_tags"]
 
 #: Exact types a single-flight leader's unstored result may be handed to its waiters as is.
 _SHAREABLE: frozenset[type] = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+logger = logging.getLogger("cachekit")
+
+
+def _undecodable(cache: Cache, key: str, exc: SerializationError) -> None:
+    logger.debug("cache %r: cannot decode the entry under %r (%s): a miss", cache.name, key, exc)
 
 
 def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
@@ -271,7 +284,7 @@ class Cache(abc.ABC):
         big), the leader's ``value`` only if immutable: a mutable one is an object of the
         leader's (a response its request code then changes), so the waiter computes its own,
         as without a cache."""
-        current = self._peek(key)
+        current = self._fill_peek(key)
         if current is not MISSING:
             return current
         if type(value) in _SHAREABLE:
@@ -288,7 +301,7 @@ class Cache(abc.ABC):
     ) -> Any:
         """The stored value if there is one (a previous leader may have just stored it), else
         the factory's: what a single-flight leader, a waiter and a re-entrant call run."""
-        current = self._peek(key)
+        current = self._fill_peek(key)
         if current is not MISSING:
             return current
         return self._add_or_current(key, factory(), add)
@@ -296,7 +309,7 @@ class Cache(abc.ABC):
     def _add_or_current(self, key: str, value: Any, add: Callable[[str, Any], bool]) -> Any:
         if add(key, value):
             return value
-        current = self._peek(key)
+        current = self._fill_peek(key)
         return value if current is MISSING else current
 
     def _peek(self, key: str) -> Any:
@@ -305,6 +318,24 @@ class Cache(abc.ABC):
 
     async def _apeek(self, key: str) -> Any:
         return await self.aget(key, MISSING)
+
+    def _fill_peek(self, key: str) -> Any:
+        """The fill's uncounted re-read. An entry that cannot be decoded (written meanwhile by
+        another program, or another version, in a shared namespace) is no value a leader
+        stored: the fill computes its own, as if the key were missing."""
+        try:
+            return self._peek(key)
+        except SerializationError as exc:
+            _undecodable(self, key, exc)
+            return MISSING
+
+    async def _afill_peek(self, key: str) -> Any:
+        """The async twin of :meth:`_fill_peek`."""
+        try:
+            return await self._apeek(key)
+        except SerializationError as exc:
+            _undecodable(self, key, exc)
+            return MISSING
 
     # -- async twins ----------------------------------------------------------------------------
 
@@ -408,7 +439,7 @@ class Cache(abc.ABC):
         add: Callable[[str, Any], Awaitable[bool]],
     ) -> Any:
         """The async twin of :meth:`_stored_or`."""
-        current = await self._apeek(key)
+        current = await self._afill_peek(key)
         if current is not MISSING:
             return current
         if type(value) in _SHAREABLE:
@@ -425,7 +456,7 @@ class Cache(abc.ABC):
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
     ) -> Any:
         """The async twin of :meth:`_compute_alone` (the factory may be a coroutine function)."""
-        current = await self._apeek(key)
+        current = await self._afill_peek(key)
         if current is not MISSING:
             return current
         result = factory()
@@ -438,7 +469,7 @@ class Cache(abc.ABC):
     ) -> Any:
         if await add(key, value):
             return value
-        current = await self._apeek(key)
+        current = await self._afill_peek(key)
         return value if current is MISSING else current
 
     # -- conveniences -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ connects.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -56,6 +57,8 @@ from .redis_inspect import RedisInspectOps
 from .redis_lock import CacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, meta_prefix, px
 from .timed import TimedGets
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SCAN_BATCH", "RedisCache"]
 
@@ -723,7 +726,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
-            current = self._peek(key)
+            current = self._fill_peek(key)
             if current is not MISSING:
                 return current
             # Failing open (server down): compute without the lock rather than not at all.
@@ -731,11 +734,20 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
                 try:
                     return self._add_or_current(key, factory(), add)
                 finally:
-                    self._script("unlock", None, lua.RELEASE, [lock_key], [token])
+                    self._unlock_stampede(lock_key, token)
             if time.monotonic() + delay > deadline:  # the holder is too slow: compute too
                 return self._add_or_current(key, factory(), add)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    def _unlock_stampede(self, lock_key: str, token: str) -> None:
+        """Release the stampede lock without raising: its failure must not replace the value or
+        the exception in flight (the view's own error, a value computed while Redis went away),
+        and the lock expires by itself after ``stampede_timeout``."""
+        try:
+            self._script("unlock", None, lua.RELEASE, [lock_key], [token])
+        except CacheError as exc:
+            logger.warning("cache %r: stampede lock not released (it expires): %s", self.name, exc)
 
     def _take(self, lock_key: str, token: str, ms: int) -> Any:
         """``SET NX PX`` of the stampede lock (the client is got under ``_call``, see

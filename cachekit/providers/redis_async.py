@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
-from ..errors import InvalidKey
+from ..errors import CacheError, InvalidKey
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..resilience import CircuitBreaker
 from ..sentinels import DEFAULT, MISSING
@@ -34,6 +35,8 @@ from .redis_lock import AsyncCacheLock
 from .redis_scripts import SCAN_BATCH, escape_glob, px
 
 __all__ = ["RAISE", "RedisAsyncOps"]
+
+logger = logging.getLogger("cachekit.providers.redis")
 
 RAISE: Any = object()  # a fallback meaning "fail closed even when fail_open is set"
 
@@ -354,7 +357,7 @@ class RedisAsyncOps(DistributedCache):
             return await self._aadd_or_current(key, result, add)
 
         while True:
-            current = await self._apeek(key)
+            current = await self._afill_peek(key)
             if current is not MISSING:
                 return current
             lock = partial(self._clients.aclient().set, lock_key, token, px=px(timeout), nx=True)
@@ -362,11 +365,18 @@ class RedisAsyncOps(DistributedCache):
                 try:
                     return await produce()
                 finally:
-                    await self._ascript("unlock", None, lua.RELEASE, [lock_key], [token])
+                    await self._aunlock_stampede(lock_key, token)
             if time.monotonic() + delay > deadline:
                 return await produce()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    async def _aunlock_stampede(self, lock_key: str, token: str) -> None:
+        """The async twin of ``RedisCache._unlock_stampede`` (never raises a cache error)."""
+        try:
+            await self._ascript("unlock", None, lua.RELEASE, [lock_key], [token])
+        except CacheError as exc:
+            logger.warning("cache %r: stampede lock not released (it expires): %s", self.name, exc)
 
     # -- locks and life cycle ---------------------------------------------------------------------
 
