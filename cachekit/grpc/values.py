@@ -18,9 +18,10 @@ import functools
 import json
 import math
 import pickle
+import re
 from typing import Any, Final
 
-from ..errors import CacheError, SerializationError
+from ..errors import CacheError, SerializationError, ValueTooLarge
 from ..serialization.compression import MAX_DECOMPRESSED_SIZE
 from ..serialization.header import (
     COMPRESSION_MASK,
@@ -86,7 +87,11 @@ _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"
 #: The integers cachekit's JSON codec writes (its range; other languages read them exactly).
 _JSON_INT_MIN: Final = -(2**63)
 _JSON_INT_MAX: Final = 2**64 - 1
-_JSON_MAX_DEPTH: Final = 255
+#: Deepest nesting stored as JSON: the stdlib encoder and decoder recurse once per level, and
+#: must not run out of stack on a read (Python's recursion limit is 1000 by default).
+_JSON_MAX_DEPTH: Final = 512
+#: A lone surrogate (``"\\ud800"`` decodes to one): JSON text, being UTF-8, cannot carry it.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 class InvalidValue(CacheError, ValueError):
@@ -124,25 +129,29 @@ def to_stored(content_type: str, data: bytes, max_decompressed: int = MAX_DECOMP
     if content_type != CACHEKIT:
         main, params = _parse_type(content_type)
         if main in _TEXTS:  # decoded once, here (not validated, then decoded again)
-            return _text(main, params, data)
+            return _text(main, params, data, max_decompressed)
     payload = _envelope_of(content_type, data)
     if type(payload) is int:
         return payload
     return _decoded(payload, max_decompressed)  # type: ignore[arg-type]
 
 
-def _text(main: str, params: dict[str, str], data: bytes) -> Any:
-    """The ``str`` of ``text/plain`` bytes, or the object of ``application/json`` (validated)."""
+def _text(main: str, params: dict[str, str], data: bytes, limit: int | None = None) -> Any:
+    """The ``str`` of ``text/plain`` bytes, or the object of ``application/json`` (validated;
+    with a ``limit``, also one that reads back as JSON of at most ``limit`` bytes)."""
     charset = params.get("charset", "utf-8").lower()
     if charset not in {"utf-8", "utf8"}:
         raise InvalidValue(f"{main}: only UTF-8 is accepted, not charset={charset}")
     try:
         text = data.decode("utf-8")
-        if main == "application/json":
-            return _JSON_DECODER.decode(text)  # RFC 8259: NaN and Infinity are refused
+        if main != "application/json":
+            return text
+        value = _JSON_DECODER.decode(text)  # RFC 8259: NaN and Infinity are refused
     except (ValueError, RecursionError) as exc:
         raise InvalidValue(f"{main}: the bytes are not valid: {exc}") from None
-    return text
+    if limit is not None:
+        _check_json(value, limit)
+    return value
 
 
 def _decoded(payload: bytes, max_decompressed: int) -> Any:
@@ -158,7 +167,38 @@ def _decoded(payload: bytes, max_decompressed: int) -> Any:
         raise InvalidValue(f"{CACHEKIT}: {exc}") from None
     if type(value) is bytes and value[:1] == b"\xc1":
         return _RAW + value  # see to_stored: never read back as an envelope
+    if payload[2] == Codec.JSON:
+        _check_json(value, max_decompressed)
     return value
+
+
+def _check_json(value: Any, limit: int) -> None:
+    """Refuse decoded JSON that would not read back as JSON of at most ``limit`` bytes.
+
+    Valid JSON can decode to what JSON cannot carry back: ``1e400`` is ``inf``, ``"\\ud800"``
+    a lone surrogate, ``18446744073709551616`` an integer other readers round; and deeper
+    nesting than reads can encode. Stored, it read back as a pickle envelope (or, through a
+    JSON serializer, as ``null``). Floats are written back in Python's spelling (``1e15`` as
+    ``1000000000000000.0``), the one part of the text that can grow: then the written size is
+    measured, so that a value accepted by Set always fits in a Get response.
+    """
+    floats = _json_floats(value)
+    if floats < 0:
+        raise InvalidValue(
+            f"{JSON}: valid JSON that would not read back as the same JSON (a number out of "
+            f"range such as 1e400 or an integer outside [-2**63, 2**64 - 1], a lone surrogate "
+            f"escape, or nesting deeper than {_JSON_MAX_DEPTH} levels)"
+        )
+    if floats:
+        try:
+            size = len(_JSON_ENCODER.encode(value).encode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise InvalidValue(f"{JSON}: would not read back as JSON: {exc}") from None
+        if size > limit:
+            raise ValueTooLarge(
+                f"{JSON} value reads back as {size} bytes (its numbers respelled), over this "
+                f"server's limit of {limit} bytes"
+            )
 
 
 @functools.lru_cache(maxsize=8)
@@ -260,7 +300,7 @@ def to_wire(stored: Any) -> tuple[str, bytes]:
             pass  # lone surrogates are not UTF-8: pickled below, exactly
     # A Python object (decoded JSON, or stored in-process by a Django view sharing the
     # namespace): JSON when JSON carries it exactly, else pickled, exactly.
-    if _plain_json(stored, 0):
+    if _json_floats(stored) >= 0:
         try:
             return JSON, _JSON_ENCODER.encode(stored).encode("utf-8")
         except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
@@ -271,22 +311,40 @@ def to_wire(stored: Any) -> tuple[str, bytes]:
         raise SerializationError(f"stored value of type {type(stored).__name__}: {exc}") from exc
 
 
-def _plain_json(value: Any, depth: int) -> bool:
-    """Whether JSON text decodes back to exactly ``value`` (same types, all the way down)."""
-    tp = type(value)
-    if tp is str or tp is bool or value is None:
-        return True
-    if tp is int:
-        return bool(_JSON_INT_MIN <= value <= _JSON_INT_MAX)
-    if tp is float:
-        return math.isfinite(value)
-    if depth >= _JSON_MAX_DEPTH:
-        return False
-    if tp is list:
-        return all(_plain_json(item, depth + 1) for item in value)
-    if tp is dict:
-        return all(type(k) is str and _plain_json(v, depth + 1) for k, v in value.items())
-    return False
+def _json_floats(value: Any) -> int:
+    """The number of floats in ``value`` if JSON text decodes back to exactly ``value`` (same
+    types, all the way down, at most ``_JSON_MAX_DEPTH`` deep); else -1. Iterative: any depth
+    is walked without recursion."""
+    floats = 0
+    stack: list[tuple[Any, int]] = [([value], 0)]
+    while stack:
+        container, depth = stack.pop()
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str or (not key.isascii() and _SURROGATE.search(key)):
+                    return -1
+            items = container.values()
+        else:
+            items = container
+        for item in items:
+            tp = type(item)
+            if tp is str:
+                if not item.isascii() and _SURROGATE.search(item):
+                    return -1
+            elif tp is int:
+                if not _JSON_INT_MIN <= item <= _JSON_INT_MAX:
+                    return -1
+            elif tp is float:
+                if not math.isfinite(item):
+                    return -1
+                floats += 1
+            elif tp is list or tp is dict:
+                if depth >= _JSON_MAX_DEPTH:
+                    return -1
+                stack.append((item, depth + 1))
+            elif not (tp is bool or item is None):
+                return -1
+    return floats
 
 
 def envelope(content_type: str, data: bytes) -> bytes:

@@ -16,6 +16,8 @@ from grpc_helpers import ThreadedServer
 from cachekit import create_cache
 from cachekit.errors import ValueTooLarge
 from cachekit.interfaces import Cache
+from cachekit.serialization.header import Codec, pack_header
+from cachekit.testing.servers import RedisServer
 from cachekit.v1 import cache_pb2 as pb
 from cachekit.v1 import cache_pb2_grpc as pb_grpc
 
@@ -113,3 +115,105 @@ def test_get_many_progresses_when_one_entry_and_the_unread_list_pass_the_limit(
                 client.get_many(["big"])
         finally:
             client.close()
+
+
+# -- B1: JSON that would not read back as JSON is refused at Set ---------------------------------
+
+_NOT_JSON_BACK = [
+    b"1e400",  # inf
+    b'{"x":[1,-1e999]}',  # -inf
+    b'{"a":"\\ud800"}',  # a lone surrogate
+    b'{"\\udfff":1}',  # ... as a key
+    b"[18446744073709551616]",  # 2**64: past what JSON readers keep exact
+    b"[-9223372036854775809]",
+    b"[" * 600 + b"0" + b"]" * 600,  # deeper than reads can encode
+]
+
+
+@pytest.mark.parametrize("data", _NOT_JSON_BACK, ids=range(len(_NOT_JSON_BACK)))
+def test_json_that_would_not_read_back_as_json_is_refused(
+    stub: pb_grpc.CacheServiceStub, memory: Cache, data: bytes
+) -> None:
+    value = pb.Value(data=data, content_type="application/json")
+    code, details = _status(
+        lambda: stub.Set(pb.SetRequest(namespace="default", key="k", value=value))
+    )
+    assert code == Code.INVALID_ARGUMENT, details
+    assert "read back" in details
+    assert memory.get("k") is None
+    if b"ud" in data or b"e" in data or b"[[" in data:  # a JSON envelope: the same answer
+        # (the codec reads integers past 64 bits as floats, which JSON carries back)
+        value = pb.Value(
+            data=pack_header(Codec.JSON) + data, content_type="application/vnd.cachekit"
+        )
+        code, _ = _status(
+            lambda: stub.Set(pb.SetRequest(namespace="default", key="k", value=value))
+        )
+        assert code == Code.INVALID_ARGUMENT
+        assert memory.get("k") is None
+
+
+def test_json_refused_on_a_redis_json_namespace_instead_of_stored_as_null(
+    redis_server: RedisServer,
+) -> None:
+    served = create_cache(redis_server.url + "?prefix=s10json:&serializer=json")
+    try:
+        with ThreadedServer({"r": served}) as running:
+            with grpc.insecure_channel(running.target) as channel:
+                stub = pb_grpc.CacheServiceStub(channel)
+                for data in (b'{"a":1e400}', b"[18446744073709551616]"):
+                    value = pb.Value(data=data, content_type="application/json")
+                    request = pb.SetRequest(namespace="r", key="k", value=value)
+                    # Were: stored as {"a":null}; INTERNAL (the serializer's error).
+                    code, _ = _status(lambda: stub.Set(request))  # noqa: B023
+                    assert code == Code.INVALID_ARGUMENT
+                value = pb.Value(data=b'{"a":1.5}', content_type="application/json")
+                stub.Set(pb.SetRequest(namespace="r", key="k", value=value))
+                got = stub.Get(pb.GetRequest(namespace="r", key="k")).entry.value
+                assert (got.content_type, got.data) == ("application/json", b'{"a":1.5}')
+            running.run(served.aclose())
+    finally:
+        served.clear()
+        served.close()
+
+
+def test_json_nested_300_deep_reads_back_as_json(
+    server: ThreadedServer, stub: pb_grpc.CacheServiceStub
+) -> None:
+    deep: Any = 0
+    for _ in range(300):
+        deep = [deep]
+    client = create_cache(f"grpc://{server.target}/default?serializer=json")
+    try:
+        client.set("deep", deep)
+        got = stub.Get(pb.GetRequest(namespace="default", key="deep")).entry.value
+        assert got.content_type == "application/json"  # was a pickle envelope
+        assert client.get("deep") == deep
+    finally:
+        client.close()
+
+
+# -- B5: JSON whose numbers are respelled longer must still fit a response -----------------------
+
+
+def test_json_that_reads_back_over_the_value_limit_is_refused(memory: Cache) -> None:
+    opts = {"max_message_bytes": 64 << 10, "max_value_bytes": 32 << 10}
+    with (
+        ThreadedServer({"default": memory}, **opts) as running,
+        grpc.insecure_channel(running.target) as channel,
+    ):
+        stub = pb_grpc.CacheServiceStub(channel)
+        grows = b"[" + b",".join([b"1e15"] * 6000) + b"]"  # 30 KB, read back as 108 KB
+        value = pb.Value(data=grows, content_type="application/json")
+        request = pb.SetRequest(namespace="default", key="k", value=value)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Set(request)
+        error: Any = info.value
+        assert error.code() == Code.INVALID_ARGUMENT  # was stored, then unreadable
+        assert dict(error.trailing_metadata())["cachekit-error"] == "ValueTooLarge"
+        fits = b"[" + b",".join([b"1e15"] * 1000) + b"]"
+        value = pb.Value(data=fits, content_type="application/json")
+        assert stub.Set(pb.SetRequest(namespace="default", key="k", value=value)).stored
+        got = stub.Get(pb.GetRequest(namespace="default", key="k")).entry.value
+        assert got.content_type == "application/json"
+        assert len(got.data) <= 32 << 10
