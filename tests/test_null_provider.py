@@ -13,8 +13,14 @@ from typing import Any
 import cachelib
 import pytest
 
-from cachekit import MISSING, create_cache
-from cachekit.errors import ConfigurationError, InvalidArgument, InvalidKey, NotAnInteger
+from cachekit import DEFAULT, MISSING, create_cache
+from cachekit.errors import (
+    ConfigurationError,
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidKey,
+    NotAnInteger,
+)
 from cachekit.providers.null import NullCache
 from cachekit.registry import provider_registry
 
@@ -207,3 +213,20 @@ def test_single_flight_waiters_never_share_a_mutable_value_nothing_stored(
     assert len(got) == 3
     assert len({id(value) for value in got}) == 3  # each caller its own object
     assert len(made) == 3
+
+
+def test_async_get_or_set_counts_one_miss_as_the_sync_one_does() -> None:
+    """The base _apeek reads through aget, so aget_or_set counted its re-read as a second miss."""
+    sync, asynchronous = NullCache(), NullCache()
+    assert sync.get_or_set("k", lambda: 1) == 1
+    assert asyncio.run(asynchronous.aget_or_set("k", lambda: 1)) == 1
+    assert sync.get_stats().misses == asynchronous.get_stats().misses == 1
+
+
+@pytest.mark.parametrize(("ttl", "tags"), [("x", ()), (True, ()), (DEFAULT, [1])])
+def test_an_empty_set_many_still_checks_its_ttl_and_tags(ttl: Any, tags: Any) -> None:
+    cache = NullCache()
+    with pytest.raises((InvalidArgumentType, InvalidArgument)):
+        cache.set_many({}, ttl, tags=tags)
+    with pytest.raises((InvalidArgumentType, InvalidArgument)):
+        asyncio.run(cache.aset_many({}, ttl, tags=tags))

@@ -107,6 +107,9 @@ class NullCache(DistributedCache):
         check_key(key)
         return MISSING  # get_or_set's uncounted re-read
 
+    async def _apeek(self, key: str) -> Any:
+        return self._peek(key)  # the base one calls aget, which counts a miss
+
     # -- writes ------------------------------------------------------------------------------
 
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
@@ -125,8 +128,11 @@ class NullCache(DistributedCache):
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:
+        # Checked once, before the loop: an empty mapping is no excuse for a bad TTL or tag.
+        _check_ttl(ttl)
+        check_tags(tags)
         for key in mapping:
-            self._accept(key, ttl, tags)
+            self._accept(key, ttl, ())
         return []
 
     def touch(self, key: str, ttl: TTLArg = DEFAULT) -> bool:
