@@ -30,6 +30,8 @@ slower than the bound costs a second computation, never a hang.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import contextvars
 import copy
 import threading
@@ -141,15 +143,26 @@ class SingleFlight:
 
 class AsyncSingleFlight:
     """Task-level single-flight; one table per event loop since futures belong to a loop.
-    ``wait`` bounds a waiter's wait, as :class:`SingleFlight`'s."""
+    ``wait`` bounds a waiter's wait, as :class:`SingleFlight`'s.
 
-    __slots__ = ("_tables", "_wait")
+    A key computed on another loop (another thread's: Flask runs each async view in an event
+    loop of its own) is waited for too, through a thread-safe future the leader's task
+    completes, so the computation runs once per process there as well, without blocking
+    either loop.
+    """
+
+    __slots__ = ("_lock", "_running", "_tables", "_wait")
 
     def __init__(self, wait: float | None = None) -> None:
         self._tables: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]
         ] = weakref.WeakKeyDictionary()
         self._wait = wait
+        self._lock = threading.Lock()
+        #: key -> the outcome of its computation in flight on some loop, for the other loops.
+        self._running: dict[
+            str, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[Any]]
+        ] = {}
 
     async def do(
         self,
@@ -173,20 +186,77 @@ class AsyncSingleFlight:
             table = self._tables[loop] = {}
         task = table.get(key)
         if task is None:
-            task = table[key] = loop.create_task(_run(fn, (id(self), key)))
-            task.add_done_callback(lambda done: _forget(table, key, done))
+            outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            with self._lock:
+                elsewhere = self._running.get(key)
+                # A loop that stopped running never completes its computation: not waited for.
+                if elsewhere is not None and elsewhere[0].is_running():
+                    outcome = elsewhere[1]
+                else:
+                    self._running[key] = (loop, outcome)
+                    task = table[key] = loop.create_task(_run(fn, (id(self), key)))
+            if task is None:  # computed on another loop
+                return await self._wait_elsewhere(outcome, fn, alone, share)
+            task.add_done_callback(lambda done: self._finish(table, key, done, outcome))
             return await asyncio.shield(task)
         # asyncio.wait neither cancels the task nor raises on expiry; this caller's own
         # cancellation propagates from it.
-        done, _ = await asyncio.wait(
-            (task,), timeout=WAIT_TIMEOUT if self._wait is None else self._wait
-        )
+        done, _ = await asyncio.wait((task,), timeout=self._bound())
         if not done:
             return await (fn() if alone is None else alone())
         if not task.cancelled() and (error := task.exception()) is not None:
             raise _own_copy(error) from error.__cause__  # the leader's failure
         value = task.result()  # CancelledError if the computation was cancelled
         return value if share is None else await share(value)
+
+    def _bound(self) -> float:
+        return WAIT_TIMEOUT if self._wait is None else self._wait
+
+    async def _wait_elsewhere(
+        self,
+        outcome: concurrent.futures.Future[Any],
+        fn: Callable[[], Awaitable[Any]],
+        alone: Callable[[], Awaitable[Any]] | None,
+        share: Callable[[Any], Awaitable[Any]] | None,
+    ) -> Any:
+        """Wait, without blocking this loop, for the computation another loop runs. Its
+        cancellation (that loop's request went away) is not this caller's: it computes."""
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: concurrent.futures.Future[Any]) -> None:  # in the leader's thread
+            with contextlib.suppress(RuntimeError):  # this loop closed meanwhile: no one waits
+                loop.call_soon_threadsafe(_settle, arrived)
+
+        # Not asyncio.wrap_future: a waiter giving up would cancel the one shared outcome.
+        outcome.add_done_callback(wake)
+        done, _ = await asyncio.wait((arrived,), timeout=self._bound())
+        if not done or outcome.cancelled():
+            return await (fn() if alone is None else alone())
+        if (error := outcome.exception()) is not None:
+            raise _own_copy(error) from error.__cause__  # the leader's failure
+        value = outcome.result()
+        return value if share is None else await share(value)
+
+    def _finish(
+        self,
+        table: dict[str, asyncio.Future[Any]],
+        key: str,
+        done: asyncio.Future[Any],
+        outcome: concurrent.futures.Future[Any],
+    ) -> None:
+        """The leader's task is over: hand its outcome to the waiters on other loops."""
+        _forget(table, key, done)
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None and running[1] is outcome:
+                del self._running[key]
+        if done.cancelled():
+            outcome.cancel()
+        elif (error := done.exception()) is not None:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(done.result())
 
     def in_flight(self) -> int:
         """Keys being computed on the running loop."""
@@ -197,6 +267,11 @@ async def _run(fn: Callable[[], Awaitable[Any]], marker: tuple[int, str]) -> Any
     # The task's own context: calls nested in the computation see it (see _reentered).
     _leading.set(_leading.get() | {(*marker, asyncio.current_task())})
     return await fn()
+
+
+def _settle(arrived: asyncio.Future[None]) -> None:
+    if not arrived.done():
+        arrived.set_result(None)
 
 
 def _forget(table: dict[str, asyncio.Future[Any]], key: str, done: asyncio.Future[Any]) -> None:
