@@ -250,8 +250,8 @@ class CachedMixin(ExtensionBase):
             async def decorated_async(*args: Any, **kwargs: Any) -> Any:
                 if unless_p is not None and unless_p.bypass(func, args, kwargs):
                     return await func(*args, **kwargs)
-                core = ext._decorator_core()
-                try:
+                try:  # no init_app: the function runs uncached, as in decorated_function
+                    core = ext._decorator_core()
                     cache_key = key_for(args, kwargs)
                     found, rv = False, RECOMPUTE
                     if forced_p is None or not forced_p.forced(args, kwargs):
@@ -352,7 +352,7 @@ class CachedMixin(ExtensionBase):
         except (NotStored, StoreWith) as signal:
             return signal.value
         except ComputeOwn:  # a waiter whose leader's value was not for sharing
-            stored = core.get(cache_key, MISSING)  # a CachedResponse's, stored in the flight
+            stored = self._stored_after_flight(core, cache_key)
             if stored is not MISSING:
                 return stored
             return self._fill(cache_key, compute, ttl, tags, single_flight=False, core=core)
@@ -409,7 +409,10 @@ class CachedMixin(ExtensionBase):
         except (NotStored, StoreWith) as signal:
             return signal.value
         except ComputeOwn:  # see _fill
-            stored = await core.aget(cache_key, MISSING)
+            try:
+                stored = await core._afill_peek(cache_key)
+            except CacheError as exc:
+                stored = self._unread_after_flight(exc)
             if stored is not MISSING:
                 return stored
             return await self._afill(core, cache_key, compute, ttl, tags, single_flight=False)
@@ -425,6 +428,21 @@ class CachedMixin(ExtensionBase):
                 return await compute()
             except (NotStored, StoreWith) as signal:
                 return signal.value
+
+    def _stored_after_flight(self, core: CoreCache, cache_key: str) -> Any:
+        """What a waiter sent to compute its own reads first: a CachedResponse's value, stored
+        in the flight. Uncounted (this call's lookup was counted), an undecodable entry is a
+        miss, and a backend outage is logged and computes, as every other cache error here."""
+        try:
+            return core._fill_peek(cache_key)
+        except CacheError as exc:
+            return self._unread_after_flight(exc)
+
+    def _unread_after_flight(self, exc: CacheError) -> Any:
+        if self._debug() or not isinstance(exc, BackendUnavailable):  # debug, or a misuse
+            raise exc
+        logger.exception("Exception possibly due to cache backend.")
+        return MISSING
 
     async def _astore(
         self, core: CoreCache, key: str, value: Any, ttl: Any, tags: list[str] | None
