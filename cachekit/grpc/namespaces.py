@@ -9,8 +9,8 @@ handed to it in code stay their owner's, so their eviction settings are not chan
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import CacheError, ConfigurationError, UnsupportedOperation
@@ -18,6 +18,7 @@ from ..factory import create_cache
 from ..interfaces import Cache
 from ..providers.memory import MemoryCache
 from ..sentinels import DEFAULT, MISSING, DefaultType
+from . import values
 from .events import EventHub
 
 __all__ = [
@@ -92,10 +93,14 @@ class Namespace:
     #: Cap of every TTL ("never" included); ``None``: no cap.
     max_ttl: float | None = None
     events: EventHub | None = None
+    #: Whether the cache gives a stored :class:`~.values.Kept` back as one (see ``values``):
+    #: then stored ``bytes`` are octets whatever their first byte.
+    marks: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = EventHub()
+        self.marks = holds_kept(self.cache)
 
     @property
     def hub(self) -> EventHub:
@@ -158,8 +163,37 @@ class Namespace:
                 new.set(key, value, ttl=remaining, tags=old.tags_of(key))
             except CacheError:
                 continue  # over the new memory bound on its own: not kept, as set_many would
-        self.cache = new
+        marks, self.cache, self.marks = self.marks, new, holds_kept(new)
+        if self.marks and not marks:  # moved from a sniffing namespace: mark its envelopes
+            for key in new.keys():
+                stored = new._peek(key)
+                if type(stored) is bytes and stored[:1] == b"\xc1":
+                    content_type, data = values.to_wire(stored, sniff=True)
+                    try:
+                        marked = values.to_stored(content_type, data)
+                        new.set(key, marked, ttl=new.ttl(key), tags=new.tags_of(key))
+                    except CacheError:
+                        continue  # left as it was
         old.close()
+
+
+#: An envelope as a probe of what a cache gives back (a pickle one, as pickle clients send).
+_PROBE: Final = values.Kept(b"\xc1\x01\x04\x00\x80\x05N.")
+
+
+def holds_kept(cache: Cache) -> bool:
+    """Whether ``cache`` gives a stored :class:`~.values.Kept` back as one: a memory cache
+    without a serializer keeps the object; a serializer that writes it as plain ``bytes``
+    (JSON, MessagePack) or refuses it does not, and neither does a cache of unknown storage."""
+    if isinstance(cache, MemoryCache) and cache._dumps is None:
+        return True
+    dumps, loads = getattr(cache, "_dumps", None), getattr(cache, "_loads", None)
+    if not (callable(dumps) and callable(loads)):
+        return False
+    try:
+        return type(loads(dumps(_PROBE))) is values.Kept
+    except Exception:
+        return False
 
 
 class UnsupportedPolicy(UnsupportedOperation):

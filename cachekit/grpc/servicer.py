@@ -76,18 +76,18 @@ def _distributed(ns: Namespace, what: str) -> DistributedCache:
     return cache
 
 
-def _value(stored: Any) -> pb.Value:
-    content_type, data = values.to_wire(stored)
+def _value(stored: Any, sniff: bool) -> pb.Value:
+    content_type, data = values.to_wire(stored, sniff)
     return pb.Value(data=data, content_type=content_type)
 
 
-def _fill(value: pb.Value, stored: Any) -> None:
+def _fill(value: pb.Value, stored: Any, sniff: bool) -> None:
     """Write ``stored``'s wire form into ``value``, a field of the response being built.
 
     Filling a response's fields in place is 3x cheaper than building ``Value`` and ``Entry``
     messages and passing them to the constructors, which copy them.
     """
-    value.content_type, value.data = values.to_wire(stored)
+    value.content_type, value.data = values.to_wire(stored, sniff)
 
 
 _MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
@@ -220,14 +220,14 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             )
         return key
 
-    def _stored(self, value: pb.Value) -> Any:
+    def _stored(self, value: pb.Value, ns: Namespace) -> Any:
         data = value.data  # each read of a bytes field copies it: once
         if len(data) > self.max_value_bytes:
             raise ValueTooLarge(
                 f"value of {len(data)} bytes is over this server's limit of "
                 f"{self.max_value_bytes} bytes"
             )
-        return values.to_stored(value.content_type, data, self.max_value_bytes)
+        return values.to_stored(value.content_type, data, self.max_value_bytes, ns.marks)
 
     def _keys(self, keys: Any) -> list[str]:
         if len(keys) > _MAX_KEYS_PER_CALL:
@@ -246,14 +246,14 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             stored = await ns.cache._apeek(key)  # the core's uncounted read
             if stored is MISSING:  # removed in between
                 return _NOT_FOUND
-            entry.value.CopyFrom(_value(stored))
+            entry.value.CopyFrom(_value(stored, not ns.marks))
             return pb.GetResponse(found=True, entry=entry)
         stored = await ns.cache.aget(key, MISSING)
         if stored is MISSING:
             return _NOT_FOUND
         response = pb.GetResponse(found=True)
         response.entry.key = key
-        _fill(response.entry.value, stored)
+        _fill(response.entry.value, stored, not ns.marks)
         if request.include_metadata:
             await self._metadata(ns.cache, response.entry)
         return response
@@ -275,7 +275,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     async def Set(self, request: pb.SetRequest, context: Any) -> pb.SetResponse:
         ns = self.namespaces.get(request.namespace)
         key = self._key(request.key)
-        stored = self._stored(request.value)
+        stored = self._stored(request.value, ns)
         ttl = ns.effective_ttl(request_ttl(request))
         if request.only_if_absent and request.only_if_present:
             raise InvalidArgument("only_if_absent and only_if_present are mutually exclusive")
@@ -398,6 +398,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         unread_after = [0] * (len(keys) + 1)
         for i in range(len(keys) - 1, -1, -1):
             unread_after[i] = unread_after[i + 1] + _field_size(len(keys[i].encode()))
+        sniff = not ns.marks
         total = 0  # bytes of the entries kept so far
         largest = 0  # bytes of the largest entry kept so far
         start = 0
@@ -410,7 +411,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                     continue
                 entry = entries.add()
                 entry.key = key
-                _fill(entry.value, found[key])
+                _fill(entry.value, found[key], sniff)
                 size = _field_size(entry.ByteSize())
                 # The keys left unread are listed in the response: they count too.
                 if total + size + unread_after[i + 1] > budget:
@@ -452,7 +453,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         self, request: pb.SetMultipleRequest, context: Any
     ) -> pb.SetMultipleResponse:
         ns = self.namespaces.get(request.namespace)
-        mapping = {k: self._stored(v) for k, v in request.values.items()}
+        mapping = {k: self._stored(v, ns) for k, v in request.values.items()}
         self._keys(list(mapping))
         ttl = ns.effective_ttl(request_ttl(request))
         if request.tags:

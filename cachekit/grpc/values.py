@@ -44,6 +44,7 @@ __all__ = [
     "PROTOBUF",
     "TEXT",
     "InvalidValue",
+    "Kept",
     "envelope",
     "to_stored",
     "to_wire",
@@ -98,6 +99,20 @@ class InvalidValue(CacheError, ValueError):
     """A value's bytes do not match its content type, or the type is not one we read."""
 
 
+class Kept(bytes):
+    """An envelope stored as sent (pickle, signed, MessagePack, protobuf, or compressed past
+    the value limit), marked by its type rather than by its first byte: so that ``bytes``
+    written in-process are read as octets whatever they start with (1 blob in 256 starts with
+    the magic ``0xC1``), and octets sent over gRPC are stored, and read in-process, unchanged.
+
+    A ``bytes`` to in-process readers. Namespaces whose cache cannot give one back as a
+    ``Kept`` (a JSON or MessagePack serializer stores it as plain bytes) are served *sniffing*:
+    see :func:`to_stored`'s ``marked``.
+    """
+
+    __slots__ = ()
+
+
 def _parse_type(content_type: str) -> tuple[str, dict[str, str]]:
     main, *params = content_type.split(";")
     found: dict[str, str] = {}
@@ -109,7 +124,12 @@ def _parse_type(content_type: str) -> tuple[str, dict[str, str]]:
     return main.strip().lower(), found
 
 
-def to_stored(content_type: str, data: bytes, max_decompressed: int = MAX_DECOMPRESSED_SIZE) -> Any:
+def to_stored(
+    content_type: str,
+    data: bytes,
+    max_decompressed: int = MAX_DECOMPRESSED_SIZE,
+    marked: bool = True,
+) -> Any:
     """The value a namespace stores for wire bytes of ``content_type`` (validated).
 
     The decoded Python value wherever the server can decode it without trusting the sender:
@@ -118,14 +138,17 @@ def to_stored(content_type: str, data: bytes, max_decompressed: int = MAX_DECOMP
     namespace stores it as an in-process ``set`` would, and in-process readers get the object.
     What the server cannot or must not decode stays the envelope (``bytes``): pickle (decoding
     it runs code), signed values (the server has no secret), protobuf (no message class) and
-    MessagePack (validated; kept as sent so that it reads back as ``application/msgpack``).
-    Octets whose first byte is the envelope magic ``0xC1`` also stay behind a RAW header, so
-    that they are never mistaken for an envelope when read back. A compressed envelope is
-    decoded only if it decompresses to at most ``max_decompressed`` bytes (the server passes
-    its value limit: the value must read back within a response); a bigger one stays as sent.
+    MessagePack (validated; kept as sent so that it reads back as ``application/msgpack``),
+    stored as a :class:`Kept`. Octets are stored unchanged. Unless ``marked`` (a namespace whose
+    cache cannot hold a ``Kept``): then kept envelopes are plain ``bytes``, and octets whose
+    first byte is the envelope magic ``0xC1`` stay behind a RAW header, so that they are never
+    mistaken for an envelope when read back (:func:`to_wire` with ``sniff``). A compressed
+    envelope is decoded only if it decompresses to at most ``max_decompressed`` bytes (the
+    server passes its value limit: the value must read back within a response); a bigger one
+    stays as sent.
     """
     if content_type == OCTETS or not content_type:  # raw bytes: the hot path
-        return _RAW + data if data[:1] == b"\xc1" else data
+        return _RAW + data if not marked and data[:1] == b"\xc1" else data
     if content_type != CACHEKIT:
         main, params = _parse_type(content_type)
         if main in _TEXTS:  # decoded once, here (not validated, then decoded again)
@@ -133,7 +156,12 @@ def to_stored(content_type: str, data: bytes, max_decompressed: int = MAX_DECOMP
     payload = _envelope_of(content_type, data)
     if type(payload) is int:
         return payload
-    return _decoded(payload, max_decompressed)  # type: ignore[arg-type]
+    value = _decoded(payload, max_decompressed)  # type: ignore[arg-type]
+    if value is payload:  # kept as sent
+        return Kept(value) if marked else value
+    if not marked and type(value) is bytes and value[:1] == b"\xc1":
+        return _RAW + value  # never read back as an envelope
+    return value
 
 
 def _text(main: str, params: dict[str, str], data: bytes, limit: int | None = None) -> Any:
@@ -165,8 +193,6 @@ def _decoded(payload: bytes, max_decompressed: int) -> Any:
         if compressed:  # over the limit (or a body only a reader would find corrupt): as sent
             return payload
         raise InvalidValue(f"{CACHEKIT}: {exc}") from None
-    if type(value) is bytes and value[:1] == b"\xc1":
-        return _RAW + value  # see to_stored: never read back as an envelope
     if payload[2] == Codec.JSON:
         _check_json(value, max_decompressed)
     return value
@@ -267,33 +293,22 @@ def _from_envelope(data: bytes) -> int | bytes:
     return data
 
 
-def to_wire(stored: Any) -> tuple[str, bytes]:
-    """``(content_type, data)`` for a stored value: the plainest view its envelope allows."""
-    if type(stored) is bytes:
-        if not stored or stored[0] != _MAGIC:
-            return OCTETS, stored  # bytes written in-process, without an envelope
-        if len(stored) >= HEADER_SIZE and stored[1] == VERSION and not stored[3]:
-            # No flags: uncompressed, unsigned, no extras, so the body starts at byte 4
-            # (what parse_header would find, without building a Header per read).
-            plain = _VIEWS.get(stored[2])  # type: ignore[call-overload]
-            if plain is not None:
-                return plain, stored[HEADER_SIZE:]
-        try:
-            header = parse_header(stored)
-        except SerializationError:
-            return CACHEKIT, stored  # the reader will say what is wrong with it
-        if header.compression or header.signed:
-            return CACHEKIT, stored
-        body = stored[header.body_offset :]
-        view = _VIEWS.get(header.codec)  # type: ignore[call-overload]
-        if view is not None:
-            return view, body
-        if header.codec == Codec.PROTOBUF:
-            return f"{PROTOBUF}; messageType={header.extras.decode('ascii')}", body
-        return CACHEKIT, stored
-    if type(stored) is int:
+def to_wire(stored: Any, sniff: bool = False) -> tuple[str, bytes]:
+    """``(content_type, data)`` for a stored value: the plainest view its envelope allows.
+
+    ``bytes`` are octets, a :class:`Kept` an envelope; with ``sniff`` (a namespace whose cache
+    cannot hold a ``Kept``, see :func:`to_stored`) ``bytes`` starting with ``0xC1`` are too.
+    """
+    tp = type(stored)
+    if tp is bytes:
+        if not sniff or not stored or stored[0] != _MAGIC:
+            return OCTETS, stored  # bytes written in-process, whatever their first byte
+        return _view(stored)
+    if tp is Kept:
+        return _view(stored)
+    if tp is int:
         return INTEGER, str(stored).encode("ascii")
-    if type(stored) is str:
+    if tp is str:
         try:
             return TEXT, stored.encode("utf-8")
         except UnicodeEncodeError:
@@ -309,6 +324,29 @@ def to_wire(stored: Any) -> tuple[str, bytes]:
         return CACHEKIT, pack_header(Codec.PICKLE) + pickle.dumps(stored, protocol=5)
     except Exception as exc:
         raise SerializationError(f"stored value of type {type(stored).__name__}: {exc}") from exc
+
+
+def _view(stored: bytes) -> tuple[str, bytes]:
+    """The plainest view of a stored envelope."""
+    if len(stored) >= HEADER_SIZE and stored[1] == VERSION and not stored[3]:
+        # No flags: uncompressed, unsigned, no extras, so the body starts at byte 4
+        # (what parse_header would find, without building a Header per read).
+        plain = _VIEWS.get(stored[2])  # type: ignore[call-overload]
+        if plain is not None:
+            return plain, stored[HEADER_SIZE:]
+    try:
+        header = parse_header(stored)
+    except SerializationError:
+        return CACHEKIT, stored  # the reader will say what is wrong with it
+    if header.compression or header.signed:
+        return CACHEKIT, stored
+    body = stored[header.body_offset :]
+    view = _VIEWS.get(header.codec)  # type: ignore[call-overload]
+    if view is not None:
+        return view, body
+    if header.codec == Codec.PROTOBUF:
+        return f"{PROTOBUF}; messageType={header.extras.decode('ascii')}", body
+    return CACHEKIT, stored
 
 
 def _json_floats(value: Any) -> int:

@@ -147,7 +147,7 @@ def test_a_compressed_value_over_the_value_limit_decompressed_is_kept_as_sent(
         big = {"s": "x" * (5 << 20)}  # compresses to a few KiB
         client.set("big", big)
         assert client.get("big") == big
-        assert type(memory.get("big")) is bytes  # the envelope, as before this change
+        assert type(memory.get("big")) is values.Kept  # the envelope, marked as one
         small = {"s": "y" * (512 << 10)}  # under the value limit once decompressed: decoded
         client.set("small", small)
         assert memory.get("small") == small

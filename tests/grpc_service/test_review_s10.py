@@ -159,19 +159,21 @@ def test_json_refused_on_a_redis_json_namespace_instead_of_stored_as_null(
     served = create_cache(redis_server.url + "?prefix=s10json:&serializer=json")
     try:
         with ThreadedServer({"r": served}) as running:
-            with grpc.insecure_channel(running.target) as channel:
-                stub = pb_grpc.CacheServiceStub(channel)
-                for data in (b'{"a":1e400}', b"[18446744073709551616]"):
-                    value = pb.Value(data=data, content_type="application/json")
-                    request = pb.SetRequest(namespace="r", key="k", value=value)
-                    # Were: stored as {"a":null}; INTERNAL (the serializer's error).
-                    code, _ = _status(lambda: stub.Set(request))  # noqa: B023
-                    assert code == Code.INVALID_ARGUMENT
-                value = pb.Value(data=b'{"a":1.5}', content_type="application/json")
-                stub.Set(pb.SetRequest(namespace="r", key="k", value=value))
-                got = stub.Get(pb.GetRequest(namespace="r", key="k")).entry.value
-                assert (got.content_type, got.data) == ("application/json", b'{"a":1.5}')
-            running.run(served.aclose())
+            try:
+                with grpc.insecure_channel(running.target) as channel:
+                    stub = pb_grpc.CacheServiceStub(channel)
+                    for data in (b'{"a":1e400}', b"[18446744073709551616]"):
+                        value = pb.Value(data=data, content_type="application/json")
+                        request = pb.SetRequest(namespace="r", key="k", value=value)
+                        # Were: stored as {"a":null}; INTERNAL (the serializer's error).
+                        code, _ = _status(lambda: stub.Set(request))  # noqa: B023
+                        assert code == Code.INVALID_ARGUMENT
+                    value = pb.Value(data=b'{"a":1.5}', content_type="application/json")
+                    stub.Set(pb.SetRequest(namespace="r", key="k", value=value))
+                    got = stub.Get(pb.GetRequest(namespace="r", key="k")).entry.value
+                    assert (got.content_type, got.data) == ("application/json", b'{"a":1.5}')
+            finally:
+                running.run(served.aclose())
     finally:
         served.clear()
         served.close()
@@ -217,3 +219,74 @@ def test_json_that_reads_back_over_the_value_limit_is_refused(memory: Cache) -> 
         got = stub.Get(pb.GetRequest(namespace="default", key="k")).entry.value
         assert got.content_type == "application/json"
         assert len(got.data) <= 32 << 10
+
+
+# -- B2: stored bytes are octets whatever their first byte; envelopes kept as sent are marked ----
+
+_MAGIC_BLOBS = [
+    b"\xc1\x01\x00\x00hello-binary",  # read as an envelope of unknown codec: an error
+    b"\xc1\x01\x01\x00caf\xc3\xa9",  # read as a RAW envelope: its first 4 bytes lost
+    b"\xc1\x9a\x7f\x00\x13digest",  # read as an envelope of a newer version: an error
+    b"\xc1",
+]
+
+
+@pytest.mark.parametrize("provider", ["memory", "redis", "memcached"])
+def test_bytes_starting_with_the_envelope_magic_read_back_unchanged(
+    provider: str, redis_server: RedisServer, memcached_server: Any
+) -> None:
+    url = {
+        "memory": "memory://s10magic",
+        "redis": f"{redis_server.url}?prefix=s10magic:",
+        "memcached": f"{memcached_server.url}?prefix=s10magic:",
+    }[provider]
+    served = create_cache(url)
+    try:
+        with (
+            ThreadedServer({"ns": served}) as running,
+            grpc.insecure_channel(running.target) as channel,
+        ):
+            stub = pb_grpc.CacheServiceStub(channel)
+            client = create_cache(f"grpc://{running.target}/ns")
+            try:
+                for blob in _MAGIC_BLOBS:
+                    served.set("blob", blob)  # an in-process writer
+                    got = stub.Get(pb.GetRequest(namespace="ns", key="blob")).entry.value
+                    assert (got.content_type, got.data) == ("application/octet-stream", blob)
+                    assert client.get("blob") == blob
+                    # gRPC octets: read in-process as sent (were behind a 4-byte RAW header)
+                    value = pb.Value(data=blob, content_type="application/octet-stream")
+                    stub.Set(pb.SetRequest(namespace="ns", key="o", value=value))
+                    assert served.get("o") == blob
+                    assert client.get("o") == blob
+                # An envelope kept as sent still reads back as one.
+                client.set("obj", {1, 2})  # pickle: the server never decodes it
+                got = stub.Get(pb.GetRequest(namespace="ns", key="obj")).entry.value
+                assert got.content_type == "application/vnd.cachekit"
+                assert client.get("obj") == {1, 2}
+            finally:
+                client.close()
+                running.run(served.aclose())
+    finally:
+        served.clear()
+        served.close()
+
+
+def test_a_namespace_whose_serializer_cannot_mark_envelopes_still_reads_them_back(
+    redis_server: RedisServer,
+) -> None:
+    served = create_cache(f"{redis_server.url}?prefix=s10sniff:&serializer=json")
+    try:
+        with ThreadedServer({"ns": served}) as running:
+            client = create_cache(f"grpc://{running.target}/ns")
+            try:
+                client.set("obj", {1, 2})  # stored as plain bytes: sniffed on reads
+                assert client.get("obj") == {1, 2}
+                client.set("raw", b"\xc1abc")
+                assert client.get("raw") == b"\xc1abc"
+            finally:
+                client.close()
+                running.run(served.aclose())
+    finally:
+        served.clear()
+        served.close()
