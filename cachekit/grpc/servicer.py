@@ -452,9 +452,17 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
     async def SetMultiple(
         self, request: pb.SetMultipleRequest, context: Any
     ) -> pb.SetMultipleResponse:
+        """Bad input fails the call; a value over the limit is one of ``failed_keys`` (as the
+        providers' ``set_many`` return a value too large to store), the others are stored."""
         ns = self.namespaces.get(request.namespace)
-        mapping = {k: self._stored(v, ns) for k, v in request.values.items()}
-        self._keys(list(mapping))
+        mapping: dict[str, Any] = {}
+        too_large: list[str] = []
+        for key, value in request.values.items():
+            try:
+                mapping[key] = self._stored(value, ns)
+            except ValueTooLarge:
+                too_large.append(key)
+        self._keys([*mapping, *too_large])
         ttl = ns.effective_ttl(request_ttl(request))
         if request.tags:
             tags = _tags(request.tags)
@@ -463,7 +471,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             failed = await ns.cache.aset_many(mapping, ttl)
         rejected = set(failed)
         ns.hub.publish_keys(EventKind.SET, [k for k in mapping if k not in rejected])
-        return pb.SetMultipleResponse(failed_keys=failed)
+        return pb.SetMultipleResponse(failed_keys=[*too_large, *failed])
 
     async def DeleteMultiple(
         self, request: pb.DeleteMultipleRequest, context: Any

@@ -290,3 +290,27 @@ def test_a_namespace_whose_serializer_cannot_mark_envelopes_still_reads_them_bac
     finally:
         served.clear()
         served.close()
+
+
+# -- SetMultiple: a value over the limit is a failed key, not a failed call -----------------------
+
+
+def test_set_multiple_returns_a_value_over_the_limit_in_failed_keys(
+    server: ThreadedServer, stub: pb_grpc.CacheServiceStub, memory: Cache
+) -> None:
+    big = pb.Value(data=b"x" * ((1 << 20) + 1), content_type="application/octet-stream")
+    small = pb.Value(data=b"ok", content_type="application/octet-stream")
+    request = pb.SetMultipleRequest(namespace="default", values={"big": big, "small": small})
+    assert list(stub.SetMultiple(request).failed_keys) == ["big"]  # was INVALID_ARGUMENT
+    assert memory.get("small") == b"ok"
+    assert memory.get("big") is None
+    client = create_cache(f"grpc://{server.target}/default")
+    try:
+        assert client.set_many({"a": b"a", "b": os.urandom((1 << 20) + 1)}) == ["b"]
+        assert memory.get("a") == b"a"
+    finally:
+        client.close()
+    bad = pb.Value(data=b"{", content_type="application/json")  # bad input still fails the call
+    request = pb.SetMultipleRequest(namespace="default", values={"bad": bad, "small": small})
+    code, _ = _status(lambda: stub.SetMultiple(request))
+    assert code == Code.INVALID_ARGUMENT
