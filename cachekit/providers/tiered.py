@@ -21,6 +21,8 @@ the caller accepts staleness up to ``l1_ttl`` (e.g. a single process, or data th
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
 import uuid
@@ -39,6 +41,7 @@ from ..config import (
 from ..entry import EntryInfo
 from ..errors import (
     ConfigurationError,
+    InvalidArgumentType,
     InvalidKey,
     SerializationError,
     UnsupportedOperation,
@@ -593,6 +596,10 @@ class TieredCache(TimedGets, DistributedCache):
         """L2's: it holds every tagged entry; L1 holds copies of some."""
         return self._l2.tagged_keys(tags)
 
+    async def atagged_keys(self, tags: Iterable[str]) -> list[str]:
+        """L2's native twin (the inherited default would run the sync read on the loop)."""
+        return await self._l2.atagged_keys(tags)
+
     def invalidate_tags(self, tags: Iterable[str]) -> int:
         tagset = check_tags(tags)
         if not tagset:
@@ -635,11 +642,21 @@ class TieredCache(TimedGets, DistributedCache):
         value = self.get(key, MISSING)  # an L2 hit fills L1
         if value is not MISSING:
             return value
-        ran, source = _watched(default_or_factory)
-        value = self._l2.get_or_set(key, source, ttl, tags=tagset)
-        if ran[0] or value is default_or_factory:
-            self._stored_by_get_or_set(key)
-        return value
+        outcome = [False, False]  # [add was called, add stored a value]
+        l2_add = self._l2.add
+        seconds = self._seconds(ttl)
+
+        def add(k: str, v: Any) -> bool:
+            outcome[0] = True
+            added = l2_add(k, v, ttl, tags=tagset)
+            outcome[1] = added and (seconds is None or seconds > 0)
+            return added
+
+        try:
+            return self._l2._get_or_set(key, default_or_factory, ttl, add)
+        finally:
+            if outcome[0]:
+                self._stored_by_get_or_set(key, outcome[1])
 
     async def aget_or_set(
         self,
@@ -649,26 +666,44 @@ class TieredCache(TimedGets, DistributedCache):
         *,
         tags: Iterable[str] = (),
     ) -> Any:
+        if inspect.isawaitable(default_or_factory):  # before the lookup, as every provider
+            raise InvalidArgumentType(
+                "aget_or_set takes a value or a (coroutine) function, not an awaitable: "
+                "pass the function itself so it runs only on a miss"
+            )
         if ttl is not DEFAULT:
             to_seconds(ttl)
         tagset = check_tags(tags) or ()
         value = await self.aget(key, MISSING)
         if value is not MISSING:
             return value
-        ran, source = _watched(default_or_factory)
-        value = await self._l2.aget_or_set(key, source, ttl, tags=tagset)
-        if ran[0] or value is default_or_factory:
-            self._evict([key])
-            await self._apublish("keys", [key])
-            self._count(sets=1)
-        return value
+        outcome = [False, False]  # see get_or_set
+        l2_aadd = self._l2.aadd
+        seconds = self._seconds(ttl)
 
-    def _stored_by_get_or_set(self, key: str) -> None:
-        """L2 stored a value here while other processes' L1 may still hold an older one (L2
-        lost the key without an invalidation: maxmemory eviction, a flush): say so."""
+        async def add(k: str, v: Any) -> bool:
+            outcome[0] = True
+            added = await l2_aadd(k, v, ttl, tags=tagset)
+            outcome[1] = added and (seconds is None or seconds > 0)
+            return added
+
+        try:
+            return await self._l2._aget_or_set(key, default_or_factory, ttl, add)
+        finally:
+            if outcome[0]:
+                self._evict([key])
+                await self._apublish("keys", [key])
+                if outcome[1]:
+                    self._count(sets=1)
+
+    def _stored_by_get_or_set(self, key: str, stored: bool) -> None:
+        """L2 may have stored a value here while other processes' L1 still hold an older one
+        (L2 lost the key without an invalidation: maxmemory eviction, a flush): say so. Only a
+        store L2 made counts as a set (not a TTL of 0, a write failing open, a lost ``add``)."""
         self._evict([key])
         self._publish("keys", [key])
-        self._count(sets=1)
+        if stored:
+            self._count(sets=1)
 
     # -- stats and life cycle -----------------------------------------------------------------
 
@@ -742,10 +777,12 @@ class TieredCache(TimedGets, DistributedCache):
         self._l2.close()
 
     async def aclose(self) -> None:
+        """Close the loop's async clients, then :meth:`close` in a worker thread: stopping the
+        subscriber publishes a wake-up and joins its thread, which must not stall the loop."""
         if self._channel is not None:
             await self._channel.aclose()
         await self._l2.aclose()
-        self.close()
+        await asyncio.to_thread(self.close)
 
     # -- async twins: L2's native async I/O, the in-process L1 called directly ----------------
 
@@ -967,20 +1004,6 @@ class TieredCache(TimedGets, DistributedCache):
                 self._l1.clear()
                 self._epoch += 1
             await self._apublish("clear")
-
-
-def _watched(default_or_factory: Any) -> tuple[list[bool], Any]:
-    """``get_or_set``'s argument, and a flag set if it is called (the value was computed, and
-    stored, here). A plain default is told apart by identity: L2 returns a decoded copy."""
-    ran = [False]
-    if not callable(default_or_factory):
-        return ran, default_or_factory
-
-    def compute() -> Any:
-        ran[0] = True
-        return default_or_factory()
-
-    return ran, compute
 
 
 def _redis_settings(spec: str | Mapping[str, Any]) -> Any:

@@ -1,0 +1,178 @@
+"""Regression tests of the async twins from a review, against real servers:
+
+* tiered ``atagged_keys`` and ``aclose`` ran blocking Redis calls (and a thread join) on the
+  event loop;
+* tiered ``get_or_set`` counted a set whenever the factory ran, even if L2 stored nothing;
+* tiered ``aget_or_set`` returned a cached value for a coroutine object (leaking it) where
+  every other provider raises ``InvalidArgumentType``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from cachekit import create_cache
+from cachekit.errors import InvalidArgumentType
+from cachekit.providers.tiered import TieredCache
+from cachekit.testing.servers import RedisServer
+
+BOUND = 5.0
+PAUSE_MS = 800
+_names = itertools.count()
+
+
+@pytest.fixture
+def make_tiered(fresh_redis_server: RedisServer) -> Iterator[Callable[..., TieredCache]]:
+    made: list[TieredCache] = []
+
+    def make(**options: Any) -> TieredCache:
+        l2 = {"url": fresh_redis_server.url, "prefix": f"asr{next(_names)}:"}
+        cache = create_cache({"url": "tiered://", "l2": l2, **options})
+        assert isinstance(cache, TieredCache)
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
+
+
+async def longest_stall(server: RedisServer, operation: Callable[[], Awaitable[Any]]) -> float:
+    """Run ``operation`` while every Redis client is paused (``CLIENT PAUSE``); return the
+    longest gap of a 5 ms heartbeat task: about the pause if the operation blocked the loop."""
+    gaps: list[float] = []
+    done = False
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.02)
+    admin = redis.Redis(host=server.host, port=server.port)
+    try:
+        admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+        started = time.monotonic()
+        await operation()
+        assert time.monotonic() - started > PAUSE_MS / 2000  # it did wait for the server
+    finally:
+        done = True
+        await beat
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    return max(gaps)
+
+
+# -- 1, 2. tiered atagged_keys and aclose must not block the loop ------------------------------
+
+
+@pytest.mark.parametrize("invalidation", ["pubsub", "none"])
+def test_tiered_atagged_keys_does_not_block_the_loop(
+    make_tiered: Callable[..., TieredCache], fresh_redis_server: RedisServer, invalidation: str
+) -> None:
+    cache = make_tiered(invalidation=invalidation)
+
+    async def main() -> float:
+        await cache.aset("k", 1, tags=["t"])
+        assert await cache.atagged_keys(["t"]) == ["k"]
+        return await longest_stall(fresh_redis_server, lambda: cache.atagged_keys(["t"]))
+
+    assert asyncio.run(main()) < 0.3
+
+
+def test_tiered_aclose_does_not_block_the_loop(
+    make_tiered: Callable[..., TieredCache], fresh_redis_server: RedisServer
+) -> None:
+    cache = make_tiered()
+
+    async def main() -> float:
+        assert cache.start(timeout=BOUND)
+        await cache.aset("k", 1)
+        return await longest_stall(fresh_redis_server, cache.aclose)
+
+    assert asyncio.run(main()) < 0.3
+    assert not cache._channel.running  # type: ignore[union-attr]
+    assert cache.get("k") == 1  # usable again: the subscriber restarts
+
+
+# -- 4. tiered get_or_set counts only the sets L2 made ---------------------------------------
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_tiered_get_or_set_with_ttl_0_counts_no_set(
+    make_tiered: Callable[..., TieredCache], use_async: bool
+) -> None:
+    cache = make_tiered(invalidation="none")
+    if use_async:
+        assert asyncio.run(cache.aget_or_set("k", lambda: 1, 0)) == 1
+    else:
+        assert cache.get_or_set("k", lambda: 1, 0) == 1
+    assert cache.get("k", "missing") == "missing"
+    assert cache.get_stats().sets == 0
+    assert cache.get_or_set("k", lambda: 2, 60) == 2
+    assert cache.get_stats().sets == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_tiered_get_or_set_that_lost_its_add_counts_no_set(
+    make_tiered: Callable[..., TieredCache], use_async: bool
+) -> None:
+    """Another writer stores the key while the factory runs: the add loses, nothing is stored
+    by this cache, and the other writer's value is returned."""
+    cache = make_tiered(invalidation="none")
+
+    def factory() -> str:
+        cache.l2.set("k", "theirs")  # a concurrent write through another client
+        return "mine"
+
+    if use_async:
+        assert asyncio.run(cache.aget_or_set("k", factory, 60)) == "theirs"
+    else:
+        assert cache.get_or_set("k", factory, 60) == "theirs"
+    assert cache.get_stats().sets == 0
+
+
+def test_tiered_get_or_set_failing_open_counts_no_set() -> None:
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    l2 = {"url": dead, "fail_open": True, "socket_connect_timeout": 0.3, "retries": 0}
+    cache = create_cache({"url": "tiered://", "l2": l2, "invalidation": "none"})
+    try:
+        assert cache.get_or_set("k", lambda: 4) == 4
+        assert asyncio.run(cache.aget_or_set("j", lambda: 5)) == 5
+        assert cache.get_stats().sets == 0
+    finally:
+        cache.close()
+
+
+# -- 5. tiered aget_or_set refuses an awaitable even on a hit ---------------------------------
+
+
+def test_tiered_aget_or_set_refuses_a_coroutine_object_on_a_hit(
+    make_tiered: Callable[..., TieredCache],
+) -> None:
+    cache = make_tiered(invalidation="none")
+
+    async def compute() -> int:
+        return 2
+
+    async def main() -> None:
+        await cache.aset("k", 1)
+        coroutine = compute()
+        try:
+            with pytest.raises(InvalidArgumentType):
+                await cache.aget_or_set("k", coroutine)
+        finally:
+            coroutine.close()
+
+    asyncio.run(main())
