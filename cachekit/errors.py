@@ -65,8 +65,8 @@ class LockNotOwned(LockError):
 
 
 class InvalidArgument(CacheError, ValueError):
-    """An argument other than a key or a value is out of range (a page size, a cursor, a NaN
-    or too large TTL...)."""
+    """An argument other than a key is out of range or malformed (a page size, a cursor, a NaN
+    or too large TTL, a value sent over gRPC whose bytes do not match its content type...)."""
 
 
 class InvalidArgumentType(CacheError, TypeError):

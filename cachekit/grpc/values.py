@@ -21,7 +21,7 @@ import pickle
 import re
 from typing import Any, Final
 
-from ..errors import CacheError, SerializationError, ValueTooLarge
+from ..errors import InvalidArgument, SerializationError, ValueTooLarge
 from ..serialization.compression import MAX_DECOMPRESSED_SIZE
 from ..serialization.header import (
     COMPRESSION_MASK,
@@ -95,8 +95,9 @@ _JSON_MAX_DEPTH: Final = 512
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
-class InvalidValue(CacheError, ValueError):
-    """A value's bytes do not match its content type, or the type is not one we read."""
+class InvalidValue(InvalidArgument):
+    """A value's bytes do not match its content type, or the type is not one we read; sent to
+    clients as the public ``InvalidArgument`` (a Python client raises that)."""
 
 
 class Kept(bytes):

@@ -14,7 +14,7 @@ import pytest
 from grpc_helpers import ThreadedServer
 
 from cachekit import create_cache
-from cachekit.errors import ValueTooLarge
+from cachekit.errors import InvalidArgument, ValueTooLarge
 from cachekit.interfaces import Cache
 from cachekit.serialization.header import Codec, pack_header
 from cachekit.testing.servers import RedisServer
@@ -314,3 +314,23 @@ def test_set_multiple_returns_a_value_over_the_limit_in_failed_keys(
     request = pb.SetMultipleRequest(namespace="default", values={"bad": bad, "small": small})
     code, _ = _status(lambda: stub.SetMultiple(request))
     assert code == Code.INVALID_ARGUMENT
+
+
+# -- a malformed value travels as the public InvalidArgument ----------------------------------
+
+
+def test_a_value_that_does_not_match_its_type_is_invalid_argument(
+    server: ThreadedServer, stub: pb_grpc.CacheServiceStub
+) -> None:
+    """The trailer named the root CacheError (InvalidValue is not public), so a Python client
+    raised ConfigurationError, by the status code, for a bad value."""
+    value = pb.Value(data=b"{not json", content_type="application/json")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Set(pb.SetRequest(namespace="default", key="k", value=value))
+    error: Any = info.value
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert dict(error.trailing_metadata())["cachekit-error"] == "InvalidArgument"
+    from cachekit.grpc.client import translate
+
+    translated = translate(error, "default")
+    assert type(translated) is InvalidArgument
