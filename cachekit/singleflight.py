@@ -45,6 +45,10 @@ __all__ = ["WAIT_TIMEOUT", "AsyncSingleFlight", "SingleFlight"]
 #: (the default of every flight not given a ``wait``; read at each wait). The providers' default
 #: ``stampede_timeout``, the bound of a wait across processes, is the same 10 s.
 WAIT_TIMEOUT: float = 10.0
+#: How often a waiter on another loop's computation checks that loop still runs (seconds).
+_LEADER_CHECK = 0.05
+#: Entries of stopped loops are purged once the cross-loop table is this large (then doubles).
+_PURGE_FROM = 64
 
 #: (flight, key, computation) of the computations the current thread or task runs as a leader:
 #: a :class:`_Call` (sync) or the computation's task (async).
@@ -151,7 +155,7 @@ class AsyncSingleFlight:
     either loop.
     """
 
-    __slots__ = ("_lock", "_running", "_tables", "_wait")
+    __slots__ = ("_lock", "_purge_at", "_running", "_tables", "_wait")
 
     def __init__(self, wait: float | None = None) -> None:
         self._tables: weakref.WeakKeyDictionary[
@@ -163,6 +167,7 @@ class AsyncSingleFlight:
         self._running: dict[
             str, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[Any]]
         ] = {}
+        self._purge_at = _PURGE_FROM
 
     async def do(
         self,
@@ -190,13 +195,16 @@ class AsyncSingleFlight:
             with self._lock:
                 elsewhere = self._running.get(key)
                 # A loop that stopped running never completes its computation: not waited for.
-                if elsewhere is not None and elsewhere[0].is_running():
-                    outcome = elsewhere[1]
-                else:
+                if elsewhere is None or not elsewhere[0].is_running():
                     self._running[key] = (loop, outcome)
-                    task = table[key] = loop.create_task(_run(fn, (id(self), key)))
-            if task is None:  # computed on another loop
-                return await self._wait_elsewhere(outcome, fn, alone, share)
+                    if len(self._running) > self._purge_at:
+                        self._purge()
+                    elsewhere = None
+            if elsewhere is not None:  # computed on another loop
+                return await self._wait_elsewhere(key, *elsewhere, fn, alone=alone, share=share)
+            # Created with the lock released: an eager task factory (3.12+) runs the computation
+            # inside create_task, and it may call do() again (which takes the lock).
+            task = table[key] = loop.create_task(_run(fn, (id(self), key)))
             task.add_done_callback(lambda done: self._finish(table, key, done, outcome))
             return await asyncio.shield(task)
         # asyncio.wait neither cancels the task nor raises on expiry; this caller's own
@@ -214,13 +222,17 @@ class AsyncSingleFlight:
 
     async def _wait_elsewhere(
         self,
+        key: str,
+        leader: asyncio.AbstractEventLoop,
         outcome: concurrent.futures.Future[Any],
         fn: Callable[[], Awaitable[Any]],
+        *,
         alone: Callable[[], Awaitable[Any]] | None,
         share: Callable[[Any], Awaitable[Any]] | None,
     ) -> Any:
-        """Wait, without blocking this loop, for the computation another loop runs. Its
-        cancellation (that loop's request went away) is not this caller's: it computes."""
+        """Wait, without blocking this loop, for the computation the loop ``leader`` runs. Its
+        cancellation (that loop's request went away) is not this caller's: it computes; so it
+        does as soon as ``leader`` stops running (its task will not finish then)."""
         loop = asyncio.get_running_loop()
         arrived: asyncio.Future[None] = loop.create_future()
 
@@ -230,8 +242,15 @@ class AsyncSingleFlight:
 
         # Not asyncio.wrap_future: a waiter giving up would cancel the one shared outcome.
         outcome.add_done_callback(wake)
-        done, _ = await asyncio.wait((arrived,), timeout=self._bound())
-        if not done or outcome.cancelled():
+        deadline = loop.time() + self._bound()
+        while not arrived.done():
+            left = deadline - loop.time()
+            if left <= 0 or not leader.is_running():
+                break
+            await asyncio.wait((arrived,), timeout=min(left, _LEADER_CHECK))
+        if not outcome.done() or outcome.cancelled():
+            if not leader.is_running():
+                self._drop(key, outcome)
             return await (fn() if alone is None else alone())
         if (error := outcome.exception()) is not None:
             raise _own_copy(error) from error.__cause__  # the leader's failure
@@ -247,16 +266,28 @@ class AsyncSingleFlight:
     ) -> None:
         """The leader's task is over: hand its outcome to the waiters on other loops."""
         _forget(table, key, done)
-        with self._lock:
-            running = self._running.get(key)
-            if running is not None and running[1] is outcome:
-                del self._running[key]
+        self._drop(key, outcome)
         if done.cancelled():
             outcome.cancel()
         elif (error := done.exception()) is not None:
             outcome.set_exception(error)
         else:
             outcome.set_result(done.result())
+
+    def _drop(self, key: str, outcome: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None and running[1] is outcome:
+                del self._running[key]
+
+    def _purge(self) -> None:
+        """Forget computations of loops that stopped (lock held): their tasks never finish, so
+        nothing else removes them, and they hold their loops. Run when the table doubles, so
+        its cost stays linear in the calls."""
+        for key, (loop, _) in list(self._running.items()):
+            if not loop.is_running():
+                del self._running[key]
+        self._purge_at = max(_PURGE_FROM, 2 * len(self._running))
 
     def in_flight(self) -> int:
         """Keys being computed on the running loop."""
