@@ -4,13 +4,17 @@
   event loop;
 * tiered ``get_or_set`` counted a set whenever the factory ran, even if L2 stored nothing;
 * tiered ``aget_or_set`` returned a cached value for a coroutine object (leaking it) where
-  every other provider raises ``InvalidArgumentType``.
+  every other provider raises ``InvalidArgumentType``;
+* an ``alock`` acquire (or the async stampede lock) cancelled while its ``SET NX`` was in
+  flight left the lock held with nobody owning its token; the async lock lacked ``extend``
+  and ``owned``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -19,7 +23,8 @@ import pytest
 import redis
 
 from cachekit import create_cache
-from cachekit.errors import InvalidArgumentType
+from cachekit.errors import InvalidArgumentType, LockError, LockNotOwned
+from cachekit.providers.redis import RedisCache
 from cachekit.providers.tiered import TieredCache
 from cachekit.testing.servers import RedisServer
 
@@ -176,3 +181,123 @@ def test_tiered_aget_or_set_refuses_a_coroutine_object_on_a_hit(
             coroutine.close()
 
     asyncio.run(main())
+
+
+# -- 3. a cancelled lock acquire must not strand the lock -------------------------------------
+
+
+@pytest.fixture
+def debug_redis(redis_binary: str) -> Iterator[RedisServer]:
+    """A server of the test's own that accepts ``DEBUG SLEEP`` (to stall it)."""
+    with RedisServer({"enable-debug-command": "yes"}, binary=redis_binary) as server:
+        yield server
+
+
+def stall(server: RedisServer, seconds: float) -> threading.Thread:
+    """Block the whole server for ``seconds`` (``DEBUG SLEEP`` from another client)."""
+
+    def sleep() -> None:
+        client = redis.Redis(host=server.host, port=server.port)
+        client.execute_command("DEBUG", "SLEEP", seconds)
+        client.close()
+
+    thread = threading.Thread(target=sleep)
+    thread.start()
+    return thread
+
+
+def test_alock_cancelled_while_its_set_is_in_flight_does_not_strand_the_lock(
+    debug_redis: RedisServer,
+) -> None:
+    cache = RedisCache(debug_redis.url)
+
+    async def main() -> None:
+        await cache.aset("warm", 1)  # the async client is connected
+        sleeper = stall(debug_redis, 0.5)
+        await asyncio.sleep(0.05)
+
+        async def worker() -> None:
+            async with cache.alock("job", timeout=None):
+                pytest.fail("acquired the lock")
+
+        task = asyncio.create_task(worker())
+        await asyncio.sleep(0.1)  # the SET NX is sent, the server asleep
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(sleeper.join)
+        lock = cache.alock("job", timeout=None)
+        assert not await lock.locked()
+        assert await lock.acquire(blocking=False)
+        await lock.release()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.close()
+
+
+def test_async_stampede_lock_cancelled_in_flight_is_released(
+    debug_redis: RedisServer, redis_binary: str
+) -> None:
+    """The loop ends while a leader's stampede ``SET NX`` is held by the server (queued by
+    ``CLIENT PAUSE WRITE``, then the server stalled): the lock it takes must be released, or
+    every caller waits ``stampede_timeout`` for a leader that is gone."""
+    cache = RedisCache(debug_redis.url, stampede_timeout=30)
+    admin = redis.Redis(host=debug_redis.host, port=debug_redis.port)
+
+    async def leave_a_leader_in_flight() -> threading.Thread:
+        await cache.aset("warm", 1)
+
+        async def slow() -> int:
+            await asyncio.sleep(5)
+            return 1
+
+        admin.execute_command("CLIENT", "PAUSE", 200, "WRITE")  # reads pass, the SET waits
+        asyncio.get_running_loop().create_task(cache.aget_or_set("k", slow, 60))
+        await asyncio.sleep(0.05)
+        sleeper = stall(debug_redis, 0.5)
+        await asyncio.sleep(0.05)
+        return sleeper  # asyncio.run cancels the leader, its SET NX still in flight
+
+    try:
+        asyncio.run(leave_a_leader_in_flight()).join()
+        time.sleep(0.1)
+        assert admin.keys(cache._stamp_prefix + "*") == []
+        started = time.monotonic()
+        assert asyncio.run(cache.aget_or_set("k", lambda: 2, 60)) == 2
+        assert time.monotonic() - started < 1
+    finally:
+        admin.close()
+        cache.close()
+
+
+def test_async_lock_extend_and_owned_match_the_sync_lock(redis_server: RedisServer) -> None:
+    cache = RedisCache(redis_server.url, prefix=f"asr{next(_names)}:")
+
+    async def main() -> None:
+        mine, theirs = cache.alock("L", timeout=5), cache.alock("L", timeout=5)
+        assert not await mine.owned()
+        with pytest.raises(LockNotOwned):
+            await mine.extend(1)
+        assert await mine.acquire()
+        assert await mine.owned()
+        assert not await theirs.owned()
+        raw = redis.Redis(host=redis_server.host, port=redis_server.port)
+        await mine.extend(10)
+        assert 14_000 < raw.pttl(cache._meta + "l:L") <= 15_000
+        await mine.extend(60, replace_ttl=True)
+        assert 59_000 < raw.pttl(cache._meta + "l:L") <= 60_000
+        raw.close()
+        await mine.release()
+        assert not await mine.owned()
+        with pytest.raises(LockNotOwned):
+            await mine.extend(1)
+        async with cache.alock("L", timeout=None) as forever:
+            with pytest.raises(LockError, match="no timeout"):
+                await forever.extend(1)
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.close()

@@ -31,7 +31,7 @@ from ..ttl import TTLArg
 from . import redis_scripts as lua
 from .redis_conn import UNAVAILABLE, RedisClients
 from .redis_errors import RedisNotAnInteger
-from .redis_lock import AsyncCacheLock
+from .redis_lock import AsyncCacheLock, set_nx_or_undo
 from .redis_scripts import SCAN_BATCH, escape_glob, px
 
 __all__ = ["RAISE", "RedisAsyncOps"]
@@ -361,7 +361,13 @@ class RedisAsyncOps(DistributedCache):
             if current is not MISSING:
                 return current
             lock = partial(self._clients.aclient().set, lock_key, token, px=px(timeout), nx=True)
-            if await self._acall("lock", True, lock):
+            # Cancelled while the SET NX is in flight (the loop ending under its flight), the
+            # lock it may take is released, not left to hold off every caller for ``timeout``.
+            if await set_nx_or_undo(
+                self._acall("lock", True, lock),
+                partial(self._aunlock_stampede, lock_key, token),
+                f"cache {self.name!r}: stampede lock",
+            ):
                 try:
                     return await produce()
                 finally:
