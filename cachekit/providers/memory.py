@@ -590,6 +590,7 @@ class MemoryCache(DistributedCache):
             stored = dumps(result) if dumps is not None else result
             size = self._size(key, stored)
             removed.extend(self._store(key, stored, expires_at, size, tags) or ())
+            self._sets -= 1  # _store counted one: a counter step is no set (as on every provider)
         self._notify(removed)
         return result
 

@@ -458,6 +458,18 @@ class CacheContract:
         assert stats.uptime >= 0
         assert stats.provider == cache.provider_name
 
+    def test_stats_count_no_set_for_a_counter_step(self, cache: Cache) -> None:
+        # One meaning of ``sets`` on every provider: values stored by set/add/set_many...; an
+        # incr/decr is none (the memory provider counted one, no other did).
+        cache.set("n", 1)
+        before = cache.get_stats()
+        cache.incr("n")
+        cache.decr("n", 2)
+        cache.incr("fresh")
+        after = cache.get_stats()
+        assert after.sets == before.sets
+        assert (after.hits, after.misses) == (before.hits, before.misses)
+
     def test_stats_items(self, cache: Cache) -> None:
         cache.set_many({f"k{i}": i for i in range(5)})
         assert cache.get_stats().items == 5
