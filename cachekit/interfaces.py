@@ -9,7 +9,8 @@ never block on I/O, and network providers override them with real async I/O.
 
 Semantics shared by all providers (and tested by :mod:`cachekit.testing`):
 
-* keys are non-empty ``str``; anything else raises :class:`~cachekit.errors.InvalidKey`;
+* keys are non-empty ``str`` encodable as UTF-8; anything else (a lone surrogate included)
+  raises :class:`~cachekit.errors.InvalidKey`;
 * a miss is detected with :data:`~cachekit.MISSING`, so ``None`` is a cacheable value;
 * ``ttl=DEFAULT`` is the cache's ``default_ttl``; ``None`` never expires; ``<= 0`` does not
   store and removes any existing value (``add`` still reports whether the key was absent);
@@ -43,7 +44,14 @@ from .singleflight import AsyncSingleFlight, SingleFlight
 from .stats import CacheStats
 from .ttl import TTLArg, to_seconds
 
-__all__ = ["Cache", "DistributedCache", "EntryInfo", "check_key", "check_tags"]
+__all__ = [
+    "Cache",
+    "DistributedCache",
+    "EntryInfo",
+    "check_encodable",
+    "check_key",
+    "check_tags",
+]
 
 #: Exact types a single-flight leader's unstored result may be handed to its waiters as is.
 _SHAREABLE: frozenset[type] = frozenset({str, bytes, int, float, bool, complex, type(None)})
@@ -75,12 +83,28 @@ def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
 
 
 def check_key(key: object) -> str:
-    """Return ``key`` if it is a non-empty ``str``, else raise :class:`InvalidKey`."""
-    if type(key) is not str or not key:
-        if isinstance(key, str) and key:
-            return str(key)  # a str subclass: normalise to a plain str
+    """Return ``key`` if it is a non-empty ``str`` encodable as UTF-8, else raise
+    :class:`InvalidKey`: a key must reach every backend (and gRPC) as the same bytes, and a
+    lone surrogate (``"a\\ud800"``) has none."""
+    if type(key) is str and key and key.isascii():  # the usual key: no encoding to try
+        return key
+    if not isinstance(key, str) or not key:
         raise InvalidKey(f"cache keys must be non-empty str, got {key!r}")
+    key = str(key)  # a str subclass: normalise to a plain str
+    check_encodable(key)
     return key
+
+
+def check_encodable(key: str) -> None:
+    """Raise :class:`InvalidKey` unless the ``str`` ``key`` encodes as UTF-8; for providers
+    whose fast paths skip :func:`check_key` for plain ``str`` keys."""
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidKey(
+                f"cache keys must be encodable as UTF-8 (no lone surrogates), got {key!r}"
+            ) from None
 
 
 class Cache(abc.ABC):
@@ -234,7 +258,10 @@ class Cache(abc.ABC):
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT) -> list[str]:
         """Store every item; return the keys that could not be stored."""
-        for key, value in mapping.items():
+        if ttl is not DEFAULT:  # checked up front, as DistributedCache.set_many does
+            to_seconds(ttl)
+        checked = {check_key(key): value for key, value in mapping.items()}
+        for key, value in checked.items():
             self.set(key, value, ttl)
         return []
 
@@ -529,8 +556,13 @@ class DistributedCache(Cache):
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:
+        # Every argument is checked before the first write: an empty mapping is no excuse for
+        # a bad TTL or tag, and a bad key must not leave the keys before it stored.
+        if ttl is not DEFAULT:
+            to_seconds(ttl)
         tags = check_tags(tags) or ()
-        for key, value in mapping.items():
+        checked = {check_key(key): value for key, value in mapping.items()}
+        for key, value in checked.items():
             self.set(key, value, ttl, tags=tags)
         return []
 

@@ -7,7 +7,10 @@
   every other provider raises ``InvalidArgumentType``;
 * an ``alock`` acquire (or the async stampede lock) cancelled while its ``SET NX`` was in
   flight left the lock held with nobody owning its token; the async lock lacked ``extend``
-  and ``owned``.
+  and ``owned``;
+* a key with a lone surrogate was stored by memory and file, and raised a bare
+  ``UnicodeEncodeError`` from tiered and the Redis async twins: ``InvalidKey`` everywhere now;
+* the file provider's ``set_many({})`` accepted any TTL and tags (they were checked per item).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from cachekit import create_cache
-from cachekit.errors import InvalidArgumentType, LockError, LockNotOwned
+from cachekit.errors import InvalidArgumentType, InvalidKey, LockError, LockNotOwned
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.tiered import TieredCache
 from cachekit.testing.servers import RedisServer
@@ -299,5 +303,104 @@ def test_async_lock_extend_and_owned_match_the_sync_lock(redis_server: RedisServ
 
     try:
         asyncio.run(main())
+    finally:
+        cache.close()
+
+
+# -- 6. a key that is not encodable as UTF-8 is an InvalidKey ---------------------------------
+
+LONE = "a\udcffb"
+LONE_OPERATIONS: dict[str, Callable[[Any], Any]] = {
+    "set": lambda c: c.set(LONE, 1),
+    "set_tagged": lambda c: c.set(LONE, 1, tags=["t"]),
+    "add": lambda c: c.add(LONE, 1),
+    "set_many": lambda c: c.set_many({"ok": 1, LONE: 1}),
+    "get": lambda c: c.get(LONE),
+    "get_many": lambda c: c.get_many(["ok", LONE]),
+    "exists": lambda c: c.exists(LONE),
+    "incr": lambda c: c.incr(LONE),
+    "delete": lambda c: c.delete(LONE),
+    "get_or_set": lambda c: c.get_or_set(LONE, lambda: 1),
+    "aset": lambda c: asyncio.run(c.aset(LONE, 1)),
+    "aget": lambda c: asyncio.run(c.aget(LONE)),
+    "aget_many": lambda c: asyncio.run(c.aget_many([LONE])),
+    "aget_or_set": lambda c: asyncio.run(c.aget_or_set(LONE, lambda: 1)),
+}
+
+
+@pytest.fixture(params=["memory", "file", "null", "tiered"])
+def any_cache(
+    request: pytest.FixtureRequest, tmp_path: Path, make_tiered: Callable[..., TieredCache]
+) -> Iterator[Any]:
+    kind = request.param
+    if kind == "tiered":
+        cache = make_tiered()
+        assert cache.start(timeout=BOUND)  # L1 in use: its reads are L1's first
+        yield cache
+        return
+    url = {"memory": "memory://", "file": f"file://{tmp_path}/c", "null": "null://"}[kind]
+    cache = create_cache(url)
+    yield cache
+    cache.close()
+
+
+@pytest.mark.parametrize("operation", sorted(LONE_OPERATIONS))
+def test_a_lone_surrogate_key_is_an_invalid_key(any_cache: Any, operation: str) -> None:
+    with pytest.raises(InvalidKey):
+        LONE_OPERATIONS[operation](any_cache)
+    assert any_cache.get("ok", "missing") == "missing"  # set_many stored nothing first
+
+
+@pytest.mark.parametrize("operation", [n for n in sorted(LONE_OPERATIONS) if n[0] == "a"])
+def test_redis_async_twins_refuse_a_lone_surrogate_key(
+    redis_server: RedisServer, operation: str
+) -> None:
+    cache = RedisCache(redis_server.url, prefix=f"asr{next(_names)}:")
+    try:
+        with pytest.raises(InvalidKey):
+            LONE_OPERATIONS[operation](cache)
+    finally:
+        cache.close()
+
+
+def test_memory_keeps_serving_non_ascii_keys() -> None:
+    cache = create_cache("memory://")
+    cache.set("clé", 1)
+    cache.set_many({"日本": 2})
+    assert cache.get("clé") == 1
+    assert cache.get_many(["日本", "nö"]) == {"日本": 2}
+    assert cache.get("nö", "missing") == "missing"
+
+
+# -- 7. set_many checks its TTL and tags even for an empty mapping ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("ttl", "tags"), [("x", ()), (True, ()), (float("nan"), ()), (5, [1]), (5, "t")]
+)
+@pytest.mark.parametrize("use_async", [False, True])
+def test_file_set_many_of_nothing_checks_its_ttl_and_tags(
+    tmp_path: Path, ttl: Any, tags: Any, use_async: bool
+) -> None:
+    cache = create_cache(f"file://{tmp_path}/c")
+
+    def set_nothing() -> list[str]:
+        if use_async:
+            return asyncio.run(cache.aset_many({}, ttl, tags=tags))
+        return cache.set_many({}, ttl, tags=tags)
+
+    try:
+        with pytest.raises((InvalidArgumentType, ValueError)):
+            set_nothing()
+    finally:
+        cache.close()
+
+
+def test_file_set_many_with_a_bad_key_stores_nothing(tmp_path: Path) -> None:
+    cache = create_cache(f"file://{tmp_path}/c")
+    try:
+        with pytest.raises(InvalidKey):
+            cache.set_many({"ok": 1, "": 2})
+        assert cache.get("ok", "missing") == "missing"
     finally:
         cache.close()

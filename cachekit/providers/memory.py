@@ -70,7 +70,7 @@ from ..config import (
 from ..entry import EntryInfo, describe_payload
 from ..errors import ConfigurationError, InvalidArgument, NotAnInteger, ValueTooLarge
 from ..glob import compile_glob
-from ..interfaces import DistributedCache, check_key, check_tags
+from ..interfaces import DistributedCache, check_encodable, check_key, check_tags
 from ..keyscan import check_scan_args, sorted_page
 from ..metrics.latency import LatencySampler
 from ..policies.base import EvictionPolicy
@@ -286,6 +286,8 @@ class MemoryCache(DistributedCache):
             # Lock-free: see the module docstring.
             entry = self._data.get(key)
             if entry is None:
+                if not key.isascii():  # on a miss only: an unencodable key is never stored
+                    check_encodable(key)
                 self._missed.append(key)
                 return default
             if entry[1] is None or entry[1] > self._clock():
@@ -314,6 +316,8 @@ class MemoryCache(DistributedCache):
                 self._drain_logs()
             entry = self._live(key, removed)
             if entry is None:
+                if not key.isascii():  # see get
+                    check_encodable(key)
                 self._count_miss(key)
             else:
                 self._hits += 1
@@ -326,7 +330,7 @@ class MemoryCache(DistributedCache):
         return entry[0] if self._loads is None else self._loads(entry[0])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = [k if type(k) is str and k else check_key(k) for k in keys]
+        keys = [k if type(k) is str and k and k.isascii() else check_key(k) for k in keys]
         found: dict[str, Any] = {}
         removed: _Removed = []
         with self._lock:
@@ -406,7 +410,7 @@ class MemoryCache(DistributedCache):
     # -- writes ---------------------------------------------------------------------------------
 
     def set(self, key: str, value: Any, ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()) -> None:
-        if type(key) is not str or not key:
+        if type(key) is not str or not key or not key.isascii():  # a lone surrogate: refused
             key = check_key(key)
         if ttl is DEFAULT:
             seconds = self.default_ttl

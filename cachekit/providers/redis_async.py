@@ -193,6 +193,8 @@ class RedisAsyncOps(DistributedCache):
     ) -> list[str]:
         seconds = self._ttl(ttl)
         tagset = check_tags(tags)
+        if not all(type(k) is str and k.isascii() for k in mapping):  # the builders skip
+            mapping = {self._check_key(k): v for k, v in mapping.items()}  # a str's encoding
         if seconds is not None and seconds <= 0:
             await self.adelete_many(mapping)
             return []
