@@ -3,6 +3,7 @@ lock and entry files that are symlinks or FIFOs, and negative TTLs."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -206,3 +207,34 @@ def test_ttl_and_inspect_never_report_a_negative_ttl(tmp_path: Path) -> None:
     info = cache.inspect("k")
     assert info is not None
     assert info.ttl == 0.0
+
+
+# -- get_or_set's fill re-reads go through the shared _fill_peek hook ---------------------------
+
+
+class _Opaque:
+    """A value only a pickle serializer can store: a JSON cache cannot decode its entry."""
+
+
+@pytest.mark.parametrize("stampede_timeout", [None, 5.0])
+@pytest.mark.parametrize("use_async", [False, True])
+def test_an_undecodable_entry_written_during_the_fill_is_a_miss(
+    tmp_path: Path, stampede_timeout: float | None, use_async: bool
+) -> None:
+    """Another program (a pickle cache) writes the key while the factory runs: the fill's
+    re-read treats its entry as missing and the factory's value is served, as on Redis."""
+    other = FileCache(directory=str(tmp_path), serializer="pickle")
+    cache = FileCache(directory=str(tmp_path), serializer="json", stampede_timeout=stampede_timeout)
+
+    def factory() -> str:
+        other.set("k", _Opaque())
+        return "new"
+
+    try:
+        if use_async:
+            assert asyncio.run(cache.aget_or_set("k", factory)) == "new"
+        else:
+            assert cache.get_or_set("k", factory) == "new"
+    finally:
+        other.close()
+        cache.close()

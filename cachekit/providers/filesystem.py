@@ -344,13 +344,13 @@ class FileCache(DistributedCache):
             # A failing disk under fail-open: compute without the lock rather than not at all.
             if self._guard("lock", True, lock.try_acquire):
                 try:
-                    current = self._peek(key)  # the last holder may have stored it just now
+                    current = self._fill_peek(key)  # the last holder may have stored it just now
                     if current is not MISSING:
                         return current
                     return self._add_or_current(key, factory(), add)
                 finally:
                     self._guard("unlock", None, lock.release)
-            current = self._peek(key)
+            current = self._fill_peek(key)
             if current is not MISSING:
                 return current
             if time.monotonic() + delay > deadline:  # the holder is too slow: compute too
@@ -377,13 +377,13 @@ class FileCache(DistributedCache):
         while True:
             if self._guard("lock", True, lock.try_acquire):
                 try:
-                    current = await self._apeek(key)
+                    current = await self._afill_peek(key)
                     if current is not MISSING:
                         return current
                     return await produce()
                 finally:
                     self._guard("unlock", None, lock.release)
-            current = await self._apeek(key)
+            current = await self._afill_peek(key)
             if current is not MISSING:
                 return current
             if time.monotonic() + delay > deadline:
