@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from . import forking
 from .entry import EntryInfo
 from .errors import (
+    InvalidArgument,
     InvalidArgumentType,
     InvalidKey,
     NotAnInteger,
@@ -65,7 +66,8 @@ def _undecodable(cache: Cache, key: str, exc: SerializationError) -> None:
 
 def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
     """Tags as a frozenset (``None`` for none); a bare ``str`` would be split into letters.
-    Bad tags raise :class:`InvalidArgumentType` (a ``TypeError`` too)."""
+    Bad tags raise :class:`InvalidArgumentType` (a ``TypeError`` too); one with a lone
+    surrogate, which has no UTF-8 bytes, :class:`InvalidArgument`."""
     if not tags:
         return None
     if isinstance(tags, (str, bytes)):
@@ -79,6 +81,13 @@ def check_tags(tags: Iterable[str]) -> frozenset[str] | None:
     for tag in tagset:
         if type(tag) is not str or not tag:
             raise InvalidArgumentType(f"tags must be non-empty str, got {tag!r}")
+        if not tag.isascii():
+            try:
+                tag.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgument(
+                    f"tags must be encodable as UTF-8 (no lone surrogates), got {tag!r}"
+                ) from None
     return tagset
 
 

@@ -27,7 +27,14 @@ import pytest
 import redis
 
 from cachekit import create_cache
-from cachekit.errors import InvalidArgumentType, InvalidKey, LockError, LockNotOwned
+from cachekit.errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidKey,
+    LockError,
+    LockNotOwned,
+)
+from cachekit.interfaces import DistributedCache
 from cachekit.providers.redis import RedisCache
 from cachekit.providers.tiered import TieredCache
 from cachekit.testing.servers import RedisServer
@@ -328,11 +335,17 @@ LONE_OPERATIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-@pytest.fixture(params=["memory", "file", "null", "tiered"])
+@pytest.fixture(params=["memory", "file", "null", "tiered", "redis", "memcached"])
 def any_cache(
     request: pytest.FixtureRequest, tmp_path: Path, make_tiered: Callable[..., TieredCache]
 ) -> Iterator[Any]:
     kind = request.param
+    if kind in ("redis", "memcached"):  # their fast paths skip check_key for plain str keys
+        server = request.getfixturevalue(f"{kind}_server")
+        cache = create_cache(server.url, prefix=f"lone{next(_names)}" + (":" * (kind == "redis")))
+        yield cache
+        cache.close()
+        return
     if kind == "tiered":
         cache = make_tiered()
         assert cache.start(timeout=BOUND)  # L1 in use: its reads are L1's first
@@ -346,6 +359,8 @@ def any_cache(
 
 @pytest.mark.parametrize("operation", sorted(LONE_OPERATIONS))
 def test_a_lone_surrogate_key_is_an_invalid_key(any_cache: Any, operation: str) -> None:
+    if operation == "set_tagged" and not isinstance(any_cache, DistributedCache):
+        pytest.skip("memcached has no tags")
     with pytest.raises(InvalidKey):
         LONE_OPERATIONS[operation](any_cache)
     assert any_cache.get("ok", "missing") == "missing"  # set_many stored nothing first
@@ -361,6 +376,13 @@ def test_redis_async_twins_refuse_a_lone_surrogate_key(
             LONE_OPERATIONS[operation](cache)
     finally:
         cache.close()
+
+
+def test_a_lone_surrogate_tag_is_an_invalid_argument(any_cache: Any) -> None:
+    if not isinstance(any_cache, DistributedCache):
+        pytest.skip("memcached has no tags")
+    with pytest.raises(InvalidArgument):
+        any_cache.set("k", 1, tags=["t\udcff"])
 
 
 def test_memory_keeps_serving_non_ascii_keys() -> None:

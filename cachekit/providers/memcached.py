@@ -89,7 +89,7 @@ from ..errors import (
     SerializationError,
     ValueTooLarge,
 )
-from ..interfaces import Cache, check_key
+from ..interfaces import Cache, check_encodable, check_key
 from ..metrics.latency import DEFAULT_SAMPLE_EVERY, MAX_SAMPLE_EVERY, GetTimer
 from ..resilience import BreakerState, CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
@@ -646,13 +646,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         return self._key_slow(key, keyspace[:-1])
 
     def _key_slow(self, key: str, namespace: bytes) -> bytes:
-        try:
-            raw = key.encode()
-        except UnicodeEncodeError:
-            raw = key.encode("utf-8", "surrogatepass")
-            bad = True
-        else:
-            bad = _BAD_KEY_BYTES.search(raw) is not None
+        check_encodable(key)  # a lone surrogate: no bytes every backend (and gRPC) agrees on
+        raw = key.encode()
+        bad = _BAD_KEY_BYTES.search(raw) is not None
         stored = namespace + b":" + raw
         if bad or len(stored) > MAX_KEY_LENGTH:
             if self.key_policy == "reject":

@@ -102,6 +102,11 @@ class RedisAsyncOps(DistributedCache):
         except redis.exceptions.RedisError as exc:
             breaker.success()
             return self._failed(op, exc, fallback)
+        except UnicodeEncodeError as exc:  # a key with a lone surrogate (tags are checked)
+            breaker.release()  # never sent: no verdict on the server
+            raise InvalidKey(
+                f"cache keys must be encodable as UTF-8 (no lone surrogates): {exc}"
+            ) from None
         except BaseException:  # no verdict on the server (a value that cannot be encoded,
             breaker.release()  # a cancelled await): a half-open probe may go again
             raise
