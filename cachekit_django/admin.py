@@ -69,8 +69,8 @@ def alias_rows() -> list[AliasRow]:
         error: str | None = None
         try:
             stats = info.stats()
-        except cachekit.CacheError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        except cachekit.CacheError as exc:  # a misconfigured alias raises its configuration error
+            error = info.misconfigured or f"{type(exc).__name__}: {exc}"
         else:
             # A server that did not answer: the client-side counters stand, but items, memory
             # and evictions are zeros (or partial sums), not an empty cache.

@@ -93,7 +93,9 @@ def _exported(infos: list[AliasInfo]) -> tuple[dict[str, tuple[str, str]], list[
 
 
 class _AliasInfoCollector:
-    """``cachekit_django_alias_info{alias,backend,cache,provider} 1`` for every alias."""
+    """``cachekit_django_alias_info{alias,backend,cache,provider} 1`` for every alias, and
+    ``cachekit_django_alias_misconfigured{alias,backend,error} 1`` for each cachekit alias whose
+    entry could not be built (so it is not mistaken for a foreign backend with no series)."""
 
     def __init__(
         self,
@@ -117,6 +119,15 @@ class _AliasInfoCollector:
             cache, provider = self._labels.get(info.alias, ("", ""))
             family.add_metric([info.alias, info.backend, cache, provider], 1.0)
         yield family
+        broken = GaugeMetricFamily(
+            "cachekit_django_alias_misconfigured",
+            "Django cache aliases whose cachekit configuration is invalid, with the error.",
+            labels=["alias", "backend", "error"],
+        )
+        for info in self._infos:
+            if info.configuration_error is not None:
+                broken.add_metric([info.alias, info.backend, str(info.configuration_error)], 1.0)
+        yield broken
 
 
 def build_registry() -> CollectorRegistry:
@@ -130,6 +141,9 @@ def build_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     collector = CacheCollector()
     infos = aliases()
+    for info in infos:
+        if info.misconfigured is not None:
+            logger.warning("cachekit /metrics: alias %r is %s", info.alias, info.misconfigured)
     labels, exported = _exported(infos)
     for cache in exported:
         try:

@@ -5,7 +5,9 @@ An alias is a *cachekit backend* when its Django cache object exposes the core c
 ``.cachekit`` (every ``cachekit_django.cache`` backend does); detecting it that way rather than by
 class keeps subclasses and third-party wrappers working. Other aliases (``LocMemCache``,
 django-redis...) are listed too, with no statistics, so that a report over "every alias" says
-plainly which ones it cannot describe instead of leaving them out.
+plainly which ones it cannot describe instead of leaving them out. A cachekit alias whose entry
+could not be built (bad ``OPTIONS``...) has no core but keeps its ``configuration_error``, so it is
+reported as misconfigured rather than mistaken for a foreign backend.
 """
 
 from __future__ import annotations
@@ -37,19 +39,30 @@ BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
 
 @dataclass(frozen=True, slots=True)
 class AliasInfo:
-    """One ``CACHES`` alias: its Django cache object and, for cachekit backends, the core cache."""
+    """One ``CACHES`` alias: its Django cache object and, for cachekit backends, the core cache
+    (``None`` with ``configuration_error`` set for a cachekit entry that could not be built)."""
 
     alias: str
     backend: str
     cache: BaseCache
     core: cachekit.Cache | None
+    configuration_error: cachekit.ConfigurationError | None = None
 
     @property
     def is_cachekit(self) -> bool:
-        return self.core is not None
+        return self.core is not None or self.configuration_error is not None
+
+    @property
+    def misconfigured(self) -> str | None:
+        """The configuration error as shown to users, or ``None``."""
+        error = self.configuration_error
+        return None if error is None else f"misconfigured: {type(error).__name__}: {error}"
 
     def stats(self) -> cachekit.CacheStats | None:
-        """A stats snapshot (``None`` for a non-cachekit alias); may raise ``CacheError``."""
+        """A stats snapshot (``None`` for a non-cachekit alias); may raise ``CacheError`` (the
+        configuration error itself for a misconfigured cachekit alias)."""
+        if self.configuration_error is not None:
+            raise self.configuration_error
         if self.core is None:
             return None
         get_stats = getattr(self.cache, "get_stats", None)
@@ -68,11 +81,13 @@ def get_alias(alias: str) -> AliasInfo:
         )
     cache = caches[alias]
     core = getattr(cache, "cachekit", None)
+    error = getattr(cache, "configuration_error", None)
     return AliasInfo(
         alias=alias,
         backend=str(settings.CACHES[alias].get("BACKEND", "")),
         cache=cache,
         core=core if isinstance(core, cachekit.Cache) else None,
+        configuration_error=error if isinstance(error, cachekit.ConfigurationError) else None,
     )
 
 

@@ -74,12 +74,27 @@ class Command(BaseCommand):
             raise CommandError("--key-version only applies to --pattern")
 
         infos = for_command(options["alias"])
+        # Every refusal comes before anything is removed, and the same for --dry-run: a run
+        # that stopped at its third alias would leave the first two cleared.
+        broken = [f"{info.alias}: {info.misconfigured}" for info in infos if info.misconfigured]
+        if broken:
+            raise CommandError("; ".join(broken))
         if pattern is not None or tags is not None:
             plain = [info.alias for info in infos if not info.is_cachekit]
             if plain:
                 raise CommandError(
                     f"--pattern and --tag need cachekit backends; not one: {', '.join(plain)} "
                     "(pick a cachekit alias with --alias, or clear it whole)"
+                )
+            unable = [
+                reason
+                for info in infos
+                if (reason := _cannot(info, pattern, tags, version)) is not None
+            ]
+            if unable:
+                raise CommandError(
+                    "; ".join(unable) + " (nothing was removed; pick the aliases that can with "
+                    "--alias, or clear them whole)"
                 )
         # Clear-all of an alias whose core another alias (not being cleared) shares: only its
         # own keys. {alias: the aliases it shares with}
@@ -213,6 +228,28 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {key}")
             if len(keys) > _LISTED_KEYS:
                 self.stdout.write(f"  ... and {len(keys) - _LISTED_KEYS} more")
+
+
+def _cannot(
+    info: AliasInfo, pattern: str | None, tags: list[str] | None, version: int | None
+) -> str | None:
+    """Why ``info`` would refuse this --pattern/--tag run (the real run's own error), or None.
+
+    Asks the backend the questions its ``delete_pattern``/``invalidate_tags`` ask first, none
+    of which touch the server: a provider without patterns or tags (memcached, a file cache)
+    or a ``KEY_FUNCTION`` that hides the key (hashing) fails here instead of mid-run.
+    """
+    cache: Any = info.cache
+    try:
+        if pattern is not None:
+            cache._distributed_core("delete by pattern")
+            cache.make_pattern(pattern, version=version)
+        else:
+            cache._distributed_core("invalidate tags")
+            cache._tags(tags)
+    except cachekit.CacheError as exc:
+        return f"{info.alias}: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _names(aliases: tuple[str, ...]) -> str:

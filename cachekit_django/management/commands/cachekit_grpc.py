@@ -98,6 +98,9 @@ class Command(BaseCommand):
             if requested is None
             else [info for name in requested for info in for_command(name)]
         )
+        broken = [f"{info.alias!r} is {info.misconfigured}" for info in infos if info.misconfigured]
+        if broken:
+            raise CommandError("; ".join(broken))
         plain = [info.alias for info in infos if info.core is None]
         if requested is not None and plain:
             raise CommandError(f"not cachekit backends, cannot be served: {', '.join(plain)}")

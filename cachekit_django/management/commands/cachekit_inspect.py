@@ -66,6 +66,8 @@ class Command(BaseCommand):
         if length < 1:
             raise CommandError("--preview-length must be at least 1")
         (info,) = for_command(options["alias"])
+        if info.misconfigured is not None:
+            raise CommandError(f"the cache alias {info.alias!r} is {info.misconfigured}")
         if info.core is None:
             raise CommandError(
                 f"the cache alias {info.alias!r} is not a cachekit backend ({info.backend}); "

@@ -37,7 +37,7 @@ class Command(BaseCommand):
             try:
                 stats = info.stats()
             except cachekit.CacheError as exc:
-                rows.append((info, None, f"{type(exc).__name__}: {exc}"))
+                rows.append((info, None, info.misconfigured or f"{type(exc).__name__}: {exc}"))
                 continue
             # Counters but no server figures (zeros, or a sum over the nodes that answered):
             # shown, and failed like an unreadable alias, not passed off as an empty cache.

@@ -1,0 +1,149 @@
+"""Review fixes of the Django adapter: cachekit_clear refuses before removing anything, a
+misconfigured alias is reported as such, unreadable file caches, cachekit_warm's bad lines, the
+tag-invalidation checks and signals (proxies, a down tag cache)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client, override_settings
+from django.utils.html import escape
+
+from cachekit.testing.servers import MemcachedServer, RedisServer
+
+PREFIX = "s10b"
+
+
+def run(*args: str, **options: Any) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+def hashed_key(key: str, key_prefix: str, version: int) -> str:
+    """A KEY_FUNCTION that hides the key (as a hashing one does): no pattern maps onto it."""
+    import hashlib
+
+    return hashlib.sha1(f"{key_prefix}:{version}:{key}".encode()).hexdigest()
+
+
+@pytest.fixture
+def server_aliases(redis_server: RedisServer, memcached_server: MemcachedServer) -> Iterator[None]:
+    """default (memory), a Redis alias, a memcached one and a hashing-KEY_FUNCTION Redis one."""
+    configured = {
+        "default": settings.CACHES["default"],
+        "redis": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": redis_server.url,
+            "KEY_PREFIX": PREFIX,
+        },
+        "mc": {
+            "BACKEND": "cachekit_django.cache.MemcachedCache",
+            "LOCATION": f"{memcached_server.host}:{memcached_server.port}",
+            "KEY_PREFIX": PREFIX,
+        },
+        "hashed": {
+            "BACKEND": "cachekit_django.cache.RedisCache",
+            "LOCATION": redis_server.url,
+            "KEY_PREFIX": f"{PREFIX}h",
+            "KEY_FUNCTION": f"{__name__}.hashed_key",
+        },
+    }
+    with override_settings(CACHES=configured):
+        for alias in configured:
+            caches[alias].clear()
+        yield
+        for alias in configured:
+            caches[alias].clear()
+
+
+# -- 1, 2: cachekit_clear refuses before anything is removed, dry run or not -------------------
+
+
+@pytest.mark.usefixtures("server_aliases")
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize(
+    ("args", "refused", "reason"),
+    [
+        (["--pattern", "k*"], "mc", "cannot delete by pattern"),
+        (["--tag", "t"], "mc", "cannot invalidate tags"),
+        (["--pattern", "k*"], "hashed", "does not keep the key verbatim"),
+    ],
+)
+def test_clear_refuses_every_alias_that_cannot_before_removing_any(
+    args: list[str], refused: str, reason: str, dry_run: bool
+) -> None:
+    names = ["default", "redis", refused]
+    for alias in names:
+        tags = ["t"] if "--tag" in args and alias != "mc" else None
+        caches[alias].set("k1", 1, **({"tags": tags} if tags else {}))
+    extra = ["--dry-run"] if dry_run else []
+    for alias_args in ([], *(["--alias", refused],)):
+        with pytest.raises(CommandError, match=rf"{refused}: UnsupportedOperation: .*{reason}"):
+            run("cachekit_clear", *args, *alias_args, *extra, interactive=False)
+    assert {alias: caches[alias].get("k1") for alias in names} == dict.fromkeys(names, 1)
+
+
+# -- 3: a misconfigured cachekit alias is reported as misconfigured, not as a foreign backend ----
+
+BAD = {
+    "BACKEND": "cachekit_django.cache.RedisCache",
+    "LOCATION": "redis://127.0.0.1:1/0",
+    "OPTIONS": {"socket_timeout": "abc"},
+}
+BAD_TEXT = "option 'socket_timeout' accepts a number of seconds"
+
+
+@pytest.fixture
+def bad_alias() -> Iterator[None]:
+    with override_settings(CACHES={"default": settings.CACHES["default"], "bad": BAD}):
+        yield
+
+
+@pytest.mark.usefixtures("bad_alias")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cachekit_stats"],
+        ["cachekit_stats", "--json"],
+        ["cachekit_inspect", "x", "--alias", "bad"],
+        ["cachekit_clear", "--noinput"],
+        ["cachekit_clear", "--pattern", "x*", "--noinput"],
+        ["cachekit_clear", "--dry-run"],
+    ],
+)
+def test_commands_report_the_configuration_error(args: list[str]) -> None:
+    with pytest.raises(CommandError, match=rf"bad.*misconfigured: .*{BAD_TEXT}"):
+        run(*args, skip_checks=True)
+
+
+@pytest.mark.usefixtures("bad_alias")
+def test_admin_page_shows_a_misconfigured_alias(admin_client: Client) -> None:
+    response = admin_client.get("/admin/cachekit/")
+    assert response.status_code == 200
+    row = next(row for row in response.context["rows"] if row.alias == "bad")
+    assert row.stats is None
+    assert row.error is not None
+    assert row.error.startswith("misconfigured: ")
+    html = response.content.decode()
+    assert escape(BAD_TEXT) in html
+    assert "not a cachekit backend" not in html
+
+
+@pytest.mark.usefixtures("bad_alias")
+def test_metrics_show_a_misconfigured_alias() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    (sample,) = families["cachekit_django_alias_misconfigured"].samples
+    assert sample.labels["alias"] == "bad"
+    assert BAD_TEXT in sample.labels["error"]
