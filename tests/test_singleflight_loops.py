@@ -167,7 +167,8 @@ def test_the_computation_starts_with_the_flight_lock_released() -> None:
         return str(await flight.do("k", compute))
 
     assert asyncio.run(main()) == "v"
-    assert held and not any(held)
+    assert held
+    assert not any(held)
 
 
 @pytest.mark.skipif(
