@@ -48,7 +48,8 @@ class CacheStats:
     @property
     def reads_server(self) -> bool:
         """Whether some figures of this snapshot come from a server (Redis, memcached, a tiered
-        cache's L2 of those): ``items``, ``memory_bytes``, ``evictions``, ``expirations``."""
+        cache's L2 of those) or a shared store (a file cache's directory): ``items``,
+        ``memory_bytes``, ``evictions``, ``expirations``."""
         return _server_read(self.extra)[0]
 
     @property
@@ -58,8 +59,9 @@ class CacheStats:
         Network providers answer ``get_stats()`` while their server is unreachable, with their
         client-side counters and zeros (or a sum over the answering nodes) for the rest; this
         tells such a snapshot from a healthy empty cache. Read from ``extra``: ``server_error``,
-        a Redis breaker open (no read tried), memcached ``nodes_up`` below its node count, at
-        the top level or one mapping down (a tiered cache's ``l2``).
+        a Redis breaker open (no read tried), memcached ``nodes_up`` below its node count, a file
+        cache's directory that could not be listed (``available`` False), at the top level or
+        one mapping down (a tiered cache's ``l2``).
         """
         return _server_read(self.extra)[1]
 
@@ -90,6 +92,11 @@ def _server_read(extra: Mapping[str, Any], depth: int = 0) -> tuple[bool, str | 
     has_server = False
     if "server_error" in extra:
         return True, str(extra["server_error"]) or "server error"
+    if "available" in extra:  # the file provider: False when its directory could not be listed
+        if extra["available"] is False:
+            where = extra.get("directory")
+            return True, f"directory {where!r} could not be read" if where else "storage unreadable"
+        has_server = True
     if "server" in extra:  # Redis; server_version is set whenever INFO answered
         has_server = True
         if "server_version" not in extra:

@@ -5,7 +5,9 @@ tag-invalidation checks and signals (proxies, a down tag cache)."""
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +149,46 @@ def test_metrics_show_a_misconfigured_alias() -> None:
     (sample,) = families["cachekit_django_alias_misconfigured"].samples
     assert sample.labels["alias"] == "bad"
     assert BAD_TEXT in sample.labels["error"]
+
+
+# -- 4: a file cache whose directory cannot be listed is not a healthy empty cache --------------
+
+
+@pytest.fixture
+def lost_directory(tmp_path: Path) -> Iterator[Path]:
+    """A FileCache alias whose directory is replaced by a plain file after it was built."""
+    directory = tmp_path / "files"
+    directory.mkdir()
+    alias = {"BACKEND": "cachekit_django.cache.FileCache", "LOCATION": str(directory)}
+    with override_settings(CACHES={"default": settings.CACHES["default"], "files": alias}):
+        caches["files"].set("k", 1)
+        shutil.rmtree(directory)
+        directory.write_text("not a directory")
+        yield directory
+
+
+def test_stats_of_a_file_cache_with_an_unreadable_directory_fail(lost_directory: Path) -> None:
+    with pytest.raises(CommandError, match=r"files: server unreachable: directory .* not be read"):
+        run("cachekit_stats", "--alias", "files")
+
+
+def test_prometheus_reports_an_unreadable_directory_as_down(lost_directory: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def server_up(text: str) -> float | None:
+        return next(
+            (
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "cachekit_server_up" and sample.labels["provider"] == "file"
+            ),
+            None,
+        )
+
+    down = Client().get("/metrics").content.decode()
+    assert server_up(down) == 0.0
+    assert 'cachekit_items{cache="default",provider="file"}' not in down
+    lost_directory.unlink()
+    lost_directory.mkdir()
+    assert server_up(Client().get("/metrics").content.decode()) == 1.0
