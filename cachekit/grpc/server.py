@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -98,9 +99,46 @@ def server_credentials(
     assert cert is not None
     assert key is not None
     client_ca = _read(tls_client_ca, "tls_client_ca")
+    _check_pem(tls_cert, tls_key, tls_client_ca)
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _check_pem(tls_cert: str, tls_key: str, tls_client_ca: str | None) -> None:
+    """Parse the PEM files with the ``ssl`` module first: grpc only fails the bind on a bad one
+    ("Failed to bind to address"), which names neither the file nor the problem."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    checks: list[tuple[str, str, str, Callable[[], None]]] = [
+        (
+            "tls_cert",
+            tls_cert,
+            "no PEM certificate",
+            lambda: context.load_verify_locations(tls_cert),
+        ),
+        (
+            "tls_key",
+            tls_key,
+            "not an unencrypted PEM private key of tls_cert",
+            lambda: context.load_cert_chain(tls_cert, tls_key, password=lambda: b""),
+        ),
+    ]
+    if tls_client_ca is not None:
+        checks.append(
+            (
+                "tls_client_ca",
+                tls_client_ca,
+                "no PEM CA certificate",
+                lambda: context.load_verify_locations(tls_client_ca),
+            )
+        )
+    for option, path, problem, load in checks:
+        try:
+            load()
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigurationError(
+                f"{option}: {path!r} holds {problem} ({exc})", key=option
+            ) from None
 
 
 class _ServerCollector:
@@ -249,25 +287,34 @@ class CacheServer:
         missing = {*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME} - methods.services
         if missing:  # generated code that no longer registers its methods
             raise RuntimeError(f"no handlers were registered for {sorted(missing)}")
+        # Metrics first: a port in use then fails start() before the gRPC port is even bound.
+        if self.metrics_port is not None:
+            self._start_metrics()
         server = grpc.aio.server(options=server_options(self.max_message_bytes))
-        server.add_generic_rpc_handlers((methods,))
-        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
-            if self.credentials is None:
-                bound = server.add_insecure_port(target)
-            else:
-                bound = server.add_secure_port(target, self.credentials)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {target}: {exc}") from None
-        if not bound:
-            raise OSError(f"cannot listen on {target}")
-        self.port = bound
-        await server.start()
+            server.add_generic_rpc_handlers((methods,))
+            target = (
+                f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            )
+            try:
+                if self.credentials is None:
+                    bound = server.add_insecure_port(target)
+                else:
+                    bound = server.add_secure_port(target, self.credentials)
+            except RuntimeError as exc:
+                raise OSError(f"cannot listen on {target}: {exc}") from None
+            if not bound:
+                raise OSError(f"cannot listen on {target}")
+            self.port = bound
+            await server.start()
+        except BaseException:
+            # Stopped here, on this loop: left to __del__ it stops on a loop that may be closed.
+            await server.stop(None)
+            self._stop_metrics()
+            raise
         self._server = server
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.metrics_port is not None:
-            self._start_metrics()
         log.info("cachekit gRPC server listening on %s", self.address)
         return bound
 
@@ -279,10 +326,24 @@ class CacheServer:
         registry = CollectorRegistry()
         registry.register(_ServerCollector(self.namespaces, self.metrics))
         assert self.metrics_port is not None
-        self.metrics_server, _thread = start_metrics_server(
-            self.metrics_port, addr=self.host, registry=registry
-        )
+        try:
+            self.metrics_server, _thread = start_metrics_server(
+                self.metrics_port, addr=self.host, registry=registry
+            )
+        except OSError as exc:
+            where = f"[{self.host}]" if ":" in self.host else self.host
+            failure = OSError(
+                f"cannot serve metrics on {where}:{self.metrics_port}: {exc.strerror or exc}"
+            )
+            failure.errno = exc.errno
+            raise failure from None
         self.metrics_port = self.metrics_server.server_port
+
+    def _stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
 
     async def _cut_short(
         self, server: grpc.aio.Server, stopping: asyncio.Future[None], grace: float | None
@@ -318,10 +379,7 @@ class CacheServer:
         stopping = asyncio.ensure_future(server.stop(grace))  # refuses new calls from now on
         await self._cut_short(server, stopping, grace)
         await stopping
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
-            self.metrics_server = None
+        self._stop_metrics()
         await self.namespaces.aclose()
 
 
@@ -372,8 +430,12 @@ async def _run(server: CacheServer, ready: Callable[[int], None] | None, grace: 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    port = await server.start()
     try:
+        try:
+            port = await server.start()
+        except BaseException:  # nothing is served: still close the caches built from URLs
+            await server.namespaces.aclose()
+            raise
         if ready is not None:
             ready(port)
         await stop.wait()
