@@ -192,3 +192,24 @@ def test_prometheus_reports_an_unreadable_directory_as_down(lost_directory: Path
     lost_directory.unlink()
     lost_directory.mkdir()
     assert server_up(Client().get("/metrics").content.decode()) == 1.0
+
+
+# -- 6: cachekit_warm reports every bad line of --urls, before requesting anything --------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"/cached/\nhttp://[::1/abc\nftp://x/y\n", r"2 bad line\(s\).*line 2: .*line 3: 'ftp"),
+        (b"\xff\xfe/bad\n", r"is not UTF-8 text"),
+    ],
+)
+def test_warm_bad_urls_file_is_a_command_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(content)
+    caches["default"].clear()
+    with pytest.raises(CommandError, match=message):
+        run("cachekit_warm", "--urls", str(urls))
+    assert not caches["default"].keys("*")  # /cached/ was not requested

@@ -58,13 +58,38 @@ class ProgressBar:
 
 
 def read_urls(path: str) -> list[str]:
-    """Non-blank lines of ``path`` that are not ``#`` comments."""
+    """Non-blank lines of ``path`` that are not ``#`` comments, every one checked first.
+
+    A file that cannot be read or decoded, or any line that is not an http(s) URL or a path, is
+    a ``CommandError`` listing every bad line before anything is requested, rather than a
+    traceback or a stop halfway through a warm-up.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read --urls file {path!r}: {exc.strerror or exc}") from exc
-    urls = [line.strip() for line in text.splitlines()]
-    urls = [url for url in urls if url and not url.startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"--urls file {path!r} is not UTF-8 text: {exc}") from exc
+    urls: list[str] = []
+    bad: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        url = line.strip()
+        if not url or url.startswith("#"):
+            continue
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError as exc:  # an unclosed IPv6 bracket, a bad character in the host...
+            bad.append(f"line {number}: {url!r} ({exc})")
+            continue
+        if scheme not in ("", "http", "https"):
+            bad.append(f"line {number}: {url!r} (not an http(s) URL)")
+            continue
+        urls.append(url)
+    if bad:
+        raise CommandError(
+            f"--urls file {path!r} has {len(bad)} bad line(s), nothing was requested: "
+            + "; ".join(bad)
+        )
     if not urls:
         raise CommandError(f"--urls file {path!r} lists no URL")
     return urls
@@ -125,9 +150,7 @@ class Command(BaseCommand):
         bar = ProgressBar(self.stdout, len(urls), enabled=options["progress"])
         failed: list[str] = []
         for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("", "http", "https"):
-                raise CommandError(f"not an http(s) URL: {url!r}")
+            parts = urlsplit(url)  # read_urls checked every line
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
