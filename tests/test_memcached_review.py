@@ -427,3 +427,15 @@ def test_incr_past_2_64_is_refused_and_leaves_the_counter(
         assert cache.get("c") == 2**64 - 3
         assert cache.incr("c", 2) == 2**64 - 1  # up to the largest counter
         assert cache.decr("c", 2**64 - 1) == 0  # decrements are not modular either
+
+
+def test_items_leave_out_the_namespace_key_before_this_client_has_read_it(
+    fresh_memcached_server: MemcachedServer,
+) -> None:
+    """A fresh process asking only for stats counted the ``!ns`` version key as an item."""
+    with MemcachedCache([address(fresh_memcached_server)]) as writer:
+        for i in range(5):
+            writer.set(f"k{i}", i)
+        assert writer.get_stats().items == 5
+    with MemcachedCache([address(fresh_memcached_server)]) as fresh:
+        assert fresh.get_stats().items == 5

@@ -1444,7 +1444,9 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
                         totals[name] += int(stats.get(name, 0))
             entry.update(node.breaker.snapshot())
             nodes[node.address] = entry
-        if self._ns_version and not self.flush_on_clear:
+        # The version key exists once any client wrote here, whether or not this one has read
+        # it yet (a fresh process that only asks for stats): probe it either way.
+        if not self.flush_on_clear:
             try:
                 ns_node = self._route(self._ns_key)
                 line, _ = self._call(ns_node, _meta(b"mg " + self._ns_key + b"\r\n"))
