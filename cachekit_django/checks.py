@@ -11,6 +11,8 @@ closed (building never connects), so every option the provider validates is chec
 ``cachekit_django.E003``  ``VERSION`` not an integer (or a string of one)
 ``cachekit_django.E004``  ``KEY_FUNCTION`` neither a callable nor a dotted path to one
 ``cachekit_django.E005``  ``CACHEKIT_INVALIDATE_TAGS`` is malformed (see :mod:`.signals`)
+``cachekit_django.E006``  a tag-invalidation rule's ``cache`` (settings or ``@invalidates_tags``)
+                          is not an alias, not a cachekit backend, or one without tags
 ``cachekit_django.W001``  part of ``LOCATION``/``OPTIONS`` is accepted but unused or done
                           cachekit's own way (Redis read replicas, django-redis's
                           ``PARSER_CLASS``, pymemcache's ``retry_timeout``...)
@@ -44,7 +46,12 @@ from .shared import build_unshared
 if TYPE_CHECKING:
     from .cache import CacheKitCache
 
-__all__ = ["check_caches", "check_invalidation_settings", "register_checks"]
+__all__ = [
+    "check_caches",
+    "check_invalidation_settings",
+    "check_tag_caches",
+    "register_checks",
+]
 
 _DOCS = "see docs/django.md"
 
@@ -309,7 +316,60 @@ def check_invalidation_settings(app_configs: Any = None, **kwargs: Any) -> list[
     return []
 
 
+def _tag_cache_problem(alias: str) -> str | None:
+    """Why ``caches[alias]`` cannot invalidate tags, or ``None`` (a misconfigured cachekit
+    entry is E001's, not repeated here)."""
+    from django.core.cache import caches
+
+    entry = getattr(settings, "CACHES", {}).get(alias)
+    if not isinstance(entry, Mapping):
+        return "is not in settings.CACHES"
+    if _backend_class(entry.get("BACKEND")) is None:
+        return f"is not a cachekit backend ({entry.get('BACKEND')}), which tags need"
+    cache: Any = caches[alias]
+    if cache.configuration_error is not None:
+        return None
+    if not cache._distributed:
+        return f"is a {cache.cachekit.provider_name}:// cache, which has no tags"
+    return None
+
+
+def check_tag_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The cache alias of every tag-invalidation rule: otherwise each save of the model would
+    fail after its commit (see :mod:`.signals`)."""
+    from .signals import SettingsError, parse_settings, tag_rules
+
+    where: dict[str, list[str]] = {}  # alias -> the models whose rules name it
+    try:
+        declared = parse_settings(getattr(settings, "CACHEKIT_INVALIDATE_TAGS", {}))
+    except SettingsError:
+        declared = {}  # E005
+    for label, rule in declared.items():
+        where.setdefault(rule.cache, []).append(label)
+    for model, rule in tag_rules():
+        models = where.setdefault(rule.cache, [])
+        if model._meta.label not in models:
+            models.append(model._meta.label)
+    messages: list[CheckMessage] = []
+    for alias, models in where.items():
+        problem = _tag_cache_problem(alias)
+        if problem is None:
+            continue
+        messages.append(
+            Error(
+                f"the tag cache {alias!r} of {', '.join(sorted(models))} {problem}",
+                hint="Point the rule's 'cache' (CACHEKIT_INVALIDATE_TAGS or "
+                "@invalidates_tags(cache=...)) at a cachekit alias with tags: memory, Redis, "
+                "Redis Cluster, tiered or file, not memcached.",
+                obj="CACHEKIT_INVALIDATE_TAGS",
+                id="cachekit_django.E006",
+            )
+        )
+    return messages
+
+
 def register_checks() -> None:
     """Called from the app's ``ready()`` (registering twice is harmless: checks are a set)."""
     register(check_caches, Tags.caches)
     register(check_invalidation_settings, Tags.caches)
+    register(check_tag_caches, Tags.caches)

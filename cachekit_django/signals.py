@@ -18,16 +18,25 @@ A tag is a ``str.format`` template (fields ``pk`` and ``instance``) or a callabl
 ``(instance) -> str | iterable of str``. Views cache with the same tags::
 
     cache.set(f"product:{pk}:page", html, tags=["catalog", f"product:{pk}"])
+
+A rule covers the model's proxies and subclasses too (Django sends their class as the signal's
+sender). The row is committed by the time the tags are invalidated, so a cache error then (its
+server down) is logged, not raised: raising would turn a successful save into a 500. The tag
+cache alias itself is checked at start-up (``cachekit_django.E006``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.apps import apps
 from django.db import models, router, transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import class_prepared, post_delete, post_save
+
+from cachekit.errors import CacheError
 
 __all__ = [
     "SettingsError",
@@ -36,7 +45,38 @@ __all__ = [
     "invalidate_tags_on_change",
     "invalidates_tags",
     "parse_settings",
+    "tag_rules",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Connected:
+    """A rule as connected: its receiver and every sender it is connected for (the model, its
+    proxies and subclasses)."""
+
+    model: type[models.Model]
+    rule: TagRule
+    receiver: Callable[..., None]
+    uid: str
+    senders: list[type[models.Model]]
+
+    def connect(self, sender: type[models.Model]) -> None:
+        for signal in (post_save, post_delete):
+            signal.connect(self.receiver, sender=sender, weak=False, dispatch_uid=self.uid)
+        self.senders.append(sender)
+
+    def disconnect(self) -> None:
+        for sender in self.senders:
+            for signal in (post_save, post_delete):
+                signal.disconnect(sender=sender, dispatch_uid=self.uid)
+        self.senders.clear()
+
+
+#: Every connected rule by ``(model label, cache alias)``: the system check validates their
+#: cache aliases (decorator-declared ones included), and subclasses defined later join them.
+_RULES: dict[tuple[str, str], _Connected] = {}
 
 Tag = str | Callable[[Any], "str | Iterable[str]"]
 M = TypeVar("M", bound=type[models.Model])
@@ -72,7 +112,17 @@ class TagRule:
         cache = caches[self.cache]
 
         def run() -> None:
-            cache.invalidate_tags(tags)
+            try:
+                cache.invalidate_tags(tags)
+            except CacheError:
+                logger.exception(
+                    "cachekit: could not invalidate tags %s of %s (pk=%r) in cache %r; the row "
+                    "is saved, entries with these tags may be stale until they expire",
+                    tags,
+                    type(instance)._meta.label,
+                    instance.pk,
+                    self.cache,
+                )
 
         transaction.on_commit(run, using=using)
 
@@ -101,11 +151,40 @@ def invalidate_tags_on_change(
     def receiver(sender: Any, instance: Any, using: str | None = None, **kwargs: Any) -> None:
         rule.invalidate(instance, using or router.db_for_write(sender, instance=instance))
 
+    key = (model._meta.label, cache)
     uid = f"cachekit_django:{model._meta.label}:{cache}"
+    previous = _RULES.pop(key, None)
+    if previous is not None:
+        previous.disconnect()
     for signal in (post_save, post_delete):
         signal.disconnect(sender=model, dispatch_uid=uid)
-        signal.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    # Django sends a proxy's or a subclass's own class, never its parent's: each one is
+    # connected by sender (the ones defined so far here, later ones by class_prepared), rather
+    # than one sender-less receiver, which would cost every model's QuerySet.delete() its
+    # fast path (Django fetches the rows of any model with post_delete listeners).
+    connected = _Connected(model, rule, receiver, uid, [])
+    connected.connect(model)
+    for app_models in list(apps.all_models.values()):
+        for other in list(app_models.values()):
+            if other is not model and issubclass(other, model):
+                connected.connect(other)
+    _RULES[key] = connected
     return rule
+
+
+def _connect_subclass(sender: type[models.Model], **kwargs: Any) -> None:
+    """``class_prepared``: a model defined after a rule of one of its bases joins that rule."""
+    for connected in list(_RULES.values()):
+        if issubclass(sender, connected.model) and sender not in connected.senders:
+            connected.connect(sender)
+
+
+class_prepared.connect(_connect_subclass, weak=False, dispatch_uid="cachekit_django:subclasses")
+
+
+def tag_rules() -> list[tuple[type[models.Model], TagRule]]:
+    """Every connected rule with its model (settings, decorator and function forms)."""
+    return [(connected.model, connected.rule) for connected in _RULES.values()]
 
 
 def invalidates_tags(*tags: Tag, cache: str = "default") -> Callable[[M], M]:

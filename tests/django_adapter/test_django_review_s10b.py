@@ -12,13 +12,17 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client, override_settings
 from django.utils.html import escape
 
-from cachekit.testing.servers import MemcachedServer, RedisServer
+from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
+from cachekit_django import signals
+from cachekit_django.checks import check_tag_caches
+from cachekit_django.signals import invalidates_tags
 
 PREFIX = "s10b"
 
@@ -213,3 +217,114 @@ def test_warm_bad_urls_file_is_a_command_error(
     with pytest.raises(CommandError, match=message):
         run("cachekit_warm", "--urls", str(urls))
     assert not caches["default"].keys("*")  # /cached/ was not requested
+
+
+# -- 7, 8: tag invalidation: the tag cache is checked at start-up, a down one is logged, and
+# proxies invalidate as their model does --------------------------------------------------------
+
+
+class GroupProxy(Group):
+    class Meta:
+        proxy = True
+        app_label = "auth"
+
+
+@pytest.fixture
+def group_rule_cleanup() -> Iterator[None]:
+    yield
+    for key in [key for key in signals._RULES if key[0] == "auth.Group"]:
+        signals._RULES.pop(key).disconnect()
+
+
+@pytest.mark.usefixtures("server_aliases", "group_rule_cleanup")
+@pytest.mark.parametrize(
+    ("alias", "problem"),
+    [
+        ("nosuch", "is not in settings.CACHES"),
+        ("locmem", "is not a cachekit backend"),
+        ("mc", "is a memcached:// cache, which has no tags"),
+    ],
+)
+@pytest.mark.parametrize("declared", ["settings", "decorator"])
+def test_check_rejects_a_tag_cache_without_tags(alias: str, problem: str, declared: str) -> None:
+    locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    rules = {"auth.Group": {"tags": ["groups"], "cache": alias}}
+    with override_settings(
+        CACHES={**settings.CACHES, "locmem": locmem},
+        CACHEKIT_INVALIDATE_TAGS=rules if declared == "settings" else {},
+    ):
+        if declared == "decorator":
+            invalidates_tags("groups", cache=alias)(Group)
+        errors = [m for m in check_tag_caches() if m.id == "cachekit_django.E006"]
+        assert len(errors) == 1
+        assert f"the tag cache {alias!r} of auth.Group {problem}" in errors[0].msg
+        assert errors[0].hint
+        invalidates_tags("groups", cache="redis")(Group)  # a cache with tags: no error
+        if (connected := signals._RULES.pop((Group._meta.label, alias), None)) is not None:
+            connected.disconnect()
+        with override_settings(CACHEKIT_INVALIDATE_TAGS={}):
+            assert check_tag_caches() == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_proxy_saves_and_deletes_invalidate(django_capture_on_commit_callbacks: Any) -> None:
+    cache = caches["default"]
+    invalidates_tags("groups", "group:{pk}")(Group)
+    with django_capture_on_commit_callbacks(execute=True):
+        group = GroupProxy.objects.create(name="proxied")
+    cache.set("list", 1, tags=["groups"])
+    cache.set("page", 1, tags=[f"group:{group.pk}"])
+    with django_capture_on_commit_callbacks(execute=True):
+        group.name = "renamed"
+        group.save()
+    assert cache.get("list") is None
+    assert cache.get("page") is None
+    cache.set("list", 1, tags=["groups"])
+    with django_capture_on_commit_callbacks(execute=True):
+        group.delete()
+    assert cache.get("list") is None
+    cache.set("list", 1, tags=["groups"])
+    with django_capture_on_commit_callbacks(execute=True):
+        Permission.objects.filter(pk=-1).delete()
+        User.objects.create(username="not-a-group")
+    assert cache.get("list") == 1  # other models leave it alone
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_a_down_tag_cache_is_logged_not_raised_after_commit(
+    django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = {
+        "BACKEND": "cachekit_django.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+    }
+    with override_settings(CACHES={**settings.CACHES, "tags": down}):
+        invalidates_tags("groups", cache="tags")(Group)
+        with django_capture_on_commit_callbacks(execute=True):
+            group = Group.objects.create(name="saved")
+    assert Group.objects.filter(pk=group.pk).exists()
+    (record,) = [r for r in caplog.records if r.name == "cachekit_django.signals"]
+    assert record.levelname == "ERROR"
+    assert "could not invalidate tags ['groups'] of auth.Group" in record.getMessage()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_a_proxy_defined_after_the_rule_invalidates(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    cache = caches["default"]
+    invalidates_tags("groups")(Group)
+
+    class LateGroupProxy(Group):
+        class Meta:
+            proxy = True
+            app_label = "auth"
+
+    cache.set("list", 1, tags=["groups"])
+    with django_capture_on_commit_callbacks(execute=True):
+        LateGroupProxy.objects.create(name="late")
+    assert cache.get("list") is None

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.cache import caches
 from django.db.models.signals import post_delete, post_save
 
+from cachekit_django import signals
 from cachekit_django.signals import (
     connect_from_settings,
     invalidate_tags_on_change,
@@ -37,6 +38,8 @@ def cache(settings: Any) -> Iterator[Any]:
             for cache_alias in ("default", "pages"):
                 uid = f"cachekit_django:{model._meta.label}:{cache_alias}"
                 signal.disconnect(sender=model, dispatch_uid=uid)
+    for key in [key for key in signals._RULES if key[0] in ("auth.Group", "auth.Permission")]:
+        signals._RULES.pop(key).disconnect()  # and the proxies and subclasses it connected
 
 
 def test_save_and_delete_invalidate_after_commit(
