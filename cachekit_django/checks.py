@@ -8,7 +8,7 @@ closed (building never connects), so every option the provider validates is chec
 ``cachekit_django.E001``  ``LOCATION``/``OPTIONS`` the provider refuses (the message names the key)
 ``cachekit_django.E002``  ``TIMEOUT`` not seconds (a finite number, or a string ``int()``
                           reads, as Django takes it) or ``None`` (Django would silently use 300)
-``cachekit_django.E003``  ``VERSION`` not an integer (or a string of one)
+``cachekit_django.E003``  ``VERSION`` not an integer, or a string ``str(int)`` would write
 ``cachekit_django.E004``  ``KEY_FUNCTION`` neither a callable nor a dotted path to one
 ``cachekit_django.E005``  ``CACHEKIT_INVALIDATE_TAGS`` is malformed (see :mod:`.signals`)
 ``cachekit_django.E006``  a tag-invalidation rule's ``cache`` (settings or ``@invalidates_tags``)
@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 _DOCS = "see docs/django.md"
+#: Error keys that are not one of the OPTIONS (the E001 hint names them as they are).
+_NOT_OPTIONS = frozenset({None, "url", "LOCATION", "OPTIONS", "MAX_ENTRIES", "CULL_FREQUENCY"})
 
 
 def _backend_class(path: Any) -> type[CacheKitCache] | None:
@@ -120,6 +122,20 @@ def _int_like(value: Any) -> bool:
     return True
 
 
+def _int_text(value: Any) -> bool:
+    """Whether ``value`` is an integer written as ``str(int)`` writes it (``"3"``, ``"-3"``).
+
+    Django uses ``VERSION`` as given, in the made key: such a string makes the keys the int
+    does, where ``" 3"`` or ``"03"`` would make others (and ``incr_version`` fails on any str).
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(int(value)) == value
+    except ValueError:
+        return False
+
+
 def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
     cls = _backend_class(entry.get("BACKEND"))
     if cls is None:
@@ -137,9 +153,7 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
             )
         )
     version = entry.get("VERSION", 1)
-    if isinstance(version, bool) or not (
-        isinstance(version, int) or (isinstance(version, str) and version.strip().isdigit())
-    ):
+    if isinstance(version, bool) or not (isinstance(version, int) or _int_text(version)):
         messages.append(
             Error(
                 f"VERSION must be an integer, got {version!r}",
@@ -178,6 +192,10 @@ def _check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         key = exc.key
         if plan is not None and key is not None:
             key = plan.aliases.get(key, key)  # the key the user wrote (django-redis's name)
+        options = entry.get("OPTIONS")
+        given = isinstance(options, Mapping) and key in options
+        if key not in _NOT_OPTIONS and not given:
+            key = "LOCATION"  # not set in OPTIONS: LOCATION gave it (a FileCache's directory...)
         messages.append(
             Error(
                 f"{cls.__name__}: {exc}",

@@ -21,7 +21,7 @@ from django.utils.html import escape
 
 from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
 from cachekit_django import signals
-from cachekit_django.checks import check_tag_caches
+from cachekit_django.checks import check_caches, check_tag_caches
 from cachekit_django.signals import invalidates_tags
 
 PREFIX = "s10b"
@@ -328,3 +328,37 @@ def test_a_proxy_defined_after_the_rule_invalidates(
     with django_capture_on_commit_callbacks(execute=True):
         LateGroupProxy.objects.create(name="late")
     assert cache.get("list") is None
+
+
+# -- system checks: VERSION as Django takes it; a FileCache LOCATION that is a file ------------
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        (-3, False),
+        ("-3", False),
+        ("3", False),
+        (0, False),
+        (" 3", True),
+        ("03", True),
+        (True, True),
+        ("two", True),
+    ],
+)
+def test_version_check_follows_the_made_key(version: Any, refused: bool) -> None:
+    entry = {"BACKEND": "cachekit_django.cache.MemoryCache", "VERSION": version}
+    with override_settings(CACHES={"default": settings.CACHES["default"], "v": entry}):
+        ids = [message.id for message in check_caches()]
+    assert ("cachekit_django.E003" in ids) is refused
+
+
+def test_file_location_that_is_a_file_points_the_hint_at_location(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    entry = {"BACKEND": "cachekit_django.cache.FileCache", "LOCATION": str(plain)}
+    with override_settings(CACHES={"default": settings.CACHES["default"], "f": entry}):
+        (error,) = [m for m in check_caches() if m.id == "cachekit_django.E001"]
+    assert "is not a directory" in error.msg
+    assert error.hint.startswith("Fix CACHES['f']['LOCATION']")
+    assert "OPTIONS" not in error.hint
