@@ -27,6 +27,7 @@ __all__ = [
     "named_options",
     "parse_options",
     "parse_url",
+    "redact_url",
     "seconds_option",
     "size_option",
 ]
@@ -72,6 +73,33 @@ class ParsedURL:
     raw: str = ""
 
 
+#: Query options whose value is a secret (``?password=...``), by a part of their name.
+_SECRET_OPTIONS = ("password", "secret", "token")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, and any query option named like a secret, as ``***``: for
+    error messages and listings, which reach logs and clients. Split as :func:`parse_url`
+    splits, so it never raises on a URL that function was given."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest, hash_mark, fragment = rest.partition("#")
+    rest, question, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, has_password, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{hosts}" if has_password else f"{user}@{hosts}"
+    query = "&".join(
+        f"{name}=***" if any(s in name.lower() for s in _SECRET_OPTIONS) else item
+        for item in query.split("&")
+        if item
+        for name in (item.partition("=")[0],)
+    )
+    return f"{scheme}://{netloc}{slash}{path}{question}{query}{hash_mark}{fragment}"
+
+
 def parse_url(url: str) -> ParsedURL:
     """Split a cache URL; comma-separated hosts are kept apart (``memcached://a:1,b:2``)."""
     if not isinstance(url, str) or "://" not in url:
@@ -95,7 +123,9 @@ def parse_url(url: str) -> ParsedURL:
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if name in options:
-            raise ConfigurationError(f"option {name!r} is given twice in {url!r}", key=name)
+            raise ConfigurationError(
+                f"option {name!r} is given twice in {redact_url(url)!r}", key=name
+            )
         options[name] = value
     return ParsedURL(scheme.lower(), tuple(hosts), unquote(path), username, password, options, url)
 
@@ -152,7 +182,8 @@ def named_options(url: ParsedURL, options: Mapping[str, Any], *, example: str) -
         or url.password is not None
     ):
         raise ConfigurationError(
-            f"{url.scheme}:// takes at most a name ({example}), got {url.raw!r}", key="url"
+            f"{url.scheme}:// takes at most a name ({example}), got {redact_url(url.raw)!r}",
+            key="url",
         )
     merged: dict[str, Any] = {**url.options, **options}
     if url.hosts and "name" not in merged:

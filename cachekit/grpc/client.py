@@ -32,7 +32,14 @@ import grpc
 import grpc.aio
 
 from .. import errors
-from ..config import Option, ParsedURL, parse_options, seconds_option, size_option
+from ..config import (
+    Option,
+    ParsedURL,
+    parse_options,
+    redact_url,
+    seconds_option,
+    size_option,
+)
 from ..entry import EntryInfo, describe_payload
 from ..errors import (
     BackendUnavailable,
@@ -156,7 +163,8 @@ class GrpcCache(DistributedCache):
         parsed = parse_url(url) if isinstance(url, str) else url
         if parsed.scheme not in {"grpc", "grpcs"} or len(parsed.hosts) != 1:
             raise ConfigurationError(
-                f"a gRPC cache URL looks like grpc://HOST:PORT/NAMESPACE, got {parsed.raw!r}",
+                "a gRPC cache URL looks like grpc://HOST:PORT/NAMESPACE, "
+                f"got {redact_url(parsed.raw)!r}",
                 key="url",
             )
         opts = parse_options(f"{parsed.scheme}://", {**parsed.options, **options}, _OPTIONS)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from ..config import redact_url
 from ..errors import CacheError, ConfigurationError, UnsupportedOperation
 from ..factory import create_cache
 from ..interfaces import Cache
@@ -59,25 +60,6 @@ def build_cache(name: str, url: str) -> Cache:
     query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
     options = {} if any(k == "name" for k, _ in query) else {"name": name}
     return create_cache(url, **options)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (and without any query option named like a secret)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:***@{hosts}" if ":" in userinfo else f"{user}@{hosts}"
-    query = "&".join(
-        f"{k}=***" if any(s in k.lower() for s in ("password", "secret", "token")) else item
-        for item in parts.query.split("&")
-        if item
-        for k in (item.partition("=")[0],)
-    )
-    if netloc == parts.netloc and query == parts.query:
-        return url  # nothing secret (urlunsplit would drop the "//" of "memory://?...")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(slots=True)

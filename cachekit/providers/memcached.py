@@ -77,6 +77,7 @@ from ..config import (
     choice_option,
     int_option,
     parse_options,
+    redact_url,
     seconds_option,
     size_option,
     text_option,
@@ -520,7 +521,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         if url.path or url.username is not None or url.password is not None or not url.hosts:
             raise ConfigurationError(
                 "memcached:// takes servers only (memcached://host:port,host2:port2?option=v); "
-                f"got {url.raw!r}",
+                f"got {redact_url(url.raw)!r}",
                 key="url",
             )
         merged: dict[str, Any] = {**url.options, **options}

@@ -32,7 +32,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 
-from ..config import Option, ParsedURL, bool_option, int_option, seconds_option
+from ..config import Option, ParsedURL, bool_option, int_option, redact_url, seconds_option
 from ..errors import ConfigurationError
 from ..metrics.latency import MAX_SAMPLE_EVERY
 from ..serialization import SERIALIZERS, Serializer
@@ -93,9 +93,13 @@ def _db(text: str, where: str) -> int:
     try:
         db = int(text)
     except ValueError:
-        raise ConfigurationError(f"bad database number {text!r} in {where!r}", key="url") from None
+        raise ConfigurationError(
+            f"bad database number {text!r} in {redact_url(where)!r}", key="url"
+        ) from None
     if db < 0:
-        raise ConfigurationError(f"database number must be >= 0 in {where!r}", key="url")
+        raise ConfigurationError(
+            f"database number must be >= 0 in {redact_url(where)!r}", key="url"
+        )
     return db
 
 
@@ -134,7 +138,8 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
     if scheme == "unix":
         if url.hosts or not url.path:
             raise ConfigurationError(
-                f"a unix socket URL looks like unix:///path/to/redis.sock?db=0, got {url.raw!r}",
+                "a unix socket URL looks like unix:///path/to/redis.sock?db=0, "
+                f"got {redact_url(url.raw)!r}",
                 key="url",
             )
         path = "/" + url.path.lstrip("/")
@@ -151,7 +156,7 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
         if not hosts or parts not in ([], ["0"]):
             raise ConfigurationError(
                 "a cluster URL looks like redis+cluster://[user:pass@]h1:7000,h2:7001 "
-                f"(a cluster has database 0 only), got {url.raw!r}",
+                f"(a cluster has database 0 only), got {redact_url(url.raw)!r}",
                 key="url",
             )
         return ConnectionSettings(scheme, hosts, 0, **auth, **common)
@@ -159,7 +164,7 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
         if not hosts or not parts or len(parts) > 2:
             raise ConfigurationError(
                 "a sentinel URL looks like redis+sentinel://h1:26379,h2:26379/SERVICE/DB, "
-                f"got {url.raw!r}",
+                f"got {redact_url(url.raw)!r}",
                 key="url",
             )
         db = _db(parts[1], url.raw) if len(parts) == 2 else 0
@@ -168,7 +173,8 @@ def settings_from_url(url: ParsedURL, options: dict[str, Any]) -> ConnectionSett
         )
     if len(hosts) > 1 or len(parts) > 1:
         raise ConfigurationError(
-            f"a {scheme} URL looks like {scheme}://[user:pass@]host:port/DB, got {url.raw!r}",
+            f"a {scheme} URL looks like {scheme}://[user:pass@]host:port/DB, "
+            f"got {redact_url(url.raw)!r}",
             key="url",
         )
     db = _db(parts[0], url.raw) if parts else (db_option or 0)
