@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import cachekit
 from cachekit.errors import BackendUnavailable
 from cachekit.providers.filesystem import FileCache
 
@@ -238,3 +239,15 @@ def test_an_undecodable_entry_written_during_the_fill_is_a_miss(
     finally:
         other.close()
         cache.close()
+
+
+def test_stats_report_a_missing_directory_that_cannot_be_made(tmp_path: Path) -> None:
+    """A directory the first write could not make read as a healthy, empty cache."""
+    (tmp_path / "afile").write_text("not a directory")
+    broken = cachekit.create_cache(f"file://{tmp_path}/afile/cache")
+    stats = broken.get_stats()
+    assert stats.extra["available"] is False
+    assert stats.server_read_error is not None
+    fresh = cachekit.create_cache(f"file://{tmp_path}/later/cache")
+    assert fresh.get_stats().extra["available"] is True  # made on the first write
+    assert not (tmp_path / "later").exists()  # and not by a stats read

@@ -453,6 +453,8 @@ class FileCache(DistributedCache):
         available, disk_bytes = True, 0
         try:
             files = self._files.entry_files()
+            if not files and not os.path.isdir(self.directory):
+                _check_creatable(self.directory)  # made on the first write: can it be?
         except OSError as exc:
             log.warning("cache %r: cannot list %s: %s", self.name, self.directory, exc)
             available, files = False, []
@@ -505,3 +507,19 @@ class FileCache(DistributedCache):
             return fn(*args)
         except OSError as exc:
             raise FileUnavailable(f"cache {self.name!r}: {operation} failed: {exc}") from exc
+
+
+def _check_creatable(directory: str) -> None:
+    """Raise ``OSError`` unless the first write could make the missing ``directory``: its
+    nearest existing ancestor must be a directory this process may write in. Not made here: a
+    stats read (an operator's command, as another user) must not create it."""
+    path = os.path.abspath(directory)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"{path} is not a directory, so {directory} cannot be made")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{directory} is missing and {path} is not writable")
