@@ -53,8 +53,10 @@ class AdminServicer(apb_grpc.CacheAdminServiceServicer):
     async def DeleteNamespace(
         self, request: apb.DeleteNamespaceRequest, context: Any
     ) -> apb.DeleteNamespaceResponse:
-        ns = await self.namespaces.adelete(request.namespace)
+        ns = self.namespaces.remove(request.namespace)  # new calls find no such namespace
+        self.metrics.forget(ns.name)  # a namespace created later under the name starts at 0
         ns.hub.publish(EventKind.NAMESPACE_DELETED)
+        await self.namespaces.release(ns)  # once its running calls have ended
         return apb.DeleteNamespaceResponse()
 
     async def ListNamespaces(

@@ -42,7 +42,7 @@ from ..errors import (
     ValueTooLarge,
 )
 from .metrics import RpcMetrics
-from .namespaces import NamespaceExists, NamespaceNotFound
+from .namespaces import Namespace, NamespaceExists, NamespaceNotFound, Namespaces
 from .namespaces import UnsupportedPolicy as _UnsupportedPolicy
 
 __all__ = [
@@ -190,22 +190,51 @@ class StatusInterceptor(MethodInterceptor):
 
 class CallTracker(MethodInterceptor):
     """Count the running calls that answer once (not the streams: ``Watch``, health ``Watch``
-    and reflection never finish on their own), so shutdown knows when only those are left."""
+    and reflection never finish on their own), so shutdown knows when only those are left;
+    with ``namespaces``, also count them on each namespace they name, so deleting one waits
+    for them before closing its cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespaces: Namespaces | None = None) -> None:
         self.running = 0
+        self.namespaces = namespaces
+
+    def _held(self, request: Any) -> list[Namespace]:
+        """The namespaces ``request`` works on (Flush: those named, or all), each entered."""
+        assert self.namespaces is not None
+        name = getattr(request, "namespace", None)
+        if isinstance(name, str):
+            found = self.namespaces.find(name)
+            held = [] if found is None else [found]
+        else:
+            names = getattr(request, "namespaces", None)
+            if names is None:
+                return []
+            held = [ns for n in names for ns in (self.namespaces.find(n),) if ns is not None]
+            if not names:
+                held = list(self.namespaces)
+        for ns in held:
+            ns.running += 1
+        return held
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         if handler.request_streaming or handler.response_streaming:
             return handler
+        # Creating one does not run on it; deleting one waits for the others, not for itself.
+        per_namespace = self.namespaces is not None and method not in {
+            f"{ADMIN_PREFIX}CreateNamespace",
+            f"{ADMIN_PREFIX}DeleteNamespace",
+        }
 
         def unary(behavior: Any) -> Any:
             async def call(request: Any, context: Context) -> Any:
                 self.running += 1
+                held = self._held(request) if per_namespace else ()
                 try:
                     return await behavior(request, context)
                 finally:
                     self.running -= 1
+                    for ns in held:
+                        ns.leave()
 
             return call
 

@@ -53,6 +53,12 @@ class RpcMetrics:
 
         return record
 
+    def forget(self, namespace: str) -> None:
+        """Drop ``namespace``'s series (it was deleted): kept, they would be exported for ever
+        and counted again for a namespace created later under the same name."""
+        for by_namespace in list(self._methods.values()):
+            by_namespace.pop(namespace, None)
+
     def record(self, method: str, namespace: str, code: str, seconds: float) -> None:
         self.recorder(method)(namespace, code, seconds)
 

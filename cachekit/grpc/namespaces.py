@@ -8,10 +8,12 @@ handed to it in code stay their owner's, so their eviction settings are not chan
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..config import redact_url
 from ..errors import CacheError, ConfigurationError, UnsupportedOperation
@@ -30,6 +32,11 @@ __all__ = [
     "build_cache",
     "redact_url",
 ]
+
+log = logging.getLogger("cachekit.grpc")
+
+#: Seconds a deleted namespace's running calls get to finish before its cache is closed.
+DELETE_DRAIN_SECONDS = 10.0
 
 #: Namespace names: what a URL path segment can hold without escaping.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -70,6 +77,9 @@ class Namespace:
     cache: Cache
     url: str = ""
     owned: bool = False
+    #: The URL the cache was built from, password included (``url`` is the redacted one):
+    #: ``ConfigurePolicy`` rebuilds from it, so options it does not change are kept.
+    source: str = field(default="", repr=False)
     #: TTL of writes that give none; ``None``: the provider's own default.
     default_ttl: float | None = None
     #: Cap of every TTL ("never" included); ``None``: no cap.
@@ -78,11 +88,21 @@ class Namespace:
     #: Whether the cache gives a stored :class:`~.values.Kept` back as one (see ``values``):
     #: then stored ``bytes`` are octets whatever their first byte.
     marks: bool = field(init=False, default=False)
+    #: Calls running on this namespace (counted by the server's ``CallTracker``), and the event
+    #: a delete waits on for them to end before it closes the cache under them.
+    running: int = field(init=False, default=0)
+    idle: asyncio.Event | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = EventHub()
         self.marks = holds_kept(self.cache)
+
+    def leave(self) -> None:
+        """One call on this namespace ended (it entered with ``running += 1``)."""
+        self.running -= 1
+        if not self.running and self.idle is not None:
+            self.idle.set()
 
     @property
     def hub(self) -> EventHub:
@@ -116,24 +136,27 @@ class Namespace:
         return {"eviction_policy": "", "max_entries": None, "max_memory_bytes": None}
 
     def reconfigure_memory(self, **changes: Any) -> None:
-        """Rebuild an owned memory cache with new bounds or policy, moving its live entries."""
+        """Rebuild an owned memory cache with new bounds or policy, moving its live entries.
+
+        The new cache is built from the namespace's URL with only the changed options replaced
+        (serializer, sizer and the rest are kept) and becomes the reported URL. Its counters
+        carry on from the old cache's (a reconfiguration is not a restart); entries the new
+        bounds evict while they move count as evictions.
+        """
         old = self.cache
         if not isinstance(old, MemoryCache) or not self.owned:
             raise UnsupportedPolicy(
                 f"namespace {self.name!r}: eviction settings can only be changed on memory "
                 "caches the server built (configure other providers on their own servers)"
             )
-        current = self.policy()
-        options: dict[str, Any] = {
-            "name": old.name,
-            "policy": current["eviction_policy"] or "lru",
-            "max_entries": current["max_entries"],
-            "max_memory_bytes": current["max_memory_bytes"],
-            "default_ttl": old.default_ttl,
-        }
-        options.update(changes)
-        new = create_cache("memory://", **options)
-        assert isinstance(new, MemoryCache)
+        source = self.source or f"memory://?{urlencode(_memory_options(old))}"
+        url = _with_options(
+            source, {k: "none" if v is None else str(v) for k, v in changes.items()}
+        )
+        new = build_cache(self.name, url)
+        if not isinstance(new, MemoryCache):  # the URL names a memory cache: cannot happen
+            new.close()
+            raise UnsupportedPolicy(f"namespace {self.name!r}: {redact_url(url)} is not memory")
         for key in old.keys():
             value = old._peek(key)  # not counted as a hit
             if value is MISSING:
@@ -146,6 +169,7 @@ class Namespace:
             except CacheError:
                 continue  # over the new memory bound on its own: not kept, as set_many would
         marks, self.cache, self.marks = self.marks, new, holds_kept(new)
+        self.source, self.url = url, redact_url(url)
         if self.marks and not marks:  # moved from a sniffing namespace: mark its envelopes
             for key in new.keys():
                 stored = new._peek(key)
@@ -156,7 +180,39 @@ class Namespace:
                         new.set(key, marked, ttl=new.ttl(key), tags=new.tags_of(key))
                     except CacheError:
                         continue  # left as it was
+        _carry_counters(old, new)
         old.close()
+
+
+def _memory_options(cache: MemoryCache) -> dict[str, str]:
+    """The options of a memory cache handed over without a URL (no serializer or sizer)."""
+    options = {"name": cache.name, "policy": cache.get_stats().policy or "lru"}
+    if cache.default_ttl is not None:
+        options["default_ttl"] = str(cache.default_ttl)
+    return options
+
+
+def _with_options(url: str, changes: Mapping[str, str]) -> str:
+    """``url`` with the query options in ``changes`` replaced or added, the others kept."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in changes]
+    query += changes.items()
+    # Not urlunsplit: it drops the "//" of "memory://?...".
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
+
+
+def _carry_counters(old: MemoryCache, new: MemoryCache) -> None:
+    """Give ``new`` the counters and start time of the cache it replaces; the moved entries are
+    no sets, and the evictions the new bounds caused while they moved are added."""
+    with old._lock:
+        old._drain_logs()
+        with new._lock:
+            new._drain_logs()
+            new._evictions += old._evictions
+            new._hits, new._misses = old._hits, old._misses
+            new._sets, new._deletes = old._sets, old._deletes
+            new._expirations = old._expirations
+            new._started_wall, new._started = old._started_wall, old._started
 
 
 #: An envelope as a probe of what a cache gives back (a pickle one, as pickle clients send).
@@ -205,6 +261,10 @@ class Namespaces:
             raise NamespaceNotFound(f"no namespace {name!r} on this server")
         return found
 
+    def find(self, name: str) -> Namespace | None:
+        """The namespace of that name, or None (no error: the per-call tracking's lookup)."""
+        return self._by_name.get(name)
+
     def create(self, name: str, url: str = "") -> Namespace:
         check_name(name)
         if name in self._by_name:
@@ -212,7 +272,12 @@ class Namespaces:
         url = url or "memory://"
         cache = build_cache(name, url)
         ns = Namespace(
-            name, cache, url=redact_url(url), owned=True, events=EventHub(self.queue_size)
+            name,
+            cache,
+            url=redact_url(url),
+            owned=True,
+            source=url,
+            events=EventHub(self.queue_size),
         )
         self._by_name[name] = ns
         return ns
@@ -233,13 +298,35 @@ class Namespaces:
             ns.cache.close()
         return ns
 
-    async def adelete(self, name: str) -> Namespace:
-        """:meth:`delete` from the server's loop: also closes the loop's async clients."""
+    async def adelete(self, name: str, drain: float = DELETE_DRAIN_SECONDS) -> Namespace:
+        """:meth:`delete` from the server's loop: :meth:`remove`, then :meth:`release`."""
+        ns = self.remove(name)
+        await self.release(ns, drain)
+        return ns
+
+    def remove(self, name: str) -> Namespace:
+        """Stop serving ``name``: calls from now on find no such namespace."""
         ns = self.get(name)
         del self._by_name[name]
+        return ns
+
+    async def release(self, ns: Namespace, drain: float = DELETE_DRAIN_SECONDS) -> None:
+        """Close a removed namespace's cache once the calls still running on it have ended
+        (at most ``drain`` seconds): closed under a call, a Redis client leaked its connection
+        and the call's write landed after the delete had returned."""
+        if ns.running:
+            ns.idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(ns.idle.wait(), drain)
+            except TimeoutError:
+                log.warning(
+                    "namespace %r: closing its cache under %d calls still running after %.1fs",
+                    ns.name,
+                    ns.running,
+                    drain,
+                )
         if ns.owned:
             await _release(ns.cache)
-        return ns
 
     def names(self) -> list[str]:
         return sorted(self._by_name)  # one C call: a snapshot, whatever another thread does

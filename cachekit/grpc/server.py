@@ -246,7 +246,7 @@ class CacheServer:
         self.max_value_bytes = max_value_bytes
         self.max_key_bytes = max_key_bytes
         #: The running calls that answer once: shutdown cancels the streams left after them.
-        self.calls = CallTracker()
+        self.calls = CallTracker(self.namespaces)
         self.interceptors: list[MethodInterceptor] = [
             MetricsInterceptor(self.metrics, self.namespaces),
             self.calls,

@@ -235,7 +235,7 @@ def test_serve_owns_the_caches_it_builds() -> None:
         listed = admin.ListNamespaces(apb.ListNamespacesRequest()).namespaces
         assert [(n.name, n.url) for n in listed] == [
             ("b", "memory://?max_entries=5"),
-            ("default", "memory://"),
+            ("default", "memory://?max_entries=10"),  # the URL of the rebuilt cache
         ]
         # what makes the server close them at shutdown (memory's close has nothing to observe)
         assert all(ns.owned for ns in srv.server.namespaces)

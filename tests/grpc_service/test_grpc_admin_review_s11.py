@@ -1,0 +1,117 @@
+"""Review fixes of the gRPC admin service: ConfigurePolicy, DeleteNamespace (real servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import grpc
+import pytest
+import redis
+from grpc_helpers import ThreadedServer
+
+from cachekit.grpc.namespaces import Namespaces
+from cachekit.testing.servers import RedisServer
+from cachekit.v1 import admin_pb2 as apb
+from cachekit.v1 import admin_pb2_grpc as apb_grpc
+from cachekit.v1 import cache_pb2 as pb
+from cachekit.v1 import cache_pb2_grpc as pb_grpc
+
+
+def test_configure_policy_keeps_the_url_options_and_the_counters() -> None:
+    namespaces = Namespaces()
+    namespaces.create("default")
+    namespaces.create("j", "memory://?serializer=json&default_ttl=60")
+    with ThreadedServer(namespaces) as srv, grpc.insecure_channel(srv.target) as ch:
+        cache, admin = pb_grpc.CacheServiceStub(ch), apb_grpc.CacheAdminServiceStub(ch)
+        json_value = pb.Value(data=b'{"a": 1}', content_type="application/json")
+        cache.Set(pb.SetRequest(namespace="j", key="k", value=json_value))
+        cache.Get(pb.GetRequest(namespace="j", key="k"))
+        cache.Get(pb.GetRequest(namespace="j", key="absent"))
+        before = namespaces.get("j").cache
+        made = admin.ConfigurePolicy(
+            apb.ConfigurePolicyRequest(namespace="j", max_entries=50, eviction_policy="lfu")
+        ).namespace
+        after = namespaces.get("j").cache
+        assert after is not before
+        assert made.url == "memory://?serializer=json&default_ttl=60&policy=lfu&max_entries=50"
+        assert made.policy.max_entries == 50
+        assert after._dumps is not None  # type: ignore[attr-defined]  # still JSON
+        assert after.default_ttl == 60  # type: ignore[attr-defined]
+        got = cache.Get(pb.GetRequest(namespace="j", key="k"))
+        assert got.found
+        assert got.entry.value.content_type == "application/json"
+        stats = admin.GetNamespaceStats(apb.GetNamespaceStatsRequest(namespace="j")).stats
+        assert (stats.hits, stats.misses, stats.sets) == (2, 1, 1)
+        listed = {
+            n.name: n.url for n in admin.ListNamespaces(apb.ListNamespacesRequest()).namespaces
+        }
+        assert listed["j"] == made.url
+        made = admin.ConfigurePolicy(
+            apb.ConfigurePolicyRequest(namespace="j", max_entries=0)
+        ).namespace
+        assert made.url == "memory://?serializer=json&default_ttl=60&policy=lfu&max_entries=none"
+        assert not made.policy.HasField("max_entries")
+
+
+def test_delete_namespace_waits_for_its_running_calls(fresh_redis_server: RedisServer) -> None:
+    """Closing the cache under a Set stalled on Redis leaked its connection, and the write
+    landed after DeleteNamespace had returned."""
+    server = fresh_redis_server
+    pid = server.pid
+    assert pid is not None
+    checker = redis.Redis.from_url(server.url)
+    namespaces = Namespaces()
+    namespaces.create("default")
+    namespaces.create("r", f"{server.url}?socket_timeout=30")
+
+    async def scenario(target: str) -> None:
+        async with grpc.aio.insecure_channel(target) as ch:
+            cache, admin = pb_grpc.CacheServiceStub(ch), apb_grpc.CacheAdminServiceStub(ch)
+            await cache.Set(pb.SetRequest(namespace="r", key="warm", value=pb.Value(data=b"x")))
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                late = pb.SetRequest(namespace="r", key="late", value=pb.Value(data=b"y"))
+                setting = asyncio.ensure_future(cache.Set(late, timeout=20))
+                await asyncio.sleep(0.3)
+                deleting = asyncio.ensure_future(
+                    admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace="r"), timeout=20)
+                )
+                await asyncio.sleep(0.5)
+                assert not deleting.done()  # waiting for the stalled Set
+                listed = await admin.ListNamespaces(apb.ListNamespacesRequest())
+                assert [n.name for n in listed.namespaces] == ["default"]
+                with pytest.raises(grpc.aio.AioRpcError) as refused:  # no new calls
+                    await cache.Get(pb.GetRequest(namespace="r", key="warm"), timeout=5)
+                assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert (await setting).stored
+            await deleting
+            assert checker.exists("cachekit:r:late")  # landed before the delete returned
+            for _ in range(50):  # the namespace's connections are closed, none leaked
+                if len(checker.client_list()) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(checker.client_list()) == 1
+
+    with ThreadedServer(namespaces) as srv:
+        asyncio.run(scenario(srv.target))
+    checker.close()
+
+
+def test_deleted_namespace_metrics_are_dropped() -> None:
+    namespaces = Namespaces()
+    namespaces.create("default")
+    with ThreadedServer(namespaces) as srv, grpc.insecure_channel(srv.target) as ch:
+        cache, admin = pb_grpc.CacheServiceStub(ch), apb_grpc.CacheAdminServiceStub(ch)
+        admin.CreateNamespace(apb.CreateNamespaceRequest(namespace="t"))
+        for _ in range(5):
+            cache.Get(pb.GetRequest(namespace="t", key="k"))
+        admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace="t"))
+        assert srv.server.metrics.counts("t") == []
+        assert all(ns != "t" for _m, ns, _s in srv.server.metrics._series())
+        admin.CreateNamespace(apb.CreateNamespaceRequest(namespace="t"))
+        rpcs = admin.GetNamespaceStats(apb.GetNamespaceStatsRequest(namespace="t")).rpcs
+        assert [(r.method, r.code, r.count) for r in rpcs] == [("CreateNamespace", "OK", 1)]
