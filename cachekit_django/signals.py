@@ -20,14 +20,18 @@ A tag is a ``str.format`` template (fields ``pk`` and ``instance``) or a callabl
     cache.set(f"product:{pk}:page", html, tags=["catalog", f"product:{pk}"])
 
 A rule covers the model's proxies and subclasses too (Django sends their class as the signal's
-sender). The row is committed by the time the tags are invalidated, so a cache error then (its
-server down) is logged, not raised: raising would turn a successful save into a 500. The tag
-cache alias itself is checked at start-up (``cachekit_django.E006``).
+sender). The row is committed by the time the tags are invalidated, so an outage then (the
+cache's server down: ``BackendUnavailable``) is logged, at most once per ``LOG_INTERVAL`` per
+cache, not raised: raising would turn a successful save into a 500. Any other error (a tag the
+rule computes badly, a cache without tags) is a mistake and raises. The tag cache alias itself
+is checked at start-up (``cachekit_django.E006``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,7 +40,7 @@ from django.apps import apps
 from django.db import models, router, transaction
 from django.db.models.signals import class_prepared, post_delete, post_save
 
-from cachekit.errors import CacheError
+from cachekit.errors import BackendUnavailable
 
 __all__ = [
     "SettingsError",
@@ -63,7 +67,8 @@ class _Connected:
     senders: list[type[models.Model]]
 
     def connect(self, sender: type[models.Model]) -> None:
-        for signal in (post_save, post_delete):
+        signals = (post_save, post_delete) if _shares_rows(sender, self.model) else (post_save,)
+        for signal in signals:
             signal.connect(self.receiver, sender=sender, weak=False, dispatch_uid=self.uid)
         self.senders.append(sender)
 
@@ -72,6 +77,14 @@ class _Connected:
             for signal in (post_save, post_delete):
                 signal.disconnect(sender=sender, dispatch_uid=self.uid)
         self.senders.clear()
+
+
+def _shares_rows(sender: type[models.Model], model: type[models.Model]) -> bool:
+    """Whether ``sender`` is ``model`` or a proxy of it, whose deletes send ``post_delete``
+    with ``sender`` alone. A multi-table child's delete also deletes its parent row, whose own
+    ``post_delete`` the rule already hears: a child joins for its saves only (Django saves
+    parents without signals), or each delete would invalidate twice."""
+    return sender._meta.concrete_model is model._meta.concrete_model
 
 
 #: Every connected rule by ``(model label, cache alias)``: the system check validates their
@@ -114,17 +127,38 @@ class TagRule:
         def run() -> None:
             try:
                 cache.invalidate_tags(tags)
-            except CacheError:
-                logger.exception(
-                    "cachekit: could not invalidate tags %s of %s (pk=%r) in cache %r; the row "
-                    "is saved, entries with these tags may be stale until they expire",
-                    tags,
-                    type(instance)._meta.label,
-                    instance.pk,
-                    self.cache,
-                )
+            except BackendUnavailable as exc:  # an outage; a mistake in the rule still raises
+                _report_outage(self.cache, tags, type(instance)._meta.label, instance.pk, exc)
 
         transaction.on_commit(run, using=using)
+
+
+#: Seconds between two reports of tag invalidations lost to an outage, per cache alias: a
+#: ``QuerySet.delete()`` of N rows fails N times, and N tracebacks would bury the first.
+LOG_INTERVAL = 10.0
+_reports: dict[str, tuple[float, int]] = {}
+_reports_lock = threading.Lock()
+
+
+def _report_outage(alias: str, tags: list[str], label: str, pk: Any, exc: Exception) -> None:
+    now = time.monotonic()
+    with _reports_lock:
+        last, unreported = _reports.get(alias, (float("-inf"), 0))
+        if now - last < LOG_INTERVAL:
+            _reports[alias] = (last, unreported + 1)
+            return
+        _reports[alias] = (now, 0)
+    logger.error(
+        "cachekit: could not invalidate tags %s of %s (pk=%r) in cache %r (and %d more since "
+        "the last report); the rows are saved, entries with these tags may be stale until "
+        "they expire: %s",
+        tags,
+        label,
+        pk,
+        alias,
+        unreported,
+        exc,
+    )
 
 
 def _check_tags(tags: Iterable[Any], where: str) -> tuple[Tag, ...]:
@@ -173,7 +207,12 @@ def invalidate_tags_on_change(
 
 
 def _connect_subclass(sender: type[models.Model], **kwargs: Any) -> None:
-    """``class_prepared``: a model defined after a rule of one of its bases joins that rule."""
+    """``class_prepared``: a model defined after a rule of one of its bases joins that rule.
+
+    Only models of the project's registry: a throw-away registry's (``isolate_apps``, models
+    built at run time) would be kept alive by the connection for ever."""
+    if sender._meta.apps is not apps:
+        return
     for connected in list(_RULES.values()):
         if issubclass(sender, connected.model) and sender not in connected.senders:
             connected.connect(sender)

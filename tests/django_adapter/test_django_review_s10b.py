@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, models
 from django.test import Client, override_settings
+from django.test.utils import isolate_apps
 from django.utils.html import escape
 
+from cachekit.errors import InvalidArgumentType
 from cachekit.testing.servers import MemcachedServer, RedisServer, free_port
 from cachekit_django import signals
 from cachekit_django.checks import check_caches, check_tag_caches
@@ -362,3 +366,108 @@ def test_file_location_that_is_a_file_points_the_hint_at_location(tmp_path: Path
     assert "is not a directory" in error.msg
     assert error.hint.startswith("Fix CACHES['f']['LOCATION']")
     assert "OPTIONS" not in error.hint
+
+
+# -- second reading: one invalidation per delete, no leak, mistakes raise, no log flood ----------
+
+
+@pytest.fixture
+def special_group() -> Iterator[type[Group]]:
+    """A multi-table child of Group, with its table, for one test: taken out of the registry
+    afterwards, or every later Group delete would look for its missing table."""
+
+    class SpecialGroup(Group):
+        extra = models.CharField(max_length=10, default="")
+
+        class Meta:
+            app_label = "auth"
+
+    with connection.schema_editor() as editor:
+        editor.create_model(SpecialGroup)
+    try:
+        yield SpecialGroup
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(SpecialGroup)
+        del apps.all_models["auth"]["specialgroup"]
+        apps.clear_cache()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_a_multi_table_child_invalidates_once_per_change(special_group: type[Group]) -> None:
+    """Deleting a child also deletes its parent row, whose post_delete the rule already heard:
+    connected for the child's deletes as well, each delete invalidated twice."""
+    cache = caches["default"]
+    invalidates_tags("groups")(Group)
+    calls: list[list[str]] = []
+    original = cache.invalidate_tags
+
+    def counting(tags: Any) -> int:
+        calls.append(list(tags))
+        return int(original(tags))
+
+    cache.invalidate_tags = counting
+    try:
+        child = special_group.objects.create(name="child")
+        assert calls == [["groups"]]  # the child's save (Django saves parents silently)
+        calls.clear()
+        child.delete()
+        assert calls == [["groups"]]
+        calls.clear()
+        other = special_group.objects.create(name="other")
+        calls.clear()
+        special_group.objects.filter(pk=other.pk).delete()
+        assert calls == [["groups"]]
+    finally:
+        del cache.invalidate_tags
+
+
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_models_of_a_throwaway_registry_do_not_join_a_rule() -> None:
+    """class_prepared fires for isolate_apps' models too; joining kept each one alive."""
+    invalidates_tags("groups")(Group)
+    connected = signals._RULES[("auth.Group", "default")]
+    before = list(connected.senders)
+    with isolate_apps("django.contrib.auth"):
+
+        class Throwaway(Group):
+            class Meta:
+                proxy = True
+                app_label = "auth"
+
+    assert connected.senders == before
+    del Throwaway
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_a_mistake_in_a_rule_raises_after_commit(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Only an outage is logged: a rule computing a bad tag was logged and ignored too."""
+    invalidates_tags(lambda group: [group.pk])(Group)
+    with pytest.raises(InvalidArgumentType), django_capture_on_commit_callbacks(execute=True):
+        Group.objects.create(name="bad tag")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("group_rule_cleanup")
+def test_an_outage_is_reported_once_per_interval_not_per_row(
+    django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = {
+        "BACKEND": "cachekit_django.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retries": 0},
+    }
+    signals._reports.clear()
+    with override_settings(CACHES={**settings.CACHES, "tags": down}):
+        invalidates_tags("groups", cache="tags")(Group)
+        with django_capture_on_commit_callbacks(execute=True):
+            for i in range(5):
+                Group.objects.create(name=f"row{i}")
+    assert Group.objects.filter(name__startswith="row").count() == 5
+    records = [r for r in caplog.records if r.name == "cachekit_django.signals"]
+    assert len(records) == 1
+    signals._reports.clear()
