@@ -75,14 +75,26 @@ def _table(rows: Sequence[tuple[str, CacheStats, float]]) -> str:
     return "\n".join(lines)
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type of the counts: zero or less made ``run_demo`` fail (no pages: IndexError;
+    no entries: ConfigurationError) or hang (negative threads: a Barrier nobody reaches)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cachekit demo", description="Serve a skewed page-view stream from the memory cache."
     )
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--pages", type=int, default=5_000)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--max-entries", type=int, default=500)
+    parser.add_argument("--requests", type=_at_least_one, default=20_000)
+    parser.add_argument("--pages", type=_at_least_one, default=5_000)
+    parser.add_argument("--threads", type=_at_least_one, default=4)
+    parser.add_argument("--max-entries", type=_at_least_one, default=500)
     parser.add_argument(
         "--policy",
         action="append",

@@ -45,3 +45,27 @@ def test_python_dash_m() -> None:
         [sys.executable, "-m", "cachekit", "--help"], capture_output=True, text=True, check=True
     )
     assert "usage: cachekit" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--pages", "0"),
+        ("--max-entries", "0"),
+        ("--threads", "0"),
+        ("--threads", "-1"),
+        ("--requests", "0"),
+        ("--pages", "x"),
+    ],
+)
+def test_demo_refuses_counts_below_one(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    """--pages 0 raised IndexError, --max-entries 0 a ConfigurationError traceback, --threads -1
+    hung on its Barrier and --threads 0 ran nothing: now argparse refuses them (exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", option, value, "--policy", "lru", "--requests", "100"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err
+    assert "Traceback" not in err

@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-cert", help="PEM certificate (enables TLS)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--tls-client-ca", help="PEM CA of client certificates (mutual TLS)")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0: any free port)"
+    )
     return parser
 
 
@@ -49,6 +51,12 @@ def build_namespaces(url: str, extra: Sequence[str]) -> Namespaces:
         name, sep, spec = item.partition("=")
         if not sep or not name or not spec:
             raise ConfigurationError(f"--namespace takes NAME=URL, got {item!r}", key="namespace")
+        if name == "default":  # it silently replaced --url
+            raise ConfigurationError(
+                "--namespace default=URL: the default namespace's URL is --url", key="namespace"
+            )
+        if name in specs:  # the later one silently won
+            raise ConfigurationError(f"--namespace {name!r} is given twice", key="namespace")
         specs[name] = spec
     namespaces = Namespaces()
     try:
@@ -73,10 +81,15 @@ def main(argv: Sequence[str]) -> int:
     try:
         caches = build_namespaces(args.url, args.namespace)
 
+        host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+
         def ready(port: int) -> None:
             scheme = "grpcs" if args.tls_cert else "grpc"
             names = ", ".join(caches.names())
-            print(f"cachekit: serving {names} on {scheme}://{args.host}:{port}", flush=True)
+            print(f"cachekit: serving {names} on {scheme}://{host}:{port}", flush=True)
+
+        def metrics_ready(port: int) -> None:
+            print(f"cachekit: metrics on http://{host}:{port}/metrics", flush=True)
 
         serve(
             caches,
@@ -89,6 +102,7 @@ def main(argv: Sequence[str]) -> int:
             tls_client_ca=args.tls_client_ca,
             metrics_port=args.metrics_port,
             ready=ready,
+            metrics_ready=metrics_ready,
         )
     except (ConfigurationError, OSError) as exc:
         print(f"cachekit serve: {exc}", file=sys.stderr)

@@ -172,6 +172,7 @@ class GrpcCache(DistributedCache):
         super().__init__(name=opts.pop("name", namespace))
         host, port = parsed.hosts[0]
         self.namespace = namespace
+        host = f"[{host}]" if ":" in host else host  # IPv6: grpc cannot resolve ::1:50051
         self.target = f"{host}:{port or 50051}"
         self.tls = parsed.scheme == "grpcs"
         self.timeout: float | None = opts.pop("timeout", 5.0)

@@ -349,6 +349,10 @@ class AuthInterceptor(MethodInterceptor):
             raise ConfigurationError("token must not be empty", key="token")
         if admin_token is not None and not admin_token:
             raise ConfigurationError("admin_token must not be empty", key="admin_token")
+        for key, value in (("token", token), ("admin_token", admin_token)):
+            if value is not None and value != value.strip():
+                # The header's token is stripped before comparing: this one could never match.
+                raise ConfigurationError(f"{key} must not start or end with whitespace", key=key)
         self._token = token.encode() if token else None
         self._admin = admin_token.encode() if admin_token else None
 

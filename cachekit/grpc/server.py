@@ -395,6 +395,7 @@ def serve(
     tls_client_ca: str | None = None,
     metrics_port: int | None = None,
     ready: Callable[[int], None] | None = None,
+    metrics_ready: Callable[[int], None] | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     max_key_bytes: int | None = None,
@@ -402,7 +403,8 @@ def serve(
 ) -> None:
     """Serve ``namespaces`` until SIGTERM/SIGINT, then shut down gracefully and return.
 
-    ``port=0`` picks a free port; ``ready(port)`` is called once the server is listening.
+    ``port=0`` picks a free port; ``ready(port)`` is called once the server is listening, then
+    ``metrics_ready(port)`` with the bound metrics port if there is one (``metrics_port=0``).
     Bad options raise :class:`~cachekit.errors.ConfigurationError` before anything is bound.
     """
     server = CacheServer(
@@ -419,10 +421,15 @@ def serve(
         max_value_bytes=max_value_bytes,
         max_key_bytes=max_key_bytes,
     )
-    asyncio.run(_run(server, ready, grace))
+    asyncio.run(_run(server, ready, grace, metrics_ready))
 
 
-async def _run(server: CacheServer, ready: Callable[[int], None] | None, grace: float) -> None:
+async def _run(
+    server: CacheServer,
+    ready: Callable[[int], None] | None,
+    grace: float,
+    metrics_ready: Callable[[int], None] | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -438,6 +445,8 @@ async def _run(server: CacheServer, ready: Callable[[int], None] | None, grace: 
             raise
         if ready is not None:
             ready(port)
+        if metrics_ready is not None and server.metrics_port is not None:
+            metrics_ready(server.metrics_port)
         await stop.wait()
         log.info("cachekit gRPC server shutting down (grace %.1fs)", grace)
     finally:
