@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -249,3 +250,12 @@ def test_a_flapping_subscriber_is_reported_once_per_interval(
     messages = [r.getMessage() for r in caplog.records if r.name.endswith("invalidation")]
     assert len([m for m in messages if " lost " in m]) == 1, messages
     assert len([m for m in messages if "resubscribed;" in m]) <= 1, messages
+
+
+def test_a_malformed_tiered_url_never_echoes_its_l2_password() -> None:
+    """The error quoted the raw URL, whose encoded l2= carried the Redis password."""
+    secret = urllib.parse.quote("redis://:S3CRET@127.0.0.1:6379/0", safe="")
+    with pytest.raises(ConfigurationError) as info:
+        create_cache(f"tiered://somehost?l2={secret}")
+    assert "S3CRET" not in str(info.value)
+    assert info.value.key == "url"

@@ -204,9 +204,11 @@ class TieredCache(TimedGets, DistributedCache):
     @classmethod
     def from_url(cls, url: ParsedURL, options: Mapping[str, Any]) -> TieredCache:
         if url.hosts or url.path or url.username is not None or url.password is not None:
+            # Not echoed: its encoded l2= may carry a Redis password, which errors (logs,
+            # gRPC answers) must never show.
             raise ConfigurationError(
                 "tiered:// takes its caches as options: tiered://?l1=<url-encoded memory:// "
-                f"URL>&l2=<url-encoded URL>, got {url.raw!r}",
+                "URL>&l2=<url-encoded URL>; this one has a host, path or credentials of its own",
                 key="url",
             )
         merged = parse_options("tiered://", {**url.options, **options}, cls.options)

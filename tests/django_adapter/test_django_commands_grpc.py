@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,18 +25,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> re.Match[str]:
+    """The first output line matching ``pattern``. Read from the pipe's descriptor, not its
+    text wrapper: lines the wrapper had buffered are invisible to ``select``."""
     assert process.stdout is not None
+    fd = process.stdout.fileno()
     deadline = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < deadline:
-        if select.select([process.stdout], [], [], 0.2)[0]:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
+        if select.select([fd], [], [], 0.2)[0]:
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk and process.poll() is not None:
                 break
-            seen += line
-            match = re.search(pattern, line)
-            if match:
-                return match
+            seen += chunk
+            for line in seen.splitlines():
+                match = re.search(pattern, line)
+                if match:
+                    return match
     raise AssertionError(f"no {pattern!r} within {timeout} s; output: {seen}")
 
 
@@ -110,3 +115,41 @@ def test_an_empty_token_variable_is_refused_not_served_unauthenticated(
     monkeypatch.setenv("CACHEKIT_GRPC_TOKEN", "")
     with pytest.raises(CommandError, match="set but empty"):
         call_command("cachekit_grpc", stdout=io.StringIO())
+
+
+def test_a_picked_metrics_port_is_printed() -> None:
+    """--metrics-port 0 picked a port and never said which."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cachekit_test_settings",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "django_adapter"), str(REPO)]),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "django",
+            "cachekit_grpc",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        match = read_until(process, r"Prometheus metrics on (http://127\.0\.0\.1:\d+/metrics)", 30)
+        with urllib.request.urlopen(match.group(1), timeout=10) as response:
+            assert b"cachekit_grpc" in response.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -130,6 +130,11 @@ class Command(BaseCommand):
                 )
                 self.stdout.flush()
 
+        def metrics_ready(bound: int) -> None:  # --metrics-port 0 picks one: say which
+            if verbosity >= 1:
+                self.stdout.write(f"Prometheus metrics on http://{options['host']}:{bound}/metrics")
+                self.stdout.flush()
+
         try:
             serve(
                 namespaces,
@@ -142,6 +147,7 @@ class Command(BaseCommand):
                 tls_client_ca=client_ca,
                 metrics_port=metrics_port,
                 ready=ready,
+                metrics_ready=metrics_ready,
             )
         except (CacheError, OSError) as exc:  # a bad namespace name, a port in use...
             raise CommandError(str(exc)) from exc
