@@ -279,7 +279,9 @@ def serve_grpc_command(  # noqa: PLR0917 - one parameter per click option
             tls_client_ca=tls_client_ca,
             metrics_port=metrics_port,
             ready=ready,
-            metrics_ready=lambda bound: click.echo(f"metrics on {host}:{bound}/metrics"),
+            metrics_ready=lambda bound: click.echo(
+                f"metrics on http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+            ),
         )
     except (CacheError, UnsupportedOperation, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..v1 import admin_pb2 as apb
@@ -56,7 +57,9 @@ class AdminServicer(apb_grpc.CacheAdminServiceServicer):
         ns = self.namespaces.remove(request.namespace)  # new calls find no such namespace
         self.metrics.forget(ns.name)  # a namespace created later under the name starts at 0
         ns.hub.publish(EventKind.NAMESPACE_DELETED)
-        await self.namespaces.release(ns)  # once its running calls have ended
+        # Shielded: a DeleteNamespace cancelled while it waits (its deadline, a shutdown) still
+        # closes the cache it removed, which nothing else owns any more.
+        await asyncio.shield(self.namespaces.release(ns))  # once its running calls have ended
         return apb.DeleteNamespaceResponse()
 
     async def ListNamespaces(

@@ -185,8 +185,15 @@ class Namespace:
 
 
 def _memory_options(cache: MemoryCache) -> dict[str, str]:
-    """The options of a memory cache handed over without a URL (no serializer or sizer)."""
-    options = {"name": cache.name, "policy": cache.get_stats().policy or "lru"}
+    """The options of a memory cache handed over without a URL (no serializer or sizer): its
+    policy, bounds and default TTL, so a reconfiguration changes only what it names."""
+    options = {
+        "name": cache.name,
+        "policy": cache.get_stats().policy or "lru",
+        "max_entries": "none" if cache.max_entries is None else str(cache.max_entries),
+    }
+    if cache.max_memory_bytes is not None:
+        options["max_memory_bytes"] = str(cache.max_memory_bytes)
     if cache.default_ttl is not None:
         options["default_ttl"] = str(cache.default_ttl)
     return options
@@ -245,6 +252,8 @@ class Namespaces:
     def __init__(self, caches: Mapping[str, Cache] = {}, *, queue_size: int = 1024) -> None:
         self.queue_size = queue_size
         self._by_name: dict[str, Namespace] = {}
+        #: Removed namespaces whose caches wait for their running calls, by id (not hashable).
+        self._releasing: dict[int, Namespace] = {}
         for name, cache in caches.items():
             if not isinstance(cache, Cache):
                 raise ConfigurationError(
@@ -314,19 +323,22 @@ class Namespaces:
         """Close a removed namespace's cache once the calls still running on it have ended
         (at most ``drain`` seconds): closed under a call, a Redis client leaked its connection
         and the call's write landed after the delete had returned."""
-        if ns.running:
-            ns.idle = asyncio.Event()
-            try:
-                await asyncio.wait_for(ns.idle.wait(), drain)
-            except TimeoutError:
-                log.warning(
-                    "namespace %r: closing its cache under %d calls still running after %.1fs",
-                    ns.name,
-                    ns.running,
-                    drain,
-                )
-        if ns.owned:
-            await _release(ns.cache)
+        self._releasing[id(ns)] = ns  # closed by aclose() if the server stops first
+        try:
+            if ns.running:
+                ns.idle = asyncio.Event()
+                try:
+                    await asyncio.wait_for(ns.idle.wait(), drain)
+                except TimeoutError:
+                    log.warning(
+                        "namespace %r: closing its cache under %d calls still running after %.1fs",
+                        ns.name,
+                        ns.running,
+                        drain,
+                    )
+        finally:
+            if self._releasing.pop(id(ns), None) is not None and ns.owned:
+                await _release(ns.cache)
 
     def names(self) -> list[str]:
         return sorted(self._by_name)  # one C call: a snapshot, whatever another thread does
@@ -348,7 +360,8 @@ class Namespaces:
 
     async def aclose(self) -> None:
         """:meth:`close` from the server's loop (see :func:`_release`)."""
-        for ns in self._by_name.values():
+        releasing, self._releasing = list(self._releasing.values()), {}
+        for ns in [*self._by_name.values(), *releasing]:
             if ns.owned:
                 await _release(ns.cache)
 

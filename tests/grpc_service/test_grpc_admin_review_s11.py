@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import Any
 
 import grpc
 import pytest
@@ -115,3 +116,60 @@ def test_deleted_namespace_metrics_are_dropped() -> None:
         admin.CreateNamespace(apb.CreateNamespaceRequest(namespace="t"))
         rpcs = admin.GetNamespaceStats(apb.GetNamespaceStatsRequest(namespace="t")).rpcs
         assert [(r.method, r.code, r.count) for r in rpcs] == [("CreateNamespace", "OK", 1)]
+
+
+# -- second reading ------------------------------------------------------------------------------
+
+
+def test_reconfiguring_an_added_memory_cache_keeps_its_bounds() -> None:
+    """A cache handed over without a URL lost max_entries and max_memory_bytes."""
+    from cachekit import create_cache
+
+    namespaces = Namespaces()
+    ns = namespaces.add(
+        "m", create_cache("memory://?max_entries=5&max_memory_bytes=100000"), owned=True
+    )
+    ns.reconfigure_memory(policy="lfu")
+    assert ns.policy() == {
+        "eviction_policy": "lfu",
+        "max_entries": 5,
+        "max_memory_bytes": 100000,
+    }
+    namespaces.close()
+
+
+def test_a_release_cancelled_while_it_waits_still_closes_the_cache(
+    redis_server: RedisServer,
+) -> None:
+    """A DeleteNamespace cancelled during its wait for running calls never closed the cache it
+    had removed, which nothing owned any more (a Redis connection leaked)."""
+
+    async def main() -> None:
+        namespaces = Namespaces()
+        ns = namespaces.create("gone", redis_server.url)
+        ns.cache.set("k", 1)  # its sync client: close() drops it
+        ns.running = 1  # a call still running on it
+        waiting = asyncio.ensure_future(namespaces.release(ns, 30))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert ns.cache._client is None  # type: ignore[attr-defined]  # closed
+        await namespaces.aclose()
+
+    asyncio.run(main())
+
+
+def test_the_tls_check_takes_what_grpc_serves(tmp_path: Any) -> None:
+    """OpenSSL 3's default security level refused a 1024-bit RSA certificate grpc serves."""
+    import subprocess
+
+    from cachekit.grpc.server import server_credentials
+
+    cert, key = tmp_path / "weak.crt", tmp_path / "weak.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert server_credentials(str(cert), str(key), None) is not None

@@ -130,9 +130,12 @@ class Command(BaseCommand):
                 )
                 self.stdout.flush()
 
+        host = options["host"]
+        where = f"[{host}]" if ":" in host else host  # an IPv6 address
+
         def metrics_ready(bound: int) -> None:  # --metrics-port 0 picks one: say which
             if verbosity >= 1:
-                self.stdout.write(f"Prometheus metrics on http://{options['host']}:{bound}/metrics")
+                self.stdout.write(f"Prometheus metrics on http://{where}:{bound}/metrics")
                 self.stdout.flush()
 
         try:
