@@ -23,7 +23,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -262,11 +262,13 @@ class MetricsInterceptor(MethodInterceptor):
     """Count every call and time it, by method, namespace and status code.
 
     The namespace label is the request's only if ``known`` (the server's namespaces) holds it
-    when the call ends, else :data:`UNKNOWN_NAMESPACE` (calls without a namespace keep ``""``),
-    so a call that creates a namespace is labelled with it and one that deletes it is not.
+    when the call ends, and holds the same namespace the call started on if there was one,
+    else :data:`UNKNOWN_NAMESPACE` (calls without a namespace keep ``""``): a call that creates
+    a namespace is labelled with it, one that deletes it is not, and a call still running on a
+    deleted namespace is not counted for one re-created under its name.
     """
 
-    def __init__(self, metrics: RpcMetrics, known: Container[str] | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics, known: Namespaces | None = None) -> None:
         self.metrics = metrics
         self.known = known
 
@@ -277,14 +279,20 @@ class MetricsInterceptor(MethodInterceptor):
         clock = time.perf_counter
         known = self.known
 
-        def record(namespace: str, code: str, seconds: float) -> None:
-            if namespace and known is not None and namespace not in known:
-                namespace = UNKNOWN_NAMESPACE
+        def served_by(namespace: str) -> object:
+            return known.lookup(namespace) if known is not None and namespace else None
+
+        def record(namespace: str, served: object, code: str, seconds: float) -> None:
+            if namespace and known is not None:
+                now = known.lookup(namespace)
+                if now is None or (served is not None and now is not served):
+                    namespace = UNKNOWN_NAMESPACE
             recorder(namespace, code, seconds)
 
         def unary(behavior: Any) -> Any:
             async def call(request: Any, context: Context) -> Any:
-                start, code = clock(), "OK"
+                name = getattr(request, "namespace", "")
+                served, start, code = served_by(name), clock(), "OK"
                 try:
                     return await behavior(request, context)
                 except asyncio.CancelledError:
@@ -294,13 +302,14 @@ class MetricsInterceptor(MethodInterceptor):
                     code = _code(context)
                     raise
                 finally:
-                    record(getattr(request, "namespace", ""), code, clock() - start)
+                    record(name, served, code, clock() - start)
 
             return call
 
         def stream(behavior: Any) -> Any:
             async def call(request: Any, context: Context) -> Any:
-                start, code = clock(), "OK"
+                name = getattr(request, "namespace", "")
+                served, start, code = served_by(name), clock(), "OK"
                 try:
                     async for item in behavior(request, context):
                         yield item
@@ -311,7 +320,7 @@ class MetricsInterceptor(MethodInterceptor):
                     code = _code(context)
                     raise
                 finally:
-                    record(getattr(request, "namespace", ""), code, clock() - start)
+                    record(name, served, code, clock() - start)
 
             return call
 

@@ -340,6 +340,10 @@ class Namespaces:
             if self._releasing.pop(id(ns), None) is not None and ns.owned:
                 await _release(ns.cache)
 
+    def lookup(self, name: str) -> Namespace | None:
+        """The namespace served as ``name`` now, if any (never raises)."""
+        return self._by_name.get(name)
+
     def names(self) -> list[str]:
         return sorted(self._by_name)  # one C call: a snapshot, whatever another thread does
 

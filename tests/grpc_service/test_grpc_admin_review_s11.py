@@ -173,3 +173,40 @@ def test_the_tls_check_takes_what_grpc_serves(tmp_path: Any) -> None:
         check=True, capture_output=True,
     )  # fmt: skip
     assert server_credentials(str(cert), str(key), None) is not None
+
+
+def test_a_namespace_recreated_during_the_delete_wait_starts_at_zero(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """Calls still running on the deleted namespace were counted for the new one: its label
+    was taken when they ended, by name."""
+    server = fresh_redis_server
+    namespaces = Namespaces()
+    namespaces.create("default")
+    namespaces.create("r", f"{server.url}?socket_timeout=30")
+
+    async def scenario(target: str) -> list[tuple[str, str, int]]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            cache = pb_grpc.CacheServiceStub(channel)
+            admin = apb_grpc.CacheAdminServiceStub(channel)
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                request = pb.SetRequest(namespace="r", key="late", value=pb.Value(data=b"y"))
+                setting = asyncio.ensure_future(cache.Set(request, timeout=20))
+                await asyncio.sleep(0.3)  # the Set is in flight on the stalled server
+                deleting = asyncio.ensure_future(
+                    admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace="r"), timeout=20)
+                )
+                await asyncio.sleep(0.3)  # the delete waits for the Set
+                await admin.CreateNamespace(apb.CreateNamespaceRequest(namespace="r"))
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            await setting
+            await deleting
+            stats = await admin.GetNamespaceStats(apb.GetNamespaceStatsRequest(namespace="r"))
+            return [(x.method, x.code, x.count) for x in stats.rpcs]
+
+    with ThreadedServer(namespaces) as running:
+        rpcs = asyncio.run(scenario(running.target))
+    assert rpcs == [("CreateNamespace", "OK", 1)]
