@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -194,11 +196,12 @@ def test_a_namespace_recreated_during_the_delete_wait_starts_at_zero(
             try:
                 request = pb.SetRequest(namespace="r", key="late", value=pb.Value(data=b"y"))
                 setting = asyncio.ensure_future(cache.Set(request, timeout=20))
-                await asyncio.sleep(0.3)  # the Set is in flight on the stalled server
+                old = namespaces.get("r")
+                await _until(lambda: old.running > 0)  # the Set is in flight, stalled
                 deleting = asyncio.ensure_future(
                     admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace="r"), timeout=20)
                 )
-                await asyncio.sleep(0.3)  # the delete waits for the Set
+                await _until(lambda: "r" not in namespaces)  # the delete waits for the Set
                 await admin.CreateNamespace(apb.CreateNamespaceRequest(namespace="r"))
             finally:
                 os.kill(server.pid, signal.SIGCONT)
@@ -210,3 +213,11 @@ def test_a_namespace_recreated_during_the_delete_wait_starts_at_zero(
     with ThreadedServer(namespaces) as running:
         rpcs = asyncio.run(scenario(running.target))
     assert rpcs == [("CreateNamespace", "OK", 1)]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` (state the server's thread changes) until true, at most ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

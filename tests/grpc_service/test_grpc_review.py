@@ -28,18 +28,6 @@ def memory() -> Iterator[Cache]:
     cache.close()
 
 
-@pytest.fixture
-def server(memory: Cache) -> Iterator[ThreadedServer]:
-    with ThreadedServer({"default": memory}) as running:
-        yield running
-
-
-@pytest.fixture
-def stub(server: ThreadedServer) -> Iterator[pb_grpc.CacheServiceStub]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield pb_grpc.CacheServiceStub(channel)
-
-
 def _set(stub: Any, key: str, data: bytes, content_type: str, ns: str = "default") -> None:
     value = pb.Value(data=data, content_type=content_type)
     assert stub.Set(pb.SetRequest(namespace=ns, key=key, value=value)).stored

@@ -31,18 +31,6 @@ def memory() -> Iterator[Cache]:
     cache.close()
 
 
-@pytest.fixture
-def server(memory: Cache) -> Iterator[ThreadedServer]:
-    with ThreadedServer({"default": memory}) as running:
-        yield running
-
-
-@pytest.fixture
-def stub(server: ThreadedServer) -> Iterator[pb_grpc.CacheServiceStub]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield pb_grpc.CacheServiceStub(channel)
-
-
 def _status(call: Any) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         call()
