@@ -84,6 +84,8 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    if _password_cut_short(rest):
+        return f"{scheme}://***"
     rest, hash_mark, fragment = rest.partition("#")
     rest, question, query = rest.partition("?")
     netloc, slash, path = rest.partition("/")
@@ -91,13 +93,18 @@ def redact_url(url: str) -> str:
         userinfo, _, hosts = netloc.rpartition("@")
         user, has_password, _password = userinfo.partition(":")
         netloc = f"{user}:***@{hosts}" if has_password else f"{user}@{hosts}"
-    query = "&".join(
-        f"{name}=***" if any(s in name.lower() for s in _SECRET_OPTIONS) else item
-        for item in query.split("&")
-        if item
-        for name in (item.partition("=")[0],)
-    )
+    query = "&".join(_redact_option(item) for item in query.split("&") if item)
     return f"{scheme}://{netloc}{slash}{path}{question}{query}{hash_mark}{fragment}"
+
+
+def _redact_option(item: str) -> str:
+    """A ``name=value`` query item with a secret value hidden; a value that is itself a URL
+    (a tiered cache's ``l2=redis://u:pw@host``) is redacted as one."""
+    name, _, value = item.partition("=")
+    if any(secret in name.lower() for secret in _SECRET_OPTIONS):
+        return f"{name}=***"
+    value = unquote(value)
+    return f"{name}={redact_url(value)}" if "://" in value else item
 
 
 def parse_url(url: str) -> ParsedURL:
@@ -107,6 +114,12 @@ def parse_url(url: str) -> ParsedURL:
             f"a cache URL looks like 'memory://?max_entries=1000', got {url!r}", key="url"
         )
     scheme, _, rest = url.partition("://")
+    if _password_cut_short(rest):
+        raise ConfigurationError(
+            f"cannot split {scheme}://***: a user name or password holding '/', '?' or '#' must "
+            "be percent-encoded (%2F, %3F, %23)",
+            key="url",
+        )
     rest, _, _fragment = rest.partition("#")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
@@ -128,6 +141,30 @@ def parse_url(url: str) -> ParsedURL:
             )
         options[name] = value
     return ParsedURL(scheme.lower(), tuple(hosts), unquote(path), username, password, options, url)
+
+
+def _password_cut_short(rest: str) -> bool:
+    """Whether an unencoded ``/``, ``?`` or ``#`` in the user info ended the host part early
+    (``u:pa#ss@host``): the host part then holds no ``@``, and an ``@`` follows where no URL of
+    ours has one (a fragment, a path or an option name after a ``host:port``), or the host
+    part's "port" is the password's head. Such a URL is never quoted, even redacted."""
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in netloc or "@" not in rest:
+        return False
+    before_fragment, _, fragment = rest[len(netloc) :].partition("#")
+    if "@" in fragment:
+        return True
+    if ":" not in netloc:
+        return False
+    path, _, query = before_fragment.partition("?")
+    if "@" in path or any("@" in item.partition("=")[0] for item in query.split("&")):
+        return True
+    for part in netloc.split(","):
+        port_text = part[1:].partition("]")[2] if part.startswith("[") else part
+        port_text = port_text.partition(":")[2]
+        if port_text and not port_text.isdigit():
+            return True
+    return False
 
 
 def _split_host(part: str) -> tuple[str, int | None]:

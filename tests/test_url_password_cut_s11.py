@@ -1,0 +1,62 @@
+"""A password holding an unencoded ``/``, ``?`` or ``#`` ends a URL's host part early; such a
+URL is refused without quoting any of it (the "port" it yields is the password's head), and a
+URL nested in an option (a tiered cache's ``l2``) is redacted as one."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachekit import create_cache
+from cachekit.config import parse_url, redact_url
+from cachekit.errors import ConfigurationError
+
+CUT_SHORT = [
+    "redis://app:S3#CRET@10.0.0.5:6379/0",
+    "redis://app:S3/CRET@10.0.0.5:6379/0",
+    "redis://:S3?CRET@10.0.0.5:6379/0",
+    "redis://app:1234#S3CRET@10.0.0.5:6379/0",  # a numeric head reads as a port
+    "redis://app:1234/S3CRET@10.0.0.5:6379/0",
+    "redis://app:1234?S3CRET@10.0.0.5:6379/0",
+    "memcached://a:11211,u:S3#CRET@b:11211",
+    "tiered://?l1=memory://&l2=redis://u:S3#CRET@h:6379/0",
+]
+
+
+@pytest.mark.parametrize("url", CUT_SHORT)
+def test_a_password_cut_short_is_refused_unquoted(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="percent-encoded") as info:
+        parse_url(url)
+    assert info.value.key == "url"
+    for part in ("S3", "CRET", "1234"):
+        assert part not in str(info.value)
+    assert redact_url(url) == url.partition("://")[0] + "://***"
+
+
+@pytest.mark.parametrize("url", CUT_SHORT[:3])
+def test_create_cache_names_the_encoding_not_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        create_cache(url).close()
+    assert "S3" not in str(info.value)
+    assert "percent-encoded" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:6379/0?client_name=ops@example.com",
+        "redis://[::1]:6379/0?username=a@b",
+        "file:///tmp/cache@v2",
+        "file://localhost/tmp/cache@v2",
+        "redis://u:S3%23CRET@h:6379/0",
+    ],
+)
+def test_an_at_sign_where_urls_allow_one_still_parses(url: str) -> None:
+    parse_url(url)
+    assert "S3" not in redact_url(url)
+
+
+def test_a_url_in_an_option_is_redacted_as_one() -> None:
+    url = "tiered://?l1=memory://&l2=redis://u:S3CRET@h:6379/0"
+    assert redact_url(url) == "tiered://?l1=memory://&l2=redis://u:***@h:6379/0"
+    encoded = "tiered://?l2=redis%3A%2F%2Fu%3AS3CRET%40h%3A6379%2F0"
+    assert redact_url(encoded) == "tiered://?l2=redis://u:***@h:6379/0"
