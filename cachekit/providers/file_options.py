@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import Option, bool_option, int_option, object_option, seconds_option, text_option
 from ..errors import ConfigurationError
+from ..metrics.latency import MAX_SAMPLE_EVERY
 from ..serialization import SERIALIZERS, Serializer, make_serializer
 
 __all__ = ["OPTIONS", "build_serializer", "checked", "directory_option", "mode_option"]
@@ -66,6 +67,7 @@ OPTIONS: dict[str, Option] = {
     "stampede_timeout": seconds_option(),
     "fail_open": bool_option(),
     "clock": object_option("a callable returning epoch seconds"),
+    "stats_sample_every": int_option(minimum=1, maximum=MAX_SAMPLE_EVERY),
 }
 
 

@@ -54,6 +54,7 @@ from ..errors import BackendUnavailable, ConfigurationError, NotAnInteger
 from ..glob import compile_glob
 from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args, sorted_page
+from ..metrics.latency import DEFAULT_SAMPLE_EVERY, GetTimer
 from ..resilience.failopen import FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import Serializer
@@ -62,6 +63,7 @@ from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .file_format import INF
 from .file_options import OPTIONS, build_serializer, checked, directory_option, mode_option
 from .file_store import FileStore
+from .timed import TimedGets
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "FileCache", "FileUnavailable"]
 
@@ -81,14 +83,14 @@ class FileUnavailable(BackendUnavailable, OSError):
     as Django's ``FileBasedCache`` lets it through, so handlers of either keep working."""
 
 
-class FileCache(DistributedCache):
+class FileCache(TimedGets, DistributedCache):
     """A cache in a directory, shared by every process that opens it; see the module docstring."""
 
     provider_name = "file"
 
     __slots__ = (
-        "_clock", "_deletes", "_dumps", "_fail_open", "_files", "_hits", "_misses", "_sets",
-        "_stampede_timeout", "_started", "_started_wall", "_stats_lock", "default_ttl",
+        "_clock", "_deletes", "_dumps", "_fail_open", "_files", "_get_timer", "_hits", "_misses",
+        "_sets", "_stampede_timeout", "_started", "_started_wall", "_stats_lock", "default_ttl",
         "directory", "max_entries", "mode", "serializer",
     )  # fmt: skip
 
@@ -110,6 +112,7 @@ class FileCache(DistributedCache):
         stampede_timeout: float | None = DEFAULT_STAMPEDE_TIMEOUT,
         fail_open: bool = False,
         clock: Callable[[], float] = time.time,
+        stats_sample_every: int = DEFAULT_SAMPLE_EVERY,
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover - the suite runs on POSIX
             raise ConfigurationError("file:// needs POSIX file locks (fcntl)", key="url")
@@ -139,6 +142,7 @@ class FileCache(DistributedCache):
         if not callable(clock):
             raise ConfigurationError(f"clock must be callable, got {clock!r}", key="clock")
         self._clock = clock
+        self._get_timer = GetTimer(stats_sample_every)
         self._fail_open = FailOpen(bool(fail_open), name=name, error=FileUnavailable)
         self._files = FileStore(
             self.directory,
@@ -178,7 +182,7 @@ class FileCache(DistributedCache):
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _get(self, key: str, default: Any) -> Any:
         key = check_key(key)
         value = self._guard("get", MISSING, self._value, key)
         with self._stats_lock:
@@ -187,6 +191,9 @@ class FileCache(DistributedCache):
             else:
                 self._hits += 1
         return default if value is MISSING else value
+
+    async def _aget(self, key: str, default: Any) -> Any:
+        return self._get(key, default)  # local-disk I/O is short: the sync read, as elsewhere
 
     def _peek(self, key: str) -> Any:
         return self._guard("get", MISSING, self._value, check_key(key))
@@ -436,6 +443,7 @@ class FileCache(DistributedCache):
         super()._after_fork()
         self._stats_lock = threading.Lock()
         self._fail_open._after_fork()
+        self._get_timer._after_fork()
         self._files._after_fork()
 
     def clear(self) -> None:
@@ -477,7 +485,6 @@ class FileCache(DistributedCache):
             memory_bytes=0,  # nothing is held in memory; the disk figure is in extra
             memory_limit=None,
             max_entries=self.max_entries,
-            avg_get_seconds=None,
             started_at=self._started_wall,
             uptime=time.monotonic() - self._started,
             extra={
@@ -487,6 +494,7 @@ class FileCache(DistributedCache):
                 "corrupt_files_total": store.corrupt,
                 **self._fail_open.snapshot(),
             },
+            **self._get_timer.fields(),
         )
 
     # -- failures -------------------------------------------------------------------------------

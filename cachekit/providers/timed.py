@@ -1,9 +1,9 @@
-"""``get``/``aget`` timed on one call in ``stats_sample_every``, for the network providers.
+"""``get``/``aget`` timed on one call in ``stats_sample_every``: network and file providers.
 
-A network ``get`` costs tens of microseconds, so the sampled timing (two ``perf_counter``
-calls and a short lock, one call in 64 by default) is noise beside it, and the unsampled calls
-pay one ``next()`` and a bit test. The memory provider does not use this: its sampled calls take
-its own lock and path (see :mod:`cachekit.providers.memory`).
+A network ``get`` (or a file read) costs tens of microseconds, so the sampled timing (two
+``perf_counter`` calls and a short lock, one call in 64 by default) is noise beside it, and the
+unsampled calls pay one ``next()`` and a bit test. The memory provider does not use this: its
+sampled calls take its own lock and path (see :mod:`cachekit.providers.memory`).
 
 A provider lists :class:`TimedGets` first among its bases, implements ``_get``/``_aget`` instead
 of ``get``/``aget``, and keeps a :class:`~cachekit.metrics.latency.GetTimer` in ``_get_timer``.
