@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from test_metrics import scrape, value
 
 import cachekit
-from cachekit.errors import ConfigurationError
+from cachekit.errors import BackendUnavailable, ConfigurationError
 from cachekit.interfaces import Cache
 from cachekit.metrics.prometheus import register_cache
 from cachekit.providers.filesystem import FileCache
+from cachekit.providers.redis import RedisCache
+from cachekit.testing.servers import RedisServer
 
 # -- 1. the file provider times its gets; the null provider has nothing to time ----------------
 
@@ -95,3 +98,72 @@ def test_null_cache_reports_no_latency_rather_than_a_made_up_one() -> None:
     register_cache(cache, registry)
     families = scrape(registry)
     assert value(families, "cachekit_get_latency_seconds_count", "null-lat") is None
+
+
+# -- 3. a stampede lock whose release failed is counted ------------------------------------------
+
+FAST = {"retries": 0, "socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+UNLOCK_ERRORS = "stampede_unlock_errors_total"
+
+
+def _redis(server: RedisServer, name: str, **options: Any) -> RedisCache:
+    return RedisCache(server.url, name=name, **{**FAST, **options})
+
+
+def test_the_release_failure_counter_is_there_at_zero_and_exported_as_a_counter(
+    redis_server: RedisServer,
+) -> None:
+    cache = _redis(redis_server, "unlock-zero")
+    try:
+        assert cache.get_or_set("unlock-zero-k", lambda: 1) == 1  # a release that worked
+        assert cache.get_stats().extra[UNLOCK_ERRORS] == 0
+        registry = CollectorRegistry()
+        register_cache(cache, registry)
+        families = scrape(registry)
+        assert families["cachekit_stampede_unlock_errors"].type == "counter"
+        assert value(families, "cachekit_stampede_unlock_errors_total", "unlock-zero") == 0.0
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_release_lost_to_an_outage_between_fill_and_release_is_counted(
+    fresh_redis_server: RedisServer, fail_open: bool
+) -> None:
+    cache = _redis(fresh_redis_server, f"unlock-{fail_open}", fail_open=fail_open)
+    try:
+        assert cache.get("warm") is None  # connected before the outage
+
+        def factory() -> str:
+            fresh_redis_server.kill()  # the server goes away while the lock is held
+            return "computed"
+
+        if fail_open:
+            assert cache.get_or_set("k", factory) == "computed"
+        else:
+            with pytest.raises(BackendUnavailable):  # the store's error, not the release's
+                cache.get_or_set("k", factory)
+        stats = cache.get_stats()
+        assert stats.extra[UNLOCK_ERRORS] == 1
+        assert stats.server_read_error is not None
+    finally:
+        cache.close()
+
+
+def test_an_async_release_lost_to_an_outage_is_counted(fresh_redis_server: RedisServer) -> None:
+    cache = _redis(fresh_redis_server, "unlock-async", fail_open=True)
+
+    async def scenario() -> Any:
+        assert await cache.aget("warm") is None
+
+        async def factory() -> str:
+            fresh_redis_server.kill()
+            return "computed"
+
+        return await cache.aget_or_set("k", factory)
+
+    try:
+        assert asyncio.run(scenario()) == "computed"
+        assert cache.get_stats().extra[UNLOCK_ERRORS] == 1
+    finally:
+        cache.close()

@@ -50,7 +50,7 @@ from ..stats import CacheStats
 from ..ttl import TTLArg, check_default_ttl, resolve_ttl
 from . import redis_scripts as lua
 from . import redis_wire as wire
-from .redis_async import RAISE, RedisAsyncOps
+from .redis_async import NOT_RELEASED, RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
 from .redis_errors import RedisNotAnInteger, RedisUnavailable
 from .redis_inspect import RedisInspectOps
@@ -122,6 +122,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         "_started_wall",
         "_stats_lock",
         "_tag_prefix",
+        "_unlock_errors",
         "default_ttl",
         "prefix",
         "serializer",
@@ -190,6 +191,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         self._pool: Any = None
         self._stats_lock = threading.Lock()
         self._hits = self._misses = self._sets = self._deletes = 0
+        self._unlock_errors = 0
         self._started_wall = time.time()
         self._started = time.monotonic()
 
@@ -486,10 +488,10 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         prefix, close = self._kopen, self._kclose
         # One pass builds the wire keys of plain keys; any other key (not a str, empty, or a
         # "}" the cluster refuses) shortens the list and sends every key through the check.
-        try:
+        if close:
             data = [prefix + k + close for k in keys if type(k) is str and k and k[0] != "}"]
-        except TypeError:  # pragma: no cover - the type test comes first
-            data = []
+        else:  # the usual layout: one concatenation per key
+            data = [prefix + k for k in keys if type(k) is str and k]
         if len(data) != len(keys):
             keys = [self._check_key(k) for k in keys]
             data = [prefix + k + close for k in keys]
@@ -750,8 +752,20 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         the exception in flight (the view's own error, a value computed while Redis went away),
         and the lock expires by itself after ``stampede_timeout``."""
         try:
-            self._script("unlock", None, lua.RELEASE, [lock_key], [token])
+            sent = self._script("unlock", NOT_RELEASED, lua.RELEASE, [lock_key], [token])
         except CacheError as exc:
+            self._unlock_failed(exc)
+        else:
+            if sent is NOT_RELEASED:
+                self._unlock_failed(None)
+
+    def _unlock_failed(self, exc: BaseException | None) -> None:
+        """Count a stampede-lock release that did not reach the server: until it expires, the
+        lock holds every other process's ``get_or_set`` of that key off (they wait, then compute
+        without it). ``exc`` is logged; a failure swallowed by fail-open (None) was already."""
+        with self._stats_lock:
+            self._unlock_errors += 1
+        if exc is not None:
             logger.warning("cache %r: stampede lock not released (it expires): %s", self.name, exc)
 
     def _take(self, lock_key: str, token: str, ms: int) -> Any:
@@ -833,9 +847,12 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         return self._stats(extra, read)
 
     def _stats_extra(self) -> dict[str, Any]:
+        with self._stats_lock:
+            unlock_errors = self._unlock_errors
         return {
             **self._breaker.snapshot(),
             **self._fail_open.snapshot(),
+            "stampede_unlock_errors_total": unlock_errors,
             "server": self._clients.settings.describe(),
         }
 

@@ -34,11 +34,13 @@ from .redis_errors import RedisNotAnInteger
 from .redis_lock import AsyncCacheLock, set_nx_or_undo
 from .redis_scripts import SCAN_BATCH, escape_glob, px
 
-__all__ = ["RAISE", "RedisAsyncOps"]
+__all__ = ["NOT_RELEASED", "RAISE", "RedisAsyncOps"]
 
 logger = logging.getLogger("cachekit.providers.redis")
 
 RAISE: Any = object()  # a fallback meaning "fail closed even when fail_open is set"
+#: The fallback of a stampede-lock release failing open: tells "not released" from a reply.
+NOT_RELEASED: Any = object()
 
 
 class RedisAsyncOps(DistributedCache):
@@ -64,6 +66,7 @@ class RedisAsyncOps(DistributedCache):
 
         def _failed(self, op: str, exc: BaseException, fallback: Any) -> Any: ...
         def _open(self, op: str, fallback: Any) -> Any: ...
+        def _unlock_failed(self, exc: BaseException | None) -> None: ...
         def _count(
             self, hits: int = 0, misses: int = 0, sets: int = 0, deletes: int = 0
         ) -> None: ...
@@ -387,9 +390,12 @@ class RedisAsyncOps(DistributedCache):
     async def _aunlock_stampede(self, lock_key: str, token: str) -> None:
         """The async twin of ``RedisCache._unlock_stampede`` (never raises a cache error)."""
         try:
-            await self._ascript("unlock", None, lua.RELEASE, [lock_key], [token])
+            sent = await self._ascript("unlock", NOT_RELEASED, lua.RELEASE, [lock_key], [token])
         except CacheError as exc:
-            logger.warning("cache %r: stampede lock not released (it expires): %s", self.name, exc)
+            self._unlock_failed(exc)
+        else:
+            if sent is NOT_RELEASED:
+                self._unlock_failed(None)
 
     # -- locks and life cycle ---------------------------------------------------------------------
 
