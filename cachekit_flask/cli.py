@@ -11,7 +11,6 @@ fails, as ``manage.py cachekit_stats`` does, rather than reporting an empty cach
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from werkzeug.utils import import_string
 
 from cachekit import Cache as CoreCache
 from cachekit import DistributedCache
-from cachekit.errors import CacheError, UnsupportedOperation
+from cachekit.errors import CacheError, ConfigurationError, UnsupportedOperation
 
 if TYPE_CHECKING:
     from .extension import Cache
@@ -220,8 +219,30 @@ def inspect_command(cache_name: str | None, key: str) -> None:
 @cachekit_cli.command("serve-grpc")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=50051, show_default=True, type=int, help="0: any free port.")
-@click.option("--token", envvar="CACHEKIT_GRPC_TOKEN", default=None, help="Client bearer token.")
-@click.option("--admin-token", envvar="CACHEKIT_GRPC_ADMIN_TOKEN", default=None)
+@click.option(
+    "--token",
+    default=None,
+    help="Client bearer token (ps shows it: prefer --token-file or $CACHEKIT_GRPC_TOKEN).",
+)
+@click.option(
+    "--token-file",
+    default=None,
+    metavar="PATH",
+    help="File holding the client bearer token (surrounding whitespace ignored). "
+    "Without either option: $CACHEKIT_GRPC_TOKEN.",
+)
+@click.option(
+    "--admin-token",
+    default=None,
+    help="Admin bearer token (ps shows it: prefer --admin-token-file or "
+    "$CACHEKIT_GRPC_ADMIN_TOKEN).",
+)
+@click.option(
+    "--admin-token-file",
+    default=None,
+    metavar="PATH",
+    help="File holding the admin bearer token. Without either option: $CACHEKIT_GRPC_ADMIN_TOKEN.",
+)
 @click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--tls-client-ca", default=None, type=click.Path(exists=True, dir_okay=False))
@@ -230,21 +251,28 @@ def serve_grpc_command(  # noqa: PLR0917 - one parameter per click option
     host: str,
     port: int,
     token: str | None,
+    token_file: str | None,
     admin_token: str | None,
+    admin_token_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
     metrics_port: int | None,
 ) -> None:
     """Serve the app's caches over gRPC (one namespace per cache name) until SIGTERM."""
-    for given, env in ((token, "CACHEKIT_GRPC_TOKEN"), (admin_token, "CACHEKIT_GRPC_ADMIN_TOKEN")):
-        # click reads an empty variable as unset: most often a secret that did not render, and
-        # serving without authentication then would be a silent downgrade.
-        if given == "" or (given is None and os.environ.get(env) == ""):
-            raise click.UsageError(
-                f"${env} (or its option) is set but empty; give a token, or unset it to serve "
-                "without one"
-            )
+    from cachekit.grpc.cli import resolve_tokens  # not at import: init_app stays light
+
+    try:
+        # The environment is read here, not by click, which takes an empty variable for an
+        # unset one: a secret that did not render would serve without authentication.
+        token, admin_token = resolve_tokens(
+            token=token,
+            token_file=token_file,
+            admin_token=admin_token,
+            admin_token_file=admin_token_file,
+        )
+    except ConfigurationError as exc:  # names the option, file or variable, not the token
+        raise click.UsageError(str(exc)) from exc
     try:
         from cachekit.grpc.server import serve
     except ImportError as exc:

@@ -5,19 +5,20 @@ cache is served as it is, so clients see the keys as stored: Django's made-key f
 (``:1:user:1`` with the default ``KEY_FUNCTION``). Aliases that are not cachekit backends are
 left out (with a note), since the service needs the core contract.
 
-Tokens are better passed through the environment (``CACHEKIT_GRPC_TOKEN``,
-``CACHEKIT_GRPC_ADMIN_TOKEN``) than on the command line, where ``ps`` shows them.
+Tokens are better passed in a file (``--token-file``, ``--admin-token-file``) or through the
+environment (``CACHEKIT_GRPC_TOKEN``, ``CACHEKIT_GRPC_ADMIN_TOKEN``) than on the command line,
+where ``ps`` shows them; they are resolved and checked as by ``cachekit serve``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cachekit.errors import CacheError
+from cachekit.errors import CacheError, ConfigurationError
+from cachekit.grpc.cli import ADMIN_TOKEN_ENV, TOKEN_ENV, resolve_tokens
 
 from ..aliases import for_command
 
@@ -42,16 +43,20 @@ class Command(BaseCommand):
             metavar="ALIAS",
             help="Serve only this alias (repeatable; default: every cachekit alias).",
         )
-        parser.add_argument(
-            "--token",
-            default=os.environ.get("CACHEKIT_GRPC_TOKEN"),
-            help="Bearer token clients must send (default: $CACHEKIT_GRPC_TOKEN).",
-        )
-        parser.add_argument(
-            "--admin-token",
-            default=os.environ.get("CACHEKIT_GRPC_ADMIN_TOKEN"),
-            help="Token for admin calls such as clear (default: $CACHEKIT_GRPC_ADMIN_TOKEN).",
-        )
+        for option, env, what in (
+            ("--token", TOKEN_ENV, "Bearer token clients must send"),
+            ("--admin-token", ADMIN_TOKEN_ENV, "Token for admin calls such as clear"),
+        ):
+            tokens = parser.add_mutually_exclusive_group()
+            tokens.add_argument(
+                option, help=f"{what} (ps shows it: prefer {option}-file or ${env})."
+            )
+            tokens.add_argument(
+                f"{option}-file",
+                metavar="PATH",
+                help=f"File holding the {what[0].lower()}{what[1:]} (surrounding whitespace "
+                f"ignored). Without either option: ${env}.",
+            )
         parser.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key).")
         parser.add_argument("--tls-key", help="PEM private key (with --tls-cert).")
         parser.add_argument(
@@ -68,17 +73,15 @@ class Command(BaseCommand):
         metrics_port: int | None = options["metrics_port"]
         if metrics_port is not None and not 0 <= metrics_port <= _MAX_PORT:
             raise CommandError(f"--metrics-port must be 0-{_MAX_PORT}, got {metrics_port}")
-        for flag, env in (
-            ("token", "CACHEKIT_GRPC_TOKEN"),
-            ("admin_token", "CACHEKIT_GRPC_ADMIN_TOKEN"),
-        ):
-            if options[flag] == "":
-                # Most often a secret that did not render: serving without authentication
-                # then would be a silent downgrade, so it must be asked for by leaving it unset.
-                raise CommandError(
-                    f"--{flag.replace('_', '-')} (or ${env}) is set but empty; give a token, "
-                    "or unset it to serve without one"
-                )
+        try:
+            token, admin_token = resolve_tokens(
+                token=options["token"],
+                token_file=options["token_file"],
+                admin_token=options["admin_token"],
+                admin_token_file=options["admin_token_file"],
+            )
+        except ConfigurationError as exc:  # names the option, file or variable, not the token
+            raise CommandError(str(exc)) from exc
         cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
         if (cert is None) != (key is None):
             raise CommandError("--tls-cert and --tls-key go together")
@@ -143,8 +146,8 @@ class Command(BaseCommand):
                 namespaces,
                 host=options["host"],
                 port=port,
-                token=options["token"],
-                admin_token=options["admin_token"],
+                token=token,
+                admin_token=admin_token,
                 tls_cert=cert,
                 tls_key=key,
                 tls_client_ca=client_ca,
