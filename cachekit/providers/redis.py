@@ -898,6 +898,7 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
     def reset_stats(self) -> None:
         with self._stats_lock:
             self._hits = self._misses = self._sets = self._deletes = 0
+            self._unlock_errors = 0
             self._started_wall = time.time()
             self._started = time.monotonic()
         self._get_timer.reset()
