@@ -16,6 +16,14 @@ Nothing is closed: a connection closed in the child would be torn down under the
 ``QUIT`` would end the parent's session. redis-py's connection pools already notice a new pid at
 every checkout, so the Redis providers only replace their locks (their asyncio clients stay,
 unused: they belong to the parent's event loops, which do not survive a fork).
+
+Then every live one that has a ``reset_stats()`` is reset: its counters (hits, misses, sets,
+evictions...) count this process's events, and a child that kept its parent's would report them
+as its own (each worker of a ``--preload`` server exporting the parent's count, which Prometheus
+then sums once per worker). ``reset_stats()`` zeroes them and restarts ``started_at``, the
+exported ``_created``, so the child's series start where a fresh process's would. The data stays:
+a memory cache's inherited entries are really in the child, and its items and memory figures
+describe them. This runs after every ``_after_fork()``, so each reset takes replaced locks.
 """
 
 from __future__ import annotations
@@ -43,11 +51,23 @@ def register(obj: ForkAware) -> None:
 
 
 def _after_fork_in_child() -> None:
-    for obj in list(_live):
+    live = list(_live)
+    forked = []
+    for obj in live:
         try:
             obj._after_fork()
         except Exception:  # one cache's failure must not leave the others unreset
             log.exception("resetting %r after fork failed", obj)
+        else:
+            forked.append(obj)
+    for obj in forked:  # not one whose locks may still be the parent's
+        reset_stats = getattr(obj, "reset_stats", None)
+        if reset_stats is None:
+            continue
+        try:
+            reset_stats()
+        except Exception:
+            log.exception("zeroing the counters of %r after fork failed", obj)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from test_fork import _fork, _report
 from test_metrics import scrape, value
 
 import cachekit
@@ -20,7 +22,9 @@ from cachekit.errors import BackendUnavailable, ConfigurationError
 from cachekit.interfaces import Cache
 from cachekit.metrics.prometheus import register_cache
 from cachekit.providers.filesystem import FileCache
+from cachekit.providers.memory import MemoryCache
 from cachekit.providers.redis import RedisCache
+from cachekit.stats import CacheStats
 from cachekit.testing.servers import RedisServer
 
 # -- 1. the file provider times its gets; the null provider has nothing to time ----------------
@@ -167,3 +171,121 @@ def test_an_async_release_lost_to_an_outage_is_counted(fresh_redis_server: Redis
         assert cache.get_stats().extra[UNLOCK_ERRORS] == 1
     finally:
         cache.close()
+
+
+# -- 2. a forked child's counters are its own ------------------------------------------------------
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def _fork_url(kind: str, redis_server: RedisServer, tmp_path: Path) -> str:
+    return {
+        "memory": "memory://?stats_sample_every=1",
+        "redis": redis_server.url + "?prefix=s11fork:&stats_sample_every=1",
+        "file": f"file://{tmp_path}?stats_sample_every=1",
+        "null": "null://",
+    }[kind]
+
+
+def _counts(cache: Cache) -> dict[str, Any]:
+    stats = cache.get_stats()
+    return {
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "sets": stats.sets,
+        "items": stats.items,
+        "sampled": stats.get_latency_count,
+        "started_at": stats.started_at,
+    }
+
+
+@needs_fork
+@pytest.mark.parametrize("kind", ["memory", "redis", "file", "null"])
+def test_a_forked_child_starts_its_counters_at_zero(
+    kind: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cache = cachekit.create_cache(_fork_url(kind, redis_server, tmp_path), name=f"s11fork-{kind}")
+    cache.clear()
+    for i in range(3):
+        cache.set(f"k{i}", i)
+    for _ in range(4):
+        cache.get("k0")
+    cache.get("absent")
+    parent = _counts(cache)
+    assert parent["sets"] == 3  # the parent has counts to inherit
+    assert parent["misses"] >= 1
+
+    def child() -> dict[str, Any]:
+        at_fork = _counts(cache)
+        cache.get("k1")
+        cache.set("c", 1)
+        return {"at_fork": at_fork, "after": _counts(cache)}
+
+    pid, read = _fork(child)
+    report = _report(pid, read)
+    at_fork, after = report["at_fork"], report["after"]
+    assert (at_fork["hits"], at_fork["misses"], at_fork["sets"], at_fork["sampled"]) == (0, 0, 0, 0)
+    assert at_fork["started_at"] > parent["started_at"]  # a fresh _created
+    assert at_fork["items"] == parent["items"]  # the inherited store is still described
+    if kind == "null":
+        assert (after["misses"], after["sets"]) == (1, 1)
+    else:
+        assert (after["hits"], after["sets"], after["sampled"]) == (1, 1, 1)
+    # The parent's own counters are untouched by the child.
+    now = _counts(cache)
+    assert (now["hits"], now["misses"], now["sets"]) == (
+        parent["hits"],
+        parent["misses"],
+        parent["sets"],
+    )
+    cache.close()
+
+
+@needs_fork
+def test_a_forked_child_exports_its_own_counts_with_a_fresh_created() -> None:
+    cache = cachekit.create_cache("memory://", name="s11fork-scrape")
+    cache.set("k", 1)
+    for _ in range(5):
+        cache.get("k")
+    registry = CollectorRegistry()
+    register_cache(cache, registry)
+    parent = scrape(registry)
+    assert value(parent, "cachekit_hits_total", "s11fork-scrape") == 5.0
+
+    def child() -> list[float | None]:
+        families = scrape(registry)
+        return [
+            value(families, "cachekit_hits_total", "s11fork-scrape"),
+            value(families, "cachekit_hits_created", "s11fork-scrape"),
+            value(families, "cachekit_items", "s11fork-scrape"),
+        ]
+
+    pid, read = _fork(child)
+    hits, created, items = _report(pid, read)
+    assert hits == 0.0
+    parent_created = value(parent, "cachekit_hits_created", "s11fork-scrape")
+    assert created is not None
+    assert parent_created is not None
+    assert created > parent_created
+    assert items == 1.0
+
+
+class _BrokenStats(MemoryCache):
+    def get_stats(self) -> CacheStats:
+        raise RuntimeError("stats unavailable")
+
+
+@needs_fork
+def test_a_forked_child_does_not_inherit_the_scrape_failure_count() -> None:
+    cache = _BrokenStats(name="s11fork-broken")
+    registry = CollectorRegistry()
+    register_cache(cache, registry)
+    for _ in range(2):
+        families = scrape(registry)
+    assert value(families, "cachekit_stats_errors_total", "s11fork-broken") == 2.0
+
+    def child() -> float | None:
+        return value(scrape(registry), "cachekit_stats_errors_total", "s11fork-broken")
+
+    pid, read = _fork(child)
+    assert _report(pid, read) == 1.0  # the child's one failed scrape, not 3

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cachekit import forking
 from cachekit.errors import ConfigurationError
 
 try:
@@ -199,6 +200,14 @@ class CacheCollector:
         # Keyed by id(); an entry whose referent died is pruned on the next access, so a
         # recycled id can never resolve to the wrong cache (the dead ref returns None).
         self._entries: dict[int, _Entry] = {}
+        forking.register(self)
+
+    def _after_fork(self) -> None:
+        """A forked child's scrape-failure counts start at zero, as its caches' counters do
+        (see :mod:`cachekit.forking`); the lock, which a scrape may have held, is replaced."""
+        self._lock = threading.Lock()
+        for entry in self._entries.values():
+            entry.stats_errors = 0
 
     # -- registration -----------------------------------------------------------------------
 

@@ -97,6 +97,11 @@ class FileStore:
         path = os.path.join(self.directory, key_lock_name(key))
         return KeyLock(path, self.directory, self.mode, self._dir_mode)
 
+    def reset_counts(self) -> None:
+        """Zero this process's removal counts (the files stay)."""
+        with self._counts_lock:
+            self.expirations = self.evictions = self.corrupt = 0
+
     def _count(self, expirations: int = 0, evictions: int = 0, corrupt: int = 0) -> None:
         with self._counts_lock:
             self.expirations += expirations

@@ -497,6 +497,15 @@ class FileCache(TimedGets, DistributedCache):
             **self._get_timer.fields(),
         )
 
+    def reset_stats(self) -> None:
+        """Zero this process's counters (not the files); ``started_at`` restarts too."""
+        with self._stats_lock:
+            self._hits = self._misses = self._sets = self._deletes = 0
+            self._started_wall = time.time()
+            self._started = time.monotonic()
+        self._files.reset_counts()
+        self._get_timer.reset()
+
     # -- failures -------------------------------------------------------------------------------
 
     def _guard(

@@ -195,6 +195,17 @@ class NullCache(DistributedCache):
             uptime=time.monotonic() - self._started,
         )
 
+    def reset_stats(self) -> None:
+        """Zero the counters; ``started_at`` restarts too."""
+        with self._lock:
+            self._misses = self._sets = 0
+            self._started_wall = time.time()
+            self._started = time.monotonic()
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+
     def _accept(self, key: str, ttl: TTLArg, tags: Iterable[str]) -> None:
         """Check a write as a real provider would, count it, and forget it."""
         check_key(key)
