@@ -353,10 +353,17 @@ class CacheKitCache(BaseCache):
             return int(timeout)
         return timeout
 
+    def _unsupported(self, message: str) -> Exception:
+        """``UnsupportedOperation(message)``, or a misconfigured entry's configuration error:
+        which provider it lacks does not tell what it would have done ("unconfigured:// caches
+        have no tags" sent users looking for the wrong mistake)."""
+        error = self.configuration_error
+        return error if error is not None else UnsupportedOperation(message)
+
     def _tags(self, tags: Iterable[str]) -> list[str]:
         """Tags in this cache's namespace (``KEY_PREFIX``), refused where there are none."""
         if not self._distributed:
-            raise UnsupportedOperation(
+            raise self._unsupported(
                 f"{self._cachekit.provider_name}:// caches have no tags (use redis:// or memory://)"
             )
         tagset = check_tags(tags) or ()
@@ -805,7 +812,7 @@ class CacheKitCache(BaseCache):
     def _distributed_core(self, op: str) -> DistributedCache:
         core = self._cachekit
         if not isinstance(core, DistributedCache):
-            raise UnsupportedOperation(f"{core.provider_name}:// caches cannot {op}")
+            raise self._unsupported(f"{core.provider_name}:// caches cannot {op}")
         return core
 
     def delete_pattern(

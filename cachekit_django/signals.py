@@ -25,6 +25,20 @@ cache's server down: ``BackendUnavailable``) is logged, at most once per ``LOG_I
 cache, not raised: raising would turn a successful save into a 500. Any other error (a tag the
 rule computes badly, a cache without tags) is a mistake and raises. The tag cache alias itself
 is checked at start-up (``cachekit_django.E006``).
+
+Batching. ``QuerySet.delete()`` sends ``post_delete`` once per row, inside the transaction
+``Collector.delete`` opens, and one invalidation per row cost N round trips to the cache at
+commit. Rows now join the open :class:`_Batch` of their cache in their transaction (the union
+of their tags, computed per row at signal time), and each row still queues an ``on_commit``
+callback of its own; the first of them to run invalidates the whole batch in one call and the
+others find nothing left to do. A row's own callback is what guarantees its tags: when a
+savepoint rollback discards some callbacks, a surviving one still flushes its rows, and rows of
+a rolled-back savepoint may be invalidated with their batch-mates, which costs cache misses,
+never a stale entry. Django's ``captureOnCommitCallbacks`` sees every row's callback, as before.
+A batch belongs to one ``run_on_commit`` list: Django replaces the list when the transaction
+ends and when a savepoint rolls back, and a new list starts a new batch (so a transaction that
+rolled back savepoints costs one more round trip for each). Outside a transaction
+``on_commit`` runs at once: each change is invalidated before ``save()`` returns.
 """
 
 from __future__ import annotations
@@ -32,8 +46,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.apps import apps
@@ -117,30 +132,92 @@ class TagRule:
         return out
 
     def invalidate(self, instance: Any, using: str | None) -> None:
-        from django.core.cache import caches
-
+        """Invalidate this instance's tags when the transaction on ``using`` commits."""
         tags = self.tags_for(instance)
-        if not tags:
+        if tags:
+            _schedule(self.cache, using, tags, type(instance)._meta.label, instance.pk)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The tags of one cache pending in one transaction (see the module's docstring)."""
+
+    alias: str
+    cache: Any
+    #: The connection's ``run_on_commit`` list when the batch began (``None``: no transaction).
+    hooks: list[Any] | None
+    tags: dict[Any, None] = field(default_factory=dict)
+    #: Tags that cannot be set members (a rule's mistake): passed on, for the cache to refuse.
+    unhashable: list[Any] = field(default_factory=list)
+    labels: dict[str, None] = field(default_factory=dict)
+    rows: int = 0
+    first_pk: Any = None
+
+    def add(self, tags: list[Any], label: str, pk: Any) -> None:
+        try:
+            self.tags.update(dict.fromkeys(tags))
+        except TypeError:
+            self.unhashable.extend(tags)
+        self.labels[label] = None
+        if not self.rows:
+            self.first_pk = pk
+        self.rows += 1
+
+    def flush(self) -> None:
+        """Each row's ``on_commit`` callback: invalidate every tag still pending."""
+        if not self.rows:
             return
-        cache = caches[self.cache]
-
-        def run() -> None:
-            try:
-                cache.invalidate_tags(tags)
-            except BackendUnavailable as exc:  # an outage; a mistake in the rule still raises
-                _report_outage(self.cache, tags, type(instance)._meta.label, instance.pk, exc)
-
-        transaction.on_commit(run, using=using)
+        tags = [*self.tags, *self.unhashable]
+        labels, rows, first_pk = list(self.labels), self.rows, self.first_pk
+        self.tags, self.unhashable, self.labels, self.rows = {}, [], {}, 0
+        try:
+            self.cache.invalidate_tags(tags)
+        except BackendUnavailable as exc:  # an outage; a mistake in the rule still raises
+            _report_outage(self.alias, tags, labels, rows, first_pk, exc)
 
 
-#: Seconds between two reports of tag invalidations lost to an outage, per cache alias: a
-#: ``QuerySet.delete()`` of N rows fails N times, and N tracebacks would bury the first.
+#: Per database connection, the open batch of each cache alias. Connections are per thread (and
+#: per async context), so an entry is only used by the thread running its transaction; weak, so
+#: a closed thread's connection takes its entry with it. A rolled-back transaction's batch stays
+#: here, unused, until that connection's next change replaces it.
+_open: weakref.WeakKeyDictionary[Any, dict[str, _Batch]] = weakref.WeakKeyDictionary()
+_open_lock = threading.Lock()
+
+
+def _schedule(alias: str, using: str | None, tags: list[Any], label: str, pk: Any) -> None:
+    """Add ``tags`` to the open batch of ``alias`` in the transaction on ``using`` and queue
+    this row's callback (outside a transaction ``on_commit`` runs it at once)."""
+    from django.core.cache import caches
+
+    cache = caches[alias]  # an unknown alias raises here, in the save, as Django would
+    connection = transaction.get_connection(using)
+    hooks = getattr(connection, "run_on_commit", None) if connection.in_atomic_block else None
+    if isinstance(hooks, list):
+        with _open_lock:
+            batches = _open.setdefault(connection, {})
+            batch = batches.get(alias)
+            if batch is None or batch.hooks is not hooks or batch.cache is not cache:
+                batch = batches[alias] = _Batch(alias, cache, hooks)
+    else:  # no transaction (or a Django without run_on_commit): a batch of one row
+        batch = _Batch(alias, cache, None)
+    batch.add(tags, label, pk)
+    transaction.on_commit(batch.flush, using=using)
+
+
+#: Seconds between two reports of tag invalidations lost to an outage, per cache alias: every
+#: transaction committed during the outage fails, and a line each would bury the first.
 LOG_INTERVAL = 10.0
 _reports: dict[str, tuple[float, int]] = {}
 _reports_lock = threading.Lock()
 
 
-def _report_outage(alias: str, tags: list[str], label: str, pk: Any, exc: Exception) -> None:
+#: Tags named in a report of a lost invalidation; a bulk delete's batch may hold thousands.
+_TAGS_SHOWN = 10
+
+
+def _report_outage(  # noqa: PLR0917 - what the one log line says
+    alias: str, tags: list[Any], labels: list[str], rows: int, first_pk: Any, exc: Exception
+) -> None:
     now = time.monotonic()
     with _reports_lock:
         last, unreported = _reports.get(alias, (float("-inf"), 0))
@@ -148,13 +225,17 @@ def _report_outage(alias: str, tags: list[str], label: str, pk: Any, exc: Except
             _reports[alias] = (last, unreported + 1)
             return
         _reports[alias] = (now, 0)
+    shown = repr(tags[:_TAGS_SHOWN])
+    if len(tags) > _TAGS_SHOWN:
+        shown = f"{shown[:-1]}, ... {len(tags)} in all]"
+    which = f"pk={first_pk!r}" if rows == 1 else f"{rows} rows, first pk={first_pk!r}"
     logger.error(
-        "cachekit: could not invalidate tags %s of %s (pk=%r) in cache %r (and %d more since "
+        "cachekit: could not invalidate tags %s of %s (%s) in cache %r (and %d more since "
         "the last report); the rows are saved, entries with these tags may be stale until "
         "they expire: %s",
-        tags,
-        label,
-        pk,
+        shown,
+        ", ".join(labels),
+        which,
         alias,
         unreported,
         exc,
