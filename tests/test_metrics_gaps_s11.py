@@ -289,3 +289,39 @@ def test_a_forked_child_does_not_inherit_the_scrape_failure_count() -> None:
 
     pid, read = _fork(child)
     assert _report(pid, read) == 1.0  # the child's one failed scrape, not 3
+
+
+# -- the file provider's get_or_set lock: a release that fails is counted, never raised ----------
+
+
+def _break_lock_file(cache: FileCache, key: str) -> None:
+    """Make removing ``key``'s lock file fail (as root, permissions would not): a directory
+    where the file was. Its flock, on the open file, goes when the holder closes it anyway."""
+    path = cache._files.key_lock(key).path
+    os.unlink(path)
+    os.mkdir(path)
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_file_lock_release_that_fails_neither_replaces_the_value_nor_goes_uncounted(
+    tmp_path: Path, fail_open: bool
+) -> None:
+    cache = FileCache(tmp_path, name=f"s11-file-unlock-{fail_open}", fail_open=fail_open)
+    assert cache.get_stats().extra[UNLOCK_ERRORS] == 0
+
+    def factory() -> str:
+        _break_lock_file(cache, "k")
+        return "computed"
+
+    assert cache.get_or_set("k", factory) == "computed"
+    assert cache.get("k") == "computed"  # stored before the release
+    extra = cache.get_stats().extra
+    assert extra[UNLOCK_ERRORS] == 1
+    assert extra.get("fail_open_unlock_errors_total", 0) == (1 if fail_open else 0)
+
+    async def afactory() -> str:
+        _break_lock_file(cache, "k2")
+        return "computed2"
+
+    assert asyncio.run(cache.aget_or_set("k2", afactory)) == "computed2"
+    assert cache.get_stats().extra[UNLOCK_ERRORS] == 2

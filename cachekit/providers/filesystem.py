@@ -61,6 +61,7 @@ from ..serialization import Serializer
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from .file_format import INF
+from .file_lock import KeyLock
 from .file_options import OPTIONS, build_serializer, checked, directory_option, mode_option
 from .file_store import FileStore
 from .timed import TimedGets
@@ -90,8 +91,8 @@ class FileCache(TimedGets, DistributedCache):
 
     __slots__ = (
         "_clock", "_deletes", "_dumps", "_fail_open", "_files", "_get_timer", "_hits", "_misses",
-        "_sets", "_stampede_timeout", "_started", "_started_wall", "_stats_lock", "default_ttl",
-        "directory", "max_entries", "mode", "serializer",
+        "_sets", "_stampede_timeout", "_started", "_started_wall", "_stats_lock", "_unlock_errors",
+        "default_ttl", "directory", "max_entries", "mode", "serializer",
     )  # fmt: skip
 
     #: Options accepted in ``file:///path?...`` URLs and config dicts.
@@ -154,6 +155,7 @@ class FileCache(TimedGets, DistributedCache):
         )
         self._stats_lock = threading.Lock()
         self._hits = self._misses = self._sets = self._deletes = 0
+        self._unlock_errors = 0
         self._started_wall = time.time()
         self._started = time.monotonic()
 
@@ -356,7 +358,7 @@ class FileCache(TimedGets, DistributedCache):
                         return current
                     return self._add_or_current(key, factory(), add)
                 finally:
-                    self._guard("unlock", None, lock.release)
+                    self._unlock_stampede(lock)
             current = self._fill_peek(key)
             if current is not MISSING:
                 return current
@@ -364,6 +366,21 @@ class FileCache(TimedGets, DistributedCache):
                 return self._add_or_current(key, factory(), add)
             time.sleep(delay)
             delay = min(delay * 2, _LAST_POLL)
+
+    def _unlock_stampede(self, lock: KeyLock) -> None:
+        """Release ``get_or_set``'s key lock without raising: its failure must not replace the
+        value stored or the exception in flight. The ``flock`` goes with the closed file either
+        way; what can fail is removing the lock file, which the next holder then reuses.
+        Counted (``stampede_unlock_errors_total``), and as any disk error under fail-open."""
+        try:
+            lock.release()
+        except OSError as exc:
+            with self._stats_lock:
+                self._unlock_errors += 1
+            if self._fail_open.enabled:
+                self._fail_open.handle("unlock", exc)  # counted, and logged at its rate
+            else:
+                log.warning("cache %r: stampede lock file not removed: %s", self.name, exc)
 
     async def _alead(
         self, key: str, factory: Callable[[], Any], add: Callable[[str, Any], Awaitable[bool]]
@@ -389,7 +406,7 @@ class FileCache(TimedGets, DistributedCache):
                         return current
                     return await produce()
                 finally:
-                    self._guard("unlock", None, lock.release)
+                    self._unlock_stampede(lock)
             current = await self._afill_peek(key)
             if current is not MISSING:
                 return current
@@ -471,6 +488,7 @@ class FileCache(TimedGets, DistributedCache):
                 disk_bytes += dirent.stat().st_size
         with self._stats_lock:
             counters = (self._hits, self._misses, self._sets, self._deletes)
+            unlock_errors = self._unlock_errors
         store = self._files
         return CacheStats(
             name=self.name,
@@ -492,6 +510,7 @@ class FileCache(TimedGets, DistributedCache):
                 "available": available,
                 "disk_bytes": disk_bytes,
                 "corrupt_files_total": store.corrupt,
+                "stampede_unlock_errors_total": unlock_errors,
                 **self._fail_open.snapshot(),
             },
             **self._get_timer.fields(),
@@ -501,6 +520,7 @@ class FileCache(TimedGets, DistributedCache):
         """Zero this process's counters (not the files); ``started_at`` restarts too."""
         with self._stats_lock:
             self._hits = self._misses = self._sets = self._deletes = 0
+            self._unlock_errors = 0
             self._started_wall = time.time()
             self._started = time.monotonic()
         self._files.reset_counts()
