@@ -213,7 +213,7 @@ class CallTracker(MethodInterceptor):
             if not names:
                 held = list(self.namespaces)
         for ns in held:
-            ns.running += 1
+            ns.enter()
         return held
 
     def wrap(self, method: str, handler: Handler) -> Handler:
@@ -231,6 +231,16 @@ class CallTracker(MethodInterceptor):
                 held = self._held(request) if per_namespace else ()
                 try:
                     return await behavior(request, context)
+                except asyncio.CancelledError:
+                    # Cancelled by the delete of a namespace it runs on (past its wait): a
+                    # status that says so, not CANCELLED (the client did not cancel).
+                    abandoned = next((ns.abandoned for ns in held if ns.abandoned), None)
+                    task = asyncio.current_task()
+                    if abandoned is None or task is None:
+                        raise
+                    task.uncancel()
+                    await _abort(context, abandoned)
+                    raise  # unreachable: abort raises
                 finally:
                     self.running -= 1
                     for ns in held:

@@ -16,16 +16,19 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..config import redact_url
-from ..errors import CacheError, ConfigurationError, UnsupportedOperation
+from ..errors import BackendUnavailable, CacheError, ConfigurationError, UnsupportedOperation
 from ..factory import create_cache
 from ..interfaces import Cache
 from ..providers.memory import MemoryCache
+from ..providers.tiered import TieredCache
 from ..sentinels import DEFAULT, MISSING, DefaultType
+from ..serialization.msgpack import MsgpackSerializer
 from . import values
 from .events import EventHub
 
 __all__ = [
     "Namespace",
+    "NamespaceDeleted",
     "NamespaceExists",
     "NamespaceNotFound",
     "Namespaces",
@@ -37,6 +40,9 @@ log = logging.getLogger("cachekit.grpc")
 
 #: Seconds a deleted namespace's running calls get to finish before its cache is closed.
 DELETE_DRAIN_SECONDS = 10.0
+#: Seconds the calls still running past that bound, once cancelled, get to unwind (answer
+#: :class:`NamespaceDeleted`, give their connections back) before the cache is closed anyway.
+_UNWIND_SECONDS: Final = 1.0
 
 #: Namespace names: what a URL path segment can hold without escaping.
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -49,6 +55,12 @@ class NamespaceNotFound(CacheError, LookupError):
 
 class NamespaceExists(CacheError):
     """CreateNamespace of a name already served."""
+
+
+class NamespaceDeleted(BackendUnavailable):
+    """A call was still running on a namespace when its delete stopped waiting for it: the
+    call is cancelled and answers this (``UNAVAILABLE``; a Python client raises the public
+    ``BackendUnavailable``). A write it was making may or may not have been applied."""
 
 
 def check_name(name: str) -> str:
@@ -88,19 +100,36 @@ class Namespace:
     #: Whether the cache gives a stored :class:`~.values.Kept` back as one (see ``values``):
     #: then stored ``bytes`` are octets whatever their first byte.
     marks: bool = field(init=False, default=False)
+    #: Whether the cache's serializer is MessagePack: objects JSON cannot carry are read as
+    #: ``application/msgpack`` rather than as pickle envelopes (see ``values.to_wire``).
+    packs: bool = field(init=False, default=False)
     #: Calls running on this namespace (counted by the server's ``CallTracker``), and the event
     #: a delete waits on for them to end before it closes the cache under them.
     running: int = field(init=False, default=0)
     idle: asyncio.Event | None = field(init=False, default=None)
+    #: The tasks of those calls (a delete cancels the ones left after its wait), and then the
+    #: error they answer instead of the cancellation.
+    tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
+    abandoned: NamespaceDeleted | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = EventHub()
-        self.marks = holds_kept(self.cache)
+        self.marks, self.packs = holds_kept(self.cache), packs_msgpack(self.cache)
+
+    def enter(self) -> None:
+        """A call starts on this namespace, in the current task (see :meth:`leave`)."""
+        self.running += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
 
     def leave(self) -> None:
-        """One call on this namespace ended (it entered with ``running += 1``)."""
+        """One call on this namespace ended (it entered with :meth:`enter`)."""
         self.running -= 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.discard(task)
         if not self.running and self.idle is not None:
             self.idle.set()
 
@@ -169,6 +198,7 @@ class Namespace:
             except CacheError:
                 continue  # over the new memory bound on its own: not kept, as set_many would
         marks, self.cache, self.marks = self.marks, new, holds_kept(new)
+        self.packs = packs_msgpack(new)
         self.source, self.url = url, redact_url(url)
         if self.marks and not marks:  # moved from a sniffing namespace: mark its envelopes
             for key in new.keys():
@@ -228,17 +258,33 @@ _PROBE: Final = values.Kept(b"\xc1\x01\x04\x00\x80\x05N.")
 
 def holds_kept(cache: Cache) -> bool:
     """Whether ``cache`` gives a stored :class:`~.values.Kept` back as one: a memory cache
-    without a serializer keeps the object; a serializer that writes it as plain ``bytes``
-    (JSON, MessagePack) or refuses it does not, and neither does a cache of unknown storage."""
+    without a serializer keeps the object, and cachekit's serializers (JSON and MessagePack
+    included) mark it in its header; one that writes it as plain ``bytes`` or refuses it does
+    not, and neither does a cache of unknown storage. A tiered cache holds one if both its
+    levels do."""
+    if isinstance(cache, TieredCache):
+        return holds_kept(cache.l1) and holds_kept(cache.l2)
     if isinstance(cache, MemoryCache) and cache._dumps is None:
         return True
-    dumps, loads = getattr(cache, "_dumps", None), getattr(cache, "_loads", None)
+    serializer = getattr(cache, "serializer", None)  # a file cache reads through its store
+    if serializer is None:
+        dumps, loads = getattr(cache, "_dumps", None), getattr(cache, "_loads", None)
+    else:
+        dumps, loads = getattr(serializer, "dumps", None), getattr(serializer, "loads", None)
     if not (callable(dumps) and callable(loads)):
         return False
     try:
         return type(loads(dumps(_PROBE))) is values.Kept
     except Exception:
         return False
+
+
+def packs_msgpack(cache: Cache) -> bool:
+    """Whether ``cache`` stores through a MessagePack serializer (a tiered cache: its L2)."""
+    if isinstance(cache, TieredCache):
+        return packs_msgpack(cache.l2)
+    serializer = getattr(cache, "serializer", None) or getattr(cache, "_serializer", None)
+    return isinstance(serializer, MsgpackSerializer)
 
 
 class UnsupportedPolicy(UnsupportedOperation):
@@ -249,8 +295,16 @@ class UnsupportedPolicy(UnsupportedOperation):
 class Namespaces:
     """Name -> :class:`Namespace`; mutated only from the server's event loop."""
 
-    def __init__(self, caches: Mapping[str, Cache] = {}, *, queue_size: int = 1024) -> None:
+    def __init__(
+        self,
+        caches: Mapping[str, Cache] = {},
+        *,
+        queue_size: int = 1024,
+        drain: float = DELETE_DRAIN_SECONDS,
+    ) -> None:
         self.queue_size = queue_size
+        #: Seconds a delete waits for the calls still running on the namespace (see release).
+        self.drain = drain
         self._by_name: dict[str, Namespace] = {}
         #: Removed namespaces whose caches wait for their running calls, by id (not hashable).
         self._releasing: dict[int, Namespace] = {}
@@ -307,7 +361,7 @@ class Namespaces:
             ns.cache.close()
         return ns
 
-    async def adelete(self, name: str, drain: float = DELETE_DRAIN_SECONDS) -> Namespace:
+    async def adelete(self, name: str, drain: float | None = None) -> Namespace:
         """:meth:`delete` from the server's loop: :meth:`remove`, then :meth:`release`."""
         ns = self.remove(name)
         await self.release(ns, drain)
@@ -319,10 +373,17 @@ class Namespaces:
         del self._by_name[name]
         return ns
 
-    async def release(self, ns: Namespace, drain: float = DELETE_DRAIN_SECONDS) -> None:
+    async def release(self, ns: Namespace, drain: float | None = None) -> None:
         """Close a removed namespace's cache once the calls still running on it have ended
-        (at most ``drain`` seconds): closed under a call, a Redis client leaked its connection
-        and the call's write landed after the delete had returned."""
+        (at most ``drain`` seconds, by default :attr:`drain`): closed under a call, a Redis
+        client leaked its connection and the call's write landed after the delete had returned.
+
+        Calls still running then (stalled on their backend) are cancelled: each answers
+        :class:`NamespaceDeleted`, and its cancelled I/O drops its connection, before the cache
+        is closed. Closed under them, they hung until their own deadline (the close did not
+        reach them), a write then landed after the delete, and its connection leaked.
+        """
+        drain = self.drain if drain is None else drain
         self._releasing[id(ns)] = ns  # closed by aclose() if the server stops first
         try:
             if ns.running:
@@ -330,12 +391,7 @@ class Namespaces:
                 try:
                     await asyncio.wait_for(ns.idle.wait(), drain)
                 except TimeoutError:
-                    log.warning(
-                        "namespace %r: closing its cache under %d calls still running after %.1fs",
-                        ns.name,
-                        ns.running,
-                        drain,
-                    )
+                    await _abandon(ns, drain)
         finally:
             if self._releasing.pop(id(ns), None) is not None and ns.owned:
                 await _release(ns.cache)
@@ -368,6 +424,28 @@ class Namespaces:
         for ns in [*self._by_name.values(), *releasing]:
             if ns.owned:
                 await _release(ns.cache)
+
+
+async def _abandon(ns: Namespace, drain: float) -> None:
+    """Cancel the calls still running on removed ``ns`` after ``drain`` seconds; wait a little
+    for them to unwind (the call tracker answers each with ``ns.abandoned``)."""
+    log.warning(
+        "namespace %r: cancelling %d calls still running %.1fs after its delete",
+        ns.name,
+        ns.running,
+        drain,
+    )
+    ns.abandoned = NamespaceDeleted(
+        f"namespace {ns.name!r} was deleted while this call ran, and the call was cancelled "
+        f"after {drain:g}s (a write it was making may or may not have been applied)"
+    )
+    for task in list(ns.tasks):
+        task.cancel()
+    assert ns.idle is not None
+    try:
+        await asyncio.wait_for(ns.idle.wait(), _UNWIND_SECONDS)
+    except TimeoutError:  # a call that ignores cancellation: closed under it, as a last resort
+        log.warning("namespace %r: closing its cache under %d calls", ns.name, ns.running)
 
 
 async def _release(cache: Cache) -> None:

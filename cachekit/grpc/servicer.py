@@ -76,18 +76,18 @@ def _distributed(ns: Namespace, what: str) -> DistributedCache:
     return cache
 
 
-def _value(stored: Any, sniff: bool) -> pb.Value:
-    content_type, data = values.to_wire(stored, sniff)
+def _value(stored: Any, sniff: bool, packs: bool) -> pb.Value:
+    content_type, data = values.to_wire(stored, sniff, packs)
     return pb.Value(data=data, content_type=content_type)
 
 
-def _fill(value: pb.Value, stored: Any, sniff: bool) -> None:
+def _fill(value: pb.Value, stored: Any, sniff: bool, packs: bool) -> None:
     """Write ``stored``'s wire form into ``value``, a field of the response being built.
 
     Filling a response's fields in place is 3x cheaper than building ``Value`` and ``Entry``
     messages and passing them to the constructors, which copy them.
     """
-    value.content_type, value.data = values.to_wire(stored, sniff)
+    value.content_type, value.data = values.to_wire(stored, sniff, packs)
 
 
 _MIN64, _MAX64 = -(1 << 63), (1 << 63) - 1
@@ -246,14 +246,14 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
             stored = await ns.cache._apeek(key)  # the core's uncounted read
             if stored is MISSING:  # removed in between
                 return _NOT_FOUND
-            entry.value.CopyFrom(_value(stored, not ns.marks))
+            entry.value.CopyFrom(_value(stored, not ns.marks, ns.packs))
             return pb.GetResponse(found=True, entry=entry)
         stored = await ns.cache.aget(key, MISSING)
         if stored is MISSING:
             return _NOT_FOUND
         response = pb.GetResponse(found=True)
         response.entry.key = key
-        _fill(response.entry.value, stored, not ns.marks)
+        _fill(response.entry.value, stored, not ns.marks, ns.packs)
         if request.include_metadata:
             await self._metadata(ns.cache, response.entry)
         return response
@@ -398,7 +398,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
         unread_after = [0] * (len(keys) + 1)
         for i in range(len(keys) - 1, -1, -1):
             unread_after[i] = unread_after[i + 1] + _field_size(len(keys[i].encode()))
-        sniff = not ns.marks
+        sniff, packs = not ns.marks, ns.packs
         total = 0  # bytes of the entries kept so far
         largest = 0  # bytes of the largest entry kept so far
         start = 0
@@ -411,7 +411,7 @@ class CacheServicer(pb_grpc.CacheServiceServicer):
                     continue
                 entry = entries.add()
                 entry.key = key
-                _fill(entry.value, found[key], sniff)
+                _fill(entry.value, found[key], sniff, packs)
                 size = _field_size(entry.ByteSize())
                 # The keys left unread are listed in the response: they count too.
                 if total + size + unread_after[i + 1] > budget:

@@ -9,7 +9,8 @@ read answers the plainest view of the stored value: ``str`` as text, ``int`` as 
 type, ``bytes`` as octets, an object JSON carries exactly as ``application/json``, anything
 else as a pickle envelope. What the server must not or cannot decode (pickle, signed values,
 protobuf, and MessagePack, validated but kept as sent) is stored as the envelope and read back
-as its view. The table is in ``docs/grpc.md``.
+as its view, stored as a :class:`Kept` (``cachekit.serialization.reader.Kept``): its type, not
+its first byte, tells it from ``bytes`` values. The table is in ``docs/grpc.md``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..serialization.header import (
     parse_decimal,
     parse_header,
 )
-from ..serialization.reader import Reader
+from ..serialization.reader import Kept, Reader
 
 __all__ = [
     "CACHEKIT",
@@ -98,20 +99,6 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 class InvalidValue(InvalidArgument):
     """A value's bytes do not match its content type, or the type is not one we read; sent to
     clients as the public ``InvalidArgument`` (a Python client raises that)."""
-
-
-class Kept(bytes):
-    """An envelope stored as sent (pickle, signed, MessagePack, protobuf, or compressed past
-    the value limit), marked by its type rather than by its first byte: so that ``bytes``
-    written in-process are read as octets whatever they start with (1 blob in 256 starts with
-    the magic ``0xC1``), and octets sent over gRPC are stored, and read in-process, unchanged.
-
-    A ``bytes`` to in-process readers. Namespaces whose cache cannot give one back as a
-    ``Kept`` (a JSON or MessagePack serializer stores it as plain bytes) are served *sniffing*:
-    see :func:`to_stored`'s ``marked``.
-    """
-
-    __slots__ = ()
 
 
 def _parse_type(content_type: str) -> tuple[str, dict[str, str]]:
@@ -234,15 +221,28 @@ def _reader(max_decompressed: int) -> Reader:
 
 
 def _check_msgpack(data: bytes) -> None:
-    """Exactly one MessagePack object (when msgpack is installed; else not validated)."""
-    try:
-        import msgpack  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
+    """Exactly one MessagePack object (when msgpack is installed; else not validated), as
+    cachekit's MessagePack serializer reads it: maps with array keys included (it writes tuple
+    keys so; msgpack's own reader refuses them)."""
+    decode = _msgpack_decoder()
+    if decode is None:
         return
     try:
-        msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:
+        decode(data, b"")
+    except Exception as exc:  # SerializationError, and whatever else a corrupt body raises
         raise InvalidValue(f"{MSGPACK}: the bytes are not one MessagePack object: {exc}") from None
+
+
+@functools.cache
+def _msgpack_decoder() -> Any:
+    """cachekit's MessagePack decoder, or None without msgpack installed."""
+    try:
+        import msgpack  # noqa: F401
+    except ImportError:
+        return None
+    from ..serialization.msgpack import make_decoder
+
+    return make_decoder()
 
 
 def _envelope_of(content_type: str, data: bytes) -> int | bytes:
@@ -294,11 +294,14 @@ def _from_envelope(data: bytes) -> int | bytes:
     return data
 
 
-def to_wire(stored: Any, sniff: bool = False) -> tuple[str, bytes]:
+def to_wire(stored: Any, sniff: bool = False, packs: bool = False) -> tuple[str, bytes]:
     """``(content_type, data)`` for a stored value: the plainest view its envelope allows.
 
     ``bytes`` are octets, a :class:`Kept` an envelope; with ``sniff`` (a namespace whose cache
     cannot hold a ``Kept``, see :func:`to_stored`) ``bytes`` starting with ``0xC1`` are too.
+    With ``packs`` (a MessagePack namespace), an object JSON cannot carry exactly (bytes in
+    it, keys that are not ``str``) is MessagePack rather than a pickle envelope, which a
+    MessagePack client refuses to read.
     """
     tp = type(stored)
     if tp is bytes:
@@ -321,10 +324,27 @@ def to_wire(stored: Any, sniff: bool = False) -> tuple[str, bytes]:
             return JSON, _JSON_ENCODER.encode(stored).encode("utf-8")
         except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
             pass
+    if packs:
+        packed = _packed(stored)
+        if packed is not None:
+            return MSGPACK, packed
     try:
         return CACHEKIT, pack_header(Codec.PICKLE) + pickle.dumps(stored, protocol=5)
     except Exception as exc:
         raise SerializationError(f"stored value of type {type(stored).__name__}: {exc}") from exc
+
+
+def _packed(stored: Any) -> bytes | None:
+    """``stored`` as MessagePack, or None if it cannot be packed (a value read from a
+    MessagePack namespace was unpacked, so it packs back as it was)."""
+    try:
+        import msgpack
+    except ImportError:  # pragma: no cover - a MessagePack namespace needs it
+        return None
+    try:
+        return msgpack.packb(stored, use_bin_type=True)  # type: ignore[no-any-return]
+    except Exception:  # a type or an integer MessagePack cannot carry: pickled instead
+        return None
 
 
 def _view(stored: bytes) -> tuple[str, bytes]:

@@ -29,7 +29,7 @@ from .compression import (
     make_probe,
 )
 from .header import Codec, Compression, pack_header
-from .reader import Reader
+from .reader import KEPT_EXTRAS, Kept, Reader
 
 __all__ = ["CodecSerializer", "Serializer", "SerializerOptions"]
 
@@ -110,6 +110,7 @@ class CodecSerializer(Reader, Serializer):
         self._raw_headers = self._headers(Codec.RAW, method)
         self._str_headers = self._headers(Codec.STR, method)
         self._codec_headers = self._headers(self.codec_id, method)
+        self._kept_headers = self._headers(Codec.RAW, method, KEPT_EXTRAS)
         self._compression_method = method
         cls = type(self)
         self._splits = cls.dumps is cls._dumps_writing_bytes_raw
@@ -143,6 +144,8 @@ class CodecSerializer(Reader, Serializer):
                 return self._seal(self._str_headers, text)
         elif tp is bytes:
             return self._seal(self._raw_headers, value)
+        elif tp is Kept:  # an envelope kept as given (reader.Kept): marked by the extras
+            return self._seal(self._kept_headers, value)
         try:
             body = self._encode(value)
         except self._encode_errors as exc:

@@ -33,7 +33,7 @@ from .header import (
 )
 from .signing import TAG_SIZE, new_mac
 
-__all__ = ["Decoder", "Reader", "loads_any"]
+__all__ = ["KEPT_EXTRAS", "Decoder", "Kept", "Reader", "loads_any"]
 
 #: Decodes a body (already verified and decompressed) given the header's extras.
 Decoder: TypeAlias = Callable[[bytes, bytes], Any]
@@ -48,8 +48,24 @@ def _unknown(codec: int, body: bytes, extras: bytes) -> Any:
 _UNKNOWN: Final = tuple(functools.partial(_unknown, codec) for codec in range(256))
 
 
+#: The extras of a RAW payload whose body is a :class:`Kept` (any other extras: plain bytes).
+KEPT_EXTRAS: Final = b"kept"
+
+
+class Kept(bytes):
+    """Bytes that are themselves a cachekit envelope kept as given, undecoded: the gRPC server
+    stores so what it must not or cannot decode (pickle, signed, MessagePack, protobuf).
+
+    Every cachekit serializer writes one as RAW with the extras :data:`KEPT_EXTRAS` and reads
+    it back as a ``Kept`` (a reader that ignores RAW extras reads the same bytes), so that its
+    type, not its first byte, tells it from ``bytes`` values, which may start with the magic.
+    """
+
+    __slots__ = ()
+
+
 def _decode_raw(body: bytes, extras: bytes) -> bytes:
-    return body
+    return Kept(body) if extras == KEPT_EXTRAS else body
 
 
 def _decode_str(body: bytes, extras: bytes) -> str:
