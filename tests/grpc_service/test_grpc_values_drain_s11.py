@@ -385,3 +385,31 @@ def test_msgpack_with_array_keys_is_one_msgpack_object(
     value = pb.Value(data=data, content_type=values.MSGPACK)
     stub.Set(pb.SetRequest(namespace="ns", key="k", value=value))
     assert _get(stub, "k") == (values.MSGPACK, data)
+
+
+def test_a_call_stalled_on_memcached_past_the_delete_wait_answers_unavailable(
+    fresh_memcached_server: MemcachedServer,
+) -> None:
+    server = fresh_memcached_server
+    pid = server.pid
+    assert pid is not None
+    namespaces = Namespaces(drain=0.2)
+    namespaces.create("default")
+    namespaces.create("m", f"memcached://{server.host}:{server.port}?timeout=30")
+    with ThreadedServer(namespaces) as srv, grpc.insecure_channel(srv.target) as ch:
+        cache, admin = pb_grpc.CacheServiceStub(ch), apb_grpc.CacheAdminServiceStub(ch)
+        cache.Set(pb.SetRequest(namespace="m", key="warm", value=pb.Value(data=b"x")))
+        ns = namespaces.get("m")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            late = pb.SetRequest(namespace="m", key="late", value=pb.Value(data=b"y"))
+            stalled = cache.Set.future(late, timeout=8)
+            srv.run(_until(lambda: ns.running > 0))
+            admin.DeleteNamespace(apb.DeleteNamespaceRequest(namespace="m"), timeout=8)
+            with pytest.raises(grpc.RpcError) as failed:
+                stalled.result()
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            listed = admin.ListNamespaces(apb.ListNamespacesRequest()).namespaces
+            assert [n.name for n in listed] == ["default"]
+        finally:
+            os.kill(pid, signal.SIGCONT)
