@@ -176,6 +176,7 @@ class InvalidationChannel:
         self._thread = None
         self._stop = threading.Event()
         self.connected = False
+        self.received = self.sent = self.publish_errors = self.reconnects = 0  # the parent's
         self._publisher._after_fork()
         self._subscriber._after_fork()
 

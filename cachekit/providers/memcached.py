@@ -1495,6 +1495,17 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         for counts in list(self._all_counts):  # they fold into the totals under it
             counts.lock = lock
 
+    def reset_stats(self) -> None:
+        """Zero the client-side counters (not the data); ``started_at`` restarts too. Each
+        thread's counts are its own to update: one it bumps meanwhile may survive the reset."""
+        with self._stats_lock:
+            self._retired[:] = (0, 0, 0, 0)
+            for counts in list(self._all_counts):
+                counts.n[:] = (0, 0, 0, 0)
+            self._started_wall = time.time()
+            self._started = time.monotonic()
+        self._get_timer.reset()
+
     def __repr__(self) -> str:
         return f"<MemcachedCache name={self.name!r} servers={list(self._nodes)!r}>"
 

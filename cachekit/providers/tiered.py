@@ -767,6 +767,16 @@ class TieredCache(TimedGets, DistributedCache):
             self._ready = threading.Event()
             self._l1.clear()
 
+    def reset_stats(self) -> None:
+        """Zero this cache's counters and its L1's (not the data); ``started_at`` restarts too.
+        L2's are its own (a Redis L2's ``reset_stats()``); the channel's counts stay."""
+        self._l1.reset_stats()
+        with self._lock:
+            self._l2_hits = self._l2_misses = self._sets = self._deletes = 0
+            self._started_wall = time.time()
+            self._started = time.monotonic()
+        self._get_timer.reset()
+
     def close(self) -> None:
         """Stop the subscriber (the L1 is flushed: it cannot be kept coherent) and close L2.
 

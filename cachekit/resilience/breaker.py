@@ -97,7 +97,9 @@ class CircuitBreaker:
         return self._state
 
     def _after_fork(self) -> None:
+        """A forked child's counts are its own (see :mod:`cachekit.forking`); the state stays."""
         self._lock = threading.Lock()
+        self.opened_count = self.rejected_count = 0
 
     def allow(self) -> bool:
         """Whether a call may go to the server now (closed, or the single half-open probe)."""

@@ -64,7 +64,10 @@ class FailOpen:
         )
 
     def _after_fork(self) -> None:
+        """A forked child's counts are its own (see :mod:`cachekit.forking`), still at 0."""
         self._lock = threading.Lock()
+        for operation in self.failures:
+            self.failures[operation] = 0
 
     def handle(self, operation: str, error: BaseException) -> None:
         """Raise ``BackendUnavailable`` (fail-closed) or count and log ``error`` (fail-open)."""
