@@ -28,9 +28,11 @@ Design, in the order the hot path meets it:
 * Bounds: ``max_entries`` and/or ``max_memory_bytes`` (accounted per entry with a
   :mod:`sizer <cachekit.sizing>`). A write inserts first, then evicts the policy's victims until
   the cache is within its bounds. A value that alone exceeds ``max_memory_bytes`` raises
-  :class:`~cachekit.errors.ValueTooLarge`. Bounded by default: :data:`DEFAULT_MAX_ENTRIES`
-  entries unless a bound is given; ``max_entries=None`` with no memory bound is the explicit
-  way to ask for an unbounded cache.
+  :class:`~cachekit.errors.ValueTooLarge` (``set_many`` returns its key), and the write's
+  previous value goes, as memcached drops it: a refused write leaves no stale value (an ``add``
+  over a live key, which would not have written, leaves it). Bounded by default:
+  :data:`DEFAULT_MAX_ENTRIES` entries unless a bound is given; ``max_entries=None`` with no
+  memory bound is the explicit way to ask for an unbounded cache.
 * Values are stored by reference (like ``cachetools`` and ``functools.lru_cache``), so a hit
   costs no copy; a ``serializer`` stores encoded bytes instead, which gives every reader an
   independent copy (as Django's ``LocMemCache`` does).
@@ -480,12 +482,16 @@ class MemoryCache(DistributedCache):
     def _set_general(
         self, key: str, value: Any, seconds: float | None, tags: frozenset[str] | None
     ) -> None:
-        size = self._size(key, value)
+        if seconds is not None and seconds <= 0:
+            self._remove_unstored((key,))
+            return
+        try:
+            size = self._size(key, value)
+        except ValueTooLarge:
+            self._refuse((key,))
+            raise
         with self._lock:
             self._drain_logs()
-            if seconds is not None and seconds <= 0:
-                self._discard(key)
-                return
             expires_at = None if seconds is None else self._clock() + seconds
             removed = self._store(key, value, expires_at, size, tags)
         self._notify(removed)
@@ -509,7 +515,15 @@ class MemoryCache(DistributedCache):
         tagset = check_tags(tags)
         if self._dumps is not None:
             value = self._dumps(value)
-        size = self._size(key, value)
+        if seconds is not None and seconds <= 0:
+            size = 0  # stores nothing: nothing to refuse
+        else:
+            try:
+                size = self._size(key, value)
+            except ValueTooLarge:
+                if present:  # the replace would have written; an add over a live key would not
+                    self._refuse((key,))
+                raise
         removed: _Removed = []
         with self._lock:
             self._drain_logs()
@@ -527,10 +541,13 @@ class MemoryCache(DistributedCache):
     def set_many(
         self, mapping: Mapping[str, Any], ttl: TTLArg = DEFAULT, *, tags: Iterable[str] = ()
     ) -> list[str]:
-        """Store every item; values over the memory bound are skipped and their keys returned."""
+        """Store every item; values over the memory bound are skipped, their keys returned and
+        their previous values dropped."""
         seconds = self.default_ttl if ttl is DEFAULT else to_seconds(ttl)
         tagset = check_tags(tags)
         dumps, sizer, limit = self._dumps, self._sizer, self._memory_limit
+        if seconds is not None and seconds <= 0:
+            sizer = None  # stores nothing: nothing to refuse
         prepared: list[tuple[str, Any, int]] = []
         failed: list[str] = []
         for raw_key, value in mapping.items():
@@ -541,16 +558,18 @@ class MemoryCache(DistributedCache):
                 failed.append(key)
             else:
                 prepared.append((key, stored, size))
+        if seconds is not None and seconds <= 0:
+            self._remove_unstored([key for key, _, _ in prepared])
+            return []
         removed: _Removed = []
         with self._lock:
             self._drain_logs()
             now = self._clock()
             for key, stored, size in prepared:
-                if seconds is not None and seconds <= 0:
-                    self._discard(key)
-                    continue
                 expires_at = None if seconds is None else now + seconds
                 removed.extend(self._store(key, stored, expires_at, size, tagset) or ())
+            if failed:  # in the same hold: no reader sees a refused key's older value after
+                self._delete_live(failed, removed)
         self._notify(removed)
         return failed
 
@@ -579,23 +598,33 @@ class MemoryCache(DistributedCache):
             raise NotAnInteger(f"delta must be an int, got {delta!r}")
         dumps, loads = self._dumps, self._loads
         removed: _Removed = []
-        with self._lock:
-            self._drain_logs()
-            entry = self._live(key, removed)
-            if entry is None:
-                current, tags = 0, None
-                expires_at = None if self.default_ttl is None else self._clock() + self.default_ttl
-            else:
-                current = loads(entry[0]) if loads is not None else entry[0]
-                if type(current) is not int:
-                    raise NotAnInteger(f"value of {key!r} is {type(current).__name__}, not int")
-                expires_at, tags = entry[1], self._tags.tags_of(key)
-            result = current + delta
-            stored = dumps(result) if dumps is not None else result
-            size = self._size(key, stored)
-            removed.extend(self._store(key, stored, expires_at, size, tags) or ())
-            self._sets -= 1  # _store counted one: a counter step is no set (as on every provider)
-        self._notify(removed)
+        try:
+            with self._lock:
+                self._drain_logs()
+                entry = self._live(key, removed)
+                if entry is None:
+                    current, tags = 0, None
+                    expires_at = (
+                        None if self.default_ttl is None else self._clock() + self.default_ttl
+                    )
+                else:
+                    current = loads(entry[0]) if loads is not None else entry[0]
+                    if type(current) is not int:
+                        raise NotAnInteger(f"value of {key!r} is {type(current).__name__}, not int")
+                    expires_at, tags = entry[1], self._tags.tags_of(key)
+                result = current + delta
+                stored = dumps(result) if dumps is not None else result
+                try:
+                    size = self._size(key, stored)
+                except ValueTooLarge:
+                    if entry is not None:  # the counter it would have replaced goes too
+                        self._discard(key)
+                        self._deletes += 1
+                    raise
+                removed.extend(self._store(key, stored, expires_at, size, tags) or ())
+                self._sets -= 1  # _store counted one: a counter step is no set (any provider)
+        finally:
+            self._notify(removed)  # an expiry found on the way is reported even if refused
         return result
 
     # -- removal --------------------------------------------------------------------------------
@@ -758,6 +787,28 @@ class MemoryCache(DistributedCache):
                 count += 1
         self._deletes += count
         return count
+
+    def _refuse(self, keys: Iterable[str]) -> None:
+        """Drop the live values of ``keys``, whose write was refused as too large: a refused
+        write leaves no older value readable (memcached drops the value it refuses). Counted
+        as deletes, as the memcached provider's ``set_many`` counts the ones it refuses; an
+        expired entry found is counted and reported as expired."""
+        removed: _Removed = []
+        with self._lock:
+            self._drain_logs()
+            self._delete_live(keys, removed)
+        self._notify(removed)
+
+    def _remove_unstored(self, keys: Iterable[str]) -> None:
+        """A write with a non-positive TTL: it stores nothing and removes ``keys`` (uncounted,
+        as before; an expired entry found is counted and reported as expired)."""
+        removed: _Removed = []
+        with self._lock:
+            self._drain_logs()
+            for key in keys:
+                if self._live(key, removed) is not None:
+                    self._discard(key)
+        self._notify(removed)
 
     def _size(self, key: str, value: Any) -> int:
         if self._sizer is None:
