@@ -36,6 +36,7 @@ from ..config import Option, ParsedURL, bool_option, int_option, redact_url, sec
 from ..errors import ConfigurationError
 from ..metrics.latency import MAX_SAMPLE_EVERY
 from ..serialization import SERIALIZERS, Serializer
+from ..serialization.signing import secret_option
 
 __all__ = ["OPTIONS", "UNAVAILABLE", "ConnectionSettings", "RedisClients", "settings_from_url"]
 
@@ -209,7 +210,7 @@ OPTIONS: dict[str, Option] = {
     "serializer": Option(_serializer_option, "a serializer name or a Serializer"),
     "compression": Option(_str_option, "auto, none, zlib, zstd..."),
     "compress_threshold": int_option(minimum=0),
-    "secret": Option(_str_option, "an HMAC key signing stored values"),
+    "secret": Option(secret_option, "an HMAC key (str or bytes) signing stored values"),
     "max_connections": int_option(minimum=1, allow_none=True),
     "socket_timeout": seconds_option(),
     "socket_connect_timeout": seconds_option(),

@@ -139,9 +139,27 @@ def _inflate_zstd(data: bytes, limit: int) -> bytes:
             dctx = _zstd_local.dctx
         except AttributeError:
             dctx = _zstd_local.dctx = zstd.ZstdDecompressor()
+        if size == 0:
+            return _inflate_zstd_empty(dctx, data)
         return dctx.decompress(data, allow_extra_data=False)  # type: ignore[no-any-return]
     except zstd.ZstdError as exc:
         raise SerializationError(f"corrupt zstd body: {exc}") from exc
+
+
+def _inflate_zstd_empty(dctx: Any, data: bytes) -> bytes:
+    """A frame declaring size 0: ``ZstdDecompressor.decompress`` returns ``b""`` for it without
+    decoding a block or checking the checksum, so one corrupted size byte would read back as an
+    empty value. Decode it for real; libzstd refuses a block that outgrows the declared size
+    (at most one 128 KiB block is produced before that)."""
+    inflater = dctx.decompressobj()
+    out = inflater.decompress(data)
+    if out:
+        raise SerializationError("zstd body is larger than its declared size 0")
+    if not inflater.eof:
+        raise SerializationError("truncated zstd body")
+    if inflater.unused_data:
+        raise SerializationError("trailing bytes after the zstd body")
+    return b""
 
 
 class _ZstdProbe:

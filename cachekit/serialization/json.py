@@ -59,7 +59,20 @@ def _reject_constant(name: str) -> Any:
 _ENCODER: Final = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
 )
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value:  # inf - inf is nan; a Python call per float literal, stdlib path only
+        raise ValueError(f"number {text[:40]!r} is too large for a double")
+    return value
+
+
+# orjson refuses a number that overflows a double (1e400) and a lone surrogate escape
+# ("\ud800", which no UTF-8 writer can produce); the stdlib decoder would read inf and a str that
+# cannot be encoded again. Surrogates are checked only when the body holds a "\ud" escape.
+_DECODER: Final = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+_SURROGATE_CHECK: Final = json.JSONEncoder(ensure_ascii=False, check_circular=False)
 
 
 def _portable(value: Any, active: set[int]) -> Any:
@@ -146,7 +159,11 @@ def _orjson_dumps(orjson_dumps: Any, option: int, value: Any) -> bytes:
 
 
 def _stdlib_loads(body: bytes) -> Any:
-    return _DECODER.decode(body.decode("utf-8"))
+    value = _DECODER.decode(body.decode("utf-8"))
+    if b"\\ud" in body or b"\\uD" in body:
+        # Paired escapes became one code point; any surrogate left was alone: UnicodeEncodeError.
+        _SURROGATE_CHECK.encode(value).encode("utf-8")
+    return value
 
 
 def _load_orjson(use_orjson: bool | None) -> ModuleType | None:

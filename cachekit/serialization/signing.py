@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Final
+from typing import Final, cast
 
 from cachekit.errors import ConfigurationError
 
-__all__ = ["MIN_SECRET_BYTES", "TAG_SIZE", "derive_key", "new_mac", "sign", "verify"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "TAG_SIZE",
+    "derive_key",
+    "new_mac",
+    "secret_option",
+    "sign",
+    "verify",
+]
 
 TAG_SIZE: Final = hashlib.sha256().digest_size
 #: Shorter secrets can be brute-forced offline from any signed value read out of the cache.
@@ -26,7 +34,14 @@ _CONTEXT: Final = b"cachekit.serialization.v1"
 def derive_key(secret: object) -> bytes:
     """The MAC key for ``secret`` (``bytes``, or ``str`` taken as UTF-8)."""
     if isinstance(secret, str):
-        secret = secret.encode("utf-8")
+        try:
+            secret = secret.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate; the message must not echo the secret
+            raise ConfigurationError(
+                "secret is a str that is not valid Unicode (a lone surrogate); "
+                "pass bytes or a proper str",
+                key="secret",
+            ) from None
     if not isinstance(secret, bytes):
         raise ConfigurationError(
             f"secret must be bytes or str, got {type(secret).__name__}", key="secret"
@@ -36,6 +51,14 @@ def derive_key(secret: object) -> bytes:
             f"secret must be at least {MIN_SECRET_BYTES} bytes, got {len(secret)}", key="secret"
         )
     return hmac.digest(secret, _CONTEXT, "sha256")
+
+
+def secret_option(value: object) -> str | bytes:
+    """The providers' ``secret`` option (URL, config dict or keyword): ``value`` itself once
+    :func:`derive_key` accepts it, so every provider takes the same secrets and refuses the
+    rest up front, without echoing them in the message."""
+    derive_key(value)  # ConfigurationError for anything but a usable str or bytes
+    return cast("str | bytes", value)
 
 
 def new_mac(secret: object) -> hmac.HMAC:
