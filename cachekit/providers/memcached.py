@@ -38,11 +38,13 @@ Design (``docs/memcached.md`` is the user-facing account):
   ``2**64 - 1``: a wrapped result is undone and raises ``NotAnInteger`` (Redis: overflow).
 * **Large values.** A value whose item would exceed ``max_item_size`` (memcached's ``-I``)
   raises :class:`ValueTooLarge` (``set_many`` returns its key instead, as it does for an item
-  the server refuses as too large), or with ``large_values="chunk"`` is split into chunks stored
-  under their own keys, with a manifest (client flag 1) under the key itself listing them and
-  the SHA-256 of the whole; ``get`` reassembles and verifies, and a missing or altered chunk is
-  a miss, whose manifest the read deletes (compare-and-delete, ``mg c`` then ``md C<cas>``) so
-  that the key is absent to every operation.
+  the server refuses as too large), after deleting the key's previous value (``set``,
+  ``set_many``, ``replace``; memcached itself drops a refused ``set``'s), or with
+  ``large_values="chunk"`` is split into chunks stored under their own keys, with a manifest
+  (client flag 1) under the key itself listing them and the SHA-256 of the whole; ``get``
+  reassembles and verifies, and a missing or altered chunk is a miss, whose manifest the read
+  deletes (compare-and-delete, ``mg c`` then ``md C<cas>``) so that the key is absent to every
+  operation.
 * **Failures.** Socket and protocol errors become :class:`BackendUnavailable` with the cause
   chained, after ``retry_attempts`` reconnects for idempotent operations; with
   ``fail_open=True`` reads miss and writes are dropped, counted and logged at a rate-limited
@@ -415,8 +417,8 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         prefix: str = "",
         default_ttl: TTL = None,
         serializer: str | Serializer = "pickle",
-        compression: str = "auto",
-        compress_threshold: int = 1024,
+        compression: str | None = None,
+        compress_threshold: int | None = None,
         secret: str | bytes | None = None,
         connect_timeout: float = 1.0,
         timeout: float = 1.0,
@@ -435,16 +437,27 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
     ) -> None:
         super().__init__(name=name)
         self.default_ttl = check_default_ttl(default_ttl)
-        self._serializer = (
-            serializer
-            if isinstance(serializer, Serializer)
-            else make_serializer(
-                serializer,
-                compression=compression,
-                compress_threshold=compress_threshold,
-                secret=secret,
+        # Codec options build a serializer given by name; beside an instance they would be
+        # silently dropped (a cache given secret= reading unsigned pickles), so they raise, as
+        # RedisCache's and FileCache's do. None is "not given", so an explicit default counts.
+        codec_options: dict[str, Any] = {
+            option: value
+            for option, value in (
+                ("compression", compression),
+                ("compress_threshold", compress_threshold),
+                ("secret", secret),
             )
-        )
+            if value is not None
+        }
+        if isinstance(serializer, Serializer):
+            if codec_options:
+                raise ConfigurationError(
+                    "compression/secret options apply to a serializer given by name",
+                    key=next(iter(codec_options)),
+                )
+            self._serializer = serializer
+        else:
+            self._serializer = make_serializer(serializer, **codec_options)
         self._dumps = self._serializer.dumps
         self._dumps_parts = self._serializer.dumps_parts
         self._loads = self._serializer.loads
@@ -1086,7 +1099,11 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             if len(data[0]) + len(data[1]) + len(stored) + _ITEM_OVERHEAD <= self.max_item_size:
                 flags = 0
             else:
-                manifest, flags = self._encode_large(b"".join(data), exptime)
+                try:
+                    manifest, flags = self._encode_large(b"".join(data), exptime)
+                except ValueTooLarge as refusal:
+                    self._drop_refused(key, refusal)
+                    raise
                 data = (b"", manifest)
             node = self._single
             if node is None or not node.breaker.allow():
@@ -1147,6 +1164,13 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         except BackendUnavailable as exc:
             self._failed(command, exc)
             return False
+        except ValueTooLarge as refusal:
+            # A refused replace leaves the value it was to replace (memcached keeps it too: it
+            # drops only a refused set's). A refused add leaves a present value: add would not
+            # have replaced it, so it is not stale.
+            if command == "replace":
+                self._drop_refused(key, refusal)
+            raise
         if done:
             self._counts()[2] += 1
         return bool(done)
@@ -1224,6 +1248,16 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         if refused_here:
             self.delete_many(refused_here)
         return failed
+
+    def _drop_refused(self, key: str, refusal: ValueTooLarge) -> None:
+        """Delete ``key``'s previous value after a write of it was refused as too large, as
+        memcached does for a ``set`` it refuses and ``set_many`` for one refused here: no stale
+        value is read afterwards. The refusal is what the caller gets either way: a delete that
+        fails is counted when failing open, else noted on the refusal (the value may remain)."""
+        try:
+            self.delete(key)
+        except BackendUnavailable as outage:
+            refusal.add_note(f"its previous value could not be deleted, and may remain: {outage}")
 
     def delete(self, key: str) -> bool:
         key = check_key(key)
