@@ -488,9 +488,19 @@ def test_wire_many_round_trips_awkward_and_large_values(memcached_server: Memcac
     parts = {key: (value[:2], value[2:]) for key, value in values.items()}  # head, body
     assert wire.set_many(client, parts, 0, 0, check_line=_check_line) == []
     got = wire.get_many(client, [*values, b"wm:absent"], _check_line, lambda k, v, f: v)
-    assert got == values
+    assert got == ({}, values)
     assert client.get_many(list(values)) == values  # what pymemcache reads back
-    assert wire.get_many(client, [b"wm:absent"], _check_line, lambda k, v, f: v) == {}
+    assert wire.get_many(client, [b"wm:absent"], _check_line, lambda k, v, f: v) == ({}, {})
+    # With a header: the values that begin with it come back without it, the others whole.
+    header = b"wm:x"
+    with_header = {b"wm:h:%d" % i: header + b"%d" % i * 3000 for i in range(40)}
+    with_header[b"wm:h:only"] = header
+    parts = {key: (value[:5], value[5:]) for key, value in with_header.items()}
+    assert wire.set_many(client, parts, 0, 0, check_line=_check_line) == []
+    keys = [*with_header, b"wm:value", b"wm:empty", b"wm:absent"]
+    bodies, others = wire.get_many(client, keys, _check_line, lambda k, v, f: v, header=header)
+    assert bodies == {key: value[len(header) :] for key, value in with_header.items()}
+    assert others == {b"wm:value": values[b"wm:value"], b"wm:empty": b""}
     client.close()
 
 
@@ -508,7 +518,7 @@ def test_wire_set_many_gathers_large_values_across_partial_writes(
     parts = {key: (b"h" + value[:3], value[3:]) for key, value in values.items()}
     values = {key: head + body for key, (head, body) in parts.items()}
     assert wire.set_many(client, parts, 0, 0, check_line=_check_line) == []
-    assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == values
+    assert wire.get_many(client, list(values), _check_line, lambda k, v, f: v) == ({}, values)
     client.close()
 
 

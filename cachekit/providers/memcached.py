@@ -1008,26 +1008,25 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
             self._failed("get_many", exc)
             self._counts()[1] += len(checked)
             return found
-        raw_header = self._raw_header
         decode = self._decode
         for node, group in groups.items():
             try:
-                raw = self._call(
+                bodies, raw = self._call(
                     node,
                     partial(
                         wire.get_many,
                         stored=group,
                         check_line=_check_line,
                         deserialize=_SERDE.deserialize,
+                        header=self._raw_header,  # see _read
                     ),
                 )
             except BackendUnavailable as exc:
                 self._failed("get_many", exc)
                 continue
+            for stored, body in bodies.items():
+                found[wanted[stored]] = body
             for stored, payload in raw.items():
-                if payload[:4] == raw_header:  # see _read
-                    found[wanted[stored]] = payload[4:]
-                    continue
                 try:
                     value = decode(payload, node, stored)
                 except BackendUnavailable as exc:  # a chunk's server: only this key is lost

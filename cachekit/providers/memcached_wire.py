@@ -214,18 +214,21 @@ def get_many(
     stored: list[bytes],
     check_line: Callable[[bytes], bytes],
     deserialize: Callable[[bytes, bytes, int], bytes],
-) -> dict[bytes, bytes]:
-    """``{key: value}`` of the keys present, from one ``get k1 k2 ...``.
+    header: bytes | None = None,
+) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """``({key: body}, {key: value})`` of the keys present, from one ``get k1 k2 ...``: the
+    values that begin with ``header`` (stored with flags 0) without it, and the others whole.
 
     The reply is parsed as it arrives (value sizes say where each value ends, so a value
-    holding ``END`` is never mistaken for the end); the values are copied out once, at the end.
+    holding ``END`` is never mistaken for the end); the values are copied out once, at the end,
+    a header left behind rather than cut off by a second copy.
     """
     sock = _socket(client)
     try:
         sock.sendall(b"get " + b" ".join(stored) + b"\r\n")
         buf: bytes | bytearray = sock.recv(_RECV)
         if buf == _END:
-            return {}
+            return {}, {}
         spans: list[tuple[bytes, bytes, int, int]] = []
         pos = 0
         while True:
@@ -252,11 +255,16 @@ def get_many(
             pos = stop + 2
         view = memoryview(buf)
         try:
-            found = {}
+            bodies: dict[bytes, bytes] = {}
+            others: dict[bytes, bytes] = {}
             for key, flags, start, stop in spans:
-                value = bytes(view[start:stop])
-                found[key] = value if flags == b"0" else deserialize(key, value, int(flags))
-            return found
+                if flags != b"0":
+                    others[key] = deserialize(key, bytes(view[start:stop]), int(flags))
+                elif header is not None and buf.startswith(header, start):
+                    bodies[key] = bytes(view[start + len(header) : stop])
+                else:
+                    others[key] = bytes(view[start:stop])
+            return bodies, others
         finally:
             view.release()
     except BaseException:
