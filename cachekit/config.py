@@ -198,11 +198,14 @@ def parse_options(
             )
         try:
             parsed[key] = option.parse(value)
-        except ConfigurationError as exc:
+        except ConfigurationError as exc:  # the parser's own message, which quotes no secret
             raise ConfigurationError(f"{where}: option {key!r}: {exc}", key=key) from None
         except (TypeError, ValueError) as exc:
+            got = f"{value!r} ({exc})"
+            if any(secret in key.lower() for secret in _SECRET_OPTIONS):  # never quote one
+                got = f"a value of type {type(value).__name__} (not shown: a secret)"
             raise ConfigurationError(
-                f"{where}: option {key!r} accepts {option.accepts}, got {value!r} ({exc})", key=key
+                f"{where}: option {key!r} accepts {option.accepts}, got {got}", key=key
             ) from None
     return parsed
 

@@ -60,3 +60,10 @@ def test_a_url_in_an_option_is_redacted_as_one() -> None:
     assert redact_url(url) == "tiered://?l1=memory://&l2=redis://u:***@h:6379/0"
     encoded = "tiered://?l2=redis%3A%2F%2Fu%3AS3CRET%40h%3A6379%2F0"
     assert redact_url(encoded) == "tiered://?l2=redis://u:***@h:6379/0"
+
+
+def test_a_refused_secret_option_is_not_quoted() -> None:
+    with pytest.raises(ConfigurationError, match="sentinel_password") as info:
+        create_cache("redis+sentinel://h:26379/svc", sentinel_password=918273645)
+    assert "918273645" not in str(info.value)
+    assert info.value.key == "sentinel_password"
