@@ -14,6 +14,7 @@ from ..config import Option, bool_option, int_option, object_option, seconds_opt
 from ..errors import ConfigurationError
 from ..metrics.latency import MAX_SAMPLE_EVERY
 from ..serialization import SERIALIZERS, Serializer, make_serializer
+from ..serialization.signing import secret_option
 
 __all__ = ["OPTIONS", "build_serializer", "checked", "directory_option", "mode_option"]
 
@@ -26,12 +27,6 @@ def _serializer_option(value: Any) -> Any:
     if isinstance(value, Serializer):
         return value
     raise TypeError("expected a serializer name or a Serializer")
-
-
-def _secret_option(value: Any) -> str | bytes:
-    if not isinstance(value, (str, bytes)):
-        raise TypeError("expected str or bytes")
-    return value
 
 
 def mode_option(value: Any) -> int:
@@ -62,7 +57,7 @@ OPTIONS: dict[str, Option] = {
     "serializer": Option(_serializer_option, "a serializer name or a Serializer"),
     "compression": text_option("auto, none, zlib or zstd"),
     "compress_threshold": int_option(minimum=0),
-    "secret": Option(_secret_option, "an HMAC key (str or bytes) signing stored values"),
+    "secret": Option(secret_option, "an HMAC key (str or bytes) signing stored values"),
     "mode": Option(mode_option, "file permissions such as 0o600 or '640'"),
     "stampede_timeout": seconds_option(),
     "fail_open": bool_option(),

@@ -98,6 +98,7 @@ from ..resilience import BreakerState, CircuitBreaker, FailOpen
 from ..sentinels import DEFAULT, MISSING
 from ..serialization import SERIALIZERS, Serializer, make_serializer
 from ..serialization.header import Codec, pack_header, parse_decimal
+from ..serialization.signing import secret_option
 from ..stats import CacheStats
 from ..ttl import TTL, TTLArg, check_default_ttl, resolve_ttl
 from . import memcached_wire as wire
@@ -272,12 +273,6 @@ def _prefix_option(value: Any) -> str:
     return value
 
 
-def _secret_option(value: Any) -> str | bytes:
-    if not isinstance(value, (str, bytes)) or not value:
-        raise TypeError("expected a non-empty str or bytes")
-    return value
-
-
 class _Slot:
     """One thread's connection to one server, closed when the thread (or the cache) goes away."""
 
@@ -392,7 +387,7 @@ class MemcachedCache(MemcachedAsyncOps, Cache):
         "serializer": choice_option(SERIALIZERS),
         "compression": text_option("auto, zlib, zstd or none"),
         "compress_threshold": int_option(minimum=0),
-        "secret": Option(_secret_option, "an HMAC key (str or bytes)"),
+        "secret": Option(secret_option, "an HMAC key (str or bytes)"),
         "connect_timeout": seconds_option(allow_none=False),
         "timeout": seconds_option(allow_none=False),
         "max_pool_size": int_option(minimum=1, allow_none=True),
