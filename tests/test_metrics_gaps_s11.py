@@ -173,6 +173,31 @@ def test_an_async_release_lost_to_an_outage_is_counted(fresh_redis_server: Redis
         cache.close()
 
 
+def test_no_release_is_counted_for_a_lock_that_failing_open_never_took() -> None:
+    """Review finding: a lock ``SET NX`` failing open answered True, so get_or_set "released"
+    a lock it never held and counted that release as lost (and as a fail-open unlock)."""
+    from cachekit.testing.servers import free_port
+
+    cache = _redis_at(f"redis://127.0.0.1:{free_port()}/0", "unlock-never-taken")
+
+    async def twice() -> list[Any]:
+        return [await cache.aget_or_set(f"a{i}", lambda: "v") for i in range(2)]
+
+    try:
+        assert [cache.get_or_set(f"k{i}", lambda: "v") for i in range(3)] == ["v"] * 3
+        assert asyncio.run(twice()) == ["v", "v"]
+        extra = cache.get_stats().extra
+        assert extra["fail_open_lock_errors_total"] == 5
+        assert extra[UNLOCK_ERRORS] == 0
+        assert extra.get("fail_open_unlock_errors_total", 0) == 0
+    finally:
+        cache.close()
+
+
+def _redis_at(url: str, name: str) -> RedisCache:
+    return RedisCache(url, name=name, **{**FAST, "fail_open": True})
+
+
 # -- 2. a forked child's counters are its own ------------------------------------------------------
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

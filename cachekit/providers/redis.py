@@ -50,7 +50,7 @@ from ..stats import CacheStats
 from ..ttl import TTLArg, check_default_ttl, resolve_ttl
 from . import redis_scripts as lua
 from . import redis_wire as wire
-from .redis_async import NOT_RELEASED, RAISE, RedisAsyncOps
+from .redis_async import NOT_RELEASED, NOT_TAKEN, RAISE, RedisAsyncOps
 from .redis_conn import OPTIONS, UNAVAILABLE, RedisClients, settings_from_url
 from .redis_errors import RedisNotAnInteger, RedisUnavailable
 from .redis_inspect import RedisInspectOps
@@ -736,8 +736,10 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
             current = self._fill_peek(key)
             if current is not MISSING:
                 return current
-            # Failing open (server down): compute without the lock rather than not at all.
-            if self._call("lock", True, self._take, lock_key, token, px(timeout)):
+            took = self._call("lock", NOT_TAKEN, self._take, lock_key, token, px(timeout))
+            if took is NOT_TAKEN:  # failed open (server down): compute without the lock
+                return self._add_or_current(key, factory(), add)
+            if took:
                 try:
                     return self._add_or_current(key, factory(), add)
                 finally:

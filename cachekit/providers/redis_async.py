@@ -43,6 +43,20 @@ RAISE: Any = object()  # a fallback meaning "fail closed even when fail_open is 
 NOT_RELEASED: Any = object()
 
 
+class _NotTaken:
+    """False, as a refused ``SET NX`` is (a cancelled acquire then undoes nothing), but told
+    apart from it: the lock's ``SET NX`` failed open, so there is no lock to wait for or free."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: The fallback of a stampede-lock ``SET NX`` failing open (see :class:`_NotTaken`).
+NOT_TAKEN: Any = _NotTaken()
+
+
 class RedisAsyncOps(DistributedCache):
     """Native asyncio twins of the Redis provider's operations (one client per event loop)."""
 
@@ -373,11 +387,14 @@ class RedisAsyncOps(DistributedCache):
             lock = partial(self._clients.aclient().set, lock_key, token, px=px(timeout), nx=True)
             # Cancelled while the SET NX is in flight (the loop ending under its flight), the
             # lock it may take is released, not left to hold off every caller for ``timeout``.
-            if await set_nx_or_undo(
-                self._acall("lock", True, lock),
+            took = await set_nx_or_undo(
+                self._acall("lock", NOT_TAKEN, lock),
                 partial(self._aunlock_stampede, lock_key, token),
                 f"cache {self.name!r}: stampede lock",
-            ):
+            )
+            if took is NOT_TAKEN:  # failed open (server down): compute without the lock
+                return await produce()
+            if took:
                 try:
                     return await produce()
                 finally:
