@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from .errors import ConfigurationError
 
@@ -103,8 +103,12 @@ def _redact_option(item: str) -> str:
     name, _, value = item.partition("=")
     if any(secret in name.lower() for secret in _SECRET_OPTIONS):
         return f"{name}=***"
-    value = unquote(value)
-    return f"{name}={redact_url(value)}" if "://" in value else item
+    url = unquote(value)
+    if "://" not in url:
+        return item
+    redacted = redact_url(url)
+    # Quoted as it came, so that the result still parses as the URL it stands for.
+    return f"{name}={redacted if url == value else quote(redacted, safe=':/@*[],')}"
 
 
 def parse_url(url: str) -> ParsedURL:
@@ -143,6 +147,9 @@ def parse_url(url: str) -> ParsedURL:
     return ParsedURL(scheme.lower(), tuple(hosts), unquote(path), username, password, options, url)
 
 
+_HOST_AFTER_AT = re.compile(r"@[^&=@]*(?::\d|/)")
+
+
 def _password_cut_short(rest: str) -> bool:
     """Whether an unencoded ``/``, ``?`` or ``#`` in the user info ended the host part early
     (``u:pa#ss@host``): the host part then holds no ``@``, and an ``@`` follows where no URL of
@@ -157,7 +164,12 @@ def _password_cut_short(rest: str) -> bool:
     if ":" not in netloc:
         return False
     path, _, query = before_fragment.partition("?")
-    if "@" in path or any("@" in item.partition("=")[0] for item in query.split("&")):
+    # An option value holds an "@" only as data (client_name=ops@example.com), never one
+    # followed by a host's ":port" or a "/" as a password's tail would be.
+    if "@" in path or any(
+        "@" in name or _HOST_AFTER_AT.search(value)
+        for name, _, value in (item.partition("=") for item in query.split("&"))
+    ):
         return True
     for part in netloc.split(","):
         port_text = part[1:].partition("]")[2] if part.startswith("[") else part

@@ -19,6 +19,8 @@ CUT_SHORT = [
     "redis://app:1234?S3CRET@10.0.0.5:6379/0",
     "memcached://a:11211,u:S3#CRET@b:11211",
     "tiered://?l1=memory://&l2=redis://u:S3#CRET@h:6379/0",
+    "redis://app:6380?prefix=S3CRET@cache.internal:6379/0",  # an option value as the tail
+    "redis://app:6380?p=S3CRET@cache/0",
 ]
 
 
@@ -27,7 +29,7 @@ def test_a_password_cut_short_is_refused_unquoted(url: str) -> None:
     with pytest.raises(ConfigurationError, match="percent-encoded") as info:
         parse_url(url)
     assert info.value.key == "url"
-    for part in ("S3", "CRET", "1234"):
+    for part in ("S3", "CRET", "1234", "6380"):
         assert part not in str(info.value)
     assert redact_url(url) == url.partition("://")[0] + "://***"
 
@@ -67,3 +69,18 @@ def test_a_refused_secret_option_is_not_quoted() -> None:
         create_cache("redis+sentinel://h:26379/svc", sentinel_password=918273645)
     assert "918273645" not in str(info.value)
     assert info.value.key == "sentinel_password"
+
+
+def test_a_redacted_nested_url_keeps_its_quoting() -> None:
+    """Review finding: the redacted l2 URL was put back unquoted, so its own options read as
+    the tiered cache's when the result (what ListNamespaces shows) was parsed again."""
+    from urllib.parse import quote
+
+    l2 = quote("redis://:S3CRET@h/0?prefix=t:&socket_timeout=2", safe="")
+    redacted = redact_url(f"tiered://?l1=memory://&l2={l2}&l1_ttl=5")
+    assert "S3CRET" not in redacted
+    assert parse_url(redacted).options == {
+        "l1": "memory://",
+        "l2": "redis://:***@h/0?prefix=t:&socket_timeout=2",
+        "l1_ttl": "5",
+    }
