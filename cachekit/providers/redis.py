@@ -421,8 +421,15 @@ class RedisCache(RedisInspectOps, RedisAsyncOps, TimedGets, DistributedCache):
         return bool(lua.TOUCH(self._sync(), keys, [px_, self._tag_prefix]))
 
     def _invalidate_raw(self, tags: list[str]) -> int:
-        args = [self._tag_prefix, self._side_prefix, self._prefix, *tags]
-        return int(lua.INVALIDATE(self._sync(), [], args))
+        """INVALIDATE in scripts of at most ``INVALIDATE_BATCH`` tags: Redis serves nobody while
+        a script runs, and one over a bulk delete's tags (200,000 rows: 0.8 s) stalled every
+        client. Each batch is atomic; a failure leaves the batches before it done."""
+        client, head = self._sync(), [self._tag_prefix, self._side_prefix, self._prefix]
+        size = lua.INVALIDATE_BATCH
+        return sum(
+            int(lua.INVALIDATE(client, [], [*head, *tags[i : i + size]]))
+            for i in range(0, len(tags), size)
+        )
 
     def _mget_raw(self, keys: list[str], data: list[str] | None = None) -> wire.Values:
         """The stored values of ``keys`` (``data``: their wire keys, when already built), as

@@ -155,8 +155,12 @@ class RedisAsyncOps(DistributedCache):
         return bool(await lua.TOUCH.acall(self._clients.aclient(), keys, [px_, self._tag_prefix]))
 
     async def _ainvalidate_raw(self, tags: list[str]) -> int:
-        args = [self._tag_prefix, self._side_prefix, self._prefix, *tags]
-        return int(await lua.INVALIDATE.acall(self._clients.aclient(), [], args))
+        """The async twin of ``RedisCache._invalidate_raw`` (same batches)."""
+        client, head = self._clients.aclient(), [self._tag_prefix, self._side_prefix, self._prefix]
+        removed, size = 0, lua.INVALIDATE_BATCH
+        for i in range(0, len(tags), size):
+            removed += int(await lua.INVALIDATE.acall(client, [], [*head, *tags[i : i + size]]))
+        return removed
 
     async def _amget_raw(self, keys: list[str]) -> list[bytes | None]:
         prefix, close = self._kopen, self._kclose

@@ -29,6 +29,7 @@ __all__ = [
     "DELETE",
     "INCR",
     "INVALIDATE",
+    "INVALIDATE_BATCH",
     "INVALIDATE_SLOT",
     "RELEASE",
     "SCAN_BATCH",
@@ -47,6 +48,8 @@ __all__ = [
 
 #: Keys per SCAN page and per UNLINK/DELETE batch in clear() and delete_pattern().
 SCAN_BATCH: Final = 1000
+#: Tags per INVALIDATE script (a few ms for tags of one member each): scripts block the server.
+INVALIDATE_BATCH: Final = 1000
 _GLOB_SPECIALS: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
