@@ -82,6 +82,13 @@ class InvalidCacheConfiguration(InvalidCacheBackendError, ConfigurationError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         ConfigurationError.__init__(self, message, key=key)
 
+    def fresh(self) -> InvalidCacheConfiguration:
+        """A copy to raise: raising one instance on every call would grow its traceback, and
+        the frames (and requests) it holds, with each call."""
+        copy = InvalidCacheConfiguration(str(self), key=self.key)
+        copy.__cause__ = self.__cause__
+        return copy
+
 
 class _Unconfigured:
     """Stands in for the core cache of a bad ``CACHES`` entry: every use raises its error."""
@@ -95,7 +102,7 @@ class _Unconfigured:
         error = self._error
 
         def fail(*args: Any, **kwargs: Any) -> Any:
-            raise error
+            raise error.fresh()
 
         if name.startswith("__"):
             raise AttributeError(name)
@@ -358,7 +365,7 @@ class CacheKitCache(BaseCache):
         which provider it lacks does not tell what it would have done ("unconfigured:// caches
         have no tags" sent users looking for the wrong mistake)."""
         error = self.configuration_error
-        return error if error is not None else UnsupportedOperation(message)
+        return error.fresh() if error is not None else UnsupportedOperation(message)
 
     def _tags(self, tags: Iterable[str]) -> list[str]:
         """Tags in this cache's namespace (``KEY_PREFIX``), refused where there are none."""
