@@ -74,6 +74,8 @@ def resolve_token(
     if given is None:
         given = (os.environ if environ is None else environ).get(env)
         source = f"${env}"
+        if given is not None:  # a secret mounted as a variable often ends in a newline, as files
+            given = given.removesuffix("\n").removesuffix("\r")
     if given is None:
         return None
     if not given:

@@ -138,12 +138,12 @@ def test_token_and_token_file_together_is_a_command_error(
         call_command("cachekit_grpc", token=SECRET, token_file=file)
 
 
-def test_a_variable_with_a_trailing_newline_is_a_command_error(
+def test_a_variable_with_a_leading_space_is_a_command_error(
     no_token_variables: pytest.MonkeyPatch,
 ) -> None:
     """It was refused by the server with "token must not ...", which did not say where the
-    token came from."""
-    no_token_variables.setenv("CACHEKIT_GRPC_TOKEN", f"{SECRET}\n")
+    token came from (a final newline is dropped, as a secret file's is)."""
+    no_token_variables.setenv("CACHEKIT_GRPC_TOKEN", f" {SECRET}")
     with pytest.raises(CommandError, match=r"^\$CACHEKIT_GRPC_TOKEN must not start or end") as info:
         call_command("cachekit_grpc", stdout=io.StringIO())
     assert SECRET not in str(info.value)

@@ -94,11 +94,11 @@ def test_serves_with_tokens_from_a_file_or_the_environment(tmp_path: Path, sourc
         ),
         (
             [],
-            {"CACHEKIT_GRPC_TOKEN": f"{SECRET}\n"},
+            {"CACHEKIT_GRPC_TOKEN": f" {SECRET}"},
             "$CACHEKIT_GRPC_TOKEN must not start or end with whitespace",
         ),
     ],
-    ids=["missing", "empty", "empty-admin", "two-lines", "both", "newline-in-variable"],
+    ids=["missing", "empty", "empty-admin", "two-lines", "both", "spaced-variable"],
 )
 def test_token_source_mistakes_are_usage_errors(
     tmp_path: Path, args: list[str], env: dict[str, str], message: str

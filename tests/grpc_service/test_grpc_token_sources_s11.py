@@ -95,9 +95,9 @@ def test_an_unreadable_token_file_says_why(tmp_path: Path) -> None:
         ("", None, {}, r"^--token \(or \$T\) is set but empty"),
         (None, None, {"T": ""}, r"^--token \(or \$T\) is set but empty"),
         (f" {SECRET}", None, {}, r"^--token must not start or end with whitespace$"),
-        (None, None, {"T": f"{SECRET}\n"}, r"^\$T must not start or end with whitespace$"),
+        (None, None, {"T": f"\t{SECRET}"}, r"^\$T must not start or end with whitespace$"),
     ],
-    ids=["both", "empty-option", "empty-variable", "spaced-option", "newline-in-variable"],
+    ids=["both", "empty-option", "empty-variable", "spaced-option", "spaced-variable"],
 )
 def test_option_and_variable_mistakes(
     given: str | None, file: str | None, env: dict[str, str], error: str
@@ -115,11 +115,11 @@ def test_option_and_variable_mistakes(
         ([], {"CACHEKIT_GRPC_TOKEN": ""}, "--token (or $CACHEKIT_GRPC_TOKEN) is set but empty"),
         (
             [],
-            {"CACHEKIT_GRPC_ADMIN_TOKEN": f"{SECRET}\n"},
+            {"CACHEKIT_GRPC_ADMIN_TOKEN": f" {SECRET}"},
             "$CACHEKIT_GRPC_ADMIN_TOKEN must not start or end with whitespace",
         ),
     ],
-    ids=["missing-file", "empty-admin-file", "empty-variable", "newline-in-admin-variable"],
+    ids=["missing-file", "empty-admin-file", "empty-variable", "spaced-admin-variable"],
 )
 def test_serve_mistakes_are_one_line_errors(
     capsys: pytest.CaptureFixture[str],
@@ -201,3 +201,9 @@ def test_serve_takes_its_tokens_from_a_file_or_the_environment(tmp_path: Path, s
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_variable_mounted_from_a_secret_file_loses_its_final_newline(ending: str) -> None:
+    """Review finding: Kubernetes secretKeyRef variables often end in a newline, as files do."""
+    assert resolve_token("--token", None, None, "T", {"T": SECRET + ending}) == SECRET
