@@ -120,8 +120,8 @@ def parse_url(url: str) -> ParsedURL:
     scheme, _, rest = url.partition("://")
     if _password_cut_short(rest):
         raise ConfigurationError(
-            f"cannot split {scheme}://***: a user name or password holding '/', '?' or '#' must "
-            "be percent-encoded (%2F, %3F, %23)",
+            f"cannot split {scheme}://***: a user name or password holding '/', '?' or '#' (or "
+            "'&', in a URL given as an option) must be percent-encoded (%2F, %3F, %23, %26)",
             key="url",
         )
     rest, _, _fragment = rest.partition("#")
@@ -151,27 +151,29 @@ _HOST_AFTER_AT = re.compile(r"@[^&=@]*(?::\d|/)")
 
 
 def _password_cut_short(rest: str) -> bool:
-    """Whether an unencoded ``/``, ``?`` or ``#`` in the user info ended the host part early
-    (``u:pa#ss@host``): the host part then holds no ``@``, and an ``@`` follows where no URL of
-    ours has one (a fragment, a path or an option name after a ``host:port``), or the host
-    part's "port" is the password's head. Such a URL is never quoted, even redacted."""
+    """Whether an unencoded ``/``, ``?`` or ``#`` in the user info (or ``&`` in a URL given as
+    an option) ended the host part early (``u:pa#ss@host``), so that the user info's tail and an
+    ``@`` follow where no URL of ours has one: in a fragment, an option name, a path after a
+    ``user:`` or ``@``, an option value as ``@host:port`` or ``@host/``, or the host part's
+    "port" is the password's head. Such a URL is never quoted, even redacted."""
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in netloc or "@" not in rest:
+    tail = rest[len(netloc) :]
+    if "@" not in tail:
         return False
-    before_fragment, _, fragment = rest[len(netloc) :].partition("#")
-    if "@" in fragment:
+    before_fragment, _, fragment = tail.partition("#")
+    path, _, query = before_fragment.partition("?")
+    options = [item.partition("=") for item in query.split("&")]
+    if "@" in fragment or any("@" in name for name, _, _ in options):
+        return True
+    if "@" in path and (":" in netloc or "@" in netloc or ":" in path.partition("@")[0]):
         return True
     if ":" not in netloc:
         return False
-    path, _, query = before_fragment.partition("?")
     # An option value holds an "@" only as data (client_name=ops@example.com), never one
     # followed by a host's ":port" or a "/" as a password's tail would be.
-    if "@" in path or any(
-        "@" in name or _HOST_AFTER_AT.search(value)
-        for name, _, value in (item.partition("=") for item in query.split("&"))
-    ):
+    if any(_HOST_AFTER_AT.search(value) for _, _, value in options):
         return True
-    for part in netloc.split(","):
+    for part in netloc.rpartition("@")[2].split(","):
         port_text = part[1:].partition("]")[2] if part.startswith("[") else part
         port_text = port_text.partition(":")[2]
         if port_text and not port_text.isdigit():

@@ -21,6 +21,17 @@ CUT_SHORT = [
     "tiered://?l1=memory://&l2=redis://u:S3#CRET@h:6379/0",
     "redis://app:6380?prefix=S3CRET@cache.internal:6379/0",  # an option value as the tail
     "redis://app:6380?p=S3CRET@cache/0",
+    # a password that holds an "@" too: the host part then holds one
+    "redis://u:S3@CRET?w0rd@h:6379",
+    "redis://u:S3@CRET#w0rd@h:6379",
+    "redis://u:S3@12/34CRET@h:6379/0",
+    "memcached://u:S3@CRET/w@h",
+    # a user name holding "?" or "/": the host part has no ":"
+    "redis://S3?CRET:pw@h:6379/0",
+    "redis://S3/CRET:pw@h:6379/0",
+    "grpc://S3/CRET:pw@h:50051/ns",
+    # an "&" in a URL given unencoded as an option
+    "tiered://?l1=memory://&l2=redis://u:S3&CRET@h:6379",
 ]
 
 
@@ -50,6 +61,10 @@ def test_create_cache_names_the_encoding_not_the_password(url: str) -> None:
         "file:///tmp/cache@v2",
         "file://localhost/tmp/cache@v2",
         "redis://u:S3%23CRET@h:6379/0",
+        "redis://u:S3%40CRET%3F@h:6379/0",
+        "file:///tmp/user@1000/x",
+        "unix://:S3CRET@/tmp/redis.sock?db=0",
+        "redis+sentinel://:S3CRET@h1:26379,h2:26379/mymaster/0",
     ],
 )
 def test_an_at_sign_where_urls_allow_one_still_parses(url: str) -> None:
