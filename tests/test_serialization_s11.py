@@ -148,3 +148,14 @@ def test_a_lone_surrogate_secret_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError) as info:
         create_cache("redis://127.0.0.1:1/0", secret=secret)
     assert info.value.key == "secret"
+
+
+def test_the_grpc_client_takes_a_bytes_secret_as_every_provider_does() -> None:
+    """Second-reading finding: GrpcCache's secret option accepted only str."""
+    from cachekit import create_cache
+
+    cache = create_cache("grpc://127.0.0.1:1/ns", secret=b"0123456789abcdef0123")
+    cache.close()
+    with pytest.raises(ConfigurationError) as info:
+        create_cache("grpc://127.0.0.1:1/ns", secret="short")
+    assert info.value.key == "secret"

@@ -52,6 +52,7 @@ from ..interfaces import DistributedCache, check_key, check_tags
 from ..keyscan import check_scan_args
 from ..sentinels import DEFAULT
 from ..serialization import Serializer, make_serializer
+from ..serialization.signing import secret_option
 from ..stats import CacheStats
 from ..ttl import TTLArg, check_default_ttl, resolve_ttl
 from ..v1 import cache_pb2 as pb
@@ -96,7 +97,7 @@ _OPTIONS: dict[str, Option] = {
     "serializer": Option(_str, "json, pickle, msgpack or protobuf"),
     "compression": Option(_str, "auto, zlib, zstd or none"),
     "compress_threshold": Option(int, "an int >= 0"),
-    "secret": Option(_str, "a signing secret of at least 16 bytes"),
+    "secret": Option(secret_option, "a signing secret (str or bytes) of at least 16 bytes"),
     "max_message_bytes": Option(
         _message_bytes, "a byte size such as 16777216 or '16MiB' (the server's max_message_bytes)"
     ),

@@ -260,7 +260,7 @@ def get_many(
             for key, flags, start, stop in spans:
                 if flags != b"0":
                     others[key] = deserialize(key, bytes(view[start:stop]), int(flags))
-                elif header is not None and buf.startswith(header, start):
+                elif header is not None and buf.startswith(header, start, stop):
                     bodies[key] = bytes(view[start + len(header) : stop])
                 else:
                     others[key] = bytes(view[start:stop])
