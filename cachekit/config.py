@@ -147,15 +147,18 @@ def parse_url(url: str) -> ParsedURL:
     return ParsedURL(scheme.lower(), tuple(hosts), unquote(path), username, password, options, url)
 
 
-_HOST_AFTER_AT = re.compile(r"@[^&=@]*(?::\d|/)")
+#: An option value ending as a host part would (``@cache:6379/0``, ``@cache/0``): a password's
+#: tail after an unencoded ``?``, where data (``ops@example.com``, a path) does not end so.
+_HOST_AFTER_AT = re.compile(r"@[\w.-]+(?::\d+(?:/\d*)?|/\d*)$")
 
 
 def _password_cut_short(rest: str) -> bool:
     """Whether an unencoded ``/``, ``?`` or ``#`` in the user info (or ``&`` in a URL given as
     an option) ended the host part early (``u:pa#ss@host``), so that the user info's tail and an
     ``@`` follow where no URL of ours has one: in a fragment, an option name, a path after a
-    ``user:`` or ``@``, an option value as ``@host:port`` or ``@host/``, or the host part's
-    "port" is the password's head. Such a URL is never quoted, even redacted."""
+    host and a ``user:`` or ``@``, an option value ending as ``@host:port``, after a nested URL
+    whose host part was cut, or the host part's "port" is the password's head. Such a URL is
+    never quoted, even redacted."""
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
     tail = rest[len(netloc) :]
     if "@" not in tail:
@@ -165,15 +168,34 @@ def _password_cut_short(rest: str) -> bool:
     options = [item.partition("=") for item in query.split("&")]
     if "@" in fragment or any("@" in name for name, _, _ in options):
         return True
-    if "@" in path and (":" in netloc or "@" in netloc or ":" in path.partition("@")[0]):
+    host = netloc.rpartition("@")[2]
+    if "@" in path and host and (":" in netloc or "@" in netloc or ":" in path.split("@")[0]):
         return True
+    for index, (_, _, value) in enumerate(options):
+        nested = value.partition("://")[2]
+        if nested and _userinfo_cut(nested) and any("@" in v for _, _, v in options[index:]):
+            return True  # l2=redis://u:pa&rt=x@h: the nested URL's password ran into "&"
     if ":" not in netloc:
         return False
-    # An option value holds an "@" only as data (client_name=ops@example.com), never one
-    # followed by a host's ":port" or a "/" as a password's tail would be.
-    if any(_HOST_AFTER_AT.search(value) for _, _, value in options):
+    if any(
+        _HOST_AFTER_AT.search(value)
+        for name, _, value in options
+        if not any(secret in name.lower() for secret in _SECRET_OPTIONS)
+    ):
         return True
-    for part in netloc.rpartition("@")[2].split(","):
+    return _bad_port(host)
+
+
+def _userinfo_cut(rest: str) -> bool:
+    """Whether a nested URL's host part (``rest`` after ``://``) may be ``user:password`` cut
+    before its ``@``: no ``@`` in it, and a ``:`` (a port would be the password's head)."""
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" not in netloc and ":" in netloc
+
+
+def _bad_port(host: str) -> bool:
+    """Whether a host part (``h1:1,h2:2``, ``[::1]:6379``) holds a port that is no number."""
+    for part in host.split(","):
         port_text = part[1:].partition("]")[2] if part.startswith("[") else part
         port_text = port_text.partition(":")[2]
         if port_text and not port_text.isdigit():
@@ -218,6 +240,10 @@ def parse_options(
             got = f"{value!r} ({exc})"
             if any(secret in key.lower() for secret in _SECRET_OPTIONS):  # never quote one
                 got = f"a value of type {type(value).__name__} (not shown: a secret)"
+            elif isinstance(value, Mapping):  # a nested cache's options: URLs, secrets
+                got = f"a {type(value).__name__} with keys {sorted(map(str, value))} ({exc})"
+            elif isinstance(value, str) and "://" in value:
+                got = f"{redact_url(value)!r} ({exc})"
             raise ConfigurationError(
                 f"{where}: option {key!r} accepts {option.accepts}, got {got}", key=key
             ) from None

@@ -32,6 +32,8 @@ CUT_SHORT = [
     "grpc://S3/CRET:pw@h:50051/ns",
     # an "&" in a URL given unencoded as an option
     "tiered://?l1=memory://&l2=redis://u:S3&CRET@h:6379",
+    "tiered://?l1=memory://&l2=redis://u:S3&name=CRET@h:6379",
+    "tiered://?l1=memory://&l2=redis://u:1234&w=S3CRET@h:6379",
 ]
 
 
@@ -65,6 +67,13 @@ def test_create_cache_names_the_encoding_not_the_password(url: str) -> None:
         "file:///tmp/user@1000/x",
         "unix://:S3CRET@/tmp/redis.sock?db=0",
         "redis+sentinel://:S3CRET@h1:26379,h2:26379/mymaster/0",
+        # an "@" in option values and paths that are data, not a password's tail
+        "rediss://h:6379/0?ssl_ca_certs=/etc/app@prod/ca.pem",
+        "redis+sentinel://s1:26379/mymaster?sentinel_password=S3@CRET/w",
+        "grpc://host:50051/ns?token=S3@CRET/x",
+        "unix://:S3CRET@/run/redis@6380/redis.sock?db=0",
+        "file:///var/cache/app:v2@blue/",
+        "tiered://?l2=redis://h:6379/0&l1=memory://",
     ],
 )
 def test_an_at_sign_where_urls_allow_one_still_parses(url: str) -> None:
@@ -99,3 +108,9 @@ def test_a_redacted_nested_url_keeps_its_quoting() -> None:
         "l2": "redis://:***@h/0?prefix=t:&socket_timeout=2",
         "l1_ttl": "5",
     }
+
+
+def test_a_nested_cache_dict_is_named_by_its_keys_not_quoted() -> None:
+    with pytest.raises(ConfigurationError, match=r"keys \['URL'\]") as info:
+        create_cache({"url": "tiered://", "l2": {"URL": "redis://u:S3CRET@h:6379"}})
+    assert "S3CRET" not in str(info.value)

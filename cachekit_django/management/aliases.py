@@ -61,8 +61,11 @@ class AliasInfo:
     def stats(self) -> cachekit.CacheStats | None:
         """A stats snapshot (``None`` for a non-cachekit alias); may raise ``CacheError`` (the
         configuration error itself for a misconfigured cachekit alias)."""
-        if self.configuration_error is not None:
-            raise self.configuration_error
+        error = self.configuration_error
+        if error is not None:  # a copy: the one instance would gather every call's traceback
+            copy = type(error)(str(error), key=error.key)
+            copy.__cause__ = error.__cause__
+            raise copy
         if self.core is None:
             return None
         get_stats = getattr(self.cache, "get_stats", None)

@@ -46,3 +46,18 @@ def _frames(tb: object) -> list[object]:
         frames.append(tb)
         tb = tb.tb_next  # type: ignore[attr-defined]
     return frames
+
+
+@override_settings(CACHES=BAD)
+def test_the_commands_stats_path_raises_its_own_error_too() -> None:
+    from cachekit_django.management.aliases import get_alias
+
+    info = get_alias("bad")
+    raised = []
+    for _ in range(3):
+        with pytest.raises(InvalidCacheConfiguration, match="max_entries") as caught:
+            info.stats()
+        raised.append(caught.value)
+    assert len({id(error) for error in raised}) == 3
+    assert raised[0].key == "max_entries"
+    assert raised[0].__cause__ is info.configuration_error.__cause__  # type: ignore[union-attr]
