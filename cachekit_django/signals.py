@@ -22,8 +22,9 @@ A tag is a ``str.format`` template (fields ``pk`` and ``instance``) or a callabl
 A rule covers the model's proxies and subclasses too (Django sends their class as the signal's
 sender). The row is committed by the time the tags are invalidated, so an outage then (the
 cache's server down: ``BackendUnavailable``) is logged, at most once per ``LOG_INTERVAL`` per
-cache, not raised: raising would turn a successful save into a 500. Any other error (a tag the
-rule computes badly, a cache without tags) is a mistake and raises. The tag cache alias itself
+cache, not raised: raising would turn a successful save into a 500. Any other error is a
+mistake and raises: a tag the rule computes badly from the save itself (before the commit,
+which it rolls back), a cache without tags after it. The tag cache alias itself
 is checked at start-up (``cachekit_django.E006``).
 
 Batching. ``QuerySet.delete()`` sends ``post_delete`` once per row, inside the transaction
@@ -56,6 +57,7 @@ from django.db import models, router, transaction
 from django.db.models.signals import class_prepared, post_delete, post_save
 
 from cachekit.errors import BackendUnavailable
+from cachekit.interfaces import check_tags
 
 __all__ = [
     "SettingsError",
@@ -132,9 +134,12 @@ class TagRule:
         return out
 
     def invalidate(self, instance: Any, using: str | None) -> None:
-        """Invalidate this instance's tags when the transaction on ``using`` commits."""
+        """Invalidate this instance's tags when the transaction on ``using`` commits. Tags are
+        checked here, in the save: a rule's mistake found in the batch after commit would
+        cost every row of the transaction its invalidation."""
         tags = self.tags_for(instance)
         if tags:
+            check_tags(tags)
             _schedule(self.cache, using, tags, type(instance)._meta.label, instance.pk)
 
 
@@ -146,18 +151,13 @@ class _Batch:
     cache: Any
     #: The connection's ``run_on_commit`` list when the batch began (``None``: no transaction).
     hooks: list[Any] | None
-    tags: dict[Any, None] = field(default_factory=dict)
-    #: Tags that cannot be set members (a rule's mistake): passed on, for the cache to refuse.
-    unhashable: list[Any] = field(default_factory=list)
+    tags: dict[str, None] = field(default_factory=dict)
     labels: dict[str, None] = field(default_factory=dict)
     rows: int = 0
     first_pk: Any = None
 
-    def add(self, tags: list[Any], label: str, pk: Any) -> None:
-        try:
-            self.tags.update(dict.fromkeys(tags))
-        except TypeError:
-            self.unhashable.extend(tags)
+    def add(self, tags: list[str], label: str, pk: Any) -> None:
+        self.tags.update(dict.fromkeys(tags))
         self.labels[label] = None
         if not self.rows:
             self.first_pk = pk
@@ -167,9 +167,9 @@ class _Batch:
         """Each row's ``on_commit`` callback: invalidate every tag still pending."""
         if not self.rows:
             return
-        tags = [*self.tags, *self.unhashable]
+        tags = list(self.tags)
         labels, rows, first_pk = list(self.labels), self.rows, self.first_pk
-        self.tags, self.unhashable, self.labels, self.rows = {}, [], {}, 0
+        self.tags, self.labels, self.rows = {}, {}, 0
         try:
             self.cache.invalidate_tags(tags)
         except BackendUnavailable as exc:  # an outage; a mistake in the rule still raises
@@ -184,7 +184,7 @@ _open: weakref.WeakKeyDictionary[Any, dict[str, _Batch]] = weakref.WeakKeyDictio
 _open_lock = threading.Lock()
 
 
-def _schedule(alias: str, using: str | None, tags: list[Any], label: str, pk: Any) -> None:
+def _schedule(alias: str, using: str | None, tags: list[str], label: str, pk: Any) -> None:
     """Add ``tags`` to the open batch of ``alias`` in the transaction on ``using`` and queue
     this row's callback (outside a transaction ``on_commit`` runs it at once)."""
     from django.core.cache import caches
