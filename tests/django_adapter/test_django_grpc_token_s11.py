@@ -12,15 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-
-import cachekit
-from cachekit.grpc.client import Unauthenticated
-from cachekit.v1 import admin_pb2 as apb
-from cachekit.v1 import admin_pb2_grpc as apb_grpc
+from grpc_helpers import assert_token_guarded
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "S3CRET-never-printed"
@@ -62,21 +57,7 @@ def test_serves_with_tokens_from_a_file_or_the_environment(tmp_path: Path, sourc
     )
     try:
         port, seen = _listening_port(process)
-        address = f"127.0.0.1:{port}"
-        with cachekit.create_cache(f"grpc://{address}/default?token={token}") as remote:
-            remote.set(":1:k", "v")
-            assert remote.get(":1:k") == "v"
-        intruder = cachekit.create_cache(f"grpc://{address}/default?token={wrong}")
-        with intruder, pytest.raises(Unauthenticated):
-            intruder.get(":1:k")
-        with grpc.insecure_channel(address) as channel:
-            stub = apb_grpc.CacheAdminServiceStub(channel)
-            request = apb.ListNamespacesRequest()
-            reply = stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {admin}"),))
-            assert [ns.name for ns in reply.namespaces] == ["default"]
-            with pytest.raises(grpc.RpcError) as info:
-                stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {token}"),))
-            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert_token_guarded(f"127.0.0.1:{port}", "default", token, admin, wrong=wrong, key=":1:k")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
         assert process.stdout is not None

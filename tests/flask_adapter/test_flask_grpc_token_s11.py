@@ -11,14 +11,10 @@ import sys
 from pathlib import Path
 
 import flask
-import grpc
 import pytest
+from grpc_helpers import assert_token_guarded
 
-import cachekit
 import cachekit_flask
-from cachekit.grpc.client import Unauthenticated
-from cachekit.v1 import admin_pb2 as apb
-from cachekit.v1 import admin_pb2_grpc as apb_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "S3CRET-never-printed"
@@ -55,20 +51,7 @@ def test_serves_with_tokens_from_a_file_or_the_environment(tmp_path: Path, sourc
         line = proc.stdout.readline()
         assert line.startswith("serving pages on 127.0.0.1:"), line
         address = f"127.0.0.1:{int(line.rsplit(':', 1)[1])}"
-        with cachekit.create_cache(f"grpc://{address}/pages?token={token}") as client:
-            client.set("k", "over grpc")
-            assert client.get("k") == "over grpc"
-        intruder = cachekit.create_cache(f"grpc://{address}/pages?token={wrong}")
-        with intruder, pytest.raises(Unauthenticated):
-            intruder.get("k")
-        with grpc.insecure_channel(address) as channel:
-            stub = apb_grpc.CacheAdminServiceStub(channel)
-            request = apb.ListNamespacesRequest()
-            reply = stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {admin}"),))
-            assert [ns.name for ns in reply.namespaces] == ["pages"]
-            with pytest.raises(grpc.RpcError) as info:
-                stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {token}"),))
-            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert_token_guarded(address, "pages", token, admin, wrong=wrong)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err

@@ -10,16 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
+from grpc_helpers import assert_token_guarded
 
-from cachekit import create_cache
 from cachekit.__main__ import main
 from cachekit.errors import ConfigurationError
 from cachekit.grpc.cli import resolve_token, resolve_tokens
-from cachekit.grpc.client import Unauthenticated
-from cachekit.v1 import admin_pb2 as apb
-from cachekit.v1 import admin_pb2_grpc as apb_grpc
 
 SECRET = "S3CRET-never-printed"
 
@@ -154,24 +150,6 @@ def test_token_and_token_file_together_is_an_argparse_error(
     assert SECRET not in err
 
 
-def _assert_guarded(address: str, token: str, admin: str, wrong: str) -> None:
-    """``token`` opens the data plane, ``wrong`` does not; only ``admin`` opens admin calls."""
-    with create_cache(f"grpc://{address}/default?token={token}&timeout=5") as cache:
-        cache.set("k", "v")
-        assert cache.get("k") == "v"
-    intruder = create_cache(f"grpc://{address}/default?token={wrong}&timeout=5")
-    with intruder, pytest.raises(Unauthenticated):
-        intruder.get("k")
-    with grpc.insecure_channel(address) as channel:
-        stub = apb_grpc.CacheAdminServiceStub(channel)
-        request = apb.ListNamespacesRequest()
-        reply = stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {admin}"),))
-        assert [ns.name for ns in reply.namespaces] == ["default"]
-        with pytest.raises(grpc.RpcError) as info:
-            stub.ListNamespaces(request, metadata=(("authorization", f"Bearer {token}"),))
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
 @pytest.mark.parametrize("source", ["file", "environment"])
 def test_serve_takes_its_tokens_from_a_file_or_the_environment(tmp_path: Path, source: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEKIT_GRPC_")}
@@ -191,7 +169,9 @@ def test_serve_takes_its_tokens_from_a_file_or_the_environment(tmp_path: Path, s
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("cachekit: serving default on grpc://127.0.0.1:"), line
-        _assert_guarded(line.rsplit("grpc://", 1)[1].strip(), token, admin, wrong)
+        assert_token_guarded(
+            line.rsplit("grpc://", 1)[1].strip(), "default", token, admin, wrong=wrong
+        )
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
